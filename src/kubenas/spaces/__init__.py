@@ -1,0 +1,42 @@
+"""Search spaces. One module per space, one line per space in ``SPACES``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubenas.spaces.base import Decision, InvalidArchitecture, SearchSpace
+from kubenas.spaces.cell import CellSpace
+from kubenas.spaces.chain import ChainSpace
+from kubenas.spaces.choice import ChoiceSpace
+from kubenas.spaces.multibranch import MultiBranchSpace
+from kubenas.spaces.nb201 import NB201Space
+
+SPACES: dict[str, type[SearchSpace]] = {
+    "choice": ChoiceSpace,
+    "chain": ChainSpace,
+    "multibranch": MultiBranchSpace,
+    "cell": CellSpace,
+    "nb201": NB201Space,
+}
+
+
+def make_space(name: str, **options: Any) -> SearchSpace:
+    """Build a registered space by name, e.g. ``make_space("nb201", width=8)``."""
+    if name not in SPACES:
+        raise ValueError(f"unknown search space {name!r}; registered: {', '.join(SPACES)}")
+    try:
+        return SPACES[name](**options)
+    except TypeError as exc:  # an unknown keyword: name the space and its accepted options
+        import inspect
+
+        accepted = [p for p in inspect.signature(SPACES[name]).parameters]
+        raise ValueError(f"space {name!r}: {exc}; accepted options: {', '.join(accepted)}") from None
+
+
+def space_from_spec(spec: dict[str, Any]) -> SearchSpace:
+    """Inverse of ``SearchSpace.spec()``."""
+    return make_space(spec["name"], **spec.get("options", {}))
+
+
+__all__ = ["SPACES", "Decision", "InvalidArchitecture", "SearchSpace", "make_space", "space_from_spec",
+           "ChoiceSpace", "ChainSpace", "MultiBranchSpace", "CellSpace", "NB201Space"]

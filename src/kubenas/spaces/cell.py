@@ -1,0 +1,166 @@
+"""``cell``: NASNet/DARTS-style normal and reduction cells stacked into a network.
+
+Each cell has two input nodes (0: the output of the cell before the previous one, 1: the previous cell's) and
+``blocks`` intermediate nodes 2..blocks+1. Node j picks two distinct earlier nodes ``{cell}_{j}_inputs = [a, b]``
+(a < b, so a block has one spelling) and an operation for each, ``{cell}_{j}_op0`` on a and ``{cell}_{j}_op1`` on
+b, and sums them. The cell outputs the concatenation of its intermediate nodes. In the reduction cell the ops
+reading nodes 0 and 1 have stride 2.
+
+The network is a 3x3 stem, then three stages of ``cells_per_stage`` normal cells with a reduction cell between
+stages (width doubles there), then global pooling and a linear classifier. Genotype: NAS-Bench-201's notation
+per cell, ``normal=|op~a|op~b|+|...| reduce=|...|``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from kubenas.arch import Arch
+from kubenas.spaces import ops as O
+from kubenas.spaces.base import Decision, SearchSpace
+
+DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
+             "skip_connect", "none")
+CELLS = ("normal", "reduce")
+
+Gene = tuple[int, str, int, str]  # (input a, op on a, input b, op on b)
+
+
+class CellSpace(SearchSpace):
+    name = "cell"
+
+    def __init__(self, ops: Sequence[str] = DARTS_OPS, blocks: int = 4, width: int = 16, cells_per_stage: int = 1):
+        self.ops = O.check_ops("cell", ops)
+        for field, value in (("blocks", blocks), ("width", width), ("cells_per_stage", cells_per_stage)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"cell: {field} must be a positive integer, got {value!r}")
+        self.blocks, self.width, self.cells_per_stage = blocks, width, cells_per_stage
+        decisions = []
+        for cell in CELLS:
+            for j in self._nodes():
+                pairs = tuple([a, b] for b in range(j) for a in range(b))
+                decisions += [
+                    Decision(f"{cell}_{j}_inputs", pairs),
+                    Decision(f"{cell}_{j}_op0", tuple(self.ops)),
+                    Decision(f"{cell}_{j}_op1", tuple(self.ops)),
+                ]
+        self._init_decisions(decisions)
+        self._path_ops = [o for o in self.ops if o != O.NONE_OP]
+
+    def options(self) -> dict[str, Any]:
+        return {"ops": list(self.ops), "blocks": self.blocks, "width": self.width,
+                "cells_per_stage": self.cells_per_stage}
+
+    def _nodes(self) -> range:
+        return range(2, self.blocks + 2)
+
+    def genes(self, arch: Arch, cell: str) -> list[Gene]:
+        out = []
+        for j in self._nodes():
+            a, b = arch[f"{cell}_{j}_inputs"]
+            out.append((a, arch[f"{cell}_{j}_op0"], b, arch[f"{cell}_{j}_op1"]))
+        return out
+
+    def _check(self, arch: Arch) -> str | None:
+        for cell in CELLS:
+            connected = {0, 1}
+            for j, (a, op_a, b, op_b) in zip(self._nodes(), self.genes(arch, cell)):
+                if (a in connected and op_a != O.NONE_OP) or (b in connected and op_b != O.NONE_OP):
+                    connected.add(j)
+            if len(connected) == 2:
+                return f"the {cell} cell's output is disconnected from its inputs: no node has a non-'none' path"
+        return None
+
+    def size(self) -> int:
+        k = len(self.ops)
+        per_cell = 1
+        cut_off = 1 if O.NONE_OP in self.ops else 0
+        for j in self._nodes():
+            per_cell *= math.comb(j, 2) * k * k
+            # A disconnected cell: every op that reads node 0 or 1 is 'none'; ops reading other nodes are free.
+            cut_off *= sum((1 if a < 2 else k) * (1 if b < 2 else k) for b in range(j) for a in range(b))
+        return (per_cell - cut_off) ** 2
+
+    def genotype(self, arch: Arch) -> str:
+        self.validate(arch)
+        return " ".join(
+            f"{cell}=" + "+".join(f"|{op_a}~{a}|{op_b}~{b}|" for a, op_a, b, op_b in self.genes(arch, cell))
+            for cell in CELLS
+        )
+
+    def _path_encoding_size(self) -> int:
+        k = len(self._path_ops)
+        return len(CELLS) * 2 * sum(k**length for length in range(1, self.blocks + 1))
+
+    def _path_encode(self, arch: Arch) -> np.ndarray:
+        # One bit per (cell, source input, sequence of ops) over every path from an input node to an
+        # intermediate node; every intermediate node feeds the cell's output.
+        k = len(self._path_ops)
+        index = {op: n for n, op in enumerate(self._path_ops)}
+        per_source = sum(k**length for length in range(1, self.blocks + 1))
+        offsets = {length: sum(k**m for m in range(1, length)) for length in range(1, self.blocks + 1)}
+        vec = np.zeros(self._path_encoding_size(), dtype=np.float32)
+        for c, cell in enumerate(CELLS):
+            paths: dict[int, list[tuple[int, list[int]]]] = {0: [(0, [])], 1: [(1, [])]}
+            for j, (a, op_a, b, op_b) in zip(self._nodes(), self.genes(arch, cell)):
+                paths[j] = [(src, seq + [index[op]]) for node, op in ((a, op_a), (b, op_b)) if op != O.NONE_OP
+                            for src, seq in paths[node]]
+                for src, seq in paths[j]:
+                    code = 0
+                    for n in seq:
+                        code = code * k + n
+                    vec[(c * 2 + src) * per_source + offsets[len(seq)] + code] = 1.0
+        return vec
+
+    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0) -> nn.Module:
+        self.validate(arch)
+        dim = O.spatial_dims(input_shape, "cell")
+        return _CellNet(dim, int(input_shape[0]), O.scaled(self.width, width_mult), self.cells_per_stage,
+                        self.genes(arch, "normal"), self.genes(arch, "reduce"), num_classes)
+
+
+class _Cell(nn.Module):
+    def __init__(self, dim: int, genes: list[Gene], c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
+        super().__init__()
+        self.pre0 = O.FactorizedReduce(dim, c_pp, c) if reduction_prev else O.ReLUConvBN(dim, c_pp, c, 1)
+        self.pre1 = O.ReLUConvBN(dim, c_p, c, 1)
+        self.inputs = [(a, b) for a, _, b, _ in genes]
+        self.ops = nn.ModuleList()
+        for a, op_a, b, op_b in genes:
+            for node, op in ((a, op_a), (b, op_b)):
+                self.ops.append(O.OPS[op](dim, c, 2 if reduction and node < 2 else 1))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        for n, (a, b) in enumerate(self.inputs):
+            states.append(self.ops[2 * n](states[a]) + self.ops[2 * n + 1](states[b]))
+        return torch.cat(states[2:], dim=1)
+
+
+class _CellNet(nn.Module):
+    def __init__(self, dim, c_in, c, cells_per_stage, normal, reduce, num_classes):
+        super().__init__()
+        blocks = len(normal)
+        stem_c = 3 * c
+        self.stem = nn.Sequential(O.conv(dim, c_in, stem_c, 3, padding=1, bias=False), O.batchnorm(dim, stem_c))
+        c_pp, c_p, reduction_prev = stem_c, stem_c, False
+        self.cells = nn.ModuleList()
+        for stage in range(3):
+            kinds = ([True] if stage > 0 else []) + [False] * cells_per_stage
+            for reduction in kinds:
+                if reduction:
+                    c *= 2
+                self.cells.append(_Cell(dim, reduce if reduction else normal, c_pp, c_p, c, reduction, reduction_prev))
+                c_pp, c_p, reduction_prev = c_p, blocks * c, reduction
+        self.head = nn.Sequential(O.global_pool(dim), nn.Flatten(), nn.Linear(c_p, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.head(s1)
