@@ -1,0 +1,85 @@
+"""A dataset is three explicit splits of tensors plus the number of classes.
+
+The test split is never read during search: ``search`` hands estimators ``dataset.without_test()``, and only
+the final export touches ``test``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs are float32 tensors shaped (N, F), (N, C, L) or (N, C, H, W); labels are int64 in [0, num_classes)."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    num_classes: int
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        splits = [("train", self.x_train, self.y_train), ("val", self.x_val, self.y_val)]
+        if self.x_test is not None or self.y_test is not None:
+            splits.append(("test", self.x_test, self.y_test))
+        shape = tuple(self.x_train.shape[1:])
+        for split, x, y in splits:
+            if x is None or y is None:
+                raise ValueError(f"dataset {self.name!r}: split {split!r} needs both inputs and labels")
+            if len(x) != len(y) or len(x) == 0:
+                raise ValueError(f"dataset {self.name!r}: split {split!r} has {len(x)} inputs and {len(y)} labels")
+            if tuple(x.shape[1:]) != shape:
+                raise ValueError(f"dataset {self.name!r}: split {split!r} inputs have shape {tuple(x.shape[1:])}, "
+                                 f"train has {shape}")
+            if y.min() < 0 or y.max() >= self.num_classes:
+                raise ValueError(f"dataset {self.name!r}: split {split!r} labels must lie in 0..{self.num_classes - 1}, "
+                                 f"found {int(y.min())}..{int(y.max())}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None
+
+    def without_test(self) -> "Dataset":
+        """The same dataset with the test split removed, for anything that runs during search."""
+        return replace(self, x_test=None, y_test=None)
+
+    def describe(self) -> str:
+        test = len(self.x_test) if self.x_test is not None else 0
+        return (f"{self.name}: input {self.input_shape}, {self.num_classes} classes, "
+                f"{len(self.x_train)} train / {len(self.x_val)} val / {test} test")
+
+
+def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.int64)
+
+
+def split_indices(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Stratified split of indices into parts of the given fractions (the last part takes the rest)."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        start = 0
+        for p, frac in enumerate(fractions):
+            stop = start + int(round(frac * len(idx)))
+            parts[p].extend(idx[start:stop])
+            start = stop
+        parts[-1].extend(idx[start:])
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def check_fraction(name: str, field: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"dataset {name!r}: {field} must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)

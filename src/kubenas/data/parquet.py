@@ -1,0 +1,112 @@
+"""Datasets from Parquet: the way data larger than the built-ins reaches kubenas.
+
+The features are either a ``fixed_shape_tensor`` column (pyarrow's canonical tensor extension type) or a
+list column plus a declared ``shape``. Splits are explicit: either one table with a split column holding
+``train``, ``val`` (or ``validation``) and ``test``, or one path per split.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from kubenas.data.base import Dataset, tensors
+
+_SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
+
+
+def load_parquet(
+    path: str | Mapping[str, str],
+    label_column: str = "label",
+    feature_column: str = "x",
+    shape: Sequence[int] | None = None,
+    split_column: str = "split",
+    num_classes: int | None = None,
+    name: str = "parquet",
+) -> Dataset:
+    """Load a classification dataset from a Parquet file or directory.
+
+    Args:
+        path: a file or directory holding all splits (with ``split_column``), or ``{"train": ..., "val": ...,
+            "test": ...}`` with one file or directory per split. ``test`` may be left out.
+        label_column: integer class labels.
+        feature_column: a ``fixed_shape_tensor`` column, or a list column read with ``shape``.
+        shape: the per-row feature shape without the batch dim, e.g. ``[1, 40]``; required for list columns.
+        num_classes: defaults to the largest label + 1.
+    """
+    if isinstance(path, Mapping):
+        unknown = set(path) - set(_SPLIT_ALIASES)
+        if unknown:
+            raise ValueError(f"dataset {name!r}: unknown split name(s) {sorted(unknown)}; use train, val and test")
+        splits = {_SPLIT_ALIASES[k]: _read(p, name) for k, p in path.items()}
+    else:
+        table = _read(path, name)
+        if split_column not in table.column_names:
+            raise ValueError(f"dataset {name!r}: no split column {split_column!r} in {path} (columns: "
+                             f"{', '.join(table.column_names)}); add one or pass one path per split")
+        values = table.column(split_column).to_pylist()
+        bad = sorted({str(v) for v in values} - set(_SPLIT_ALIASES))
+        if bad:
+            raise ValueError(f"dataset {name!r}: column {split_column!r} has value(s) {bad}; expected train, val, test")
+        canon = np.array([_SPLIT_ALIASES[str(v)] for v in values])
+        splits = {s: table.filter(pa.array(canon == s)) for s in ("train", "val", "test") if (canon == s).any()}
+    missing = [s for s in ("train", "val") if s not in splits]
+    if missing:
+        raise ValueError(f"dataset {name!r}: split(s) {missing} are missing; train and val are required, test is "
+                         f"needed for the final export")
+
+    arrays = {s: (_features(t, feature_column, shape, name, s), _labels(t, label_column, name, s)) for s, t in splits.items()}
+    if num_classes is None:
+        num_classes = int(max(y.max() for _, y in arrays.values())) + 1
+    test = tensors(*arrays["test"]) if "test" in arrays else (None, None)
+    return Dataset(name, *tensors(*arrays["train"]), *tensors(*arrays["val"]), num_classes=num_classes,
+                   x_test=test[0], y_test=test[1])
+
+
+def _read(path: str, name: str) -> pa.Table:
+    try:
+        return pads.dataset(path, format="parquet").to_table()
+    except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"dataset {name!r}: cannot read Parquet at {path!r}: {exc}") from exc
+
+
+def _features(table: pa.Table, column: str, shape: Sequence[int] | None, name: str, split: str) -> np.ndarray:
+    if column not in table.column_names:
+        raise ValueError(f"dataset {name!r}: no feature column {column!r} in split {split!r} "
+                         f"(columns: {', '.join(table.column_names)})")
+    col = table.column(column).combine_chunks()
+    if isinstance(col.type, pa.FixedShapeTensorType):
+        array = col.to_numpy_ndarray()
+        if shape is not None and tuple(array.shape[1:]) != tuple(shape):
+            raise ValueError(f"dataset {name!r}: column {column!r} holds tensors of shape {array.shape[1:]}, "
+                             f"but shape={list(shape)} was declared")
+        return array.astype(np.float32)
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
+        if shape is None:
+            raise ValueError(f"dataset {name!r}: column {column!r} is a list column; declare the per-row shape, "
+                             f"e.g. shape=[1, 40]")
+        per_row = int(np.prod(shape))
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        if (lengths != per_row).any():
+            row = int(np.flatnonzero(lengths != per_row)[0])
+            raise ValueError(f"dataset {name!r}: row {row} of {column!r} in split {split!r} has {lengths[row]} values; "
+                             f"shape {list(shape)} needs {per_row}")
+        flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        return flat.reshape((len(col), *shape))
+    raise ValueError(f"dataset {name!r}: column {column!r} has type {col.type}; expected fixed_shape_tensor or a list")
+
+
+def _labels(table: pa.Table, column: str, name: str, split: str) -> np.ndarray:
+    if column not in table.column_names:
+        raise ValueError(f"dataset {name!r}: no label column {column!r} in split {split!r} "
+                         f"(columns: {', '.join(table.column_names)})")
+    col = table.column(column)
+    if not pa.types.is_integer(col.type):
+        raise ValueError(f"dataset {name!r}: label column {column!r} has type {col.type}; expected integers")
+    if col.null_count:
+        raise ValueError(f"dataset {name!r}: label column {column!r} in split {split!r} has {col.null_count} nulls")
+    return col.to_numpy().astype(np.int64)

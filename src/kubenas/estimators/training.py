@@ -1,0 +1,263 @@
+"""Performance estimation by training: full training, or cheaper with the survey's lower-fidelity proxies.
+
+A :class:`Fidelity` sets the proxies: fewer epochs, a fraction of the training data, narrower networks
+(a width multiplier) and lower input resolution. Data stays as tensors on the device and is batched by
+index, which for small datasets is many times faster than a DataLoader.
+
+On CUDA, training runs under bfloat16 autocast (no loss scaling needed); on CPU in float32, deterministic
+for a given seed. A non-finite loss or any exception in training becomes a failed :class:`Result` with the
+reason, so a search goes on past a bad candidate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from kubenas.arch import Arch
+from kubenas.data.base import Dataset
+from kubenas.spaces.base import SearchSpace
+from kubenas.strategies.base import Result
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How much to spend on one evaluation.
+
+    Attributes:
+        epochs: passes over the (possibly reduced) training split.
+        data_fraction: fraction of the training split used, drawn with the evaluation's seed.
+        width_mult: multiplies every layer width of the built network.
+        resolution: resizes inputs to this length (1-D) or this height and width (2-D); None keeps them.
+    """
+
+    epochs: int = 10
+    data_fraction: float = 1.0
+    width_mult: float = 1.0
+    resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ValueError(f"fidelity.epochs must be a positive integer, got {self.epochs!r}")
+        if not isinstance(self.data_fraction, (int, float)) or not 0 < self.data_fraction <= 1:
+            raise ValueError(f"fidelity.data_fraction must be in (0, 1], got {self.data_fraction!r}")
+        if not isinstance(self.width_mult, (int, float)) or not 0 < self.width_mult <= 16:
+            raise ValueError(f"fidelity.width_mult must be in (0, 16], got {self.width_mult!r}")
+        if self.resolution is not None and (not isinstance(self.resolution, int) or self.resolution < 1):
+            raise ValueError(f"fidelity.resolution must be a positive integer or None, got {self.resolution!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Fidelity":
+        data = dict(data or {})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"fidelity: unknown field(s) {sorted(unknown)}; known: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**data)
+
+
+class Diverged(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclass
+class TrainingEstimator:
+    """Trains a candidate with AdamW and a cosine learning-rate schedule, then measures it.
+
+    Args:
+        batch_size: minibatch size.
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None picks CUDA when available.
+        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        latency_reps: timed batch-1 forward passes for the latency metric.
+    """
+
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    device: str | None = None
+    amp: bool = True
+    latency_reps: int = 20
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+
+    def resolve_device(self) -> torch.device:
+        if self.device is not None:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    # ----------------------------------------------------------------- public
+    def evaluate(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity | None = None,
+                 seed: int = 0, candidate_id: str = "") -> Result:
+        """Train ``arch`` on the train split and measure it on the validation split; never raises on a bad
+        candidate (it returns a failed result), only on bad input."""
+        space.validate(arch)
+        fidelity = fidelity or Fidelity()
+        if fidelity.resolution is not None and dataset.x_train.dim() < 3:
+            raise ValueError(f"fidelity.resolution applies to signals and images; dataset {dataset.name!r} has "
+                             f"vector inputs of shape {dataset.input_shape}")
+        start = time.perf_counter()
+        device = self.resolve_device()
+        try:
+            _, metrics = self.fit(arch, space, dataset, fidelity, seed)
+            return Result(candidate_id, "ok", metrics, cost=time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - any crash of a candidate is a failed result, by design
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            reason = f"{type(exc).__name__}: {exc}"
+            return Result(candidate_id, "failed", {}, cost=time.perf_counter() - start, error=reason[:2000])
+
+    def fit(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity,
+            seed: int) -> tuple[nn.Module, dict[str, Any]]:
+        """Build and train; return the trained model (in eval mode) and its metrics. Raises on failure."""
+        device = self.resolve_device()
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        x_train, y_train = _subset(dataset.x_train, dataset.y_train, fidelity.data_fraction, gen)
+        x_train = _resize(x_train, fidelity.resolution).to(device)
+        y_train = y_train.to(device)
+        x_val = _resize(dataset.x_val, fidelity.resolution).to(device)
+        y_val = dataset.y_val.to(device)
+        input_shape = tuple(x_train.shape[1:])
+
+        model = space.build(arch, input_shape, dataset.num_classes, width_mult=fidelity.width_mult).to(device)
+        params = sum(p.numel() for p in model.parameters())
+        macs = count_macs(model, x_val[:1])
+
+        steps_per_epoch = max(1, math.ceil(len(x_train) / self.batch_size))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=fidelity.epochs * steps_per_epoch)
+        autocast = self._autocast(device)
+
+        curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": []}
+        train_start = time.perf_counter()
+        for epoch in range(fidelity.epochs):
+            model.train()
+            order = torch.randperm(len(x_train), generator=gen).to(device)
+            total, seen = 0.0, 0
+            for step in range(steps_per_epoch):
+                idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+                if len(idx) < 2:  # batch norm cannot train on a single sample
+                    continue
+                with autocast:
+                    loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+                if not torch.isfinite(loss):
+                    raise Diverged(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += loss.item() * len(idx)
+                seen += len(idx)
+            val_loss, val_acc = self.score(model, x_val, y_val)
+            if not math.isfinite(val_loss):
+                raise Diverged(f"non-finite validation loss at epoch {epoch + 1}")
+            curves["train_loss"].append(total / max(seen, 1))
+            curves["val_loss"].append(val_loss)
+            curves["val_acc"].append(val_acc)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - train_start
+
+        metrics = {
+            "val_acc": curves["val_acc"][-1],
+            "val_loss": curves["val_loss"][-1],
+            "val_acc_curve": curves["val_acc"],
+            "val_loss_curve": curves["val_loss"],
+            "train_loss_curve": curves["train_loss"],
+            "params": params,
+            "macs": macs,
+            "train_seconds": train_seconds,
+            "latency_ms": self.latency_ms(model, x_val[:1]),
+            "epochs": fidelity.epochs,
+            "device": device.type,
+        }
+        return model, metrics
+
+    @torch.no_grad()
+    def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in eval mode and in batches."""
+        model.eval()
+        device = x.device
+        loss_sum, correct = 0.0, 0
+        with self._autocast(device):
+            for start in range(0, len(x), 1024):
+                logits = model(x[start:start + 1024].to(device)).float()
+                target = y[start:start + 1024].to(device)
+                loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+                correct += (logits.argmax(1) == target).sum().item()
+        return loss_sum / len(x), correct / len(x)
+
+    @torch.no_grad()
+    def latency_ms(self, model: nn.Module, x1: torch.Tensor) -> float:
+        """Median wall time of a batch-1 forward pass on the model's device, in milliseconds."""
+        model.eval()
+        sync = torch.cuda.synchronize if x1.device.type == "cuda" else (lambda: None)
+        times = []
+        with self._autocast(x1.device):
+            for rep in range(self.latency_reps + 3):
+                sync()
+                t0 = time.perf_counter()
+                model(x1)
+                sync()
+                if rep >= 3:  # the first passes warm up kernels and caches
+                    times.append(time.perf_counter() - t0)
+        return 1000.0 * statistics.median(times)
+
+    def _autocast(self, device: torch.device):
+        if device.type == "cuda" and self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, x1: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass on a single sample (torch's FLOP counter counts 2 per MAC)."""
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(x1)
+    model.train(was_training)
+    return int(counter.get_total_flops() // 2)
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, fraction: float, gen: torch.Generator):
+    if fraction >= 1:
+        return x, y
+    n = max(2, int(round(fraction * len(x))))
+    idx = torch.randperm(len(x), generator=gen)[:n].sort().values
+    return x[idx], y[idx]
+
+
+def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    if resolution is None or tuple(x.shape[2:]) == (resolution,) * (x.dim() - 2):
+        return x
+    if x.dim() < 3:
+        raise ValueError("fidelity.resolution applies to signals and images, not to vector inputs")
+    mode = "linear" if x.dim() == 3 else "bilinear"
+    return F.interpolate(x, size=(resolution,) * (x.dim() - 2), mode=mode, align_corners=False)
+
+
+_DEFAULT = TrainingEstimator()
+
+
+def evaluate(arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity | None = None, seed: int = 0,
+             candidate_id: str = "") -> Result:
+    """Train and measure one architecture with the default :class:`TrainingEstimator`."""
+    return _DEFAULT.evaluate(arch, space, dataset, fidelity, seed, candidate_id)

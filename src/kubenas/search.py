@@ -1,0 +1,177 @@
+"""An in-process search loop: ask, evaluate, tell, until a budget is spent. No KFP, no services.
+
+It is what tests, benchmarks and notebooks use; the Kubeflow pipeline runs the same ask/tell steps, one
+process per step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from kubenas.arch import Arch, arch_id
+from kubenas.data.base import Dataset
+from kubenas.estimators.training import Fidelity, TrainingEstimator
+from kubenas.spaces import SearchSpace, make_space
+from kubenas.strategies import Candidate, Result, Strategy, make_strategy
+
+Objective = Callable[[Arch], "float | Mapping[str, Any]"]
+
+
+@dataclass
+class SearchResult:
+    """What a search found.
+
+    Attributes:
+        best: the best successful row of ``history``, or None when every evaluation failed.
+        history: one row per evaluation: id, arch_id, arch, genotype, parent_id, status, error, metrics,
+            cost (seconds) and fidelity.
+        state: the strategy's final ``state_dict()``, from which the search can be resumed.
+        stopped: why the loop ended: ``max_evals``, ``max_seconds`` or ``exhausted``.
+    """
+
+    best: dict[str, Any] | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    stopped: str = ""
+
+    def values(self, metric: str = "val_acc") -> list[float | None]:
+        return [row["metrics"].get(metric) if row["status"] == "ok" else None for row in self.history]
+
+
+def search(
+    space: SearchSpace | str,
+    strategy: Strategy | str = "random",
+    *,
+    dataset: Dataset | None = None,
+    objective: Objective | None = None,
+    fidelity: Fidelity | Mapping[str, Any] | None = None,
+    estimator: TrainingEstimator | None = None,
+    max_evals: int | None = None,
+    max_seconds: float | None = None,
+    batch_size: int = 1,
+    seed: int = 0,
+    metric: str = "val_acc",
+    mode: str = "max",
+    strategy_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> SearchResult:
+    """Search ``space`` with ``strategy`` until ``max_evals`` evaluations or ``max_seconds`` have passed.
+
+    Give either ``dataset`` (candidates are trained by ``estimator`` at ``fidelity``) or ``objective``, a
+    function of the architecture returning the metric's value or a dict of metrics (a black box; an exception
+    makes a failed result). ``batch_size`` candidates are asked at a time, as parallel workers would.
+    """
+    if (dataset is None) == (objective is None):
+        raise ValueError("search: pass exactly one of dataset= (train candidates) or objective= (a function)")
+    if max_evals is None and max_seconds is None:
+        raise ValueError("search: set a budget, max_evals and/or max_seconds")
+    if max_evals is not None and (not isinstance(max_evals, int) or max_evals < 1):
+        raise ValueError(f"search: max_evals must be a positive integer, got {max_evals!r}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"search: max_seconds must be > 0, got {max_seconds!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"search: batch_size must be a positive integer, got {batch_size!r}")
+    space = make_space(space) if isinstance(space, str) else space
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy, space, seed=seed, metric=metric, mode=mode, **dict(strategy_options or {}))
+    elif strategy_options:
+        raise ValueError("search: strategy_options apply only when the strategy is given by name")
+    if not isinstance(fidelity, Fidelity):
+        fidelity = Fidelity.from_dict(fidelity)
+    if dataset is not None:
+        estimator = estimator or TrainingEstimator()
+        search_data = dataset.without_test()  # the test split is for the final export only
+        evaluate = lambda c: estimator.evaluate(c.arch, space, search_data, fidelity, seed, c.id)  # noqa: E731
+    else:
+        evaluate = lambda c: _call_objective(objective, c, metric)  # noqa: E731
+
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    stopped = "max_evals"
+    with _Progress(progress, max_evals, strategy.metric, strategy.mode) as bar:
+        while max_evals is None or len(history) < max_evals:
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                stopped = "max_seconds"
+                break
+            n = batch_size if max_evals is None else min(batch_size, max_evals - len(history))
+            candidates = strategy.ask(n)
+            if not candidates:
+                stopped = "exhausted"
+                break
+            results = [evaluate(c) for c in candidates]
+            strategy.tell(results)
+            for cand, res in zip(candidates, results):
+                row = _row(space, cand, res, fidelity if dataset is not None else None)
+                history.append(row)
+                bar.update(row, strategy.best())
+                if on_result is not None:
+                    on_result(row)
+
+    best = strategy.best()
+    best_row = next((r for r in history if best and r["id"] == best["id"]), None)
+    return SearchResult(best=best_row, history=history, state=strategy.state_dict(), stopped=stopped)
+
+
+def _call_objective(objective: Objective, cand: Candidate, metric: str) -> Result:
+    start = time.perf_counter()
+    try:
+        out = objective(cand.arch)
+    except Exception as exc:  # noqa: BLE001 - a crashing candidate is a failed result, and the search goes on
+        return Result(cand.id, "failed", cost=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
+    metrics = dict(out) if isinstance(out, Mapping) else {metric: out}
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return Result(cand.id, "failed", metrics, cost=time.perf_counter() - start,
+                      error=f"objective returned no finite {metric!r}: {value!r}")
+    return Result(cand.id, "ok", metrics, cost=time.perf_counter() - start)
+
+
+def _row(space: SearchSpace, cand: Candidate, res: Result, fidelity: Fidelity | None) -> dict[str, Any]:
+    return {
+        "id": cand.id,
+        "arch_id": arch_id(cand.arch),
+        "arch": cand.arch,
+        "genotype": space.genotype(cand.arch),
+        "parent_id": cand.parent_id,
+        "status": res.status,
+        "error": res.error,
+        "metrics": res.metrics,
+        "cost": res.cost,
+        "fidelity": fidelity.to_dict() if fidelity else None,
+    }
+
+
+class _Progress:
+    """A rich progress bar with the latest and best values; silent when disabled."""
+
+    def __init__(self, enabled: bool, total: int | None, metric: str, mode: str):
+        self.enabled, self.total, self.metric, self.mode = enabled, total, metric, mode
+        self._progress = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TextColumn("{task.description}"))
+            self._progress.start()
+            self._task = self._progress.add_task("", total=self.total)
+        return self
+
+    def update(self, row: dict[str, Any], best: dict[str, Any] | None) -> None:
+        if self._progress is None:
+            return
+        value = row["metrics"].get(self.metric)
+        latest = f"{value:.4f}" if row["status"] == "ok" and isinstance(value, (int, float)) else row["status"]
+        best_text = f"{best['value']:.4f}" if best else "-"
+        self._progress.console.print(f"{row['id']}  {self.metric}={latest}  {row['cost']:.1f}s  {row['genotype']}",
+                                     highlight=False, markup=False)
+        self._progress.update(self._task, advance=1, description=f"best {self.metric} ({self.mode}) {best_text}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,35 @@
+"""Search strategies: one module per algorithm, one line per strategy in ``STRATEGIES``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from kubenas.spaces.base import SearchSpace
+from kubenas.strategies.base import Candidate, Result, Strategy
+from kubenas.strategies.local_search import LocalSearch
+from kubenas.strategies.random_search import RandomSearch
+from kubenas.strategies.regularized_evolution import RegularizedEvolution
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "random": RandomSearch,
+    "regularized_evolution": RegularizedEvolution,
+    "local_search": LocalSearch,
+}
+
+
+def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
+    """Build a registered strategy by name, e.g. ``make_strategy("local_search", space, seed=1)``."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; registered: {', '.join(STRATEGIES)}")
+    cls = STRATEGIES[name]
+    accepted = {p for c in cls.__mro__ if c is not object for p in inspect.signature(c.__init__).parameters}
+    unknown = set(options) - accepted - {"self", "kwargs", "space"}
+    if unknown:
+        allowed = sorted(accepted - {"self", "kwargs", "space"})
+        raise ValueError(f"strategy {name!r}: unknown option(s) {sorted(unknown)}; accepted: {', '.join(allowed)}")
+    return cls(space, **options)
+
+
+__all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
+           "RegularizedEvolution", "LocalSearch"]

@@ -1,0 +1,261 @@
+"""The ask/tell strategy interface, with state as plain JSON.
+
+A pipeline runs each round in a fresh process: ``ask`` in one, training elsewhere, ``tell`` in another. So a
+strategy keeps everything it needs in ``state_dict()``, which is plain JSON (RNG state included), and
+``load_state_dict`` restores it exactly: the asks after a save and load are the asks it would have made.
+
+A subclass writes one method, ``_propose``, which returns the next architecture to try, and optionally
+``_observe`` (learn from one result) and ``_extra_state``/``_load_extra_state``. The base class handles ids,
+pending candidates, duplicates, failures, ``best()`` and serialisation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Mapping
+
+import numpy as np
+
+from kubenas.arch import Arch, arch_id
+from kubenas.spaces.base import SearchSpace
+
+STATE_VERSION = 1
+# Spaces up to this size are enumerated once to find unseen architectures when random proposals keep
+# colliding with evaluated ones, so that a small space is searched to exhaustion instead of stalling.
+_ENUMERATE_LIMIT = 200_000
+_PROPOSAL_TRIES = 100
+
+
+@dataclass
+class Candidate:
+    """An architecture to evaluate. ``id`` is unique within a search and deterministic for a seed."""
+
+    id: str
+    arch: Arch
+    parent_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
+        return cls(id=data["id"], arch=dict(data["arch"]), parent_id=data.get("parent_id"))
+
+
+@dataclass
+class Result:
+    """The outcome of evaluating one candidate.
+
+    ``status`` is ``"ok"`` or ``"failed"``; ``error`` says why a failure happened; ``cost`` is in seconds.
+    """
+
+    candidate_id: str
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cost: float = 0.0
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in ("ok", "failed"):
+            raise ValueError(f"Result.status must be 'ok' or 'failed', got {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Result":
+        return cls(candidate_id=data["candidate_id"], status=data["status"], metrics=dict(data.get("metrics") or {}),
+                   cost=float(data.get("cost") or 0.0), error=data.get("error"))
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A numpy Generator's state as JSON; 128-bit integers become strings so that any JSON reader keeps them."""
+    return _ints_to_str(rng.bit_generator.state)
+
+
+def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
+    state = _str_to_ints(state)
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _ints_to_str(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _ints_to_str(v) for k, v in obj.items()}
+    if isinstance(obj, (int, np.integer)) and not isinstance(obj, bool):
+        return str(int(obj))
+    return obj
+
+
+def _str_to_ints(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _str_to_ints(v) for k, v in obj.items()}
+    if isinstance(obj, str) and obj.lstrip("-").isdigit():
+        return int(obj)
+    return obj
+
+
+class Strategy:
+    """Base of every ask/tell strategy.
+
+    Args:
+        space: the search space.
+        seed: seeds the strategy's RNG; the same seed and the same results always give the same asks.
+        metric: the result metric to optimise.
+        mode: ``"max"`` or ``"min"``.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, metric: str = "val_acc", mode: str = "max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.space, self.metric, self.mode, self.seed = space, metric, mode, seed
+        self.rng = np.random.default_rng(seed)
+        self._counter = 0
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._history: list[dict[str, Any]] = []
+        self._seen: set[str] = set()
+        self._all_archs: list[Arch] | None = None
+
+    # ----------------------------------------------------------------- for subclasses
+    def _propose(self) -> tuple[Arch, str, str | None] | None:
+        """The next (architecture, tag, parent candidate id), or None when nothing new is left."""
+        raise NotImplementedError
+
+    def _observe(self, record: dict[str, Any], tag: str) -> None:
+        """Learn from one told result. ``record`` has id, arch, status and value (None when failed)."""
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def utility(self, value: float) -> float:
+        """The metric turned so that higher is better."""
+        return value if self.mode == "max" else -value
+
+    def _unique(self, propose: Callable[[], Arch]) -> Arch | None:
+        """An architecture not evaluated or pending yet: from ``propose`` if it finds one, else uniformly among
+        the unseen of a small space; None when every architecture has been seen."""
+        for _ in range(_PROPOSAL_TRIES):
+            arch = propose()
+            if arch_id(arch) not in self._seen:
+                return arch
+        return self._random_unseen()
+
+    def _random_unseen(self) -> Arch | None:
+        size = self.space.size()
+        if size is not None and len(self._seen) >= size:
+            return None
+        if size is not None and size <= _ENUMERATE_LIMIT:
+            if self._all_archs is None:
+                self._all_archs = list(self.space.enumerate())
+            unseen = [a for a in self._all_archs if arch_id(a) not in self._seen]
+            return unseen[int(self.rng.integers(len(unseen)))] if unseen else None
+        for _ in range(_PROPOSAL_TRIES):
+            arch = self.space.sample(self.rng)
+            if arch_id(arch) not in self._seen:
+                return arch
+        return None
+
+    def _pending_tags(self) -> list[str]:
+        return [info["tag"] for info in self._pending.values()]
+
+    # ----------------------------------------------------------------- the interface
+    def ask(self, n: int = 1) -> list[Candidate]:
+        """Up to ``n`` new candidates; fewer only when the space has no unseen architecture left."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"ask(n): n must be a positive integer, got {n!r}")
+        out = []
+        for _ in range(n):
+            proposal = self._propose()
+            if proposal is None:
+                break
+            arch, tag, parent_id = proposal
+            aid = arch_id(arch)
+            cid = f"{self._counter:05d}-{aid[:8]}"
+            self._counter += 1
+            self._pending[cid] = {"arch": arch, "tag": tag, "parent_id": parent_id}
+            self._seen.add(aid)
+            out.append(Candidate(cid, arch, parent_id))
+        return out
+
+    def tell(self, results: Iterable[Result | Mapping[str, Any]]) -> None:
+        """Record results of asked candidates. Failed results are recorded and never raise."""
+        for res in results:
+            res = res if isinstance(res, Result) else Result.from_dict(res)
+            info = self._pending.pop(res.candidate_id, None)
+            if info is None:
+                told = any(h["id"] == res.candidate_id for h in self._history)
+                why = "was already told" if told else "was never asked (or belongs to another search)"
+                raise ValueError(f"tell: candidate {res.candidate_id!r} {why}")
+            value = self._value(res)
+            record = {"id": res.candidate_id, "arch": info["arch"], "status": "ok" if value is not None else "failed",
+                      "value": value}
+            self._history.append(record)
+            self._observe(record, info["tag"])
+
+    def _value(self, res: Result) -> float | None:
+        if not res.ok:
+            return None
+        value = res.metrics.get(self.metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None  # an ok result without a usable objective counts as failed for the search
+        return float(value)
+
+    def best(self) -> dict[str, Any] | None:
+        """The best told result so far: ``{"id", "arch", "value"}``, or None before any success."""
+        ok = [h for h in self._history if h["value"] is not None]
+        if not ok:
+            return None
+        top = max(ok, key=lambda h: self.utility(h["value"]))
+        return {"id": top["id"], "arch": top["arch"], "value": top["value"]}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._history)
+
+    @property
+    def pending(self) -> list[Candidate]:
+        return [Candidate(cid, info["arch"], info["parent_id"]) for cid, info in self._pending.items()]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.name,
+            "version": STATE_VERSION,
+            "space": self.space.spec(),
+            "metric": self.metric,
+            "mode": self.mode,
+            "seed": self.seed,
+            "rng": rng_state(self.rng),
+            "counter": self._counter,
+            "pending": self._pending,
+            "history": self._history,
+            "extra": self._extra_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("strategy") != self.name:
+            raise ValueError(f"state belongs to strategy {state.get('strategy')!r}, not {self.name!r}")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
+        if state["space"] != json.loads(json.dumps(self.space.spec())):
+            raise ValueError(f"state was saved for space {state['space']}, but this strategy searches {self.space.spec()}")
+        self.metric, self.mode, self.seed = state["metric"], state["mode"], state["seed"]
+        self.rng = rng_from_state(state["rng"])
+        self._counter = int(state["counter"])
+        self._pending = {k: dict(v) for k, v in state["pending"].items()}
+        self._history = [dict(h) for h in state["history"]]
+        self._seen = {arch_id(h["arch"]) for h in self._history} | {arch_id(p["arch"]) for p in self._pending.values()}
+        self._load_extra_state(dict(state.get("extra") or {}))
