@@ -1,0 +1,190 @@
+"""Contract tests run over every registered strategy, then strategy-specific checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from kubenas import Result, arch_id, make_space, search
+from kubenas.strategies import STRATEGIES, make_strategy
+
+# A synthetic, separable objective over a small choice space: its optimum is a=3, b=4, c="z".
+GRID = {"a": [0, 1, 2, 3, 4, 5], "b": [0, 1, 2, 3, 4, 5], "c": ["x", "y", "z"]}
+
+
+def objective(arch):
+    return -((arch["a"] - 3) ** 2) - (arch["b"] - 4) ** 2 - (0 if arch["c"] == "z" else 1)
+
+
+def grid_space():
+    return make_space("choice", decisions=GRID)
+
+
+def fake_result(cand, fail_every=0, index=0):
+    """Deterministic results: the objective, with every `fail_every`-th one failing in a different way."""
+    if fail_every and index % fail_every == fail_every - 1:
+        kind = index // fail_every % 3
+        if kind == 0:
+            return Result(cand.id, "failed", error="CUDA out of memory")
+        if kind == 1:
+            return Result(cand.id, "ok", {"val_acc": math.nan})
+        return Result(cand.id, "ok", {})  # the metric is missing
+    return Result(cand.id, "ok", {"val_acc": float(objective(cand.arch))})
+
+
+def drive(strategy, rounds, n=3, fail_every=0, start=0):
+    asked = []
+    for r in range(rounds):
+        cands = strategy.ask(n)
+        asked.append([(c.id, c.arch) for c in cands])
+        strategy.tell([fake_result(c, fail_every, start + r * n + i) for i, c in enumerate(cands)])
+    return asked
+
+
+@pytest.fixture(params=sorted(STRATEGIES))
+def name(request):
+    return request.param
+
+
+def test_ask_returns_valid_unique_candidates(name, space):
+    strategy = make_strategy(name, space, seed=0)
+    seen = set()
+    for _ in range(4):
+        cands = strategy.ask(3)
+        assert len(cands) == 3
+        for c in cands:
+            space.validate(c.arch)
+            assert c.id not in seen and c.id.endswith(arch_id(c.arch)[:8])
+            seen.add(c.id)
+        strategy.tell([Result(c.id, "ok", {"val_acc": float(len(c.arch))}) for c in cands])
+    assert not strategy.pending
+    assert len({arch_id(h["arch"]) for h in strategy.history}) == 12  # no architecture asked twice
+
+
+def test_same_seed_and_results_give_same_asks(name):
+    runs = [drive(make_strategy(name, grid_space(), seed=7), rounds=8, fail_every=4) for _ in range(2)]
+    assert runs[0] == runs[1]
+    other = drive(make_strategy(name, grid_space(), seed=8), rounds=8, fail_every=4)
+    assert other != runs[0]
+
+
+@pytest.mark.parametrize("stop_after_ask", [False, True])
+def test_state_round_trip_mid_search_gives_identical_later_asks(name, stop_after_ask):
+    reference = make_strategy(name, grid_space(), seed=3, population_size=6, sample_size=3) if name == "regularized_evolution" \
+        else make_strategy(name, grid_space(), seed=3, **({"n_init": 4} if name == "local_search" else {}))
+    drive(reference, rounds=5, fail_every=5)
+    pending = reference.ask(2) if stop_after_ask else []
+    state = json.loads(json.dumps(reference.state_dict()))  # must be plain JSON
+
+    resumed = make_strategy(name, grid_space(), seed=999)  # the seed and options come back from the state
+    resumed.load_state_dict(state)
+    results = [fake_result(c) for c in pending]
+    reference.tell(results)
+    resumed.tell(results)
+    assert drive(resumed, rounds=6, fail_every=5, start=100) == drive(reference, rounds=6, fail_every=5, start=100)
+    assert resumed.best() == reference.best()
+
+
+def test_state_round_trip_through_a_new_process(name, tmp_path):
+    strategy = make_strategy(name, grid_space(), seed=11)
+    drive(strategy, rounds=4, fail_every=3)
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(strategy.state_dict()))
+    code = f"""
+import json
+from kubenas import make_space, make_strategy
+strategy = make_strategy({name!r}, make_space("choice", decisions={GRID!r}))
+strategy.load_state_dict(json.load(open({str(state_file)!r})))
+print(json.dumps([[c.id, c.arch] for c in strategy.ask(5)]))
+"""
+    out = subprocess.check_output([sys.executable, "-c", code], text=True)
+    assert json.loads(out) == [[c.id, c.arch] for c in strategy.ask(5)]
+
+
+def test_failures_never_crash_and_never_win(name):
+    strategy = make_strategy(name, grid_space(), seed=0)
+    drive(strategy, rounds=10, n=2, fail_every=2)
+    statuses = [h["status"] for h in strategy.history]
+    assert statuses.count("failed") == 10 and statuses.count("ok") == 10
+    best = strategy.best()
+    assert best is not None and best["value"] == max(h["value"] for h in strategy.history if h["value"] is not None)
+
+    all_failed = make_strategy(name, grid_space(), seed=0)
+    for _ in range(5):
+        all_failed.tell([Result(c.id, "failed", error="boom") for c in all_failed.ask(2)])
+    assert all_failed.best() is None
+    assert len(all_failed.ask(2)) == 2  # and it goes on asking
+
+
+def test_tell_rejects_unknown_and_repeated_ids(name):
+    strategy = make_strategy(name, grid_space(), seed=0)
+    cand = strategy.ask(1)[0]
+    with pytest.raises(ValueError, match="was never asked"):
+        strategy.tell([Result("00099-deadbeef", "ok", {"val_acc": 1.0})])
+    strategy.tell([Result(cand.id, "ok", {"val_acc": 1.0})])
+    with pytest.raises(ValueError, match="was already told"):
+        strategy.tell([{"candidate_id": cand.id, "status": "ok", "metrics": {"val_acc": 1.0}}])
+
+
+def test_finds_the_optimum_of_a_small_space(name):
+    space = grid_space()
+    result = search(space, name, objective=objective, max_evals=space.size(), seed=0, batch_size=4)
+    assert result.best["arch"] == {"a": 3, "b": 4, "c": "z"}
+    # searching the whole space never repeats an architecture, and then the strategy says it is exhausted
+    assert len({r["arch_id"] for r in result.history}) == space.size()
+    strategy = make_strategy(name, space, seed=0)
+    strategy.load_state_dict(result.state)
+    assert strategy.ask(3) == []
+
+
+def test_minimisation(name):
+    result = search(grid_space(), name, objective=lambda a: -objective(a), metric="loss", mode="min",
+                    max_evals=grid_space().size(), seed=1)
+    assert result.best["metrics"]["loss"] == 0
+
+
+def test_state_rejects_another_strategy_or_space(name):
+    state = make_strategy(name, grid_space(), seed=0).state_dict()
+    other = next(n for n in STRATEGIES if n != name)
+    with pytest.raises(ValueError, match=f"belongs to strategy '{name}'"):
+        make_strategy(other, grid_space()).load_state_dict(state)
+    with pytest.raises(ValueError, match="saved for space"):
+        make_strategy(name, make_space("choice", decisions={"a": [1, 2]})).load_state_dict(state)
+
+
+def test_unknown_strategy_option_is_named():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['populaton_size'\]; accepted: .*population_size"):
+        make_strategy("regularized_evolution", grid_space(), populaton_size=10)
+    with pytest.raises(ValueError, match="sample_size must be an integer in 1..population_size"):
+        make_strategy("regularized_evolution", grid_space(), population_size=4, sample_size=9)
+    with pytest.raises(ValueError, match="unknown strategy 'bayes'; registered"):
+        make_strategy("bayes", grid_space())
+
+
+# ---------------------------------------------------------------------- strategy-specific behaviour
+def test_regularized_evolution_ages_its_population_and_mutates_members():
+    strategy = make_strategy("regularized_evolution", grid_space(), seed=0, population_size=5, sample_size=2)
+    drive(strategy, rounds=10, n=2)
+    state = strategy.state_dict()["extra"]
+    assert len(state["population"]) == 5
+    told = [h["id"] for h in strategy.history]
+    assert [m["id"] for m in state["population"]] == told[-5:]  # the five most recent, oldest first
+    children = strategy.ask(4)
+    assert all(c.parent_id in told for c in children)
+    for c in children:
+        parent = next(h["arch"] for h in strategy.history if h["id"] == c.parent_id)
+        assert sum(parent[k] != c.arch[k] for k in GRID) == 1
+
+
+def test_local_search_climbs_then_restarts():
+    space = grid_space()
+    strategy = make_strategy("local_search", space, seed=0, n_init=3)
+    drive(strategy, rounds=40, n=1)
+    optima = strategy.local_optima
+    # the objective is separable, so the first climb ends at the global optimum and a restart follows
+    assert optima and optima[0]["arch"] == {"a": 3, "b": 4, "c": "z"}
+    assert len(strategy.history) < space.size()
