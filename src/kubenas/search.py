@@ -169,7 +169,7 @@ class _Progress:
         latest = f"{value:.4f}" if row["status"] == "ok" and isinstance(value, (int, float)) else row["status"]
         best_text = f"{best['value']:.4f}" if best else "-"
         self._progress.console.print(f"{row['id']}  {self.metric}={latest}  {row['cost']:.1f}s  {row['genotype']}",
-                                     highlight=False, markup=False)
+                                     highlight=False, markup=False, soft_wrap=True)
         self._progress.update(self._task, advance=1, description=f"best {self.metric} ({self.mode}) {best_text}")
 
     def __exit__(self, *exc: Any) -> None:

@@ -27,13 +27,14 @@ def test_metrics_and_curves(toy):
     # conv: 16 out * 16 positions * 3 taps; dense: 16*16; classifier: 16*3
     assert m["macs"] == 16 * 16 * 3 + 16 * 16 + 16 * 3
     assert m["latency_ms"] > 0 and m["train_seconds"] > 0 and res.cost >= m["train_seconds"]
-    assert m["epochs"] == 3 and m["device"] == "cpu"
+    assert m["epochs"] == 3 and m["device"] == TrainingEstimator().resolve_device().type
 
 
 def test_deterministic_for_a_seed_on_cpu(toy):
-    a = evaluate(CONV, chain(), toy, Fidelity(epochs=2), seed=5).metrics
-    b = evaluate(CONV, chain(), toy, Fidelity(epochs=2), seed=5).metrics
-    c = evaluate(CONV, chain(), toy, Fidelity(epochs=2), seed=6).metrics
+    cpu = TrainingEstimator(device="cpu")
+    a = cpu.evaluate(CONV, chain(), toy, Fidelity(epochs=2), seed=5).metrics
+    b = cpu.evaluate(CONV, chain(), toy, Fidelity(epochs=2), seed=5).metrics
+    c = cpu.evaluate(CONV, chain(), toy, Fidelity(epochs=2), seed=6).metrics
     for key in ("val_acc_curve", "val_loss_curve", "train_loss_curve"):
         assert a[key] == b[key]
     assert a["train_loss_curve"] != c["train_loss_curve"]

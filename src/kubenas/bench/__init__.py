@@ -1,0 +1,1 @@
+"""Benchmarks of kubenas itself; see each module."""

@@ -1,0 +1,37 @@
+"""The command line, run in-process."""
+
+from __future__ import annotations
+
+import json
+
+from kubenas.cli import main
+from kubenas.spaces import SPACES
+from kubenas.strategies import STRATEGIES
+
+
+def test_search_writes_history_and_state(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["search", "--space", "chain", "--space-options", '{"max_depth": 2, "widths": [4, 8]}',
+                 "--strategy", "random", "--dataset", "digits", "--max-evals", "2", "--epochs", "1",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    history = json.loads((out / "history.json").read_text())
+    state = json.loads((out / "state.json").read_text())
+    assert len(history) == 2 and state["strategy"] == "random" and len(state["history"]) == 2
+    assert "2 evaluated (2 ok, 0 failed), stopped by max_evals" in capsys.readouterr().out
+
+
+def test_bad_input_is_reported_before_any_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--space-options", '{"widht": 8}', "--out", str(out)]) == 2
+    assert "space 'nb201'" in capsys.readouterr().err and not out.exists()
+    assert main(["search", "--epochs", "0", "--out", str(out)]) == 2
+    assert "fidelity.epochs must be a positive integer" in capsys.readouterr().err
+    assert main(["search", "--strategy", "local_search", "--strategy-options", '{"n_inti": 3}', "--out", str(out)]) == 2
+    assert "unknown option(s) ['n_inti']" in capsys.readouterr().err and not out.exists()
+
+
+def test_listings(capsys):
+    assert main(["spaces"]) == 0 and main(["strategies"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in [*SPACES, *STRATEGIES])
