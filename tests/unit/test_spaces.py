@@ -162,7 +162,7 @@ def test_choice_space_bad_options_are_named():
         make_space("choice", decisions={"x": []})
     with pytest.raises(ValueError, match="conditions name unknown decision"):
         make_space("choice", decisions={"x": [1]}, conditions={"y": {"parent": "x", "values": [1]}})
-    with pytest.raises(ValueError, match="accepted options"):
+    with pytest.raises(ValueError, match=r"search space 'choice': unknown option\(s\) \['colour'\]; accepted: decisions, conditions, builder"):
         make_space("choice", decisions={"x": [1, 2]}, colour="red")
     with pytest.raises(ValueError, match="unknown search space 'nope'"):
         make_space("nope")

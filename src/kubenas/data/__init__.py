@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 from kubenas.data.base import Dataset
+from kubenas.registry import create
 from kubenas.data.builtin import load_digits, load_mnist1d
 from kubenas.data.parquet import load_parquet
 
@@ -18,14 +18,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 
 def load_dataset(name: str, **options: Any) -> Dataset:
     """Load a registered dataset, e.g. ``load_dataset("mnist1d")`` or ``load_dataset("parquet", path=...)``."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(DATASETS)}")
-    loader = DATASETS[name]
-    accepted = list(inspect.signature(loader).parameters)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"dataset {name!r}: unknown option(s) {unknown}; accepted: {', '.join(accepted)}")
-    return loader(**options)
+    return create(DATASETS, "dataset", name, **options)
 
 
 __all__ = ["DATASETS", "Dataset", "load_dataset", "load_mnist1d", "load_digits", "load_parquet"]

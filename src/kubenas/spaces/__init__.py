@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubenas.registry import create
 from kubenas.spaces.base import Decision, InvalidArchitecture, SearchSpace
 from kubenas.spaces.cell import CellSpace
 from kubenas.spaces.chain import ChainSpace
@@ -22,15 +23,7 @@ SPACES: dict[str, type[SearchSpace]] = {
 
 def make_space(name: str, **options: Any) -> SearchSpace:
     """Build a registered space by name, e.g. ``make_space("nb201", width=8)``."""
-    if name not in SPACES:
-        raise ValueError(f"unknown search space {name!r}; registered: {', '.join(SPACES)}")
-    try:
-        return SPACES[name](**options)
-    except TypeError as exc:  # an unknown keyword: name the space and its accepted options
-        import inspect
-
-        accepted = [p for p in inspect.signature(SPACES[name]).parameters]
-        raise ValueError(f"space {name!r}: {exc}; accepted options: {', '.join(accepted)}") from None
+    return create(SPACES, "search space", name, **options)
 
 
 def space_from_spec(spec: dict[str, Any]) -> SearchSpace:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
+from kubenas.registry import create
 from kubenas.spaces.base import SearchSpace
 from kubenas.strategies.base import Candidate, Result, Strategy
 from kubenas.strategies.local_search import LocalSearch
@@ -20,15 +20,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
     """Build a registered strategy by name, e.g. ``make_strategy("local_search", space, seed=1)``."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; registered: {', '.join(STRATEGIES)}")
-    cls = STRATEGIES[name]
-    accepted = {p for c in cls.__mro__ if c is not object for p in inspect.signature(c.__init__).parameters}
-    unknown = set(options) - accepted - {"self", "kwargs", "space"}
-    if unknown:
-        allowed = sorted(accepted - {"self", "kwargs", "space"})
-        raise ValueError(f"strategy {name!r}: unknown option(s) {sorted(unknown)}; accepted: {', '.join(allowed)}")
-    return cls(space, **options)
+    return create(STRATEGIES, "strategy", name, space, **options)
 
 
 __all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
