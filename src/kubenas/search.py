@@ -37,9 +37,6 @@ class SearchResult:
     state: dict[str, Any] = field(default_factory=dict)
     stopped: str = ""
 
-    def values(self, metric: str = "val_acc") -> list[float | None]:
-        return [row["metrics"].get(metric) if row["status"] == "ok" else None for row in self.history]
-
 
 def search(
     space: SearchSpace | str,

@@ -74,8 +74,8 @@ def test_same_seed_and_results_give_same_asks(name):
 
 @pytest.mark.parametrize("stop_after_ask", [False, True])
 def test_state_round_trip_mid_search_gives_identical_later_asks(name, stop_after_ask):
-    reference = make_strategy(name, grid_space(), seed=3, population_size=6, sample_size=3) if name == "regularized_evolution" \
-        else make_strategy(name, grid_space(), seed=3, **({"n_init": 4} if name == "local_search" else {}))
+    options = {"regularized_evolution": {"population_size": 6, "sample_size": 3}, "local_search": {"n_init": 4}}
+    reference = make_strategy(name, grid_space(), seed=3, **options.get(name, {}))
     drive(reference, rounds=5, fail_every=5)
     pending = reference.ask(2) if stop_after_ask else []
     state = json.loads(json.dumps(reference.state_dict()))  # must be plain JSON
