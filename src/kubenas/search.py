@@ -102,7 +102,7 @@ def search(
             results = [evaluate(c) for c in candidates]
             strategy.tell(results)
             for cand, res in zip(candidates, results):
-                row = _row(space, cand, res, fidelity if dataset is not None else None)
+                row = history_row(space, cand, res, fidelity if dataset is not None else None)
                 history.append(row)
                 bar.update(row, strategy.best())
                 if on_result is not None:
@@ -127,7 +127,8 @@ def _call_objective(objective: Objective, cand: Candidate, metric: str) -> Resul
     return Result(cand.id, "ok", metrics, cost=time.perf_counter() - start)
 
 
-def _row(space: SearchSpace, cand: Candidate, res: Result, fidelity: Fidelity | None) -> dict[str, Any]:
+def history_row(space: SearchSpace, cand: Candidate, res: Result, fidelity: Fidelity | None) -> dict[str, Any]:
+    """One history row: the candidate, its result and the fidelity it was evaluated at."""
     return {
         "id": cand.id,
         "arch_id": arch_id(cand.arch),

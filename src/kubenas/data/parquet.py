@@ -7,6 +7,7 @@ list column plus a declared ``shape``. Splits are explicit: either one table wit
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ def load_parquet(
     num_classes: int | None = None,
     name: str = "parquet",
 ) -> Dataset:
-    """Load a classification dataset from a Parquet file or directory.
+    """Load a classification dataset from a Parquet file or directory, local or ``s3://``.
 
     Args:
         path: a file or directory holding all splits (with ``split_column``), or ``{"train": ..., "val": ...,
@@ -67,8 +68,23 @@ def load_parquet(
                    x_test=test[0], y_test=test[1])
 
 
+def s3_filesystem(endpoint_url: str | None = None):
+    """A pyarrow S3 filesystem: credentials from the standard AWS chain, endpoint from ``endpoint_url`` or
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (SeaweedFS, MinIO), else AWS."""
+    from pyarrow import fs
+
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs: dict = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    if endpoint:
+        scheme, _, host = endpoint.rpartition("://")
+        kwargs.update(endpoint_override=host, scheme=scheme or "https")
+    return fs.S3FileSystem(**kwargs)
+
+
 def _read(path: str, name: str) -> pa.Table:
     try:
+        if path.startswith("s3://"):
+            return pads.dataset(path[len("s3://"):], format="parquet", filesystem=s3_filesystem()).to_table()
         return pads.dataset(path, format="parquet").to_table()
     except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
         raise ValueError(f"dataset {name!r}: cannot read Parquet at {path!r}: {exc}") from exc

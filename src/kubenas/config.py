@@ -1,0 +1,212 @@
+"""The search config: one YAML file describes a whole search, validated up front with pydantic.
+
+Every bad field is reported at once, with what is expected, before any service is contacted or any data
+loaded. Credentials are never part of a config: they come from the environment or Kubernetes Secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kubenas.data import DATASETS
+from kubenas.estimators.training import Fidelity
+from kubenas.registry import accepted_options
+from kubenas.spaces import SPACES, make_space
+from kubenas.strategies import STRATEGIES, make_strategy
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message lists every bad field."""
+
+
+def _check_registered(registry: dict, kind: str, name: str, options: dict) -> None:
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; registered: {', '.join(registry)}")
+    accepted = accepted_options(registry[name])
+    if kind == "strategy":
+        accepted = accepted[1:]  # the space is passed by kubenas
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; accepted: {', '.join(accepted)}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Named(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetConfig(Named):
+    @model_validator(mode="after")
+    def _known(self) -> "DatasetConfig":
+        _check_registered(DATASETS, "dataset", self.name, self.options)
+        return self
+
+
+class SpaceConfig(Named):
+    @model_validator(mode="after")
+    def _builds(self) -> "SpaceConfig":
+        _check_registered(SPACES, "space", self.name, self.options)
+        make_space(self.name, **self.options)  # cheap: checks option values too
+        return self
+
+
+class StrategyConfig(Named):
+    @model_validator(mode="after")
+    def _known(self) -> "StrategyConfig":
+        _check_registered(STRATEGIES, "strategy", self.name, self.options)
+        reserved = {"seed", "metric", "mode"} & set(self.options)
+        if reserved:
+            raise ValueError(f"set {sorted(reserved)} at the top level / objective, not in strategy.options")
+        return self
+
+
+class EstimatorConfig(_Strict):
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    amp: bool = True
+
+
+class FidelityConfig(_Strict):
+    epochs: int = Field(3, ge=1)
+    data_fraction: float = Field(1.0, gt=0, le=1)
+    width_mult: float = Field(1.0, gt=0, le=16)
+    resolution: int | None = Field(None, ge=1)
+
+    def to_fidelity(self) -> Fidelity:
+        return Fidelity(**self.model_dump())
+
+
+class BudgetConfig(_Strict):
+    rounds: int = Field(4, ge=1, le=100, description="rounds unrolled in the pipeline")
+    candidates_per_round: int = Field(4, ge=1, le=256)
+    parallelism: int = Field(2, ge=1, le=256, description="training tasks running at once")
+    max_evals: int | None = Field(None, ge=1, description="stop once this many candidates are evaluated")
+    patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
+
+
+class ObjectiveConfig(_Strict):
+    metric: str = "val_acc"
+    mode: Literal["max", "min"] = "max"
+
+
+class ExportConfig(_Strict):
+    epochs: int = Field(10, ge=1, description="epochs to retrain the winner")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="retraining seeds")
+    registered_model: str | None = Field(None, description="MLflow registered model name; default: the search name")
+
+
+class ResourcesConfig(_Strict):
+    gpus: int = Field(0, ge=0, le=16, description="GPUs per training task")
+    accelerator: str = "nvidia.com/gpu"
+    cpu: str | None = None
+    memory: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, str]] = Field(default_factory=list)
+
+
+class StorageConfig(_Strict):
+    bucket: str = "kubenas"
+    prefix: str = "searches"
+    endpoint_url: str | None = Field(None, description="S3 endpoint; default: AWS_ENDPOINT_URL(_S3) or AWS")
+    region: str | None = None
+    secret: str = Field("kubenas-s3", description="Kubernetes Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", v):
+            raise ValueError("must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return v.strip("/")
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = Field(None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI")
+    experiment: str = "kubenas"
+    secret: str | None = Field(None, description="Kubernetes Secret with MLflow credentials, if the server needs any")
+
+
+class SearchConfig(_Strict):
+    name: str = Field(description="search name: lowercase letters, digits and '-'; a search with an existing name resumes")
+    seed: int = 0
+    dataset: DatasetConfig
+    space: SpaceConfig
+    strategy: StrategyConfig = Field(default_factory=lambda: StrategyConfig(name="regularized_evolution"))
+    estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
+    fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.fullmatch(v):
+            raise ValueError("must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit")
+        return v
+
+    @model_validator(mode="after")
+    def _strategy_builds(self) -> "SearchConfig":
+        make_strategy(self.strategy.name, make_space(self.space.name, **self.space.options), seed=self.seed,
+                      metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.export.registered_model or self.name
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def parse_config(data: Any, source: str = "config") -> SearchConfig:
+    """Validate a dict (or JSON string) into a :class:`SearchConfig`, raising :class:`ConfigError` listing every
+    bad field."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            got = "" if err["type"] == "missing" else f" (got {json.dumps(err.get('input'), default=str)[:80]})"
+            lines.append(f"  {where}: {msg}{got}")
+        raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    """Read and validate a YAML search config."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
