@@ -50,6 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=Path("runs/search"), help="directory for history.json and state.json")
     s.add_argument("--quiet", action="store_true")
 
+    r = sub.add_parser("run", help="run a search config's pipeline locally (kfp.local) on the embedded stack")
+    r.add_argument("config", type=Path)
+    r.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
+    r.add_argument("--rounds", type=int, default=None, help="run fewer rounds than the config")
+    r.add_argument("--verbose", action="store_true", help="show every line kfp.local prints")
+
+    c = sub.add_parser("compile", help="compile a search config into a pipeline package for the Kubeflow UI")
+    c.add_argument("config", type=Path)
+    c.add_argument("-o", "--output", type=Path, default=None, help="default: <search name>.yaml")
+
+    for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
+                       ("down", "stop the local stack started by `kubenas up`")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
+
     sub.add_parser("spaces", help="list the registered search spaces")
     sub.add_parser("strategies", help="list the registered strategies")
     return parser
@@ -63,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines() or [""]
             print(f"{name:22s} {summary[0]}")
         return 0
+
+    if args.command in ("run", "compile", "up", "down"):
+        return _pipeline_command(args)
 
     try:  # every input is checked before any training starts
         space = make_space(args.space, **args.space_options)
@@ -92,6 +110,61 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best {result.best['id']}: val_acc={m['val_acc']:.4f} params={m['params']:,} macs={m['macs']:,}\n"
               f"  {result.best['genotype']}")
     print(f"wrote {args.out / 'history.json'} and {args.out / 'state.json'}")
+    return 0
+
+
+def _pipeline_command(args: argparse.Namespace) -> int:
+    from kubenas import stack
+    from kubenas.config import ConfigError, load_config
+    from kubenas.store import StoreError
+    from kubenas.tracking import TrackingError
+
+    try:
+        if args.command == "up":
+            s = stack.start(args.home)
+            print(f"MLflow UI: {s.mlflow_uri}\nS3 endpoint: {s.s3_endpoint} (credentials in {s.home / 'credentials.json'})\n"
+                  f"`kubenas run` uses this stack until `kubenas down`.")
+            return 0
+        if args.command == "down":
+            s = stack.load(args.home)
+            if s is None or not s.alive():
+                if s is not None:
+                    s.stop()
+                print("no local stack is running")
+                return 0
+            s.stop()
+            print("local stack stopped")
+            return 0
+        config = load_config(args.config)
+        if args.command == "compile":
+            from pipelines import compile_pipeline
+
+            out = compile_pipeline(config, args.output or Path(f"{config.name}.yaml"))
+            print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {config.budget.rounds} rounds, parallelism "
+                  f"{config.budget.parallelism}); upload it in the Kubeflow UI under Pipelines > Upload pipeline")
+            return 0
+        from kubenas import local_run
+
+        report = local_run.run(config, args.home, verbose=args.verbose, rounds=args.rounds)
+    except (ConfigError, StoreError, TrackingError, stack.StackError) as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kubenas: interrupted; the local stack was stopped", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # a task failed inside kfp.local
+        print(f"kubenas: the pipeline failed: {exc}\nfull log: see the latest run-*.log under the work directory",
+              file=sys.stderr)
+        return 1
+    s = report.summary
+    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s (stack start {report.stack_seconds:.0f} s); "
+          f"log {report.log}")
+    if s:
+        metric = config.objective.metric
+        print(f"winner {s['candidate_id']}: {metric}={s[metric]:.4f} test_acc={s['test_acc']:.4f} "
+              f"params={s['params']:,} macs={s['macs']:,}\n  {s['genotype']}\n"
+              f"registered {s['model_name']} version {s['version']} as {s['alias']}\n"
+              f"MLflow UI: {s['mlflow_uri']}\nload it with: mlflow.pytorch.load_model(\"{s['model_uri']}\")")
     return 0
 
 

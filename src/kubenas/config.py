@@ -116,6 +116,29 @@ class ResourcesConfig(_Strict):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, str]] = Field(default_factory=list)
 
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d+(\.\d+)?m?", v):
+            raise ValueError("must be a Kubernetes CPU quantity such as '2', '1.5' or '500m'")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?", v):
+            raise ValueError("must be a Kubernetes memory quantity such as '4Gi' or '512Mi'")
+        return v
+
+    @field_validator("tolerations")
+    @classmethod
+    def _tolerations(cls, v: list[dict[str, str]]) -> list[dict[str, str]]:
+        allowed = {"key", "operator", "value", "effect"}
+        for i, tol in enumerate(v):
+            if set(tol) - allowed:
+                raise ValueError(f"toleration {i} has unknown field(s) {sorted(set(tol) - allowed)}; allowed: {sorted(allowed)}")
+        return v
+
 
 class StorageConfig(_Strict):
     bucket: str = "kubenas"

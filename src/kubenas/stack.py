@@ -187,6 +187,8 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
             "-s3", f"-s3.port={s3}", f"-s3.config={identities}",
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
+            # no fixed-port side servers (two stacks must coexist) and no telemetry calls to the internet
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
         ], home / "logs" / "seaweedfs.log", base_env)
         stack.save()
         _wait_s3(stack, timeout, home / "logs" / "seaweedfs.log")
@@ -199,7 +201,7 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
         ], home / "logs" / "mlflow.log", mlflow_env)
         stack.save()
-        _wait_http(f"{stack.mlflow_uri}/health", timeout, home / "logs" / "mlflow.log", "MLflow")
+        _wait_http(f"{stack.mlflow_uri}/health", timeout, home / "logs" / "mlflow.log", "MLflow", stack.pgids["mlflow"])
     except BaseException:
         stack.stop(grace=2.0)
         raise
@@ -229,6 +231,7 @@ def _wait_s3(stack: Stack, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        _reap(stack.pgids["seaweedfs"])
         if not _group_alive(stack.pgids["seaweedfs"]):
             raise StackError(f"SeaweedFS exited at start; its log ends with:\n{_tail(log)}")
         try:
@@ -242,9 +245,13 @@ def _wait_s3(stack: Stack, timeout: float, log: Path) -> None:
     raise StackError(f"SeaweedFS S3 did not answer within {timeout:.0f} s ({last}); log:\n{_tail(log)}")
 
 
-def _wait_http(url: str, timeout: float, log: Path, what: str) -> None:
+def _wait_http(url: str, timeout: float, log: Path, what: str, pgid: int | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if pgid is not None:
+            _reap(pgid)
+            if not _group_alive(pgid):
+                raise StackError(f"{what} exited at start; its log ends with:\n{_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:

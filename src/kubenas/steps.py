@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -121,6 +122,7 @@ def train_candidate(config_json: str, item: str) -> dict[str, Any]:
     if candidate_id not in candidates:
         raise KeyError(f"candidate {candidate_id!r} is not in round {round_index} of {store.uri}")
     cand = Candidate.from_dict(candidates[candidate_id])
+    _pin_threads(cfg)
     space = make_space(cfg.space.name, **cfg.space.options)
     fidelity = cfg.fidelity.to_fidelity()
     data = load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
@@ -132,6 +134,19 @@ def train_candidate(config_json: str, item: str) -> dict[str, Any]:
     shown = f"{cfg.objective.metric}={value:.4f}" if result.ok and isinstance(value, (int, float)) else f"FAILED: {result.error}"
     _say(f"round {round_index} candidate {cand.id}: {shown} ({result.cost:.1f} s) {row['genotype']}")
     return row
+
+
+def _pin_threads(cfg: SearchConfig) -> None:
+    """Use this task's share of the CPU: torch would take every core it sees, and parallel training tasks on
+    one machine (kfp.local) or node would then fight over them."""
+    import torch
+
+    cpu = cfg.resources.cpu
+    if cpu:
+        share = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    else:
+        share = (os.cpu_count() or 1) / cfg.budget.parallelism
+    torch.set_num_threads(max(1, int(share)))
 
 
 def scalar_metrics(row: dict[str, Any]) -> dict[str, float]:
@@ -273,6 +288,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
                "model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}@champion",
                "mlflow_uri": tracker.uri, "parent_run_id": parent_run_id, "export_run_id": run.info.run_id}
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
+    store.put_json("export.json", summary)
     _say(f"export: {winner['genotype']} {metric}={m[metric]:.4f} test_acc={test_acc:.4f}; registered {name} "
          f"v{version} as {alias}")
     return summary

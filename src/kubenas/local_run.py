@@ -1,0 +1,105 @@
+"""``kubenas run``: the same pipeline function, run by ``kfp.local`` against the embedded stack.
+
+If ``MLFLOW_TRACKING_URI`` and an S3 endpoint (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` or the config's
+``storage.endpoint_url``) are set, they are used and nothing is started. Otherwise a stack started by
+``kubenas up`` is used, or one is started for this run and stopped at its end, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from kubenas import stack as local_stack
+from kubenas.config import SearchConfig
+from kubenas.store import SearchStore, endpoint_from_env
+from kubenas.tracking import Tracker
+
+# Lines of kfp.local's output shown without --verbose: kubenas's own progress and task/pipeline outcomes.
+_SHOWN = re.compile(r"\[kubenas\]|finished with status|Inner task failed|Error|error:")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class RunReport:
+    summary: dict | None
+    seconds: float
+    stack_seconds: float
+    log: Path
+
+
+class _Filter(io.TextIOBase):
+    """A stdout that copies everything to a log file and shows only the lines that matter."""
+
+    def __init__(self, out: TextIO, log: TextIO, verbose: bool):
+        self.out, self.log, self.verbose, self._buf = out, log, verbose, ""
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self._buf += text
+        *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            if self.verbose:
+                self.out.write(line + "\n")
+            elif _SHOWN.search(line):
+                self.out.write(_ANSI.sub("", line.strip()) + "\n")
+        self.out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.out.flush()
+
+
+def external_services(config: SearchConfig) -> bool:
+    """True when the environment or the config already names an S3 endpoint and an MLflow server."""
+    s3 = config.storage.endpoint_url or endpoint_from_env()
+    mlflow = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return bool(s3 and mlflow)
+
+
+def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, rounds: int | None = None) -> RunReport:
+    """Run the search's pipeline locally; returns the export summary and timings."""
+    import kfp.local
+
+    from pipelines import build_pipeline
+
+    home = Path(home or local_stack.DEFAULT_HOME).expanduser()
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    own_stack = None
+    if not external_services(config):
+        running = local_stack.load(home)
+        if running is not None and running.alive():
+            print(f"using the local stack started by `kubenas up` (MLflow {running.mlflow_uri})", flush=True)
+            os.environ.update(running.env())
+        else:
+            own_stack = local_stack.start(home)
+            os.environ.update(own_stack.env())
+    stack_seconds = time.perf_counter() - started
+    log_path = home / "logs" / f"run-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    try:
+        # Fail fast, before any task starts: the same checks init runs, here with clear messages.
+        SearchStore.from_config(config).check()
+        Tracker.from_config(config).check()
+        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
+        pipeline = build_pipeline(config)
+        with open(log_path, "w") as log, contextlib.redirect_stdout(_Filter(sys.stdout, log, verbose)), \
+                warnings.catch_warnings():
+            if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
+                warnings.filterwarnings("ignore", module=r"kfp\.")
+            pipeline(config_json=config.to_json(), rounds=rounds or config.budget.rounds,
+                     candidates_per_round=config.budget.candidates_per_round)
+        summary = SearchStore.from_config(config).get_json("export.json")
+    finally:
+        if own_stack is not None:
+            own_stack.stop()
+    return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path)
