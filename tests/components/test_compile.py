@@ -1,0 +1,107 @@
+"""Compile the pipeline for 1, 10 and 30 rounds and check the task graph it gives Kubeflow."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.image import IMAGE
+from kubenas import __version__
+from kubenas.config import parse_config
+from pipelines import compile_pipeline
+
+BASE = {"name": "compile-test", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
+        "budget": {"candidates_per_round": 4, "parallelism": 3}}
+GPU = {"resources": {"gpus": 2, "cpu": "4", "memory": "8Gi", "node_selector": {"pool": "gpu"},
+                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+       "tracking": {"uri": "http://mlflow.kubenas:5000", "secret": "mlflow-auth"}}
+
+
+def compiled(tmp_path: Path, rounds: int, **extra) -> tuple[dict, dict, int]:
+    cfg = parse_config({**BASE, **extra, "budget": {**BASE["budget"], "rounds": rounds}})
+    path = compile_pipeline(cfg, tmp_path / f"p{rounds}.yaml")
+    docs = list(yaml.safe_load_all(path.read_text()))
+    platform = docs[1] if len(docs) > 1 else {}
+    return docs[0], platform, path.stat().st_size
+
+
+def _dags(spec: dict) -> dict[str, dict]:
+    out = {"root": spec["root"]["dag"]}
+    out.update({name: c["dag"] for name, c in spec["components"].items() if "dag" in c})
+    return out
+
+
+def _tasks(spec: dict) -> dict[str, dict]:
+    return {name: t for dag in _dags(spec).values() for name, t in dag["tasks"].items()}
+
+
+@pytest.mark.parametrize("rounds", [1, 10, 30])
+def test_task_graph(tmp_path, rounds):
+    spec, platform, size = compiled(tmp_path, rounds)
+    tasks = _tasks(spec)
+    count = lambda prefix: sum(bool(re.fullmatch(prefix + r"(-\d+)?", n)) for n in tasks)  # noqa: E731
+    assert count("sample-architectures") == count("update-strategy") == count("train-candidates") == rounds
+    assert count("init-search") == 1
+    assert count("export-winner") == rounds  # one per stopping point; exactly one runs
+
+    loops = [t for t in tasks.values() if "parameterIterator" in t]
+    assert len(loops) == rounds and all(t["iteratorPolicy"]["parallelismLimit"] == 3 for t in loops)
+
+    conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "condition" in t.get("triggerPolicy", {})]
+    stops = [c for c in conditions if c.startswith("!(") and c.endswith("== 'continue')")]  # dsl.Else
+    continues = [c for c in conditions if not c.startswith("!(") and c.endswith("== 'continue'")]  # dsl.If
+    assert len(continues) == rounds - 1 and len(stops) == rounds - 1
+    assert all("update-strategy" in c and "Output" in c for c in conditions)
+
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == {"config_json", "rounds", "candidates_per_round"}
+    assert params["rounds"]["defaultValue"] == rounds and len(params["config_json"]["defaultValue"]) < 10_000
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {IMAGE} and IMAGE.endswith(f":{__version__}")
+    assert size < 1024 * 1024, f"{rounds} rounds compile to {size} bytes"
+
+    # every task reads the S3 credentials from the Kubernetes Secret, never from a parameter
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert len(executors) == len(spec["deploymentSpec"]["executors"])
+    for ex in executors.values():
+        assert ex["secretAsEnv"][0]["secretName"] == "kubenas-s3"
+        assert {k["envVar"] for k in ex["secretAsEnv"][0]["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_credentials_in_the_environment_never_reach_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sentinel-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sentinel-secret-key")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "sentinel-mlflow-password")
+    compiled(tmp_path, 2, **GPU)
+    text = (tmp_path / "p2.yaml").read_text()
+    assert "sentinel" not in text
+
+
+def test_no_caching(tmp_path):
+    spec, _, _ = compiled(tmp_path, 2)
+    assert all(t.get("cachingOptions", {}).get("enableCache") is not True for t in _tasks(spec).values())
+
+
+def test_gpu_settings_on_training_and_export_tasks(tmp_path):
+    spec, platform, _ = compiled(tmp_path, 3, **GPU)
+    executors = spec["deploymentSpec"]["executors"]
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    trained = [name for name in executors if name.startswith(("exec-train-candidates", "exec-export-winner"))]
+    assert len(trained) == 3 + 3
+    for name in trained:
+        res = executors[name]["container"]["resources"]
+        assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "2"
+        assert res["resourceCpuLimit"] == "4" and res["resourceMemoryLimit"] == "8Gi"
+        assert kube[name]["nodeSelector"]["labels"] == {"pool": "gpu"}
+        assert kube[name]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert {s["secretName"] for s in kube[name]["secretAsEnv"]} == {"kubenas-s3", "mlflow-auth"}
+    for name in set(executors) - set(trained):
+        assert "accelerator" not in executors[name]["container"].get("resources", {})
+
+
+def test_no_gpu_by_default(tmp_path):
+    spec, _, _ = compiled(tmp_path, 2)
+    assert not any("accelerator" in e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values())

@@ -1,0 +1,100 @@
+"""The S3 store's commit rules, and bad input failing fast against a real stack."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from kubenas import steps
+from kubenas.cli import main
+from kubenas.config import parse_config
+from kubenas.store import SearchStore, StoreError
+
+CONFIG = {"name": "rerun", "dataset": {"name": "digits"}, "space": {"name": "chain", "options": {"max_depth": 2}},
+          "strategy": {"name": "random"}, "fidelity": {"epochs": 1},
+          "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1}}
+
+
+def test_an_uncommitted_round_rerun_duplicates_nothing(stack_env):
+    init = steps.init_search(parse_config(CONFIG).to_json())
+    cfg_json, parent = init["config_json"], init["parent_run_id"]
+    store = SearchStore.from_config(parse_config(CONFIG))
+
+    items = steps.sample_architectures(cfg_json, 0, 0, parent)
+    steps.train_candidate(cfg_json, items[0])
+    # the pod dies here: the round has a result but no commit; the next attempt starts the round again
+    assert store.last_committed_round() == -1
+    again = steps.sample_architectures(cfg_json, 0, 0, parent)
+    assert again == items  # deterministic candidate ids
+    for item in again:
+        steps.train_candidate(cfg_json, item)
+    assert steps.update_strategy(cfg_json, 0, 0, parent) == "continue"
+    rows = store.read_history()
+    assert rows.num_rows == 2 and sorted(rows.column("id").to_pylist()) == sorted(i.split("/")[1] for i in items)
+
+    # a failed training task leaves no result: the round still commits, with the candidate marked failed
+    items = steps.sample_architectures(cfg_json, 1, 0, parent)
+    steps.train_candidate(cfg_json, items[0])
+    steps.update_strategy(cfg_json, 1, 0, parent)
+    rows = store.read_history().to_pylist()
+    assert [r["status"] for r in rows if r["round"] == 1].count("failed") == 1
+    assert any(r["error"] == "no result: the training task failed" for r in rows)
+    assert store.committed_rounds() == [0, 1]
+
+
+def test_resuming_with_another_space_is_refused(stack_env):
+    steps.init_search(parse_config({**CONFIG, "name": "identity"}).to_json())
+    changed = parse_config({**CONFIG, "name": "identity", "space": {"name": "chain", "options": {"max_depth": 3}}})
+    with pytest.raises(ValueError, match="already exists .* with different space"):
+        steps.init_search(changed.to_json())
+
+
+def _run(tmp_path, config):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    start = time.perf_counter()
+    code = main(["run", str(path), "--home", str(tmp_path / "home")])
+    return code, time.perf_counter() - start
+
+
+def _untouched(name):
+    return SearchStore.from_config(parse_config({**CONFIG, "name": name})).list("") == []
+
+
+def test_unreachable_s3_fails_fast(stack_env, tmp_path, capsys):
+    code, seconds = _run(tmp_path, {**CONFIG, "name": "no-s3", "storage": {"endpoint_url": "http://127.0.0.1:9"}})
+    assert code == 2 and seconds < 30
+    assert "cannot reach the S3 endpoint http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_wrong_s3_credentials_fail_fast(stack_env, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    code, seconds = _run(tmp_path, {**CONFIG, "name": "bad-creds"})
+    err = capsys.readouterr().err
+    assert code == 2 and seconds < 30
+    assert "rejected the credentials" in err and "not-the-secret" not in err
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", stack_env.secret_key)
+    assert _untouched("bad-creds")
+
+
+def test_unreachable_mlflow_fails_fast(stack_env, tmp_path, capsys):
+    code, seconds = _run(tmp_path, {**CONFIG, "name": "no-mlflow", "tracking": {"uri": "http://127.0.0.1:9"}})
+    assert code == 2 and seconds < 30
+    assert "cannot reach the MLflow server at http://127.0.0.1:9" in capsys.readouterr().err
+    assert _untouched("no-mlflow")
+
+
+def test_invalid_config_fails_before_any_service(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    code, seconds = _run(tmp_path, {**CONFIG, "budget": {"rounds": 0}, "fidelity": {"epochs": -1}})
+    err = capsys.readouterr().err
+    assert code == 2 and seconds < 5
+    assert "budget.rounds: Input should be greater than or equal to 1" in err and "fidelity.epochs" in err
+
+
+def test_store_check_names_a_missing_bucket(stack_env):
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        SearchStore("no-such-bucket", "p", "s").check(create_bucket=False)
