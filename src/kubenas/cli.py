@@ -157,8 +157,10 @@ def _pipeline_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     s = report.summary
-    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s (stack start {report.stack_seconds:.0f} s); "
-          f"log {report.log}")
+    retrain = (report.summary or {}).get("retrain_seconds", 0.0)
+    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s: {report.evaluations} candidates trained for "
+          f"{report.train_seconds:.0f} s in all ({config.budget.parallelism} at a time), winner retrained in {retrain:.0f} s, "
+          f"stack start {report.stack_seconds:.0f} s\nfull log: {report.log}")
     if s:
         metric = config.objective.metric
         print(f"winner {s['candidate_id']}: {metric}={s[metric]:.4f} test_acc={s['test_acc']:.4f} "

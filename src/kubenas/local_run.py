@@ -7,6 +7,7 @@ If ``MLFLOW_TRACKING_URI`` and an S3 endpoint (``AWS_ENDPOINT_URL_S3`` / ``AWS_E
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import os
@@ -34,6 +35,8 @@ class RunReport:
     seconds: float
     stack_seconds: float
     log: Path
+    evaluations: int = 0
+    train_seconds: float = 0.0  # candidate training, summed over tasks (they run `parallelism` at a time)
 
 
 class _Filter(io.TextIOBase):
@@ -90,16 +93,24 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         # Fail fast, before any task starts: the same checks init runs, here with clear messages.
         SearchStore.from_config(config).check()
         Tracker.from_config(config).check()
+        before = SearchStore.from_config(config).last_committed_round()
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
         pipeline = build_pipeline(config)
+        original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
         with open(log_path, "w") as log, contextlib.redirect_stdout(_Filter(sys.stdout, log, verbose)), \
                 warnings.catch_warnings():
             if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
                 warnings.filterwarnings("ignore", module=r"kfp\.")
-            pipeline(config_json=config.to_json(), rounds=rounds or config.budget.rounds,
-                     candidates_per_round=config.budget.candidates_per_round)
-        summary = SearchStore.from_config(config).get_json("export.json")
+            try:
+                pipeline(config_json=config.to_json(), rounds=rounds or config.budget.rounds,
+                         candidates_per_round=config.budget.candidates_per_round)
+            finally:
+                builtins.print = original_print
+        store = SearchStore.from_config(config)
+        summary = store.get_json("export.json")
+        rows = [r for r in store.read_history().to_pylist() if r["round"] > before]
     finally:
         if own_stack is not None:
             own_stack.stop()
-    return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path)
+    return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
+                     train_seconds=sum(r["train_seconds"] or 0.0 for r in rows))

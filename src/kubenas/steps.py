@@ -252,6 +252,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         trained.append((seed, model, m, test_acc))
     seed, model, m, test_acc = max(trained, key=lambda t: t[2][metric] if mode == "max" else -t[2][metric])
     tests = [t[3] for t in trained]
+    retrain_seconds = time.perf_counter() - start
     model = model.cpu().eval()
 
     mlflow.set_tracking_uri(tracker.uri)
@@ -266,7 +267,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         mlflow.log_metrics({metric: float(m[metric]), "test_acc": test_acc,
                             "test_acc_mean": sum(tests) / len(tests), "test_acc_min": min(tests),
                             "params": m["params"], "macs": m["macs"], "latency_ms": m["latency_ms"],
-                            "retrain_seconds": time.perf_counter() - start})
+                            "retrain_seconds": retrain_seconds})
         mlflow.log_dict(arch, "arch.json")
         mlflow.log_dict(space.spec(), "space.json")
         with tempfile.TemporaryDirectory() as tmp:
@@ -286,7 +287,8 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     summary = {"candidate_id": winner["id"], "genotype": winner["genotype"], "arch": arch,
                metric: float(m[metric]), "test_acc": test_acc, "params": m["params"], "macs": m["macs"],
                "model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}@champion",
-               "mlflow_uri": tracker.uri, "parent_run_id": parent_run_id, "export_run_id": run.info.run_id}
+               "mlflow_uri": tracker.uri, "parent_run_id": parent_run_id, "export_run_id": run.info.run_id,
+               "retrain_seconds": retrain_seconds}
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
     store.put_json("export.json", summary)
     _say(f"export: {winner['genotype']} {metric}={m[metric]:.4f} test_acc={test_acc:.4f}; registered {name} "

@@ -91,3 +91,16 @@ def test_parquet_errors_name_the_column_and_what_is_expected(tmp_path):
     pq.write_table(pa.table({"x": [r.tolist() for r in x], "label": y, "split": ["train"] * 8}), only_train)
     with pytest.raises(ValueError, match=r"split\(s\) \['val'\] are missing"):
         load_dataset("parquet", path=only_train, shape=[4])
+
+
+def test_mnist1d_is_cached_on_disk_and_identical(tmp_path, monkeypatch):
+    from kubenas.data import builtin
+
+    monkeypatch.setenv("KUBENAS_CACHE", str(tmp_path))
+    builtin._mnist1d_arrays.cache_clear()
+    first = load_dataset("mnist1d", num_samples=500, seed=7)
+    assert (tmp_path / "mnist1d-500-7.npz").exists()
+    builtin._mnist1d_arrays.cache_clear()
+    second = load_dataset("mnist1d", num_samples=500, seed=7)
+    assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)
+    builtin._mnist1d_arrays.cache_clear()

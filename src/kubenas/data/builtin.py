@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -24,8 +26,32 @@ def load_mnist1d(val_fraction: float = 0.2, num_samples: int = 5000, seed: int =
                    x_test=tensors(x_test, y_test)[0], y_test=tensors(x_test, y_test)[1])
 
 
+def cache_dir() -> Path:
+    """Where generated datasets are cached: ``KUBENAS_CACHE``, else ``~/.cache/kubenas``."""
+    return Path(os.environ.get("KUBENAS_CACHE", Path.home() / ".cache" / "kubenas"))
+
+
 @lru_cache(maxsize=4)
 def _mnist1d_arrays(num_samples: int, seed: int):
+    """Generation is deterministic but takes ~2 s, paid by every pipeline task: cache the arrays on disk."""
+    path = cache_dir() / f"mnist1d-{num_samples}-{seed}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            return cached["x"], cached["y"], cached["x_test"], cached["y_test"]
+    except (OSError, KeyError, ValueError):
+        pass
+    arrays = _generate_mnist1d(num_samples, seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, x=arrays[0], y=arrays[1], x_test=arrays[2], y_test=arrays[3])
+        os.replace(tmp, path)  # atomic: parallel tasks never read a half-written file
+    except OSError:
+        pass  # a read-only home is fine: generate every time
+    return arrays
+
+
+def _generate_mnist1d(num_samples: int, seed: int):
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as exc:  # pragma: no cover - it is a core dependency
