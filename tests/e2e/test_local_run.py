@@ -79,6 +79,10 @@ def test_run_then_resume_keeps_history_and_champion(stack_env, tmp_path, capsys)
     with torch.no_grad():
         test_acc = (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
     assert abs(test_acc - logged) < 1e-6
+    info = mlflow.models.get_model_info("models:/e2e-model@champion")
+    assert info.signature is not None and info.saved_input_example_info is not None
+    for log in (tmp_path / "home" / "logs").glob("run-*.log"):  # nor do they reach the run's log
+        assert stack_env.secret_key not in log.read_text()
 
     # a second run resumes the search: new rounds, no duplicated rows; its export (1 epoch instead of 4)
     # is worse, so the champion stays and the new version becomes the challenger

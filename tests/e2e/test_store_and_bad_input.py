@@ -98,3 +98,21 @@ def test_invalid_config_fails_before_any_service(tmp_path, capsys, monkeypatch):
 def test_store_check_names_a_missing_bucket(stack_env):
     with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
         SearchStore("no-such-bucket", "p", "s").check(create_bucket=False)
+
+
+def test_parquet_datasets_load_from_s3(stack_env):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kubenas.data import load_dataset
+    from kubenas.data.parquet import s3_filesystem
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 1, 4, 4)).astype(np.float32)
+    table = pa.table({"x": pa.FixedShapeTensorArray.from_numpy_ndarray(x), "label": rng.integers(0, 3, 12),
+                      "split": ["train"] * 6 + ["val"] * 3 + ["test"] * 3})
+    pq.write_table(table, "kubenas/datasets/tiny/part-0.parquet", filesystem=s3_filesystem())
+    data = load_dataset("parquet", path="s3://kubenas/datasets/tiny/")
+    assert data.input_shape == (1, 4, 4) and len(data.x_train) == 6 and data.has_test
+    assert np.allclose(data.x_train.numpy(), x[:6])

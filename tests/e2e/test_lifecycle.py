@@ -1,0 +1,74 @@
+"""The embedded stack's life cycle as a user drives it: up/down, a failed run and Ctrl-C leave no process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_"))}
+
+
+def processes_under(home) -> list[str]:
+    """Processes whose command line names this test's private work directory (only ours can)."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if str(home) in line]
+
+
+def kubenas(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "kubenas.cli", *args], env=ENV, capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def test_up_and_down(tmp_path):
+    home = tmp_path / "home"
+    try:
+        up = kubenas("up", "--home", str(home))
+        assert up.returncode == 0, up.stderr
+        assert "MLflow UI: http://127.0.0.1:" in up.stdout and "secret" not in up.stdout.lower()
+        assert len(processes_under(home)) >= 2
+        again = kubenas("up", "--home", str(home))
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        down = kubenas("down", "--home", str(home))
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert processes_under(home) == []
+
+
+def test_a_failed_run_stops_its_stack(tmp_path):
+    home = tmp_path / "home"
+    config = {"name": "fails", "dataset": {"name": "parquet", "options": {"path": str(tmp_path / "missing.parquet")}},
+              "space": {"name": "chain"}, "budget": {"rounds": 1, "candidates_per_round": 1, "parallelism": 1}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = kubenas("run", str(path), "--home", str(home))
+    assert run.returncode == 1 and "the pipeline failed" in run.stderr
+    assert processes_under(home) == []
+
+
+def test_ctrl_c_stops_the_stack(tmp_path):
+    home = tmp_path / "home"
+    config = {"name": "interrupted", "dataset": {"name": "digits"}, "space": {"name": "chain"},
+              "fidelity": {"epochs": 50}, "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:  # wait until the pipeline is running
+            if "[kubenas] round 0 (#1 of this run)" in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, rest
+    deadline = time.monotonic() + 15
+    while processes_under(home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_under(home) == []
