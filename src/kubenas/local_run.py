@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -77,6 +78,9 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
 
     home = Path(home or local_stack.DEFAULT_HOME).expanduser()
     (home / "logs").mkdir(parents=True, exist_ok=True)
+    # kfp.local sets the root logger to INFO; boto's INFO chatter ("Found credentials...") is not progress.
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     started = time.perf_counter()
     own_stack = None
     if not external_services(config):
