@@ -104,3 +104,19 @@ def test_mnist1d_is_cached_on_disk_and_identical(tmp_path, monkeypatch):
     second = load_dataset("mnist1d", num_samples=500, seed=7)
     assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)
     builtin._mnist1d_arrays.cache_clear()
+
+
+def test_dataset_tensors_are_aligned_copies():
+    # a numpy view 16 bytes into its buffer: results of CPU kernels depend on input alignment, so a dataset
+    # must not share numpy's memory (a shared, misaligned buffer made searches irreproducible)
+    from kubenas.data.base import tensors
+
+    buf = np.arange(4 + 8 * 40, dtype=np.float32)
+    view = buf[4:].reshape(8, 1, 40)
+    assert view.ctypes.data % 64 != 0 or buf.ctypes.data % 64 != 0
+    x, y = tensors(view, np.zeros(8, dtype=np.int64))
+    assert x.data_ptr() % 64 == 0 and not np.shares_memory(x.numpy(), buf)
+    assert np.array_equal(x.numpy(), view)
+    # an inserted axis may carry any stride in numpy; the tensor gets the standard one
+    odd = np.arange(8 * 40, dtype=np.float32).reshape(8, 40)[:, None, :]
+    assert tensors(odd, np.zeros(8, dtype=np.int64))[0].stride() == (40, 40, 1)

@@ -61,7 +61,19 @@ class Dataset:
 
 
 def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    """Torch-owned copies of numpy arrays, in freshly allocated tensors with canonical strides.
+
+    CPU kernels pick their code path from the input's layout, and their results differ in the last bits
+    between paths. A numpy view can carry any stride on a size-1 axis (``x[:, None, :]``) and any buffer
+    alignment, and which one it has depended on whether the data was generated or read from a cache. That
+    flipped a validation prediction now and then and made searches irreproducible, so every dataset tensor
+    is a new allocation: standard strides, 64-byte alignment.
+    """
+    out_x = torch.empty(np.shape(x), dtype=torch.float32)
+    out_x.copy_(torch.from_numpy(np.asarray(x, dtype=np.float32)))
+    out_y = torch.empty(np.shape(y), dtype=torch.int64)
+    out_y.copy_(torch.from_numpy(np.asarray(y, dtype=np.int64)))
+    return out_x, out_y
 
 
 def split_indices(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
