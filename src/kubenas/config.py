@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kubenas.data import DATASETS
 from kubenas.estimators.training import Fidelity
-from kubenas.registry import accepted_options
-from kubenas.spaces import SPACES, make_space
+from kubenas.registry import check
+from kubenas.spaces import make_space
 from kubenas.strategies import STRATEGIES, make_strategy
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -25,17 +25,6 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 class ConfigError(ValueError):
     """A config that cannot run; the message lists every bad field."""
-
-
-def _check_registered(registry: dict, kind: str, name: str, options: dict) -> None:
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; registered: {', '.join(registry)}")
-    accepted = accepted_options(registry[name])
-    if kind == "strategy":
-        accepted = accepted[1:]  # the space is passed by kubenas
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; accepted: {', '.join(accepted)}")
 
 
 class _Strict(BaseModel):
@@ -50,22 +39,21 @@ class Named(_Strict):
 class DatasetConfig(Named):
     @model_validator(mode="after")
     def _known(self) -> "DatasetConfig":
-        _check_registered(DATASETS, "dataset", self.name, self.options)
+        check(DATASETS, "dataset", self.name, self.options)  # loading the data would be expensive
         return self
 
 
 class SpaceConfig(Named):
     @model_validator(mode="after")
     def _builds(self) -> "SpaceConfig":
-        _check_registered(SPACES, "space", self.name, self.options)
-        make_space(self.name, **self.options)  # cheap: checks option values too
+        make_space(self.name, **self.options)  # cheap, and checks the option values too
         return self
 
 
 class StrategyConfig(Named):
     @model_validator(mode="after")
     def _known(self) -> "StrategyConfig":
-        _check_registered(STRATEGIES, "strategy", self.name, self.options)
+        check(STRATEGIES, "strategy", self.name, self.options, positional=1)  # the space is passed by kubenas
         reserved = {"seed", "metric", "mode"} & set(self.options)
         if reserved:
             raise ValueError(f"set {sorted(reserved)} at the top level / objective, not in strategy.options")

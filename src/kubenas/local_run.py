@@ -22,7 +22,8 @@ from typing import TextIO
 
 from kubenas import stack as local_stack
 from kubenas.config import SearchConfig
-from kubenas.store import SearchStore, endpoint_from_env
+from kubenas.data.parquet import endpoint_from_env
+from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
 
 # Lines of kfp.local's output shown without --verbose: kubenas's own progress and task/pipeline outcomes.
@@ -95,9 +96,10 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     log_path = home / "logs" / f"run-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     try:
         # Fail fast, before any task starts: the same checks init runs, here with clear messages.
-        SearchStore.from_config(config).check()
+        store = SearchStore.from_config(config)
+        store.check()
         Tracker.from_config(config).check()
-        before = SearchStore.from_config(config).last_committed_round()
+        before = store.last_committed_round()
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
         pipeline = build_pipeline(config)
         original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
@@ -110,7 +112,6 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
                          candidates_per_round=config.budget.candidates_per_round)
             finally:
                 builtins.print = original_print
-        store = SearchStore.from_config(config)
         summary = store.get_json("export.json")
         rows = [r for r in store.read_history().to_pylist() if r["round"] > before]
     finally:

@@ -18,13 +18,20 @@ def accepted_options(target: Callable[..., Any]) -> list[str]:
     return [n for n in names if n != "self"]
 
 
-def create(registry: Mapping[str, Callable[..., Any]], kind: str, name: str, *args: Any, **options: Any) -> Any:
-    """Call ``registry[name](*args, **options)``, naming the registered names or accepted options on a typo."""
+def check(registry: Mapping[str, Callable[..., Any]], kind: str, name: str, options: Mapping[str, Any],
+          positional: int = 0) -> Callable[..., Any]:
+    """Return ``registry[name]`` after checking that it exists and takes ``options`` (beyond its first
+    ``positional`` arguments), naming the registered names or the accepted options on a typo."""
     if name not in registry:
         raise ValueError(f"unknown {kind} {name!r}; registered: {', '.join(registry)}")
     target = registry[name]
-    accepted = accepted_options(target)[len(args):]
+    accepted = accepted_options(target)[positional:]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"{kind} {name!r}: unknown option(s) {unknown}; accepted: {', '.join(accepted)}")
-    return target(*args, **options)
+    return target
+
+
+def create(registry: Mapping[str, Callable[..., Any]], kind: str, name: str, *args: Any, **options: Any) -> Any:
+    """Call ``registry[name](*args, **options)`` after :func:`check`."""
+    return check(registry, kind, name, options, positional=len(args))(*args, **options)

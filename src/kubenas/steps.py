@@ -226,14 +226,13 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
 
     cfg = parse_config(config_json)
     store, tracker = SearchStore.from_config(cfg), Tracker.from_config(cfg)
-    rows = [r for r in store.read_history().to_pylist() if r["status"] == "ok"]
     metric, mode = cfg.objective.metric, cfg.objective.mode
-    scored = [r for r in rows if isinstance(json.loads(r["metrics"]).get(metric), (int, float))]
+    rows = [{**r, "metrics": json.loads(r["metrics"])} for r in store.read_history().to_pylist() if r["status"] == "ok"]
+    scored = [r for r in rows if isinstance(r["metrics"].get(metric), (int, float))]
     if not scored:
         tracker.finish(parent_run_id, ok=False)
         raise RuntimeError(f"search {cfg.name!r}: no successful candidate to export")
-    value_of = lambda r: json.loads(r["metrics"])[metric]  # noqa: E731
-    scored.sort(key=value_of, reverse=(mode == "max"))
+    scored.sort(key=lambda r: r["metrics"][metric], reverse=(mode == "max"))
     winner = scored[0]
     arch = json.loads(winner["arch"])
     space = make_space(cfg.space.name, **cfg.space.options)
@@ -254,6 +253,9 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     tests = [t[3] for t in trained]
     retrain_seconds = time.perf_counter() - start
     model = model.cpu().eval()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    weights = buf.getvalue()  # the same bytes go to MLflow and to the store
 
     mlflow.set_tracking_uri(tracker.uri)
     name = cfg.model_name
@@ -271,16 +273,13 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         mlflow.log_dict(arch, "arch.json")
         mlflow.log_dict(space.spec(), "space.json")
         with tempfile.TemporaryDirectory() as tmp:
-            weights = Path(tmp) / "state_dict.pt"
-            torch.save(model.state_dict(), weights)
-            mlflow.log_artifact(str(weights))
+            (Path(tmp) / "state_dict.pt").write_bytes(weights)
+            mlflow.log_artifact(str(Path(tmp) / "state_dict.pt"))
         info = mlflow.pytorch.log_model(model, name="model", input_example=data.x_test[:2].numpy(),
                                         registered_model_name=name)
     version = str(info.registered_model_version)
     alias = tracker.promote(name, version, metric, float(m[metric]), mode)
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    store.put_bytes(f"weights/{winner['id']}.pt", buf.getvalue())
+    store.put_bytes(f"weights/{winner['id']}.pt", weights)
     store.put_json(f"weights/{winner['id']}.json", {"arch": arch, "space": space.spec()})
     tracker.finish(parent_run_id)
 
@@ -297,7 +296,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
 
 
 def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[str, Any], top: int = 10) -> str:
-    """The Markdown leaderboard the Kubeflow UI renders."""
+    """The Markdown leaderboard the Kubeflow UI renders; ``scored`` rows carry parsed ``metrics`` dicts."""
     metric = cfg.objective.metric
     lines = [f"# kubenas search `{cfg.name}`", "",
              f"Winner `{summary['candidate_id']}` retrained for {cfg.export.epochs} epoch(s): "
@@ -307,7 +306,7 @@ def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[s
              f"| # | candidate | round | {metric} | params | MACs | cost (s) | genotype |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, r in enumerate(scored[:top], start=1):
-        m = json.loads(r["metrics"])
+        m = r["metrics"]
         lines.append(f"| {i} | `{r['id']}` | {r['round']} | {m[metric]:.4f} | {m.get('params', '')} | "
                      f"{m.get('macs', '')} | {r['cost']:.1f} | `{_cell(r['genotype'])}` |")
     return "\n".join(lines) + "\n"

@@ -34,6 +34,8 @@ import pyarrow.parquet as pq
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from kubenas.data.parquet import endpoint_from_env
+
 HISTORY_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("arch_id", pa.string()),
@@ -60,10 +62,6 @@ _ROUND_FILE = re.compile(r"round-(\d{5})\.parquet$")
 
 class StoreError(RuntimeError):
     """The S3 store cannot be used; the message says why and what to check."""
-
-
-def endpoint_from_env() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None):

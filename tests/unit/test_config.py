@@ -44,8 +44,8 @@ def test_every_bad_field_is_listed_with_what_is_expected():
     for expected in [
         "name: must be 1-63 lowercase letters",
         "dataset: unknown dataset 'cifar'; registered: mnist1d, digits, parquet",
-        "space: unknown option(s) ['widht'] for space 'nb201'; accepted: ops, width, cells_per_stage",
-        "strategy: unknown option(s) ['n_inti'] for strategy 'local_search'; accepted: n_init, seed, metric, mode",
+        "space: search space 'nb201': unknown option(s) ['widht']; accepted: ops, width, cells_per_stage",
+        "strategy: strategy 'local_search': unknown option(s) ['n_inti']; accepted: n_init, seed, metric, mode",
         "fidelity.epochs: Input should be greater than or equal to 1",
         "budget.parallelism: Input should be greater than or equal to 1",
         "budget.roundz: Extra inputs are not permitted",

@@ -68,12 +68,17 @@ def load_parquet(
                    x_test=test[0], y_test=test[1])
 
 
+def endpoint_from_env() -> str | None:
+    """The S3 endpoint override of the standard AWS variables (SeaweedFS, MinIO); None means AWS."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
 def s3_filesystem(endpoint_url: str | None = None):
     """A pyarrow S3 filesystem: credentials from the standard AWS chain, endpoint from ``endpoint_url`` or
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (SeaweedFS, MinIO), else AWS."""
     from pyarrow import fs
 
-    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = endpoint_url or endpoint_from_env()
     kwargs: dict = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
     if endpoint:
         scheme, _, host = endpoint.rpartition("://")
