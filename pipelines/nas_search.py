@@ -57,8 +57,11 @@ def build_pipeline(config: SearchConfig):
         init.set_display_name("init")
         cfg, parent, start = init.outputs["config_json"], init.outputs["parent_run_id"], init.outputs["start_round"]
 
-        def export():
-            _settings(export_winner(config_json=cfg, parent_run_id=parent), config, train=True).set_display_name("export")
+        def export(update):
+            # The export reads the history from S3, not from `update`'s outputs, so the dependency must be
+            # explicit: without it the export of the last round started as soon as that round began.
+            task = _settings(export_winner(config_json=cfg, parent_run_id=parent), config, train=True)
+            task.set_display_name("export").after(update)
 
         def round_from(k: int) -> None:
             sample = _settings(sample_architectures(config_json=cfg, run_round=k, start_round=start,
@@ -72,12 +75,12 @@ def build_pipeline(config: SearchConfig):
                                                statuses=dsl.Collected(train.outputs["Output"])), config)
             update.set_display_name(f"round {k + 1}: update")
             if k == max_rounds - 1:
-                export()
+                export(update)
                 return
             with dsl.If(update.outputs["Output"] == "continue", name=f"continue after round {k + 1}"):
                 round_from(k + 1)
             with dsl.Else(name=f"stop after round {k + 1}"):
-                export()
+                export(update)
 
         round_from(0)
 

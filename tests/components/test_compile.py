@@ -80,6 +80,17 @@ def test_credentials_in_the_environment_never_reach_the_package(tmp_path, monkey
     assert "sentinel" not in text
 
 
+@pytest.mark.parametrize("rounds", [1, 10, 30])
+def test_the_final_export_waits_for_the_last_update(tmp_path, rounds):
+    # The export reads the history from S3, not from an upstream output: without an explicit dependency it
+    # started when the last round began and missed that round's candidates.
+    spec, _, _ = compiled(tmp_path, rounds)
+    last_update = "update-strategy" if rounds == 1 else f"update-strategy-{rounds}"
+    dag = next(d for d in _dags(spec).values() if last_update in d["tasks"])
+    exports = [t for name, t in dag["tasks"].items() if name.startswith("export-winner")]
+    assert len(exports) == 1 and last_update in exports[0]["dependentTasks"]
+
+
 def test_no_caching(tmp_path):
     spec, _, _ = compiled(tmp_path, 2)
     assert all(t.get("cachingOptions", {}).get("enableCache") is not True for t in _tasks(spec).values())
