@@ -13,13 +13,18 @@ from pathlib import Path
 from kfp import compiler, dsl, kubernetes
 
 from components import export_winner, init_search, sample_architectures, train_candidates, update_strategy
+from components.image import IMAGE, image_for
 from kubenas.config import SearchConfig
 
 
 def _settings(task, config: SearchConfig, *, train: bool = False):
-    """Pod settings shared by every task: no caching (steps read and write the store), credentials from
-    Kubernetes Secrets; GPUs, tolerations, node selector and resources for training tasks."""
+    """Pod settings shared by every task: the image, no caching (steps read and write the store), credentials
+    from Kubernetes Secrets; the CUDA image, GPUs, tolerations, node selector and resources for training tasks."""
     task.set_caching_options(False)
+    res = config.resources
+    image = image_for(res.gpus if train else 0, res.image)
+    if image != IMAGE:
+        task.set_container_image(image)
     kubernetes.use_secret_as_env(task, secret_name=config.storage.secret, secret_key_to_env={
         "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
     if config.tracking.secret:
@@ -28,7 +33,6 @@ def _settings(task, config: SearchConfig, *, train: bool = False):
             "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}, optional=True)
     if not train:
         return task
-    res = config.resources
     if res.gpus:
         task.set_accelerator_type(res.accelerator).set_accelerator_limit(res.gpus)
     if res.cpu:

@@ -98,11 +98,26 @@ class ExportConfig(_Strict):
 
 class ResourcesConfig(_Strict):
     gpus: int = Field(0, ge=0, le=16, description="GPUs per training task")
+    image: str | None = Field(None, description="image for every task; default: the kubenas image of this version, "
+                                                "its CUDA variant for training tasks when gpus > 0")
     accelerator: str = "nvidia.com/gpu"
     cpu: str | None = None
     memory: str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, str]] = Field(default_factory=list)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        name = v.split("@", 1)[0]
+        if ":" not in name.rsplit("/", 1)[-1] and "@" not in v:
+            raise ValueError("must name a tag or a digest, e.g. 'registry.example.com/kubenas:0.1.0'; an untagged "
+                             "image means 'latest', which changes under a scheduled search")
+        if name.endswith(":latest"):
+            raise ValueError("must not use the 'latest' tag: pin a version so that every round runs the same code")
+        return v
 
     @field_validator("cpu")
     @classmethod

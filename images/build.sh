@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Build the kubenas component image (CPU and CUDA variants) and push it to a registry of yours.
+#
+#   images/build.sh REGISTRY [--variant cpu|cuda|all] [--push] [--dry-run]
+#   images/build.sh --lock        # regenerate images/constraints.txt from pyproject.toml
+#
+# REGISTRY is the image repository without a tag, e.g. registry.example.com/ml/kubenas. The tags are the
+# package version (CPU) and <version>-cuda (CUDA); compile or submit pipelines with the same repository:
+#   KUBENAS_IMAGE_REPO=REGISTRY kubenas upload CONFIG --host ...
+# The engine is `docker` unless CONTAINER_ENGINE names another (podman, nerdctl) with the same CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=$(sed -nE 's/^__version__ = "([^"]+)"$/\1/p' src/kubenas/__init__.py)
+[ -n "$version" ] || { echo "build.sh: cannot read __version__ from src/kubenas/__init__.py" >&2; exit 1; }
+
+if [ "${1:-}" = "--lock" ]; then
+  report=$(mktemp)
+  python -m pip install --quiet --dry-run --ignore-installed --report "$report" "torch==2.13.0" ".[digits,onnx,server]"
+  python - "$report" images/constraints.txt <<'PY'
+import json, sys
+report, out = sys.argv[1:]
+pins = sorted((p["metadata"]["name"].lower(), p["metadata"]["version"]) for p in json.load(open(report))["install"])
+lines = ["# Exact versions of every dependency in the kubenas image (torch excepted: the CPU image pins it on its",
+         "# own line and the CUDA image keeps its base image's build). Regenerate with `images/build.sh --lock`."]
+lines += [f"{name}=={version}" for name, version in pins if name not in ("kubenas", "torch")]
+open(out, "w").write("\n".join(lines) + "\n")
+print(f"wrote {out}: {len(lines) - 2} pinned packages")
+PY
+  rm -f "$report"
+  exit 0
+fi
+
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+registry="" variant=all push=0 dry=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --variant) variant=${2:-}; shift 2 ;;
+    --push) push=1; shift ;;
+    --dry-run) dry=1; shift ;;
+    -h|--help) usage ;;
+    -*) echo "build.sh: unknown option $1" >&2; usage ;;
+    *) [ -z "$registry" ] || usage; registry=$1; shift ;;
+  esac
+done
+[ -n "$registry" ] || { echo "build.sh: give the image repository, e.g. registry.example.com/ml/kubenas" >&2; usage; }
+case "$registry" in *:*/*|*@*) ;; *:*) echo "build.sh: give REGISTRY without a tag; the tag is the version ($version)" >&2; exit 2 ;; esac
+case "$variant" in cpu|cuda|all) ;; *) echo "build.sh: --variant must be cpu, cuda or all, not '$variant'" >&2; exit 2 ;; esac
+
+engine=${CONTAINER_ENGINE:-docker}
+run() { echo "+ $*"; [ "$dry" -eq 1 ] || "$@"; }
+build() {  # build VARIANT DOCKERFILE TAG
+  run "$engine" build --file "$2" --tag "$registry:$3" \
+      --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.title=kubenas-$1" .
+  [ "$push" -eq 0 ] || run "$engine" push "$registry:$3"
+}
+[ "$variant" = cuda ] || build cpu images/Dockerfile "$version"
+[ "$variant" = cpu ] || build cuda images/Dockerfile.cuda "$version-cuda"
