@@ -18,6 +18,10 @@ from kubenas.spaces import SPACES, make_space
 from kubenas.strategies import STRATEGIES
 
 
+_CLUSTER_AUTH = ("Authentication follows kfp: a bearer token in $KF_PIPELINES_TOKEN, else the pod's service-account "
+                 "token (KF_PIPELINES_SA_TOKEN_PATH). Images: $KUBENAS_IMAGE_REPO:<version>")
+
+
 def _json_arg(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -60,6 +64,36 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("config", type=Path)
     c.add_argument("-o", "--output", type=Path, default=None, help="default: <search name>.yaml")
 
+    kfp_help = "Kubeflow Pipelines API URL (default: $KF_PIPELINES_ENDPOINT); token: $KF_PIPELINES_TOKEN"
+    for name, text in (("submit", "compile a search config and start a run of it on a Kubeflow cluster"),
+                       ("schedule", "create a recurring run of a search config on a Kubeflow cluster"),
+                       ("upload", "upload a search config's pipeline (or a new version) to the Kubeflow UI")):
+        k = sub.add_parser(name, help=text, description=text + ". " + _CLUSTER_AUTH)
+        k.add_argument("config", type=Path)
+        k.add_argument("--host", default=None, help=kfp_help)
+        k.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user clusters)")
+        if name == "upload":
+            k.add_argument("--version", default=None, help="version name (default: <kubenas version>-<timestamp>)")
+            continue
+        k.add_argument("--experiment", default="kubenas", help="KFP experiment, created if missing (default kubenas)")
+        k.add_argument("--service-account", default="kubenas-runner",
+                       help="service account of the run's pods (default kubenas-runner, from manifests/); "
+                            "'' for the namespace default")
+        if name == "submit":
+            k.add_argument("--run-name", default=None, help="default: <search name>-<timestamp>")
+        else:
+            k.add_argument("--cron", required=True,
+                           help="6-field cron, seconds first: '0 0 2 * * *' is 02:00 every day")
+            k.add_argument("--name", default=None, help="recurring run name (default kubenas-<search name>)")
+            k.add_argument("--catchup", action="store_true", help="run the schedules missed while paused")
+
+    pl = sub.add_parser("pull", help="fetch a registered model from MLflow: state_dict, arch JSON, ONNX, model card")
+    pl.add_argument("model", metavar="NAME[@ALIAS]", help="registered model, alias default champion")
+    pl.add_argument("-o", "--output", type=Path, required=True, help="directory to write into")
+    pl.add_argument("--tracking-uri", default=None, help="MLflow server (default: $MLFLOW_TRACKING_URI)")
+    pl.add_argument("--evaluate", action="store_true",
+                    help="also run model.onnx over the dataset's test split and compare with the logged accuracy")
+
     for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
                        ("down", "stop the local stack started by `kubenas up`")):
         p = sub.add_parser(name, help=text)
@@ -81,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in ("run", "compile", "up", "down"):
         return _pipeline_command(args)
+    if args.command in ("submit", "schedule", "upload"):
+        return _cluster_command(args)
+    if args.command == "pull":
+        return _pull_command(args)
 
     try:  # every input is checked before any training starts
         space = make_space(args.space, **args.space_options)
@@ -167,6 +205,49 @@ def _pipeline_command(args: argparse.Namespace) -> int:
               f"params={s['params']:,} macs={s['macs']:,}\n  {s['genotype']}\n"
               f"registered {s['model_name']} version {s['version']} as {s['alias']}\n"
               f"MLflow UI: {s['mlflow_uri']}\nload it with: mlflow.pytorch.load_model(\"{s['model_uri']}\")")
+    return 0
+
+
+def _cluster_command(args: argparse.Namespace) -> int:
+    from kubenas import cluster
+    from kubenas.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+        if args.command == "submit":
+            done = cluster.submit(config, host=args.host, namespace=args.namespace, experiment=args.experiment,
+                                  service_account=args.service_account, run_name=args.run_name)
+        elif args.command == "schedule":
+            done = cluster.schedule(config, cron=args.cron, host=args.host, namespace=args.namespace,
+                                    experiment=args.experiment, service_account=args.service_account, name=args.name,
+                                    catchup=args.catchup)
+        else:
+            done = cluster.upload(config, host=args.host, namespace=args.namespace, version=args.version)
+    except (ConfigError, cluster.ClusterError) as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {done.kind} {done.name!r} ({done.id})\n{done.url}")
+    if args.command == "schedule":
+        print(f"runs on '{args.cron}', one at a time; each run resumes search {config.name!r} and moves the "
+              f"'champion' alias of {config.model_name!r} only on improvement")
+    return 0
+
+
+def _pull_command(args: argparse.Namespace) -> int:
+    from kubenas.pull import PullError, pull
+
+    try:
+        done = pull(args.model, args.output, tracking_uri=args.tracking_uri, evaluate=args.evaluate)
+    except PullError as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    m = done.metrics
+    print(f"pulled {done.name} v{done.version} (@{done.alias}) into {done.directory}: {', '.join(done.files)}")
+    print(f"logged test_acc={m.get('test_acc', float('nan')):.4f} params={m.get('params', 0):,.0f}")
+    if done.onnx_test_acc is not None:
+        same = abs(done.onnx_test_acc - m.get("test_acc", -1)) < 1e-9
+        print(f"model.onnx test_acc={done.onnx_test_acc:.4f} ({'matches' if same else 'DIFFERS FROM'} the logged value)")
+        return 0 if same else 1
     return 0
 
 

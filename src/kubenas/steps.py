@@ -265,13 +265,17 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     with mlflow.start_run(run_id=run.info.run_id):
         mlflow.log_params({"candidate_id": winner["id"], "arch_id": winner["arch_id"], "genotype": winner["genotype"][:6000],
                            "export_epochs": cfg.export.epochs, "export_seeds": json.dumps(cfg.export.seeds),
-                           "chosen_seed": seed, "space": cfg.space.name, "dataset": cfg.dataset.name})
+                           "chosen_seed": seed, "space": cfg.space.name, "dataset": cfg.dataset.name,
+                           "search": cfg.name, "input_shape": json.dumps(list(data.input_shape)),
+                           "num_classes": data.num_classes, "data_split": json.dumps(
+                               {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)})})
         mlflow.log_metrics({metric: float(m[metric]), "test_acc": test_acc,
                             "test_acc_mean": sum(tests) / len(tests), "test_acc_min": min(tests),
                             "params": m["params"], "macs": m["macs"], "latency_ms": m["latency_ms"],
                             "retrain_seconds": retrain_seconds})
         mlflow.log_dict(arch, "arch.json")
         mlflow.log_dict(space.spec(), "space.json")
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")  # the dataset and its split, for `kubenas pull`
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "state_dict.pt").write_bytes(weights)
             mlflow.log_artifact(str(Path(tmp) / "state_dict.pt"))

@@ -14,6 +14,7 @@ from kubenas.cli import main
 from kubenas.config import load_config
 from kubenas.data import load_dataset
 from kubenas.data.parquet import s3_filesystem
+from kubenas.pull import evaluate_onnx, load_module
 from kubenas.store import SearchStore
 
 TINY = {
@@ -39,7 +40,7 @@ def history(cfg):
                         filesystem=s3_filesystem()).to_table()
 
 
-def test_run_then_resume_keeps_history_and_champion(stack_env, tmp_path, capsys):
+def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     path = write(tmp_path, TINY)
     cfg = load_config(path)
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
@@ -94,3 +95,34 @@ def test_run_then_resume_keeps_history_and_champion(stack_env, tmp_path, capsys)
     assert sorted(set(table.column("round").to_pylist())) == [0, 1, 2, 3]
     assert client.get_model_version_by_alias("e2e-model", "champion").version == "1"
     assert client.get_model_version_by_alias("e2e-model", "challenger").version == "2"
+
+    # `kubenas pull` writes weights, architecture, ONNX and a model card; the ONNX file reproduces the logged
+    # test accuracy on the test split, and the rebuilt module computes what MLflow's pt2 program computes
+    out_dir = tmp_path / "pulled"
+    capsys.readouterr()
+    assert main(["pull", "e2e-model", "-o", str(out_dir), "--evaluate"]) == 0
+    out = capsys.readouterr().out
+    assert "pulled e2e-model v1 (@champion)" in out and "(matches the logged value)" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["MODEL_CARD.md", "arch.json", "model.json", "model.onnx",
+                                                         "state_dict.pt"]
+    onnx_acc = evaluate_onnx(out_dir / "model.onnx", cfg.model_dump())
+    assert onnx_acc == logged
+    rebuilt = load_module(out_dir)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(data.x_test[:64]), model(data.x_test[:64]), atol=1e-5)
+    logged_arch = client.download_artifacts(champion.run_id, "arch.json", str(tmp_path))
+    assert json.loads((out_dir / "arch.json").read_text()) == json.loads(open(logged_arch).read())
+    card = (out_dir / "MODEL_CARD.md").read_text()
+    genotype = client.get_run(champion.run_id).data.params["genotype"]
+    for text in ("# e2e-model v1 (`@champion`)", "search `e2e-tiny`", genotype, "Dataset `mnist1d`",
+                 f"test {len(data.y_test):,}", f"| test_acc | {logged:.4f} |"):
+        assert text in card, text
+    assert stack_env.secret_key not in card
+
+    # another alias, and a clear error for a missing one
+    assert main(["pull", "e2e-model@challenger", "-o", str(tmp_path / "challenger")]) == 0
+    assert "v2 (@challenger)" in capsys.readouterr().out
+    assert main(["pull", "e2e-model@nightly", "-o", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "no model version e2e-model@nightly" in err and "e2e-model" in err
+    assert not (tmp_path / "nope").exists()
