@@ -2,6 +2,7 @@
 schemas (kubernetes-validate), then checked for what a cluster would only reveal at install time: security
 settings, references between objects, MLflow's allowed hosts, and the bucket the pipeline root points at."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 import yaml
 from mlflow.server.security_utils import is_allowed_host_header
 
-from kubenas.config import SearchConfig, StorageConfig, TrackingConfig
+from components import image as component_image
+from kubenas.config import SearchConfig, StorageConfig, TrackingConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -183,7 +185,7 @@ def test_mlflow_server_settings(overlay):
     port = service["spec"]["ports"][0]["port"]
     allowed = args["allowed-hosts"].split(",")
     for host in (service["metadata"]["name"], f"kubenas-mlflow:{port}", f"kubenas-mlflow.{NAMESPACE}:{port}",
-                 f"kubenas-mlflow.{NAMESPACE}.svc.cluster.local:{port}"):
+                 f"kubenas-mlflow.{NAMESPACE}.svc.cluster.local:{port}", f"localhost:{port}"):
         assert is_allowed_host_header(allowed, host), host
     for host in ("evil.example.com", "kubenas-mlflowx:5000", "10.0.0.1:5000"):
         assert not is_allowed_host_header(allowed, host), host
@@ -245,3 +247,26 @@ def test_search_config_defaults_match_the_manifests():
     assert config.storage.secret in secret_templates()
     env = {e["name"]: e.get("value") for e in one("cpu", "PodDefault", "kubenas")["spec"]["env"]}
     assert config.tracking.uri == env["MLFLOW_TRACKING_URI"]
+
+
+def test_the_cluster_example_config_uses_what_the_manifests_install():
+    config = load_config(ROOT / "pipelines" / "configs" / "digits-chain-gpu.yaml")
+    env = {e["name"]: e.get("value") for e in one("gpu", "PodDefault", "kubenas")["spec"]["env"]}
+    settings = mlflow_config("gpu")
+    assert config.tracking.uri == env["MLFLOW_TRACKING_URI"]
+    assert config.storage.secret in secret_templates()
+    assert config.storage.endpoint_url == settings["MLFLOW_S3_ENDPOINT_URL"]
+    assert config.storage.bucket == settings["S3_BUCKET"]
+    assert config.resources.gpus >= 1
+
+
+def test_an_overlay_of_an_overlay_retargets_the_image(tmp_path):
+    """What manifests/README.md tells operators to do for a private registry renders as documented."""
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(MANIFESTS / "overlays" / "gpu", tmp_path)],  # kustomize wants it relative
+        "images": [{"name": "ghcr.io/kubenas/kubenas", "newName": "registry.example.com/ml/kubenas"}]}))
+    out = subprocess.run([_kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    deployment = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"registry.example.com/ml/kubenas:{component_image.IMAGE.rsplit(':', 1)[1]}"
