@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("pull", help="fetch a registered model from MLflow: state_dict, arch JSON, ONNX, model card")
     pl.add_argument("model", metavar="NAME[@ALIAS]", help="registered model, alias default champion")
     pl.add_argument("-o", "--output", type=Path, required=True, help="directory to write into")
-    pl.add_argument("--tracking-uri", default=None, help="MLflow server (default: $MLFLOW_TRACKING_URI)")
+    pl.add_argument("--tracking-uri", default=None,
+                    help="MLflow server (default: $MLFLOW_TRACKING_URI, else the local stack of `kubenas up`)")
+    pl.add_argument("--home", type=Path, default=None, help="work directory of the local stack (default ~/.kubenas)")
     pl.add_argument("--evaluate", action="store_true",
                     help="also run model.onnx over the dataset's test split and compare with the logged accuracy")
 
@@ -234,10 +236,19 @@ def _cluster_command(args: argparse.Namespace) -> int:
 
 
 def _pull_command(args: argparse.Namespace) -> int:
+    import os
+
+    from kubenas import stack
     from kubenas.pull import PullError, pull
 
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:  # no server named: the local stack of `kubenas up`, if it runs
+        local = stack.load(args.home)
+        if local is not None and local.alive():
+            os.environ.update(local.env())
+            uri = local.mlflow_uri
     try:
-        done = pull(args.model, args.output, tracking_uri=args.tracking_uri, evaluate=args.evaluate)
+        done = pull(args.model, args.output, tracking_uri=uri, evaluate=args.evaluate)
     except PullError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2

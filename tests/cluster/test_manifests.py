@@ -178,6 +178,10 @@ def test_mlflow_server_settings(overlay):
     defined = {e["name"] for e in c["env"]} | set(mlflow_config(overlay))
     for var in re.findall(r"\$\((\w+)\)", " ".join(c["args"])):
         assert var in defined, f"{overlay}: $({var}) in the MLflow args is not defined"
+    from mlflow.cli import server  # every flag is one the installed `mlflow server` (the image's version) takes
+
+    assert set(args) <= {opt.removeprefix("--") for param in server.params for opt in param.opts}
+    assert c["command"] == ["mlflow", "server"]
     assert args["backend-store-uri"].startswith("postgresql://")
     assert args["artifacts-destination"] == "s3://$(S3_BUCKET)/$(MLFLOW_ARTIFACTS_PREFIX)"
     # allowed hosts, checked with MLflow's own matcher: the Service's names pass, other hosts do not
