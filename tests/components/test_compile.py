@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.image import IMAGE
+from components.image import CUDA_IMAGE, IMAGE
 from kubenas import __version__
 from kubenas.config import parse_config
 from pipelines import compile_pipeline
@@ -109,8 +109,25 @@ def test_gpu_settings_on_training_and_export_tasks(tmp_path):
         assert kube[name]["nodeSelector"]["labels"] == {"pool": "gpu"}
         assert kube[name]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
         assert {s["secretName"] for s in kube[name]["secretAsEnv"]} == {"kubenas-s3", "mlflow-auth"}
+        assert executors[name]["container"]["image"] == CUDA_IMAGE
     for name in set(executors) - set(trained):
         assert "accelerator" not in executors[name]["container"].get("resources", {})
+        assert executors[name]["container"]["image"] == IMAGE  # sample/update/init stay on the small CPU image
+
+
+def test_an_image_in_the_config_runs_every_task(tmp_path):
+    pinned = "registry.example.com/ml/kubenas@sha256:" + "0" * 64
+    spec, _, _ = compiled(tmp_path, 2, resources={"gpus": 1, "image": pinned})
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {pinned}
+
+
+@pytest.mark.parametrize("image", ["registry.example.com/kubenas", "registry.example.com/kubenas:latest",
+                                   "localhost:5000/kubenas"])
+def test_an_unpinned_image_is_refused(image):
+    from kubenas.config import ConfigError
+
+    with pytest.raises(ConfigError, match="resources.image"):
+        parse_config({**BASE, "resources": {"image": image}})
 
 
 def test_no_gpu_by_default(tmp_path):
