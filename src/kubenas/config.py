@@ -109,13 +109,12 @@ class ResourcesConfig(_Strict):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str | None) -> str | None:
-        if v is None:
+        if v is None or "@" in v:  # a digest pins the image exactly
             return v
-        name = v.split("@", 1)[0]
-        if ":" not in name.rsplit("/", 1)[-1] and "@" not in v:
+        if ":" not in v.rsplit("/", 1)[-1]:
             raise ValueError("must name a tag or a digest, e.g. 'registry.example.com/kubenas:0.1.0'; an untagged "
                              "image means 'latest', which changes under a scheduled search")
-        if name.endswith(":latest"):
+        if v.endswith(":latest"):
             raise ValueError("must not use the 'latest' tag: pin a version so that every round runs the same code")
         return v
 
