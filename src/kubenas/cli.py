@@ -96,6 +96,25 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--evaluate", action="store_true",
                     help="also run model.onnx over the dataset's test split and compare with the logged accuracy")
 
+    b = sub.add_parser("bench", help="tabular benchmarks: build a table, compare strategies on it")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    bb = bsub.add_parser("build", help="train every architecture of a finite space (or a sample) into a Parquet table",
+                         description="Train every architecture of a finite space, or a random sample of it, with one "
+                                     "fixed protocol, into a Parquet table. Resumable; --shard I/N splits the work "
+                                     "between processes or machines, --merge joins the shards.")
+    bb.add_argument("--preset", default=None, help="a named protocol: " + ", ".join(_bench_presets()))
+    bb.add_argument("--space", default=None)
+    bb.add_argument("--space-options", type=_json_arg, default=None, metavar="JSON")
+    bb.add_argument("--dataset", default=None)
+    bb.add_argument("--dataset-options", type=_json_arg, default=None, metavar="JSON")
+    bb.add_argument("--epochs", type=int, default=None)
+    bb.add_argument("--lr", type=float, default=None)
+    bb.add_argument("--seed", type=int, default=None)
+    bb.add_argument("--sample", type=int, default=None, help="train this many random architectures, not all")
+    bb.add_argument("--out", type=Path, default=None, help="default: benchmarks/<preset or space>.parquet")
+    bb.add_argument("--shard", default="0/1", metavar="I/N", help="train every N-th architecture from the I-th")
+    bb.add_argument("--merge", action="store_true", help="join the N shards' files into the table")
+
     for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
                        ("down", "stop the local stack started by `kubenas up`")):
         p = sub.add_parser(name, help=text)
@@ -121,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cluster_command(args)
     if args.command == "pull":
         return _pull_command(args)
+    if args.command == "bench":
+        return _bench_command(args)
 
     try:  # every input is checked before any training starts
         space = make_space(args.space, **args.space_options)
@@ -232,6 +253,45 @@ def _cluster_command(args: argparse.Namespace) -> int:
     if args.command == "schedule":
         print(f"runs on '{args.cron}', one at a time; each run resumes search {config.name!r} and moves the "
               f"'champion' alias of {config.model_name!r} only on improvement")
+    return 0
+
+
+def _bench_presets() -> list[str]:
+    from kubenas.bench.table import PRESETS
+
+    return sorted(PRESETS)
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from kubenas.bench import table
+
+    try:
+        if args.preset is not None and args.preset not in table.PRESETS:
+            raise ValueError(f"--preset {args.preset!r}: expected one of {', '.join(sorted(table.PRESETS))}")
+        if args.preset is None and args.space is None:
+            raise ValueError("give --preset NAME or --space NAME (with --space-options) for a protocol")
+        base = table.PRESETS[args.preset] if args.preset else table.Protocol(space=args.space, space_options={})
+        overrides = {k: v for k, v in {"space": args.space, "space_options": args.space_options,
+                                       "dataset": args.dataset, "dataset_options": args.dataset_options,
+                                       "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+                                       "sample": args.sample}.items() if v is not None}
+        protocol = dataclasses.replace(base, **overrides)
+        out = args.out or Path("benchmarks") / f"{args.preset or protocol.space}.parquet"
+        try:
+            shard, shards = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard {args.shard!r}: expected I/N, e.g. 0/2") from None
+        if args.merge:
+            path = table.merge(protocol, out)
+            print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+        else:
+            path = table.build_shard(protocol, out, shard, shards)
+            print(f"shard {shard}/{shards} complete: {path}")
+    except ValueError as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
