@@ -6,15 +6,21 @@ from typing import Any
 
 from kubenas.registry import create
 from kubenas.spaces.base import SearchSpace
+from kubenas.strategies.bananas import Bananas
 from kubenas.strategies.base import Candidate, Result, Strategy
+from kubenas.strategies.grid import GridSearch
 from kubenas.strategies.local_search import LocalSearch
 from kubenas.strategies.random_search import RandomSearch
 from kubenas.strategies.regularized_evolution import RegularizedEvolution
+from kubenas.strategies.reinforce import Reinforce
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "random": RandomSearch,
     "regularized_evolution": RegularizedEvolution,
     "local_search": LocalSearch,
+    "grid": GridSearch,
+    "reinforce": Reinforce,
+    "bananas": Bananas,
 }
 
 
@@ -24,4 +30,4 @@ def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
 
 
 __all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
-           "RegularizedEvolution", "LocalSearch"]
+           "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas"]
