@@ -115,6 +115,17 @@ def _parser() -> argparse.ArgumentParser:
     bb.add_argument("--shard", default="0/1", metavar="I/N", help="train every N-th architecture from the I-th")
     bb.add_argument("--merge", action="store_true", help="join the N shards' files into the table")
 
+    bc = bsub.add_parser("compare", help="strategies and Optuna's samplers on a table: regret over seeds",
+                         description="Run strategies (and Optuna's samplers, through Optuna's ask/tell) against a "
+                                     "tabular benchmark for many seeds; write a CSV, a Markdown table and a plot.")
+    bc.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
+    bc.add_argument("--strategies", default=None,
+                    help="comma-separated (default: random, regularized_evolution, local_search, bananas, reinforce, "
+                         "optuna_tpe, optuna_random)")
+    bc.add_argument("--seeds", type=int, default=30)
+    bc.add_argument("--budget", type=int, default=400, help="queries per run")
+    bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
+
     for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
                        ("down", "stop the local stack started by `kubenas up`")):
         p = sub.add_parser(name, help=text)
@@ -267,6 +278,8 @@ def _bench_command(args: argparse.Namespace) -> int:
 
     from kubenas.bench import table
 
+    if args.bench_command == "compare":
+        return _bench_compare(args)
     try:
         if args.preset is not None and args.preset not in table.PRESETS:
             raise ValueError(f"--preset {args.preset!r}: expected one of {', '.join(sorted(table.PRESETS))}")
@@ -292,6 +305,32 @@ def _bench_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    from kubenas.bench import compare
+
+    names = tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else compare.DEFAULT_STRATEGIES
+    try:
+        if args.seeds < 1 or args.budget < 1:
+            raise ValueError("--seeds and --budget must be positive")
+        try:
+            import matplotlib  # noqa: F401
+            import optuna  # noqa: F401
+        except ImportError as exc:
+            raise ValueError(f"bench compare needs the bench extra ({exc.name} is missing): "
+                             "pip install 'kubenas[bench]'") from None
+        traces = compare.compare(args.table, names, seeds=args.seeds, budget=args.budget)
+    except ValueError as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    checkpoints = tuple(q for q in compare.CHECKPOINTS if q <= args.budget) or (args.budget,)
+    summary = compare.summarise(traces, checkpoints)
+    paths = compare.write_outputs(traces, summary, args.out, {"table": str(args.table), "seeds": args.seeds,
+                                                                "budget": args.budget})
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 

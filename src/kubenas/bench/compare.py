@@ -1,0 +1,213 @@
+"""``kubenas bench compare``: strategies against a tabular benchmark, many seeds, one budget, with Optuna's
+samplers as peers in the same harness.
+
+Every searcher gets the same queries, one at a time: kubenas strategies through ask/tell, Optuna's through
+``study.ask()`` / ``study.tell()`` with one ``suggest_categorical`` per active decision (define-by-run, so
+conditional decisions are handled as Optuna users would write them). A query that Optuna repeats counts as a
+query (the table answers it again); kubenas strategies never repeat one. An architecture the space rejects
+(an Optuna proposal that breaks a constraint) is told as failed and also counts.
+
+Regret after q queries is the table's best test accuracy minus the test accuracy of the architecture with the
+best validation accuracy among the first q, so selection uses validation only, as BENCHMARKING.md asks.
+Simulated time adds the table's training seconds of each query.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kubenas.estimators.tabular import TabularEstimator
+from kubenas.spaces import make_space
+from kubenas.strategies import STRATEGIES, make_strategy
+
+CHECKPOINTS = (25, 50, 100, 200, 400)
+DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "reinforce",
+                      "optuna_tpe", "optuna_random")
+OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries before the budget
+
+
+@dataclass
+class Trace:
+    strategy: str
+    seed: int
+    regret: list[float]      # after each query
+    seconds: list[float]     # cumulative simulated training seconds after each query
+    ask_ms: float            # mean per ask over the last OVERHEAD_WINDOW queries
+    tell_ms: float
+
+
+def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, space, seed: int, budget: int) -> Trace:
+    strategy = make_strategy(name, space, seed=seed, **options)
+    return _loop(name, seed, budget, table, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]))
+
+
+def _ask_one(strategy):
+    cands = strategy.ask(1)
+    if not cands:
+        raise StopIteration
+    return cands[0]
+
+
+def run_optuna(name: str, table: TabularEstimator, space, seed: int, budget: int) -> Trace:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = {"optuna_tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+               "optuna_random": lambda: optuna.samplers.RandomSampler(seed=seed)}[name]()
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    class Proposal:
+        def __init__(self, trial, arch):
+            self.trial, self.arch, self.id = trial, arch, str(trial.number)
+
+    def ask():
+        trial = study.ask()
+        arch: dict[str, Any] = {}
+        for d in space.decisions:
+            if d.is_active(arch):
+                arch[d.name] = trial.suggest_categorical(d.name, list(d.choices))
+        return Proposal(trial, arch)
+
+    def tell(proposal, result):
+        if result.ok:
+            study.tell(proposal.trial, result.metrics["val_acc"])
+        else:
+            study.tell(proposal.trial, state=optuna.trial.TrialState.FAIL)
+
+    return _loop(name, seed, budget, table, ask, tell)
+
+
+def _loop(name: str, seed: int, budget: int, table: TabularEstimator, ask: Callable, tell: Callable) -> Trace:
+    best_val, incumbent_test = -np.inf, None
+    regret, seconds, total = [], [], 0.0
+    ask_times, tell_times = [], []
+    space = make_space(table.protocol["space"], **table.protocol["space_options"])
+    for q in range(budget):
+        t0 = time.perf_counter()
+        try:
+            cand = ask()
+        except StopIteration:  # a finite space searched to exhaustion
+            break
+        t1 = time.perf_counter()
+        valid = space._check(cand.arch) is None and all(d.name in cand.arch for d in space._active(cand.arch))
+        result = table.evaluate(cand.arch, candidate_id=cand.id) if valid else _invalid(cand.id)
+        t2 = time.perf_counter()
+        tell(cand, result)
+        t3 = time.perf_counter()
+        if q >= budget - OVERHEAD_WINDOW:
+            ask_times.append(t1 - t0)
+            tell_times.append(t3 - t2)
+        if result.ok:
+            total += result.cost
+            if result.metrics["val_acc"] > best_val:
+                best_val, incumbent_test = result.metrics["val_acc"], table.test_acc(cand.arch)
+        regret.append(table.best_test_acc - incumbent_test if incumbent_test is not None else table.best_test_acc)
+        seconds.append(total)
+    ms = lambda xs: 1000 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times))
+
+
+def _invalid(cid: str):
+    from kubenas.strategies.base import Result
+
+    return Result(cid, "failed", error="not an architecture of the space")
+
+
+def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGIES, seeds: int = 30,
+            budget: int = 400, options: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> list[Trace]:
+    estimator = TabularEstimator(table)
+    space = make_space(estimator.protocol["space"], **estimator.protocol["space_options"])
+    options = options or {}
+    for name in strategies:
+        if name not in STRATEGIES and name not in ("optuna_tpe", "optuna_random"):
+            raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)} or optuna_tpe, "
+                             "optuna_random")
+    traces = []
+    for name in strategies:
+        start = time.perf_counter()
+        for seed in range(seeds):
+            if name.startswith("optuna_"):
+                traces.append(run_optuna(name, estimator, space, seed, budget))
+            else:
+                traces.append(run_kubenas(name, options.get(name, {}), estimator, space, seed, budget))
+        if progress:
+            print(f"{name}: {seeds} seeds x {budget} queries in {time.perf_counter() - start:.1f} s", flush=True)
+    return traces
+
+
+def summarise(traces: list[Trace], checkpoints=CHECKPOINTS) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(t.strategy for t in traces):
+        mine = [t for t in traces if t.strategy == name]
+        row: dict[str, Any] = {"seeds": len(mine), "ask_ms": float(np.median([t.ask_ms for t in mine])),
+                               "tell_ms": float(np.median([t.tell_ms for t in mine]))}
+        for q in checkpoints:
+            vals = [t.regret[min(q, len(t.regret)) - 1] for t in mine]
+            q1, med, q3 = np.percentile(vals, [25, 50, 75])
+            row[q] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
+        out[name] = row
+    return out
+
+
+def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path, png_path = out_dir / "compare.csv", out_dir / "compare.md", out_dir / "compare.png"
+    with csv_path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["strategy", "seed", "queries", "regret", "simulated_seconds"])
+        for t in traces:
+            for q, (r, s) in enumerate(zip(t.regret, t.seconds), start=1):
+                w.writerow([t.strategy, t.seed, q, f"{r:.6f}", f"{s:.3f}"])
+    checkpoints = [k for k in next(iter(summary.values())) if isinstance(k, int)]
+    lines = [f"Regret (test accuracy, percentage points) on `{meta['table']}`: median [IQR] over "
+             f"{meta['seeds']} seeds; lower is better.", "",
+             "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " | ask ms | tell ms |",
+             "| --- |" + " --- |" * (len(checkpoints) + 2)]
+    for name, row in summary.items():
+        cells = [f"{100 * row[q]['median']:.2f} [{100 * row[q]['q1']:.2f}, {100 * row[q]['q3']:.2f}]" for q in checkpoints]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['ask_ms']:.2f} | {row['tell_ms']:.2f} |")
+    md_path.write_text("\n".join(lines) + "\n")
+    _plot(traces, png_path, meta)
+    (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "summary": {
+        k: {str(q): v for q, v in row.items()} for k, row in summary.items()}}, indent=1))
+    return {"csv": csv_path, "markdown": md_path, "plot": png_path}
+
+
+def _plot(traces: list[Trace], path: Path, meta: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_q, ax_t) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in dict.fromkeys(t.strategy for t in traces):
+        mine = [t for t in traces if t.strategy == name]
+        n = min(len(t.regret) for t in mine)
+        r = 100 * np.array([t.regret[:n] for t in mine])
+        x = np.arange(1, n + 1)
+        med, q1, q3 = np.median(r, 0), np.percentile(r, 25, 0), np.percentile(r, 75, 0)
+        line, = ax_q.plot(x, med, label=name, linestyle="--" if name.startswith("optuna") else "-")
+        ax_q.fill_between(x, q1, q3, alpha=0.15, color=line.get_color())
+        # regret against simulated training time, on a common grid
+        grid = np.linspace(0, min(t.seconds[n - 1] for t in mine), 200)
+        rt = 100 * np.array([np.interp(grid, t.seconds[:n], t.regret[:n]) for t in mine])
+        ax_t.plot(grid, np.median(rt, 0), color=line.get_color(), linestyle=line.get_linestyle())
+        ax_t.fill_between(grid, np.percentile(rt, 25, 0), np.percentile(rt, 75, 0), alpha=0.15, color=line.get_color())
+    for ax, label in ((ax_q, "queries"), (ax_t, "simulated training seconds")):
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test regret (points)")
+        ax.grid(alpha=0.3)
+    ax_q.legend(fontsize=8)
+    fig.suptitle(f"{meta['table']}: median and IQR over {meta['seeds']} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

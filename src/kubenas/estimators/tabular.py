@@ -1,0 +1,78 @@
+"""Answer evaluations from a tabular benchmark (``kubenas bench build``) instead of training.
+
+A lookup returns what training with the table's protocol returned: the validation accuracy (at a lower epoch
+budget, the value of the validation curve at that epoch), parameters, MACs, latency, and the training
+seconds as the result's cost (scaled to the epochs asked for), so that simulated time is comparable with real
+training. The test accuracy is kept out of the result: a search never sees it; :meth:`test_acc` serves
+benchmarks that report regret.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from kubenas.arch import Arch, arch_id
+from kubenas.spaces import make_space
+from kubenas.spaces.base import SearchSpace
+from kubenas.strategies.base import Result
+
+DEFAULT_TABLE = "nb201-4op-mnist1d"
+
+
+def table_path(name_or_path: str | Path) -> Path:
+    """A path, or the name of a table shipped with kubenas (``kubenas/bench/tables/<name>.parquet``)."""
+    path = Path(name_or_path)
+    if path.suffix == ".parquet" or path.exists():
+        return path
+    shipped = Path(str(resources.files("kubenas.bench").joinpath("tables", f"{name_or_path}.parquet")))
+    if not shipped.exists():
+        raise ValueError(f"no benchmark table {name_or_path!r}: give a .parquet path or a shipped table name")
+    return shipped
+
+
+class TabularEstimator:
+    """Evaluations from a benchmark table. ``space`` is checked against the table's protocol on first use."""
+
+    def __init__(self, table: str | Path = DEFAULT_TABLE):
+        from kubenas.bench.table import read_table
+
+        self.path = table_path(table)
+        data, meta = read_table(self.path)
+        self.protocol: dict[str, Any] = meta["protocol"]
+        self.meta = meta
+        self.space_spec = make_space(self.protocol["space"], **self.protocol["space_options"]).spec()
+        self.rows: dict[str, dict[str, Any]] = {r["arch_id"]: r for r in data.to_pylist()}
+        ok = [r for r in self.rows.values() if r["status"] == "ok"]
+        self.best_test_acc = max(r["test_acc"] for r in ok)
+        self.best_val_acc = max(r["val_acc"] for r in ok)
+
+    def check_space(self, space: SearchSpace) -> None:
+        if json.loads(json.dumps(space.spec())) != json.loads(json.dumps(self.space_spec)):
+            raise ValueError(f"the table {self.path.name} holds the space {self.space_spec}, not {space.spec()}")
+
+    def row(self, arch: Arch) -> dict[str, Any] | None:
+        return self.rows.get(arch_id(arch))
+
+    def test_acc(self, arch: Arch) -> float | None:
+        row = self.row(arch)
+        return None if row is None or row["status"] != "ok" else row["test_acc"]
+
+    def evaluate(self, arch: Arch, space: SearchSpace | None = None, dataset: Any = None, fidelity: Any = None,
+                 seed: int = 0, candidate_id: str = "") -> Result:
+        if space is not None:
+            self.check_space(space)
+        row = self.row(arch)
+        if row is None:
+            return Result(candidate_id, "failed", error=f"architecture {arch_id(arch)} is not in {self.path.name}")
+        if row["status"] != "ok":
+            return Result(candidate_id, "failed", error=row.get("error") or "failed when the table was built")
+        full = len(row["val_acc_curve"])
+        epochs = full if fidelity is None else max(1, min(int(fidelity.epochs), full))
+        seconds = row["train_seconds"] * epochs / full
+        metrics = {"val_acc": row["val_acc_curve"][epochs - 1], "val_acc_curve": row["val_acc_curve"][:epochs],
+                   "params": row["params"], "macs": row["macs"], "latency_ms": row["latency_ms"],
+                   "train_seconds": seconds, "epochs": epochs}
+        return Result(candidate_id, "ok", metrics, cost=seconds)
