@@ -16,6 +16,7 @@ from kubenas.data.base import Dataset
 from kubenas.estimators.training import Fidelity, TrainingEstimator
 from kubenas.spaces import SearchSpace, make_space
 from kubenas.strategies import Candidate, Result, Strategy, make_strategy
+from kubenas.strategies.base import top
 
 Objective = Callable[[Arch], "float | Mapping[str, Any]"]
 
@@ -104,11 +105,11 @@ def search(
             for cand, res in zip(candidates, results):
                 row = history_row(space, cand, res, fidelity if dataset is not None else None)
                 history.append(row)
-                bar.update(row, strategy.best())
+                bar.update(row, top(strategy.best()))
                 if on_result is not None:
                     on_result(row)
 
-    best = strategy.best()
+    best = top(strategy.best())
     best_row = next((r for r in history if best and r["id"] == best["id"]), None)
     return SearchResult(best=best_row, history=history, state=strategy.state_dict(), stopped=stopped)
 

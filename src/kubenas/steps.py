@@ -21,6 +21,7 @@ from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.data import load_dataset
 from kubenas.estimators.training import Fidelity, TrainingEstimator
 from kubenas.search import history_row
+from kubenas.strategies.base import top
 from kubenas.spaces import make_space
 from kubenas.store import SearchStore
 from kubenas.strategies import Candidate, Result, Strategy, make_strategy
@@ -177,7 +178,7 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     store.commit_round(round_index, rows, strategy.state_dict())
 
     history = store.read_history()
-    best = strategy.best()
+    best = top(strategy.best())
     values = {"evaluations": float(history.num_rows)}
     if best is not None:
         values[f"best_{cfg.objective.metric}"] = best["value"]

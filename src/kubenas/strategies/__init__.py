@@ -10,6 +10,8 @@ from kubenas.strategies.bananas import Bananas
 from kubenas.strategies.base import Candidate, Result, Strategy
 from kubenas.strategies.grid import GridSearch
 from kubenas.strategies.local_search import LocalSearch
+from kubenas.strategies.nsga2 import NSGA2
+from kubenas.strategies.pareto_evolution import ParetoEvolution
 from kubenas.strategies.random_search import RandomSearch
 from kubenas.strategies.regularized_evolution import RegularizedEvolution
 from kubenas.strategies.reinforce import Reinforce
@@ -21,6 +23,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "grid": GridSearch,
     "reinforce": Reinforce,
     "bananas": Bananas,
+    "nsga2": NSGA2,
+    "pareto_evolution": ParetoEvolution,
 }
 
 
@@ -30,4 +34,5 @@ def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
 
 
 __all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
-           "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas"]
+           "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas",
+           "NSGA2", "ParetoEvolution"]

@@ -74,6 +74,12 @@ class Result:
                    cost=float(data.get("cost") or 0.0), error=data.get("error"))
 
 
+def top(best: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The single best of ``Strategy.best()``: multi-objective strategies return their Pareto front, best first
+    on the first objective."""
+    return (best[0] if best else None) if isinstance(best, list) else best
+
+
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     """A numpy Generator's state as JSON; 128-bit integers become strings so that any JSON reader keeps them."""
     return _ints_to_str(rng.bit_generator.state)
@@ -134,6 +140,10 @@ class Strategy:
 
     def _observe(self, record: dict[str, Any], tag: str) -> None:
         """Learn from one told result. ``record`` has id, arch, status and value (None when failed)."""
+
+    def _annotate(self, res: Result, record: dict[str, Any]) -> dict[str, Any]:
+        """Extra fields for a history record (multi-objective strategies keep every objective)."""
+        return {}
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
@@ -203,6 +213,7 @@ class Strategy:
             value = self._value(res)
             record = {"id": res.candidate_id, "arch": info["arch"], "status": "ok" if value is not None else "failed",
                       "value": value}
+            record.update(self._annotate(res, record))
             self._history.append(record)
             self._observe(record, info["tag"])
 
