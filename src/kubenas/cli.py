@@ -125,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     bc.add_argument("--seeds", type=int, default=30)
     bc.add_argument("--budget", type=int, default=400, help="queries per run")
     bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
+    bc.add_argument("--multi-objective", action="store_true",
+                    help="hypervolume of accuracy against parameters: nsga2, pareto_evolution, optuna_nsga2, random")
 
     for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
                        ("down", "stop the local stack started by `kubenas up`")):
@@ -321,6 +323,17 @@ def _bench_compare(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise ValueError(f"bench compare needs the bench extra ({exc.name} is missing): "
                              "pip install 'kubenas[bench]'") from None
+        if args.multi_objective:
+            names = tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else compare.MO_STRATEGIES
+            hv = compare.compare_multiobjective(args.table, names, seeds=args.seeds, budget=args.budget)
+            lines = [f"Hypervolume of (validation accuracy, parameters) after {args.budget} queries, normalised to "
+                     f"the table's range; median [IQR] over {args.seeds} seeds; higher is better.", "",
+                     "| strategy | hypervolume |", "| --- | --- |"]
+            lines += [f"| {k} | {v['median']:.4f} [{v['q1']:.4f}, {v['q3']:.4f}] |" for k, v in hv.items()]
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "compare-multiobjective.md").write_text("\n".join(lines) + "\n")
+            print("\n".join(lines))
+            return 0
         traces = compare.compare(args.table, names, seeds=args.seeds, budget=args.budget)
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)

@@ -211,3 +211,65 @@ def _plot(traces: list[Trace], path: Path, meta: dict[str, Any]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------- multi-objective: accuracy against parameters
+MO_STRATEGIES = ("nsga2", "pareto_evolution", "optuna_nsga2", "random")
+
+
+def run_multiobjective(name: str, table: TabularEstimator, space, seed: int, budget: int) -> float:
+    """Hypervolume of the (validation accuracy, parameters) front after ``budget`` queries, normalised so that
+    the table's worst accuracy and largest network are the reference point and the ideal corner has area 1."""
+    rows = [r for r in table.rows.values() if r["status"] == "ok"]
+    acc_lo, acc_hi = min(r["val_acc"] for r in rows), max(r["val_acc"] for r in rows)
+    p_lo, p_hi = min(r["params"] for r in rows), max(r["params"] for r in rows)
+    seen: list[tuple[float, float]] = []
+
+    def point(metrics):
+        return ((metrics["val_acc"] - acc_lo) / (acc_hi - acc_lo), (p_hi - metrics["params"]) / (p_hi - p_lo))
+
+    if name == "optuna_nsga2":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(directions=["maximize", "minimize"],
+                                    sampler=optuna.samplers.NSGAIISampler(seed=seed))
+        for _ in range(budget):
+            trial = study.ask()
+            arch: dict[str, Any] = {}
+            for d in space.decisions:
+                if d.is_active(arch):
+                    arch[d.name] = trial.suggest_categorical(d.name, list(d.choices))
+            result = table.evaluate(arch) if space._check(arch) is None else _invalid(str(trial.number))
+            if result.ok:
+                study.tell(trial, [result.metrics["val_acc"], result.metrics["params"]])
+                seen.append(point(result.metrics))
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        options = {} if name == "random" else {"objectives": [{"metric": "val_acc", "mode": "max"},
+                                                              {"metric": "params", "mode": "min"}]}
+        strategy = make_strategy(name, space, seed=seed, **options)
+        for _ in range(budget):
+            cands = strategy.ask(1)
+            if not cands:
+                break
+            result = table.evaluate(cands[0].arch, candidate_id=cands[0].id)
+            strategy.tell([result])
+            if result.ok:
+                seen.append(point(result.metrics))
+    from kubenas.strategies.pareto import hypervolume_2d
+
+    return hypervolume_2d(seen, (0.0, 0.0))
+
+
+def compare_multiobjective(table: str | Path = "nb201-4op-mnist1d", strategies=MO_STRATEGIES, seeds: int = 30,
+                           budget: int = 200) -> dict[str, dict[str, float]]:
+    estimator = TabularEstimator(table)
+    space = make_space(estimator.protocol["space"], **estimator.protocol["space_options"])
+    out = {}
+    for name in strategies:
+        hv = [run_multiobjective(name, estimator, space, seed, budget) for seed in range(seeds)]
+        q1, med, q3 = np.percentile(hv, [25, 50, 75])
+        out[name] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
+    return out
