@@ -200,8 +200,8 @@ def _plot(traces: list[Trace], path: Path, meta: dict[str, Any]) -> None:
         rt = 100 * np.array([np.interp(grid, t.seconds[:n], t.regret[:n]) for t in mine])
         ax_t.plot(grid, np.median(rt, 0), color=line.get_color(), linestyle=line.get_linestyle())
         ax_t.fill_between(grid, np.percentile(rt, 25, 0), np.percentile(rt, 75, 0), alpha=0.15, color=line.get_color())
+    ax_q.set_xscale("log")
     for ax, label in ((ax_q, "queries"), (ax_t, "simulated training seconds")):
-        ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=0.1)
         ax.set_xlabel(label)
         ax.set_ylabel("test regret (points)")

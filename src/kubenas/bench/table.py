@@ -90,14 +90,18 @@ def shard_path(out: Path, shard: int, shards: int) -> Path:
 
 
 def _done(path: Path) -> set[str]:
+    """The ids trained in a shard file. A line cut short by an interruption is dropped from the file (and
+    trained again), so that the next appended line starts on a line of its own."""
     if not path.exists():
         return set()
-    done = set()
+    done, kept = set(), []
     for line in path.read_text().splitlines():
         try:
             done.add(json.loads(line)["arch_id"])
+            kept.append(line)
         except (ValueError, KeyError):
-            continue  # a line cut short by an interruption is trained again
+            continue
+    path.write_text("".join(line + "\n" for line in kept))
     return done
 
 
