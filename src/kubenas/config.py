@@ -65,6 +65,17 @@ class EstimatorConfig(_Strict):
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     amp: bool = True
+    table: str | None = Field(None, description="answer candidates from this benchmark table (a shipped name such "
+                                                "as 'nb201-4op-mnist1d' or a .parquet path) instead of training")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str | None) -> str | None:
+        if v is not None:
+            from kubenas.estimators.tabular import table_path
+
+            table_path(v)  # raises with the shipped names' location when it does not exist
+        return v
 
 
 class FidelityConfig(_Strict):
@@ -192,8 +203,17 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _strategy_builds(self) -> "SearchConfig":
-        make_strategy(self.strategy.name, make_space(self.space.name, **self.space.options), seed=self.seed,
+        space = make_space(self.space.name, **self.space.options)
+        make_strategy(self.strategy.name, space, seed=self.seed,
                       metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
+        if self.estimator.table is not None:
+            from kubenas.estimators.tabular import TabularEstimator
+
+            table = TabularEstimator(self.estimator.table)
+            table.check_space(space)
+            if table.protocol["dataset"] != self.dataset.name:
+                raise ValueError(f"estimator.table {self.estimator.table!r} was built on dataset "
+                                 f"{table.protocol['dataset']!r}, not {self.dataset.name!r}")
         return self
 
     @property

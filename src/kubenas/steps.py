@@ -41,8 +41,16 @@ def _strategy(cfg: SearchConfig) -> Strategy:
                          metric=cfg.objective.metric, mode=cfg.objective.mode, **cfg.strategy.options)
 
 
-def _estimator(cfg: SearchConfig) -> TrainingEstimator:
-    return TrainingEstimator(**cfg.estimator.model_dump())
+def _estimator(cfg: SearchConfig, *, train: bool = False):
+    """The search's estimator: table lookups when ``estimator.table`` is set (unless ``train``: the export always
+    retrains the winner), else training."""
+    options = cfg.estimator.model_dump()
+    table = options.pop("table")
+    if table is not None and not train:
+        from kubenas.estimators.tabular import TabularEstimator
+
+        return TabularEstimator(table)
+    return TrainingEstimator(**options)
 
 
 def with_overrides(config_json: str, rounds: int | None = None, candidates_per_round: int | None = None) -> SearchConfig:
@@ -240,7 +248,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     data = load_dataset(cfg.dataset.name, **cfg.dataset.options)
     if not data.has_test:
         raise RuntimeError(f"dataset {cfg.dataset.name!r} has no test split; the export evaluates on it once")
-    estimator = _estimator(cfg)
+    estimator = _estimator(cfg, train=True)
     fidelity = Fidelity(epochs=cfg.export.epochs)
     _say(f"export: retraining {winner['id']} for {cfg.export.epochs} epoch(s) with seed(s) {cfg.export.seeds}")
 
