@@ -69,11 +69,7 @@ def run_optuna(name: str, table: TabularEstimator, space, seed: int, budget: int
 
     def ask():
         trial = study.ask()
-        arch: dict[str, Any] = {}
-        for d in space.decisions:
-            if d.is_active(arch):
-                arch[d.name] = trial.suggest_categorical(d.name, list(d.choices))
-        return Proposal(trial, arch)
+        return Proposal(trial, _suggest(trial, space))
 
     def tell(proposal, result):
         if result.ok:
@@ -82,6 +78,15 @@ def run_optuna(name: str, table: TabularEstimator, space, seed: int, budget: int
             study.tell(proposal.trial, state=optuna.trial.TrialState.FAIL)
 
     return _loop(name, seed, budget, table, ask, tell)
+
+
+def _suggest(trial, space) -> dict[str, Any]:
+    """An architecture from an Optuna trial, define-by-run: one categorical per decision that is active."""
+    arch: dict[str, Any] = {}
+    for d in space.decisions:
+        if d.is_active(arch):
+            arch[d.name] = trial.suggest_categorical(d.name, list(d.choices))
+    return arch
 
 
 def _loop(name: str, seed: int, budget: int, table: TabularEstimator, ask: Callable, tell: Callable) -> Trace:
@@ -236,10 +241,7 @@ def run_multiobjective(name: str, table: TabularEstimator, space, seed: int, bud
                                     sampler=optuna.samplers.NSGAIISampler(seed=seed))
         for _ in range(budget):
             trial = study.ask()
-            arch: dict[str, Any] = {}
-            for d in space.decisions:
-                if d.is_active(arch):
-                    arch[d.name] = trial.suggest_categorical(d.name, list(d.choices))
+            arch = _suggest(trial, space)
             result = table.evaluate(arch) if space._check(arch) is None else _invalid(str(trial.number))
             if result.ok:
                 study.tell(trial, [result.metrics["val_acc"], result.metrics["params"]])
