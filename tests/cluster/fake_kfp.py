@@ -78,20 +78,16 @@ class FakeKfp:
                 self.experiments[exp["experiment_id"]] = exp
                 return 200, exp
             return 200, self._listed("experiments", self.experiments.values(), req)
-        if req.method == "POST" and req.path == f"{API}/runs":
+        created = {f"{API}/runs": (self.runs, "run_id", {"state": "PENDING"}),
+                   f"{API}/recurringruns": (self.recurring, "recurring_run_id", {"status": "ENABLED"})}
+        if req.method == "POST" and req.path in created:
             error = self._check_run(req.body)
             if error:
                 return 400, {"error": error, "message": error, "code": 3}
-            run = {**req.body, "run_id": self._new_id("run"), "state": "PENDING"}
-            self.runs[run["run_id"]] = run
-            return 200, run
-        if req.method == "POST" and req.path == f"{API}/recurringruns":
-            error = self._check_run(req.body)
-            if error:
-                return 400, {"error": error, "message": error, "code": 3}
-            job = {**req.body, "recurring_run_id": self._new_id("job"), "status": "ENABLED"}
-            self.recurring[job["recurring_run_id"]] = job
-            return 200, job
+            store, key, extra = created[req.path]
+            obj = {**req.body, key: self._new_id(key.split("_")[-2]), **extra}
+            store[obj[key]] = obj
+            return 200, obj
         if req.path == f"{API}/pipelines":
             return 200, self._listed("pipelines", self.pipelines.values(), req)
         if req.method == "POST" and req.path == f"{API}/pipelines/upload":

@@ -24,7 +24,6 @@ from typing import Any, Callable
 import numpy as np
 
 from kubenas.estimators.tabular import TabularEstimator
-from kubenas.spaces import make_space
 from kubenas.strategies import STRATEGIES, make_strategy
 
 CHECKPOINTS = (25, 50, 100, 200, 400)
@@ -45,7 +44,7 @@ class Trace:
 
 def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, space, seed: int, budget: int) -> Trace:
     strategy = make_strategy(name, space, seed=seed, **options)
-    return _loop(name, seed, budget, table, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]))
+    return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]))
 
 
 def _ask_one(strategy):
@@ -77,7 +76,7 @@ def run_optuna(name: str, table: TabularEstimator, space, seed: int, budget: int
         else:
             study.tell(proposal.trial, state=optuna.trial.TrialState.FAIL)
 
-    return _loop(name, seed, budget, table, ask, tell)
+    return _loop(name, seed, budget, table, space, ask, tell)
 
 
 def _suggest(trial, space) -> dict[str, Any]:
@@ -89,11 +88,10 @@ def _suggest(trial, space) -> dict[str, Any]:
     return arch
 
 
-def _loop(name: str, seed: int, budget: int, table: TabularEstimator, ask: Callable, tell: Callable) -> Trace:
+def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask: Callable, tell: Callable) -> Trace:
     best_val, incumbent_test = -np.inf, None
     regret, seconds, total = [], [], 0.0
     ask_times, tell_times = [], []
-    space = make_space(table.protocol["space"], **table.protocol["space_options"])
     for q in range(budget):
         t0 = time.perf_counter()
         try:
@@ -128,7 +126,7 @@ def _invalid(cid: str):
 def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGIES, seeds: int = 30,
             budget: int = 400, options: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> list[Trace]:
     estimator = TabularEstimator(table)
-    space = make_space(estimator.protocol["space"], **estimator.protocol["space_options"])
+    space = estimator.space
     options = options or {}
     for name in strategies:
         if name not in STRATEGIES and name not in ("optuna_tpe", "optuna_random"):
@@ -268,7 +266,7 @@ def run_multiobjective(name: str, table: TabularEstimator, space, seed: int, bud
 def compare_multiobjective(table: str | Path = "nb201-4op-mnist1d", strategies=MO_STRATEGIES, seeds: int = 30,
                            budget: int = 200) -> dict[str, dict[str, float]]:
     estimator = TabularEstimator(table)
-    space = make_space(estimator.protocol["space"], **estimator.protocol["space_options"])
+    space = estimator.space
     out = {}
     for name in strategies:
         hv = [run_multiobjective(name, estimator, space, seed, budget) for seed in range(seeds)]

@@ -18,7 +18,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -202,7 +202,3 @@ def read_table(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
     if "protocol" not in meta:
         raise ValueError(f"{path} is not a kubenas benchmark table (no {METADATA_KEY.decode()} metadata)")
     return table, meta
-
-
-def iter_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
-    yield from table.to_pylist()

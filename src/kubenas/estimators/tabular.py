@@ -43,7 +43,8 @@ class TabularEstimator:
         data, meta = read_table(self.path)
         self.protocol: dict[str, Any] = meta["protocol"]
         self.meta = meta
-        self.space_spec = make_space(self.protocol["space"], **self.protocol["space_options"]).spec()
+        self.space = make_space(self.protocol["space"], **self.protocol["space_options"])  # the table's space
+        self.space_spec = self.space.spec()
         self.rows: dict[str, dict[str, Any]] = {r["arch_id"]: r for r in data.to_pylist()}
         ok = [r for r in self.rows.values() if r["status"] == "ok"]
         self.best_test_acc = max(r["test_acc"] for r in ok)
