@@ -105,6 +105,9 @@ class ExportConfig(_Strict):
     epochs: int = Field(10, ge=1, description="epochs to retrain the winner")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="retraining seeds")
     registered_model: str | None = Field(None, description="MLflow registered model name; default: the search name")
+    pick: Literal["best", "knee"] = Field("best", description="which member of a multi-objective search's Pareto "
+                                          "front to export: the best first objective under the constraints, or "
+                                          "the knee point")
 
 
 class ResourcesConfig(_Strict):
@@ -204,8 +207,8 @@ class SearchConfig(_Strict):
     @model_validator(mode="after")
     def _strategy_builds(self) -> "SearchConfig":
         space = make_space(self.space.name, **self.space.options)
-        make_strategy(self.strategy.name, space, seed=self.seed,
-                      metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
+        strategy = make_strategy(self.strategy.name, space, seed=self.seed,
+                                 metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
         if self.estimator.table is not None:
             from kubenas.estimators.tabular import TabularEstimator
 
@@ -214,6 +217,15 @@ class SearchConfig(_Strict):
             if table.protocol["dataset"] != self.dataset.name:
                 raise ValueError(f"estimator.table {self.estimator.table!r} was built on dataset "
                                  f"{table.protocol['dataset']!r}, not {self.dataset.name!r}")
+            top = getattr(strategy, "max_fidelity", None)  # a multi-fidelity scheduler's highest rung
+            if top is not None and (set(top) != {"epochs"} or top["epochs"] > table.protocol["epochs"]):
+                raise ValueError(f"strategy {self.strategy.name!r} asks for fidelity {top}, but the table "
+                                 f"{self.estimator.table!r} answers only epochs 1..{table.protocol['epochs']}: set "
+                                 f"strategy.options.resource to 'epochs' and max_resource <= {table.protocol['epochs']}")
+        if self.export.pick == "knee" and not hasattr(strategy, "pick"):
+            raise ValueError(f"export.pick 'knee' chooses from a Pareto front, but strategy {self.strategy.name!r} "
+                             "has one objective: use a multi-objective strategy (nsga2, pareto_evolution) or "
+                             "pick 'best'")
         return self
 
     @property

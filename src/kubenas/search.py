@@ -6,6 +6,7 @@ process per step.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -61,7 +62,9 @@ def search(
 
     Give either ``dataset`` (candidates are trained by ``estimator`` at ``fidelity``) or ``objective``, a
     function of the architecture returning the metric's value or a dict of metrics (a black box; an exception
-    makes a failed result). ``batch_size`` candidates are asked at a time, as parallel workers would.
+    makes a failed result). An objective with a ``fidelity`` parameter also gets each candidate's fidelity as
+    a dict, which multi-fidelity schedulers (``successive_halving``, ``hyperband``) set per candidate.
+    ``batch_size`` candidates are asked at a time, as parallel workers would.
     """
     if (dataset is None) == (objective is None):
         raise ValueError("search: pass exactly one of dataset= (train candidates) or objective= (a function)")
@@ -83,9 +86,12 @@ def search(
     if dataset is not None:
         estimator = estimator or TrainingEstimator()
         search_data = dataset.without_test()  # the test split is for the final export only
-        evaluate = lambda c: estimator.evaluate(c.arch, space, search_data, fidelity, seed, c.id)  # noqa: E731
+        evaluate = lambda c: estimator.evaluate(c.arch, space, search_data, fidelity.override(c.fidelity),  # noqa: E731
+                                                seed, c.id)
     else:
-        evaluate = lambda c: _call_objective(objective, c, metric)  # noqa: E731
+        takes_fidelity = _takes_fidelity(objective)
+        evaluate = lambda c: _call_objective(objective, c, metric, fidelity.override(c.fidelity)  # noqa: E731
+                                             if takes_fidelity else None)
 
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -103,7 +109,8 @@ def search(
             results = [evaluate(c) for c in candidates]
             strategy.tell(results)
             for cand, res in zip(candidates, results):
-                row = history_row(space, cand, res, fidelity if dataset is not None else None)
+                row = history_row(space, cand, res, fidelity.override(cand.fidelity)
+                                  if dataset is not None or cand.fidelity else None)
                 history.append(row)
                 bar.update(row, top(strategy.best()))
                 if on_result is not None:
@@ -114,10 +121,17 @@ def search(
     return SearchResult(best=best_row, history=history, state=strategy.state_dict(), stopped=stopped)
 
 
-def _call_objective(objective: Objective, cand: Candidate, metric: str) -> Result:
+def _takes_fidelity(objective: Objective) -> bool:
+    try:
+        return "fidelity" in inspect.signature(objective).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
+
+
+def _call_objective(objective: Objective, cand: Candidate, metric: str, fidelity: Fidelity | None) -> Result:
     start = time.perf_counter()
     try:
-        out = objective(cand.arch)
+        out = objective(cand.arch) if fidelity is None else objective(cand.arch, fidelity=fidelity.to_dict())
     except Exception as exc:  # noqa: BLE001 - a crashing candidate is a failed result, and the search goes on
         return Result(cand.id, "failed", cost=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
     metrics = dict(out) if isinstance(out, Mapping) else {metric: out}

@@ -133,7 +133,7 @@ def train_candidate(config_json: str, item: str) -> dict[str, Any]:
     cand = Candidate.from_dict(candidates[candidate_id])
     _pin_threads(cfg)
     space = make_space(cfg.space.name, **cfg.space.options)
-    fidelity = cfg.fidelity.to_fidelity()
+    fidelity = cfg.fidelity.to_fidelity().override(cand.fidelity)  # a scheduler sets each candidate's rung
     data = load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
     result = _estimator(cfg).evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id)
     row = history_row(space, cand, result, fidelity)
@@ -180,7 +180,8 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
         row = store.get_json(f"{folder}/results/{c['id']}.json")
         if row is None:  # the training task died without a result (OOM-killed pod, node loss, ...)
             cand = Candidate.from_dict(c)
-            row = history_row(space, cand, Result(cand.id, "failed", error="no result: the training task failed"), fidelity)
+            row = history_row(space, cand, Result(cand.id, "failed", error="no result: the training task failed"),
+                              fidelity.override(cand.fidelity))
         rows.append(row)
     strategy.tell([Result(r["id"], r["status"], r["metrics"], r["cost"], r["error"]) for r in rows])
     store.commit_round(round_index, rows, strategy.state_dict())
@@ -238,11 +239,16 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     metric, mode = cfg.objective.metric, cfg.objective.mode
     rows = [{**r, "metrics": json.loads(r["metrics"])} for r in store.read_history().to_pylist() if r["status"] == "ok"]
     scored = [r for r in rows if isinstance(r["metrics"].get(metric), (int, float))]
-    if not scored:
+    # Rows at the highest fidelity first (a multi-fidelity scheduler's top rung), then by the objective.
+    scored.sort(key=lambda r: (r["epochs"] or 0, r["metrics"][metric] if mode == "max" else -r["metrics"][metric]),
+                reverse=True)
+    pick, front = _winner(cfg, store)
+    if pick is None:
         tracker.finish(parent_run_id, ok=False)
-        raise RuntimeError(f"search {cfg.name!r}: no successful candidate to export")
-    scored.sort(key=lambda r: r["metrics"][metric], reverse=(mode == "max"))
-    winner = scored[0]
+        why = ("no successful candidate satisfies the constraints" if scored and front is not None
+               else "no successful candidate")
+        raise RuntimeError(f"search {cfg.name!r}: {why} to export")
+    winner = next(r for r in scored if r["id"] == pick["id"])
     arch = json.loads(winner["arch"])
     space = make_space(cfg.space.name, **cfg.space.options)
     data = load_dataset(cfg.dataset.name, **cfg.dataset.options)
@@ -301,11 +307,27 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
                "model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}@champion",
                "mlflow_uri": tracker.uri, "parent_run_id": parent_run_id, "export_run_id": run.info.run_id,
                "retrain_seconds": retrain_seconds}
+    if front is not None:
+        summary["front"] = [{"candidate_id": m["id"], **m["objectives"]} for m in front]
+        summary["pick"] = cfg.export.pick
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
     store.put_json("export.json", summary)
     _say(f"export: {winner['genotype']} {metric}={m[metric]:.4f} test_acc={test_acc:.4f}; registered {name} "
          f"v{version} as {alias}")
     return summary
+
+
+def _winner(cfg: SearchConfig, store: SearchStore) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+    """The strategy's own choice from the last committed state, and its Pareto front (None when it has one
+    objective): a scheduler's best at its highest rung, a multi-objective strategy's pick under the constraints."""
+    last = store.last_committed_round()
+    if last < 0:
+        return None, None
+    strategy = _strategy(cfg)
+    strategy.load_state_dict(store.read_state(last))
+    if hasattr(strategy, "pick"):
+        return strategy.pick(cfg.export.pick), strategy.best()
+    return strategy.best(), None
 
 
 def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[str, Any], top: int = 10) -> str:
@@ -315,13 +337,22 @@ def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[s
              f"Winner `{summary['candidate_id']}` retrained for {cfg.export.epochs} epoch(s): "
              f"{metric} **{summary[metric]:.4f}**, test accuracy **{summary['test_acc']:.4f}**, "
              f"registered as `{summary['model_name']}` version {summary['version']} (alias `{summary['alias']}`).",
-             "", f"Top {min(top, len(scored))} of {len(scored)} successful candidates ({cfg.objective.mode} {metric}):", "",
-             f"| # | candidate | round | {metric} | params | MACs | cost (s) | genotype |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "", f"Top {min(top, len(scored))} of {len(scored)} successful evaluations (most epochs first, then "
+             f"{cfg.objective.mode} {metric}):", "",
+             f"| # | candidate | round | epochs | {metric} | params | MACs | cost (s) | genotype |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, r in enumerate(scored[:top], start=1):
         m = r["metrics"]
-        lines.append(f"| {i} | `{r['id']}` | {r['round']} | {m[metric]:.4f} | {m.get('params', '')} | "
+        lines.append(f"| {i} | `{r['id']}` | {r['round']} | {r['epochs']} | {m[metric]:.4f} | {m.get('params', '')} | "
                      f"{m.get('macs', '')} | {r['cost']:.1f} | `{_cell(r['genotype'])}` |")
+    if summary.get("front") is not None:
+        names = [k for k in summary["front"][0] if k != "candidate_id"] if summary["front"] else []
+        lines += ["", f"Pareto front: {len(summary['front'])} feasible candidate(s), best first on {names[0] if names else metric}; "
+                  f"the export picked the `{summary['pick']}` one (marked).", "",
+                  "| candidate | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+        for m in summary["front"]:
+            mark = " **(exported)**" if m["candidate_id"] == summary["candidate_id"] else ""
+            lines.append(f"| `{m['candidate_id']}`{mark} | " + " | ".join(f"{m[k]:.6g}" for k in names) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -58,6 +58,10 @@ class Fidelity:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def override(self, changes: Mapping[str, Any] | None) -> "Fidelity":
+        """This fidelity with some fields replaced (a scheduler's rung, e.g. ``{"epochs": 3}``)."""
+        return self.from_dict({**self.to_dict(), **dict(changes or {})})
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Fidelity":
         data = dict(data or {})

@@ -9,6 +9,7 @@ from kubenas.spaces.base import SearchSpace
 from kubenas.strategies.bananas import Bananas
 from kubenas.strategies.base import Candidate, Result, Strategy
 from kubenas.strategies.grid import GridSearch
+from kubenas.strategies.hyperband import Hyperband, SuccessiveHalving
 from kubenas.strategies.local_search import LocalSearch
 from kubenas.strategies.nsga2 import NSGA2
 from kubenas.strategies.pareto_evolution import ParetoEvolution
@@ -25,6 +26,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "bananas": Bananas,
     "nsga2": NSGA2,
     "pareto_evolution": ParetoEvolution,
+    "successive_halving": SuccessiveHalving,
+    "hyperband": Hyperband,
 }
 
 
@@ -35,4 +38,4 @@ def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
 
 __all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
            "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas",
-           "NSGA2", "ParetoEvolution"]
+           "NSGA2", "ParetoEvolution", "SuccessiveHalving", "Hyperband"]

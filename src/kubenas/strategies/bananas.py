@@ -57,6 +57,16 @@ class Bananas(Strategy):
         self.parents, self.mutations = parents, mutations
         self._model: _Ensemble | None = None
         self._fitted_on = -1  # history length (plus lies) the model was fitted on
+        self._codes: dict[str, np.ndarray] = {}  # encodings by arch id: derived, so not part of the state
+
+    def _encode(self, archs: list[dict]) -> np.ndarray:
+        codes = []
+        for arch in archs:
+            aid = arch_id(arch)
+            if aid not in self._codes:
+                self._codes[aid] = self.space.encode(arch, self.encoding)
+            codes.append(self._codes[aid])
+        return np.stack(codes)
 
     # ----------------------------------------------------------------- proposals
     def _propose(self):
@@ -69,7 +79,7 @@ class Bananas(Strategy):
             arch = self._random_unseen()
             return None if arch is None else (arch, "random", None)
         model = self._surrogate(ok)
-        mean, std = model.predict(np.stack([self.space.encode(a, self.encoding) for a in pool]))
+        mean, std = model.predict(self._encode(pool))
         if self.acquisition == "ucb":
             score = mean + self.kappa * std
             if self.batch == "thompson":  # a batch under UCB still needs diversity between its slots
@@ -101,7 +111,7 @@ class Bananas(Strategy):
         size = len(ok) + len(lies)
         if self._model is not None and self._fitted_on == size:
             return self._model
-        x = np.stack([self.space.encode(h["arch"], self.encoding) for h in ok + [{"arch": a} for a in lies]])
+        x = self._encode([h["arch"] for h in ok] + lies)
         y = np.asarray([self.utility(h["value"]) for h in ok] + [min(self.utility(h["value"]) for h in ok)] * len(lies))
         warm = self._model if lies and self._model is not None and self._fitted_on >= len(ok) else None
         seed = self.seed * 1_000_003 + size  # not from self.rng: a refit after a reload gives the same model
@@ -120,6 +130,16 @@ class Bananas(Strategy):
         for key, value in state.items():
             setattr(self, key, value)
         self._model, self._fitted_on = None, -1
+
+
+def _flat_views(arrays: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One contiguous float32 buffer holding ``arrays``, and a view of it shaped like each of them."""
+    flat = np.concatenate([a.ravel() for a in arrays]).astype(np.float32)
+    views, start = [], 0
+    for a in arrays:
+        views.append(flat[start:start + a.size].reshape(a.shape))
+        start += a.size
+    return flat, views
 
 
 class _Ensemble:
@@ -163,24 +183,31 @@ class _Ensemble:
         boot = np.stack([np.bincount(rng.integers(len(xn), size=len(xn)), minlength=len(xn))
                          for _ in range(members)]).astype(np.float32)
         boot /= boot.sum(1, keepdims=True)
-        m = [np.zeros_like(p) for p in params]
-        v = [np.zeros_like(p) for p in params]
+        # Parameters and gradients are views into two flat buffers, so Adam is a handful of array operations
+        # per step instead of a handful per tensor: at this size the call overhead is most of the cost.
+        flat, params = _flat_views(params)
+        grad, grads = _flat_views([np.zeros_like(p) for p in params])
+        m, v = np.zeros_like(flat), np.zeros_like(flat)
         b1_, b2_ = 0.9, 0.999
         for step in range(1, epochs + 1):
             w1, _, w2, _, w3, _ = params
             pred, (h1, h2) = cls._forward(params, xn)
             g_out = (2.0 * (pred - yn) * boot)[..., None]          # (E, N, 1): d loss / d output
-            g_w3, g_b3 = h2.transpose(0, 2, 1) @ g_out, g_out.sum(1, keepdims=True)
+            np.matmul(h2.transpose(0, 2, 1), g_out, out=grads[4])
+            g_out.sum(1, keepdims=True, out=grads[5])
             g_h2 = g_out * w3.transpose(0, 2, 1) * (h2 > 0)          # (E, N, 1) * (E, 1, H)
-            g_w2, g_b2 = h1.transpose(0, 2, 1) @ g_h2, g_h2.sum(1, keepdims=True)
+            np.matmul(h1.transpose(0, 2, 1), g_h2, out=grads[2])
+            g_h2.sum(1, keepdims=True, out=grads[3])
             g_h1 = (g_h2 @ w2.transpose(0, 2, 1)) * (h1 > 0)
             g_h1 = g_h1.transpose(1, 0, 2).reshape(len(xn), -1)   # back to (N, E*H)
-            g_w1, g_b1 = xn.T @ g_h1, g_h1.sum(0)
-            for i, g in enumerate((g_w1, g_b1, g_w2, g_b2, g_w3, g_b3)):
-                g = g + weight_decay * params[i]
-                m[i] = b1_ * m[i] + (1 - b1_) * g
-                v[i] = b2_ * v[i] + (1 - b2_) * g * g
-                params[i] = params[i] - lr * (m[i] / (1 - b1_**step)) / (np.sqrt(v[i] / (1 - b2_**step)) + 1e-8)
+            np.matmul(xn.T, g_h1, out=grads[0])
+            g_h1.sum(0, out=grads[1])
+            grad += weight_decay * flat
+            m *= b1_
+            m += (1 - b1_) * grad
+            v *= b2_
+            v += (1 - b2_) * grad * grad
+            flat -= (lr / (1 - b1_**step)) * m / (np.sqrt(v / (1 - b2_**step)) + 1e-8)
         return cls(params, x_mean, x_std, y_mean, y_std)
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,13 +35,16 @@ class Candidate:
     id: str
     arch: Arch
     parent_id: str | None = None
+    fidelity: dict[str, Any] | None = None  # overrides of the search's fidelity (a scheduler's rung), or None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
-        return cls(id=data["id"], arch=dict(data["arch"]), parent_id=data.get("parent_id"))
+        fidelity = data.get("fidelity")
+        return cls(id=data["id"], arch=dict(data["arch"]), parent_id=data.get("parent_id"),
+                   fidelity=dict(fidelity) if fidelity else None)
 
 
 @dataclass
@@ -141,8 +144,9 @@ class Strategy:
     def _observe(self, record: dict[str, Any], tag: str) -> None:
         """Learn from one told result. ``record`` has id, arch, status and value (None when failed)."""
 
-    def _annotate(self, res: Result, record: dict[str, Any]) -> dict[str, Any]:
-        """Extra fields for a history record (multi-objective strategies keep every objective)."""
+    def _annotate(self, res: Result, record: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+        """Extra fields for a history record, from the result and the pending entry ``info`` it answers
+        (multi-objective strategies keep every objective; schedulers the fidelity)."""
         return {}
 
     def _extra_state(self) -> dict[str, Any]:
@@ -213,7 +217,7 @@ class Strategy:
             value = self._value(res)
             record = {"id": res.candidate_id, "arch": info["arch"], "status": "ok" if value is not None else "failed",
                       "value": value}
-            record.update(self._annotate(res, record))
+            record.update(self._annotate(res, record, info))
             self._history.append(record)
             self._observe(record, info["tag"])
 
@@ -239,7 +243,7 @@ class Strategy:
 
     @property
     def pending(self) -> list[Candidate]:
-        return [Candidate(cid, info["arch"], info["parent_id"]) for cid, info in self._pending.items()]
+        return [Candidate(cid, info["arch"], info["parent_id"], info.get("fidelity")) for cid, info in self._pending.items()]
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -144,6 +144,29 @@ def hypervolume_2d(points: Sequence[Sequence[float]], reference: Sequence[float]
     return area
 
 
+def knee_index(points: Sequence[Sequence[float]]) -> int:
+    """The knee of a front (higher is better in every column): with two objectives, the point farthest beyond
+    the line joining the two extremes, towards the ideal corner (where a small loss in one objective buys the
+    most of the other); with more, the point nearest the ideal one. Objectives are scaled to [0, 1] first."""
+    pts = np.asarray(points, dtype=float)
+    if len(pts) <= 2:
+        return int(np.argmax(pts[:, 0]))
+    lo, hi = pts.min(0), pts.max(0)
+    norm = (pts - lo) / np.where(hi > lo, hi - lo, 1.0)
+    if pts.shape[1] == 2:
+        a, b = norm[int(np.argmax(norm[:, 0]))], norm[int(np.argmax(norm[:, 1]))]
+        direction = b - a
+        if np.linalg.norm(direction) > 0:
+            normal = np.array([-direction[1], direction[0]])
+            if normal @ (np.ones(2) - a) < 0:  # point the normal at the ideal corner
+                normal = -normal
+            return int(np.argmax((norm - a) @ normal))
+    return int(np.argmin(np.linalg.norm(1.0 - norm, axis=1)))
+
+
+PICK_RULES = ("best", "knee")
+
+
 class MultiObjective:
     """Mixin for multi-objective strategies (put it before ``Strategy`` in the bases).
 
@@ -161,7 +184,7 @@ class MultiObjective:
         self.constraints = parse_constraints(constraints, self.name)
         self.metric, self.mode = self.objectives[0]["metric"], self.objectives[0]["mode"]
 
-    def _annotate(self, res, record):
+    def _annotate(self, res, record, info):
         values = objective_values(res.metrics, self.objectives) if res.ok else None
         if values is None:
             return {"status": "failed", "value": None, "objectives": None, "violation": None}
@@ -175,6 +198,18 @@ class MultiObjective:
         front = sorted(front, key=lambda r: r["objectives"][0], reverse=True)
         return [{"id": r["id"], "arch": r["arch"], "value": r["value"], "objectives": self._raw(r["objectives"])}
                 for r in front]
+
+    def pick(self, rule: str = "best") -> dict[str, Any] | None:
+        """One member of ``best()``'s front: ``best`` on the first objective (under the constraints), or the
+        ``knee``; None when no feasible result exists."""
+        if rule not in PICK_RULES:
+            raise ValueError(f"pick: rule must be one of {', '.join(PICK_RULES)}, got {rule!r}")
+        front = self.best()
+        if not front or rule == "best":
+            return front[0] if front else None
+        utility = [[m["objectives"][o["metric"]] * (1 if o["mode"] == "max" else -1) for o in self.objectives]
+                   for m in front]
+        return front[knee_index(utility)]
 
     def _raw(self, values: list[float]) -> dict[str, float]:
         return {o["metric"]: v if o["mode"] == "max" else -v for o, v in zip(self.objectives, values)}

@@ -1,0 +1,91 @@
+"""Searches answered from the committed benchmark table, through the real pipeline (kfp.local, SeaweedFS,
+MLflow): NSGA-II over accuracy and parameters with a hard size constraint, exporting the front's knee; and
+successive halving around BANANAS (BOHB-like), promoting candidates to more epochs in later rounds."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from kubenas.cli import main
+from kubenas.config import load_config
+from kubenas.estimators.tabular import TabularEstimator
+from kubenas.spaces import make_space
+from kubenas.store import SearchStore
+from kubenas.strategies import make_strategy
+
+TABLE = "nb201-4op-mnist1d"
+
+
+def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
+    table = TabularEstimator(TABLE)
+    limit = sorted(r["params"] for r in table.rows.values())[len(table.rows) // 2]  # the median size
+    config = {
+        "name": "e2e-mo-tabular", "seed": 1, "dataset": {"name": "mnist1d"},
+        "space": {"name": "nb201", "options": table.protocol["space_options"]},
+        "strategy": {"name": "nsga2", "options": {
+            "population_size": 4, "objectives": [{"metric": "val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
+            "constraints": {"params": {"max": limit}}}},
+        "estimator": {"table": TABLE},
+        "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 2},
+        "export": {"epochs": 1, "registered_model": "e2e-mo", "pick": "knee"},
+    }
+    path = tmp_path / "mo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
+    cfg = load_config(path)
+    store = SearchStore.from_config(cfg)
+    rows = store.read_history().to_pylist()
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    for r in rows:  # every answer is the table's
+        metrics, arch = json.loads(r["metrics"]), json.loads(r["arch"])
+        row = table.row(arch)
+        assert metrics["val_acc"] == row["val_acc"] and metrics["params"] == row["params"]
+        assert "test_acc" not in metrics
+    # the strategy state in S3 resumes into a front that respects the constraint
+    strategy = make_strategy("nsga2", make_space("nb201", **table.protocol["space_options"]), **config["strategy"]["options"])
+    strategy.load_state_dict(store.read_state(1))
+    front = strategy.best()
+    assert front and all(m["objectives"]["params"] <= limit for m in front)
+    assert "registered e2e-mo version 1" in capsys.readouterr().out
+    # the export took the knee of that front, and the leaderboard shows the whole front
+    export = store.get_json("export.json")
+    assert export["candidate_id"] == strategy.pick("knee")["id"]
+    assert [m["candidate_id"] for m in export["front"]] == [m["id"] for m in front]
+    assert "Pareto front: " in export["leaderboard"] and "**(exported)**" in export["leaderboard"]
+    assert export["leaderboard"].count("| `") >= len(front)
+
+
+def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_env, tmp_path, capsys):
+    table = TabularEstimator(TABLE)
+    config = {
+        "name": "e2e-mf-tabular", "seed": 2, "dataset": {"name": "mnist1d"},
+        "space": {"name": "nb201", "options": table.protocol["space_options"]},
+        "strategy": {"name": "successive_halving", "options": {
+            "base": "bananas", "base_options": {"n_init": 4}, "min_resource": 1, "max_resource": 3, "eta": 2}},
+        "estimator": {"table": TABLE},
+        "budget": {"rounds": 4, "candidates_per_round": 4, "parallelism": 4},
+        "export": {"epochs": 1, "registered_model": "e2e-mf"},
+    }
+    path = tmp_path / "mf.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
+    store = SearchStore.from_config(load_config(path))
+    rows = {r["id"]: r for r in store.read_history().to_pylist()}
+    assert len(rows) == 16
+    epochs = [r["epochs"] for r in rows.values()]
+    assert set(epochs) == {1, 2, 3} and epochs.count(1) > epochs.count(2) > epochs.count(3)
+    for r in rows.values():
+        metrics, arch = json.loads(r["metrics"]), json.loads(r["arch"])
+        assert json.loads(r["fidelity"])["epochs"] == r["epochs"] == metrics["epochs"]
+        assert metrics["val_acc"] == table.row(arch)["val_acc_curve"][r["epochs"] - 1]  # the table at that epoch
+        if r["epochs"] > 1:  # a promotion: same architecture, from a lower rung of an earlier round
+            parent = rows[r["parent_id"]]
+            assert parent["arch"] == r["arch"] and parent["epochs"] < r["epochs"] and parent["round"] < r["round"]
+    export = store.get_json("export.json")
+    winner = rows[export["candidate_id"]]
+    assert winner["epochs"] == 3
+    assert json.loads(winner["metrics"])["val_acc"] == max(
+        json.loads(r["metrics"])["val_acc"] for r in rows.values() if r["epochs"] == 3)
+    assert "| epochs |" in export["leaderboard"]
