@@ -339,9 +339,12 @@ def _bench_compare(args: argparse.Namespace) -> int:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
     checkpoints = tuple(q for q in compare.CHECKPOINTS if q <= args.budget) or (args.budget,)
-    summary = compare.summarise(traces, checkpoints)
+    from kubenas.estimators.tabular import TabularEstimator
+
+    unit = compare.unit_seconds(TabularEstimator(args.table))
+    summary = compare.summarise(traces, checkpoints, unit)
     paths = compare.write_outputs(traces, summary, args.out, {"table": str(args.table), "seeds": args.seeds,
-                                                                "budget": args.budget})
+                                                                "budget": args.budget, "unit_seconds": unit})
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -81,6 +81,26 @@ def test_compare_reports_regret_for_kubenas_and_optuna(built, tmp_path):
     assert paths["csv"].read_text().count("\n") == 1 + 9 * 16
 
 
+def test_compare_runs_multi_fidelity_variants_and_reports_by_simulated_time(built, tmp_path):
+    traces = compare.compare(built, ("random", "bohb", "hyperband"), seeds=2, budget=16, progress=False)
+    by = {name: [t for t in traces if t.strategy == name] for name in ("random", "bohb", "hyperband")}
+    for t in traces:
+        assert len(t.regret) == 16 and all(a >= b for a, b in zip(t.regret, t.regret[1:]))
+    # rung-0 queries train for 1 of the table's 2 epochs, so the schedulers spend less than random (hyperband's
+    # second bracket starts at full fidelity, and this sampled table answers few queries, so only "no more")
+    spent = {name: sum(t.seconds[-1] for t in ts) for name, ts in by.items()}
+    assert spent["bohb"] < spent["random"] and spent["hyperband"] <= spent["random"]
+    unit = compare.unit_seconds(TabularEstimator(built))
+    summary = compare.summarise(traces, (5, 16), unit, time_checkpoints=(2, 8))
+    assert set(summary["bohb"]) >= {5, 16, "t2", "t8"}
+    for row in summary.values():  # more time never means more regret
+        assert row["t8"]["median"] <= row["t2"]["median"]
+    paths = compare.write_outputs(traces, summary, tmp_path, {"table": "t", "seeds": 2, "budget": 16,
+                                                             "unit_seconds": unit})
+    text = paths["markdown"].read_text()
+    assert "Regret at simulated training time" in text and "| bohb |" in text and "| 8 units |" in text
+
+
 def test_cli(built, tmp_path, capsys):
     assert main(["bench", "compare", "--table", str(built), "--strategies", "local_search,optuna_random",
                  "--seeds", "2", "--budget", "10", "--out", str(tmp_path)]) == 0

@@ -24,11 +24,20 @@ from typing import Any, Callable
 import numpy as np
 
 from kubenas.estimators.tabular import TabularEstimator
+from kubenas.estimators.training import Fidelity
 from kubenas.strategies import STRATEGIES, make_strategy
 
 CHECKPOINTS = (25, 50, 100, 200, 400)
-DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "reinforce",
-                      "optuna_tpe", "optuna_random")
+# Regret is also read at these simulated training times, in units of the table's median full training time
+# (so "50" is the time 50 typical full evaluations take): where multi-fidelity search is meant to win.
+TIME_CHECKPOINTS = (25, 50, 100, 200)
+# Named variants: a label for a strategy with options (multi-fidelity schedulers over the table's epochs).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "bohb": ("successive_halving", {"base": "bananas", "min_resource": 1, "eta": 3}),
+    "hyperband": ("hyperband", {"base": "random", "min_resource": 1, "eta": 3}),
+}  # max_resource defaults to the table's epochs
+DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "reinforce", "bohb",
+                      "hyperband", "optuna_tpe", "optuna_random")
 OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries before the budget
 
 
@@ -43,7 +52,11 @@ class Trace:
 
 
 def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, space, seed: int, budget: int) -> Trace:
-    strategy = make_strategy(name, space, seed=seed, **options)
+    """``name`` is a registered strategy or one of ``VARIANTS``; ``options`` are added to the variant's."""
+    strategy_name, preset = VARIANTS.get(name, (name, {}))
+    if name in VARIANTS:
+        preset = {**preset, "max_resource": int(table.protocol["epochs"])}
+    strategy = make_strategy(strategy_name, space, seed=seed, **{**preset, **options})
     return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]))
 
 
@@ -90,6 +103,7 @@ def _suggest(trial, space) -> dict[str, Any]:
 
 def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask: Callable, tell: Callable) -> Trace:
     best_val, incumbent_test = -np.inf, None
+    full_epochs = int(table.protocol["epochs"])
     regret, seconds, total = [], [], 0.0
     ask_times, tell_times = [], []
     for q in range(budget):
@@ -100,7 +114,8 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
             break
         t1 = time.perf_counter()
         valid = space._check(cand.arch) is None and all(d.name in cand.arch for d in space._active(cand.arch))
-        result = table.evaluate(cand.arch, candidate_id=cand.id) if valid else _invalid(cand.id)
+        fidelity = Fidelity(epochs=full_epochs).override(getattr(cand, "fidelity", None))
+        result = table.evaluate(cand.arch, fidelity=fidelity, candidate_id=cand.id) if valid else _invalid(cand.id)
         t2 = time.perf_counter()
         tell(cand, result)
         t3 = time.perf_counter()
@@ -109,7 +124,8 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
             tell_times.append(t3 - t2)
         if result.ok:
             total += result.cost
-            if result.metrics["val_acc"] > best_val:
+            # only full-fidelity results can become the incumbent: a low-rung accuracy is not what a search exports
+            if result.metrics["epochs"] == full_epochs and result.metrics["val_acc"] > best_val:
                 best_val, incumbent_test = result.metrics["val_acc"], table.test_acc(cand.arch)
         regret.append(table.best_test_acc - incumbent_test if incumbent_test is not None else table.best_test_acc)
         seconds.append(total)
@@ -129,9 +145,9 @@ def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGI
     space = estimator.space
     options = options or {}
     for name in strategies:
-        if name not in STRATEGIES and name not in ("optuna_tpe", "optuna_random"):
-            raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)} or optuna_tpe, "
-                             "optuna_random")
+        if name not in STRATEGIES and name not in VARIANTS and name not in ("optuna_tpe", "optuna_random"):
+            raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)}, the variants "
+                             f"{sorted(VARIANTS)}, or optuna_tpe, optuna_random")
     traces = []
     for name in strategies:
         start = time.perf_counter()
@@ -145,18 +161,37 @@ def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGI
     return traces
 
 
-def summarise(traces: list[Trace], checkpoints=CHECKPOINTS) -> dict[str, dict[str, Any]]:
+def summarise(traces: list[Trace], checkpoints=CHECKPOINTS, unit_seconds: float | None = None,
+              time_checkpoints=TIME_CHECKPOINTS) -> dict[str, dict[str, Any]]:
+    """Median and IQR of regret per strategy at each query checkpoint (int keys) and, given ``unit_seconds``
+    (the table's median full training time), at each simulated-time checkpoint (keys ``"t25"``, ...)."""
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(t.strategy for t in traces):
         mine = [t for t in traces if t.strategy == name]
         row: dict[str, Any] = {"seeds": len(mine), "ask_ms": float(np.median([t.ask_ms for t in mine])),
                                "tell_ms": float(np.median([t.tell_ms for t in mine]))}
         for q in checkpoints:
-            vals = [t.regret[min(q, len(t.regret)) - 1] for t in mine]
-            q1, med, q3 = np.percentile(vals, [25, 50, 75])
-            row[q] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
+            row[q] = _quartiles([t.regret[min(q, len(t.regret)) - 1] for t in mine])
+        for k in time_checkpoints if unit_seconds else ():
+            row[f"t{k}"] = _quartiles([_regret_at(t, k * unit_seconds) for t in mine])
         out[name] = row
     return out
+
+
+def _quartiles(values) -> dict[str, float]:
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    return {"median": float(med), "q1": float(q1), "q3": float(q3)}
+
+
+def _regret_at(trace: Trace, seconds: float) -> float:
+    """Regret once ``seconds`` of simulated training are spent (the last query finished by then)."""
+    done = int(np.searchsorted(trace.seconds, seconds, side="right"))
+    return trace.regret[min(done, len(trace.regret)) - 1] if done else trace.regret[0]
+
+
+def unit_seconds(table: TabularEstimator) -> float:
+    """The table's median full training time: the unit of the simulated-time checkpoints."""
+    return float(np.median([r["train_seconds"] for r in table.rows.values() if r["status"] == "ok"]))
 
 
 def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
@@ -176,6 +211,16 @@ def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[
     for name, row in summary.items():
         cells = [f"{100 * row[q]['median']:.2f} [{100 * row[q]['q1']:.2f}, {100 * row[q]['q3']:.2f}]" for q in checkpoints]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['ask_ms']:.2f} | {row['tell_ms']:.2f} |")
+    timed = [k for k in next(iter(summary.values())) if isinstance(k, str) and k[0] == "t" and k[1:].isdigit()]
+    if timed:
+        lines += ["", f"Regret at simulated training time, in units of the table's median full training "
+                  f"({meta['unit_seconds']:.2f} s): the time that many full evaluations take. Multi-fidelity "
+                  "strategies spend less per query.", "",
+                  "| strategy | " + " | ".join(f"{k[1:]} units" for k in timed) + " |",
+                  "| --- |" + " --- |" * len(timed)]
+        for name, row in summary.items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{100 * row[k]['median']:.2f} [{100 * row[k]['q1']:.2f}, {100 * row[k]['q3']:.2f}]" for k in timed) + " |")
     md_path.write_text("\n".join(lines) + "\n")
     _plot(traces, png_path, meta)
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "summary": {
