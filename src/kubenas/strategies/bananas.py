@@ -28,7 +28,7 @@ from kubenas.strategies.base import Strategy
 class Bananas(Strategy):
     name = "bananas"
 
-    def __init__(self, space, *, n_init: int = 10, ensemble: int = 5, hidden: int = 32, epochs: int = 60,
+    def __init__(self, space, *, n_init: int = 10, ensemble: int = 5, hidden: int = 32, epochs: int = 40,
                  acquisition: str = "its", kappa: float = 1.0, batch: str = "thompson", parents: int = 10,
                  mutations: int = 10, encoding: str = "auto", **kwargs: Any):
         super().__init__(space, **kwargs)
@@ -146,7 +146,8 @@ class _Ensemble:
     """E two-layer MLPs trained as one batched network (weights shaped (E, in, out)) with full-batch Adam.
 
     Written in numpy with its two-line backward pass: for networks this small, a framework's per-operation
-    overhead would cost more than the arithmetic (an ask at 400 results stays within a few milliseconds)."""
+    overhead would cost more than the arithmetic (an ask at 400 results, refit included, takes about
+    35 ms on one CPU core)."""
 
     def __init__(self, params: list[np.ndarray], x_mean, x_std, y_mean, y_std):
         self.params, self.x_mean, self.x_std, self.y_mean, self.y_std = params, x_mean, x_std, y_mean, y_std
