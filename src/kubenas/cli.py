@@ -128,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
     bc.add_argument("--multi-objective", action="store_true",
                     help="hypervolume of accuracy against parameters: nsga2, pareto_evolution, optuna_nsga2, random")
 
+    be = bsub.add_parser("estimators", help="rank correlation and cost of each cheap estimator against full training",
+                         description="Score a fixed sample of a table's architectures with every zero-cost proxy "
+                                     "and with fewer training epochs; report Kendall tau and Spearman rho with the "
+                                     "table's validation accuracy, and the cost per architecture.")
+    be.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
+    be.add_argument("--sample", type=int, default=200, help="architectures in the fixed sample")
+    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--out", type=Path, default=Path("runs/bench-estimators"))
+
     for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
                        ("down", "stop the local stack started by `kubenas up`")):
         p = sub.add_parser(name, help=text)
@@ -236,7 +245,7 @@ def _pipeline_command(args: argparse.Namespace) -> int:
           f"{report.train_seconds:.0f} s in all ({config.budget.parallelism} at a time), winner retrained in {retrain:.0f} s, "
           f"stack start {report.stack_seconds:.0f} s\nfull log: {report.log}")
     if s:
-        metric = config.objective.metric
+        metric = s.get("retrained_metric", config.objective.metric)
         print(f"winner {s['candidate_id']}: {metric}={s[metric]:.4f} test_acc={s['test_acc']:.4f} "
               f"params={s['params']:,} macs={s['macs']:,}\n  {s['genotype']}\n"
               f"registered {s['model_name']} version {s['version']} as {s['alias']}\n"
@@ -282,6 +291,8 @@ def _bench_command(args: argparse.Namespace) -> int:
 
     if args.bench_command == "compare":
         return _bench_compare(args)
+    if args.bench_command == "estimators":
+        return _bench_estimators(args)
     try:
         if args.preset is not None and args.preset not in table.PRESETS:
             raise ValueError(f"--preset {args.preset!r}: expected one of {', '.join(sorted(table.PRESETS))}")
@@ -307,6 +318,23 @@ def _bench_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _bench_estimators(args: argparse.Namespace) -> int:
+    from kubenas.bench import estimators
+
+    try:
+        if args.sample < 3:
+            raise ValueError("--sample must be at least 3 for a rank correlation")
+        results = estimators.measure(args.table, args.sample, args.seed)
+    except ValueError as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    text = estimators.markdown(results, str(args.table), args.sample)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "estimators.md").write_text(text)
+    print(text + f"wrote {args.out / 'estimators.md'}")
     return 0
 
 

@@ -68,6 +68,17 @@ class EstimatorConfig(_Strict):
     table: str | None = Field(None, description="answer candidates from this benchmark table (a shipped name such "
                                                 "as 'nb201-4op-mnist1d' or a .parquet path) instead of training")
 
+    proxy: Literal["synflow", "grad_norm", "nwot", "params", "macs"] | None = Field(
+        None, description="score candidates with this zero-cost proxy instead of training them (the objective "
+                          "metric is then 'zc_score'); the export still trains the winner")
+    proxy_batch_size: int = Field(64, ge=2, description="minibatch size a zero-cost proxy sees")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "EstimatorConfig":
+        if self.table is not None and self.proxy is not None:
+            raise ValueError("set estimator.table or estimator.proxy, not both")
+        return self
+
     @field_validator("table")
     @classmethod
     def _table(cls, v: str | None) -> str | None:
@@ -222,6 +233,9 @@ class SearchConfig(_Strict):
                 raise ValueError(f"strategy {self.strategy.name!r} asks for fidelity {top}, but the table "
                                  f"{self.estimator.table!r} answers only epochs 1..{table.protocol['epochs']}: set "
                                  f"strategy.options.resource to 'epochs' and max_resource <= {table.protocol['epochs']}")
+        if self.estimator.proxy is not None and "zc_score" not in _objective_metrics(self):
+            raise ValueError(f"estimator.proxy {self.estimator.proxy!r} reports 'zc_score', not "
+                             f"{_objective_metrics(self)}: set objective.metric to 'zc_score' (mode max)")
         if self.export.pick == "knee" and not hasattr(strategy, "pick"):
             raise ValueError(f"export.pick 'knee' chooses from a Pareto front, but strategy {self.strategy.name!r} "
                              "has one objective: use a multi-objective strategy (nsga2, pareto_evolution) or "
@@ -234,6 +248,12 @@ class SearchConfig(_Strict):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _objective_metrics(cfg: SearchConfig) -> list[str]:
+    """The metrics the search optimises: the objective's, or a multi-objective strategy's."""
+    objectives = cfg.strategy.options.get("objectives")
+    return [o.get("metric") for o in objectives] if objectives else [cfg.objective.metric]
 
 
 def parse_config(data: Any, source: str = "config") -> SearchConfig:

@@ -29,7 +29,7 @@ from kubenas.tracking import Tracker
 
 # Config sections that define what a search is; a search resumed under the same name must keep them.
 IDENTITY = ("dataset", "space", "strategy", "objective", "fidelity", "seed")
-SCALAR_METRICS = ("val_acc", "val_loss", "params", "macs", "train_seconds", "latency_ms")
+SCALAR_METRICS = ("val_acc", "val_loss", "params", "macs", "train_seconds", "latency_ms", "zc_score")
 
 
 def _say(message: str) -> None:
@@ -42,14 +42,18 @@ def _strategy(cfg: SearchConfig) -> Strategy:
 
 
 def _estimator(cfg: SearchConfig, *, train: bool = False):
-    """The search's estimator: table lookups when ``estimator.table`` is set (unless ``train``: the export always
-    retrains the winner), else training."""
+    """The search's estimator: table lookups when ``estimator.table`` is set, a zero-cost proxy when
+    ``estimator.proxy`` is (unless ``train``: the export always retrains the winner), else training."""
     options = cfg.estimator.model_dump()
-    table = options.pop("table")
+    table, proxy, proxy_batch = options.pop("table"), options.pop("proxy"), options.pop("proxy_batch_size")
     if table is not None and not train:
         from kubenas.estimators.tabular import TabularEstimator
 
         return TabularEstimator(table)
+    if proxy is not None and not train:
+        from kubenas.estimators.zero_cost import ZeroCostEstimator
+
+        return ZeroCostEstimator(proxy, batch_size=proxy_batch)
     return TrainingEstimator(**options)
 
 
@@ -264,7 +268,9 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         model, m = estimator.fit(arch, space, data.without_test(), fidelity, seed)
         _, test_acc = estimator.score(model, data.x_test, data.y_test)
         trained.append((seed, model, m, test_acc))
-    seed, model, m, test_acc = max(trained, key=lambda t: t[2][metric] if mode == "max" else -t[2][metric])
+    # the retrained model is judged on the objective when training reports it, else (a proxy's zc_score) on val_acc
+    rmetric, rmode = (metric, mode) if metric in trained[0][2] else ("val_acc", "max")
+    seed, model, m, test_acc = max(trained, key=lambda t: t[2][rmetric] if rmode == "max" else -t[2][rmetric])
     tests = [t[3] for t in trained]
     retrain_seconds = time.perf_counter() - start
     model = model.cpu().eval()
@@ -284,7 +290,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
                            "search": cfg.name, "input_shape": json.dumps(list(data.input_shape)),
                            "num_classes": data.num_classes, "data_split": json.dumps(
                                {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)})})
-        mlflow.log_metrics({metric: float(m[metric]), "test_acc": test_acc,
+        mlflow.log_metrics({rmetric: float(m[rmetric]), "test_acc": test_acc,
                             "test_acc_mean": sum(tests) / len(tests), "test_acc_min": min(tests),
                             "params": m["params"], "macs": m["macs"], "latency_ms": m["latency_ms"],
                             "retrain_seconds": retrain_seconds})
@@ -297,13 +303,13 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         info = mlflow.pytorch.log_model(model, name="model", input_example=data.x_test[:2].numpy(),
                                         registered_model_name=name)
     version = str(info.registered_model_version)
-    alias = tracker.promote(name, version, metric, float(m[metric]), mode)
+    alias = tracker.promote(name, version, rmetric, float(m[rmetric]), rmode)
     store.put_bytes(f"weights/{winner['id']}.pt", weights)
     store.put_json(f"weights/{winner['id']}.json", {"arch": arch, "space": space.spec()})
     tracker.finish(parent_run_id)
 
     summary = {"candidate_id": winner["id"], "genotype": winner["genotype"], "arch": arch,
-               metric: float(m[metric]), "test_acc": test_acc, "params": m["params"], "macs": m["macs"],
+               rmetric: float(m[rmetric]), "retrained_metric": rmetric, "test_acc": test_acc, "params": m["params"], "macs": m["macs"],
                "model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}@champion",
                "mlflow_uri": tracker.uri, "parent_run_id": parent_run_id, "export_run_id": run.info.run_id,
                "retrain_seconds": retrain_seconds}
@@ -312,7 +318,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         summary["pick"] = cfg.export.pick
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
     store.put_json("export.json", summary)
-    _say(f"export: {winner['genotype']} {metric}={m[metric]:.4f} test_acc={test_acc:.4f}; registered {name} "
+    _say(f"export: {winner['genotype']} {rmetric}={m[rmetric]:.4f} test_acc={test_acc:.4f}; registered {name} "
          f"v{version} as {alias}")
     return summary
 
@@ -335,7 +341,7 @@ def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[s
     metric = cfg.objective.metric
     lines = [f"# kubenas search `{cfg.name}`", "",
              f"Winner `{summary['candidate_id']}` retrained for {cfg.export.epochs} epoch(s): "
-             f"{metric} **{summary[metric]:.4f}**, test accuracy **{summary['test_acc']:.4f}**, "
+             f"{summary['retrained_metric']} **{summary[summary['retrained_metric']]:.4f}**, test accuracy **{summary['test_acc']:.4f}**, "
              f"registered as `{summary['model_name']}` version {summary['version']} (alias `{summary['alias']}`).",
              "", f"Top {min(top, len(scored))} of {len(scored)} successful evaluations (most epochs first, then "
              f"{cfg.objective.mode} {metric}):", "",

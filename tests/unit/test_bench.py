@@ -111,3 +111,23 @@ def test_cli(built, tmp_path, capsys):
     assert main(["bench", "compare", "--table", str(built), "--strategies", "nope"]) == 2
     assert "unknown strategy 'nope'" in capsys.readouterr().err
     assert main(["bench", "build", "--preset", "nope"]) == 2
+
+
+def test_estimators_measures_rank_correlation_and_cost_against_full_training(built, tmp_path, capsys):
+    from kubenas.bench import estimators
+
+    results = {r["estimator"]: r for r in estimators.measure(built, n=12, proxies=("params", "nwot"), progress=False)}
+    full = results["full training"]
+    assert full["kendall"] == pytest.approx(1.0) and full["spearman"] == pytest.approx(1.0)  # itself
+    low = results["training, 1 of 2 epochs"]
+    assert -1 <= low["kendall"] <= 1 and low["seconds_per_arch"] == pytest.approx(full["seconds_per_arch"] / 2)
+    for name in ("zero-cost: params", "zero-cost: nwot"):
+        assert -1 <= results[name]["kendall"] <= 1 and 0 < results[name]["seconds_per_arch"]
+    with pytest.raises(ValueError, match="sample of 99 asked, but the table has 16"):
+        estimators.sample_rows(TabularEstimator(built), 99)
+    assert estimators.sample_rows(TabularEstimator(built), 5, seed=1) == estimators.sample_rows(TabularEstimator(built), 5, seed=1)
+    assert main(["bench", "estimators", "--table", str(built), "--sample", "8", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "| zero-cost: synflow |" in text and "| full training | 1.000 | 1.000 |" in text
+    assert (tmp_path / "estimators.md").exists()
+
