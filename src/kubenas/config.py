@@ -50,7 +50,16 @@ class SpaceConfig(Named):
         return self
 
 
+class PrefilterConfig(_Strict):
+    proxy: Literal["synflow", "grad_norm", "nwot", "params", "macs"] = "synflow"
+    pool: int = Field(20, ge=2, le=1000, description="proposals scored per candidate trained")
+    batch_size: int = Field(64, ge=2)
+
+
 class StrategyConfig(Named):
+    prefilter: PrefilterConfig | None = Field(None, description="score `pool` proposals with a zero-cost proxy and "
+                                                                "train only the best of each pool")
+
     @model_validator(mode="after")
     def _known(self) -> "StrategyConfig":
         check(STRATEGIES, "strategy", self.name, self.options, positional=1)  # the space is passed by kubenas

@@ -36,9 +36,19 @@ def _say(message: str) -> None:
     print(f"[kubenas] {message}", flush=True)
 
 
-def _strategy(cfg: SearchConfig) -> Strategy:
-    return make_strategy(cfg.strategy.name, make_space(cfg.space.name, **cfg.space.options), seed=cfg.seed,
-                         metric=cfg.objective.metric, mode=cfg.objective.mode, **cfg.strategy.options)
+def _strategy(cfg: SearchConfig, *, prefilter: bool = False) -> Strategy:
+    """The configured strategy; with ``prefilter`` (where it asks) and ``strategy.prefilter`` set, a zero-cost
+    proxy on the training split picks the best of each pool of proposals."""
+    space = make_space(cfg.space.name, **cfg.space.options)
+    strategy = make_strategy(cfg.strategy.name, space, seed=cfg.seed, metric=cfg.objective.metric,
+                             mode=cfg.objective.mode, **cfg.strategy.options)
+    pf = cfg.strategy.prefilter
+    if prefilter and pf is not None:
+        from kubenas.estimators.zero_cost import proxy_scorer
+
+        data = load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
+        strategy.set_prefilter(proxy_scorer(pf.proxy, space, data, cfg.seed, pf.batch_size), pf.pool)
+    return strategy
 
 
 def _estimator(cfg: SearchConfig, *, train: bool = False):
@@ -97,7 +107,7 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
     cfg = parse_config(config_json)
     store = SearchStore.from_config(cfg)
     round_index = store.last_committed_round() + 1
-    strategy = _strategy(cfg)
+    strategy = _strategy(cfg, prefilter=True)
     if round_index > 0:
         strategy.load_state_dict(store.read_state(round_index - 1))
     n = cfg.budget.candidates_per_round

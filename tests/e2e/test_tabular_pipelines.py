@@ -1,15 +1,19 @@
 """Searches answered from the committed benchmark table, through the real pipeline (kfp.local, SeaweedFS,
 MLflow): NSGA-II over accuracy and parameters with a hard size constraint, exporting the front's knee; and
-successive halving around BANANAS (BOHB-like), promoting candidates to more epochs in later rounds."""
+successive halving around BANANAS (BOHB-like) behind a synflow pre-filter, promoting candidates to more epochs
+in later rounds."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import yaml
 
 from kubenas.cli import main
 from kubenas.config import load_config
+from kubenas.data import load_dataset
+from kubenas.estimators.zero_cost import proxy_scorer
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.spaces import make_space
 from kubenas.store import SearchStore
@@ -63,7 +67,8 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
         "name": "e2e-mf-tabular", "seed": 2, "dataset": {"name": "mnist1d"},
         "space": {"name": "nb201", "options": table.protocol["space_options"]},
         "strategy": {"name": "successive_halving", "options": {
-            "base": "bananas", "base_options": {"n_init": 4}, "min_resource": 1, "max_resource": 3, "eta": 2}},
+            "base": "bananas", "base_options": {"n_init": 4}, "min_resource": 1, "max_resource": 3, "eta": 2},
+            "prefilter": {"proxy": "synflow", "pool": 4}},  # new cells: the best synflow score of 4 proposals
         "estimator": {"table": TABLE},
         "budget": {"rounds": 4, "candidates_per_round": 4, "parallelism": 4},
         "export": {"epochs": 1, "registered_model": "e2e-mf"},
@@ -83,6 +88,13 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
         if r["epochs"] > 1:  # a promotion: same architecture, from a lower rung of an earlier round
             parent = rows[r["parent_id"]]
             assert parent["arch"] == r["arch"] and parent["epochs"] < r["epochs"] and parent["round"] < r["round"]
+    # the pre-filter ran in the sample step: each new cell is the best-scoring of a pool of 4, so the new cells
+    # score above the median of random cells
+    scorer = proxy_scorer("synflow", table.space, load_dataset("mnist1d").without_test(), seed=2)
+    new = [json.loads(r["arch"]) for r in rows.values() if r["epochs"] == 1]
+    rng = np.random.default_rng(7)
+    random_cells = [table.space.sample(rng) for _ in range(40)]
+    assert np.median(scorer(new)) > np.median(scorer(random_cells))
     export = store.get_json("export.json")
     winner = rows[export["candidate_id"]]
     assert winner["epochs"] == 3

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from kubenas import make_space
+from kubenas import Result, arch_id, make_space
 from kubenas.config import parse_config
-from kubenas.estimators.zero_cost import PROXIES, ZeroCostEstimator
+from kubenas.estimators.zero_cost import PROXIES, ZeroCostEstimator, proxy_scorer
+from kubenas.strategies import STRATEGIES, make_strategy
 from tests.conftest import toy_dataset
+from tests.unit.test_strategies import contract_options
 
 CONV = {"depth": 2, "op_1": "conv", "kernel_1": 3, "width_1": 16, "act_1": "relu", "bn_1": True,
         "op_2": "dense", "width_2": 16, "act_2": "relu", "bn_2": False}
@@ -87,3 +90,62 @@ def test_a_config_selects_a_proxy_and_must_optimise_its_score():
                       "objective": {"metric": "zc_score"}})
     with pytest.raises(ValueError, match="estimator.proxy"):
         parse_config({**base, "estimator": {"proxy": "snip"}})
+
+
+# ---------------------------------------------------------------------- the pre-filter in front of a strategy
+GRID = {"a": list(range(8)), "b": list(range(8))}
+
+
+def score(arch):
+    return -((arch["a"] - 6) ** 2) - (arch["b"] - 1) ** 2
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_a_prefilter_trains_the_best_scoring_of_each_pool(name):
+    space = make_space("choice", decisions=GRID)
+    options = contract_options(name)
+    seen_pools = []
+
+    def scorer(archs):
+        seen_pools.append(archs)
+        return [float(score(a)) for a in archs]
+
+    strategy = make_strategy(name, space, seed=1, **options)
+    strategy.set_prefilter(scorer, pool=6)
+    asked = []
+    for _ in range(5):
+        cands = strategy.ask(2)
+        asked += cands
+        strategy.tell([Result(c.id, "ok", {m: float(score(c.arch)) for m in ("val_acc", "params")}) for c in cands])
+    assert len({arch_id(c.arch) for c in asked}) == len(asked) == 10  # still never a repeat
+    assert len(seen_pools) == 10
+    for cand, pool in zip(asked, seen_pools):
+        ids = [arch_id(a) for a in pool]
+        assert len(set(ids)) == len(ids) and arch_id(cand.arch) in ids
+        assert score(cand.arch) == max(score(a) for a in pool)  # the best of its pool
+    # the same scorer after a save and load gives the same asks
+    state = json.loads(json.dumps(strategy.state_dict()))
+    resumed = make_strategy(name, space, seed=0, **options)
+    resumed.set_prefilter(scorer, pool=6)
+    resumed.load_state_dict(state)
+    assert [c.arch for c in resumed.ask(3)] == [c.arch for c in strategy.ask(3)]
+
+
+def test_the_proxy_scorer_ranks_unscorable_proposals_last_and_caches():
+    data = toy_dataset()
+    scorer = proxy_scorer("nwot", chain(), data, batch_size=16)
+    bad = {"depth": 1, "op_1": "maxpool", "kernel_1": 3}  # no activation: nwot cannot score it
+    first = scorer([CONV, bad])
+    assert np.isfinite(first[0]) and first[1] == -np.inf
+    assert scorer([CONV]) == first[:1]
+    with pytest.raises(ValueError, match="prefilter pool must be a positive integer"):
+        make_strategy("random", chain()).set_prefilter(scorer, pool=0)
+
+
+def test_a_config_puts_a_prefilter_in_front_of_its_strategy():
+    cfg = parse_config({"name": "pf", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
+                        "strategy": {"name": "regularized_evolution", "prefilter": {"proxy": "synflow", "pool": 8}}})
+    assert cfg.strategy.prefilter.pool == 8
+    with pytest.raises(ValueError, match="strategy.prefilter.pool"):
+        parse_config({"name": "pf", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
+                      "strategy": {"name": "random", "prefilter": {"pool": 1}}})

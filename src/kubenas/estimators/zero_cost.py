@@ -140,3 +140,26 @@ class ZeroCostEstimator:
             return Result(candidate_id, "failed", cost=time.perf_counter() - start,
                           error=f"{type(exc).__name__}: {exc}"[:2000])
         return Result(candidate_id, "ok", metrics, cost=time.perf_counter() - start)
+
+
+def proxy_scorer(proxy: str, space: SearchSpace, dataset: Dataset, seed: int = 0,
+                 batch_size: int = 64) -> Callable[[list[Arch]], list[float]]:
+    """A scorer for :meth:`Strategy.set_prefilter`: the proxy's score per architecture (cached by arch id;
+    an architecture that cannot be scored gets -inf, so it is never preferred)."""
+    from kubenas.arch import arch_id
+
+    est, cache = ZeroCostEstimator(proxy, batch_size=batch_size), {}
+
+    def score(archs: list[Arch]) -> list[float]:
+        out = []
+        for arch in archs:
+            aid = arch_id(arch)
+            if aid not in cache:
+                try:
+                    cache[aid] = est.score(arch, space, dataset, seed)["zc_score"]
+                except Exception:  # noqa: BLE001 - an unscorable proposal is ranked last, not a crash
+                    cache[aid] = -math.inf
+            out.append(cache[aid])
+        return out
+
+    return score

@@ -135,6 +135,35 @@ class Strategy:
         self._history: list[dict[str, Any]] = []
         self._seen: set[str] = set()
         self._all_archs: list[Arch] | None = None
+        self._prefilter: Callable[[list[Arch]], list[float]] | None = None
+        self._prefilter_pool = 1
+
+    def set_prefilter(self, score: Callable[[list[Arch]], list[float]] | None, pool: int = 10) -> None:
+        """Put a cheap scorer (a zero-cost proxy) in front of the strategy: each ask draws ``pool`` proposals,
+        scores them, and returns the highest-scoring one; the rest are dropped unseen. ``score`` maps
+        architectures to scores (higher is better) and must be deterministic: it is not part of the state, so
+        configure the same one after ``load_state_dict`` to get the same asks."""
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise ValueError(f"prefilter pool must be a positive integer, got {pool!r}")
+        self._prefilter, self._prefilter_pool = score, pool
+
+    def _filtered_proposal(self) -> tuple[Arch, str, str | None] | None:
+        if self._prefilter is None or self._prefilter_pool == 1:
+            return self._propose()
+        pool: dict[str, tuple[Arch, str, str | None]] = {}
+        for _ in range(self._prefilter_pool):
+            proposal = self._propose()
+            if proposal is None:
+                break
+            pool.setdefault(arch_id(proposal[0]), proposal)
+            self._seen.add(arch_id(proposal[0]))  # so the next draw of this pool is a different architecture
+        if not pool:
+            return None
+        for aid in pool:
+            self._seen.discard(aid)
+        proposals = list(pool.values())
+        scores = self._prefilter([p[0] for p in proposals])
+        return proposals[max(range(len(proposals)), key=lambda i: (scores[i], -i))]
 
     # ----------------------------------------------------------------- for subclasses
     def _propose(self) -> tuple[Arch, str, str | None] | None:
@@ -193,7 +222,7 @@ class Strategy:
             raise ValueError(f"ask(n): n must be a positive integer, got {n!r}")
         out = []
         for _ in range(n):
-            proposal = self._propose()
+            proposal = self._filtered_proposal()
             if proposal is None:
                 break
             arch, tag, parent_id = proposal
