@@ -101,6 +101,13 @@ def test_compare_runs_multi_fidelity_variants_and_reports_by_simulated_time(buil
     assert "Regret at simulated training time" in text and "| bohb |" in text and "| 8 units |" in text
 
 
+def test_compare_runs_a_strategy_behind_a_zero_cost_prefilter(built):
+    with pytest.raises(ValueError, match="unknown strategy 'regularized_evolution\\+params'"):
+        compare.compare(built, ("regularized_evolution+params",), seeds=1, budget=8, progress=False)
+    (trace,) = compare.compare(built, ("regularized_evolution+synflow",), seeds=1, budget=8, progress=False)
+    assert len(trace.regret) == 8 and trace.strategy == "regularized_evolution+synflow"
+
+
 def test_cli(built, tmp_path, capsys):
     assert main(["bench", "compare", "--table", str(built), "--strategies", "local_search,optuna_random",
                  "--seeds", "2", "--budget", "10", "--out", str(tmp_path)]) == 0

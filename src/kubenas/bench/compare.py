@@ -36,6 +36,24 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "bohb": ("successive_halving", {"base": "bananas", "min_resource": 1, "eta": 3}),
     "hyperband": ("hyperband", {"base": "random", "min_resource": 1, "eta": 3}),
 }  # max_resource defaults to the table's epochs
+# Zero-cost pre-filters in front of a strategy: (strategy, proxy, pool). Each query is the best-scoring of
+# `pool` proposals; the proxy is computed for real on the table's dataset (cached per architecture).
+PREFILTERED: dict[str, tuple[str, str, int]] = {
+    "regularized_evolution+synflow": ("regularized_evolution", "synflow", 20),
+    "regularized_evolution+nwot": ("regularized_evolution", "nwot", 20),
+}
+_SCORERS: dict[tuple[str, str], Any] = {}
+
+
+def _scorer(table: TabularEstimator, proxy: str):
+    key = (str(table.path), proxy)
+    if key not in _SCORERS:
+        from kubenas.data import load_dataset
+        from kubenas.estimators.zero_cost import proxy_scorer
+
+        data = load_dataset(table.protocol["dataset"], **table.protocol.get("dataset_options", {})).without_test()
+        _SCORERS[key] = proxy_scorer(proxy, table.space, data)
+    return _SCORERS[key]
 DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "reinforce", "bohb",
                       "hyperband", "optuna_tpe", "optuna_random")
 OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries before the budget
@@ -56,7 +74,11 @@ def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, spa
     strategy_name, preset = VARIANTS.get(name, (name, {}))
     if name in VARIANTS:
         preset = {**preset, "max_resource": int(table.protocol["epochs"])}
+    if name in PREFILTERED:
+        strategy_name = PREFILTERED[name][0]
     strategy = make_strategy(strategy_name, space, seed=seed, **{**preset, **options})
+    if name in PREFILTERED:
+        strategy.set_prefilter(_scorer(table, PREFILTERED[name][1]), PREFILTERED[name][2])
     return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]))
 
 
@@ -145,9 +167,10 @@ def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGI
     space = estimator.space
     options = options or {}
     for name in strategies:
-        if name not in STRATEGIES and name not in VARIANTS and name not in ("optuna_tpe", "optuna_random"):
+        if name not in STRATEGIES and name not in VARIANTS and name not in PREFILTERED \
+                and name not in ("optuna_tpe", "optuna_random"):
             raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)}, the variants "
-                             f"{sorted(VARIANTS)}, or optuna_tpe, optuna_random")
+                             f"{sorted(VARIANTS) + sorted(PREFILTERED)}, or optuna_tpe, optuna_random")
     traces = []
     for name in strategies:
         start = time.perf_counter()
