@@ -87,6 +87,7 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
     tracker.check()
     stored = store.read_config()
     if stored is not None:
+        stored = _normalised(stored)
         changed = [k for k in IDENTITY if stored.get(k) != cfg.model_dump(mode="json")[k]]
         if changed:
             raise ConfigError(f"search {cfg.name!r} already exists in {store.uri} with different {', '.join(changed)}; "
@@ -97,6 +98,15 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
     what = f"resuming after round {start_round - 1}" if start_round else "new search"
     _say(f"search {cfg.name!r} ({what}) in {store.uri}; MLflow run {parent}")
     return {"config_json": cfg.to_json(), "parent_run_id": parent, "start_round": start_round}
+
+
+def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config as this version writes it: fields added since it was stored take their defaults, so a
+    search made by an older kubenas resumes. A config this version rejects is compared as it is."""
+    try:
+        return parse_config(stored, "stored config").model_dump(mode="json")
+    except ConfigError:
+        return stored
 
 
 # ---------------------------------------------------------------------- sample

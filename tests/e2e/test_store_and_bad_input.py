@@ -51,6 +51,17 @@ def test_resuming_with_another_space_is_refused(stack_env):
         steps.init_search(changed.to_json())
 
 
+def test_a_search_stored_by_an_older_version_resumes(stack_env):
+    cfg = parse_config({**CONFIG, "name": "older"})
+    steps.init_search(cfg.to_json())
+    store = SearchStore.from_config(cfg)
+    old = store.read_config()
+    del old["strategy"]["prefilter"], old["estimator"]["proxy"], old["export"]["pick"]  # fields added later
+    store.write_config(old)
+    assert steps.init_search(cfg.to_json())["start_round"] == 0  # same search, not "different strategy"
+    assert store.read_config()["strategy"]["prefilter"] is None  # written back in this version's form
+
+
 def _run(tmp_path, config):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
