@@ -341,7 +341,7 @@ def _bench_estimators(args: argparse.Namespace) -> int:
 def _bench_compare(args: argparse.Namespace) -> int:
     from kubenas.bench import compare
 
-    names = tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else compare.DEFAULT_STRATEGIES
+    chosen = tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else None
     try:
         if args.seeds < 1 or args.budget < 1:
             raise ValueError("--seeds and --budget must be positive")
@@ -352,8 +352,8 @@ def _bench_compare(args: argparse.Namespace) -> int:
             raise ValueError(f"bench compare needs the bench extra ({exc.name} is missing): "
                              "pip install 'kubenas[bench]'") from None
         if args.multi_objective:
-            names = tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else compare.MO_STRATEGIES
-            hv = compare.compare_multiobjective(args.table, names, seeds=args.seeds, budget=args.budget)
+            hv = compare.compare_multiobjective(args.table, chosen or compare.MO_STRATEGIES, seeds=args.seeds,
+                                                budget=args.budget)
             lines = [f"Hypervolume of (validation accuracy, parameters) after {args.budget} queries, normalised to "
                      f"the table's range; median [IQR] over {args.seeds} seeds; higher is better.", "",
                      "| strategy | hypervolume |", "| --- | --- |"]
@@ -362,7 +362,8 @@ def _bench_compare(args: argparse.Namespace) -> int:
             (args.out / "compare-multiobjective.md").write_text("\n".join(lines) + "\n")
             print("\n".join(lines))
             return 0
-        traces = compare.compare(args.table, names, seeds=args.seeds, budget=args.budget)
+        traces = compare.compare(args.table, chosen or compare.DEFAULT_STRATEGIES, seeds=args.seeds,
+                                 budget=args.budget)
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kubenas.data import DATASETS
 from kubenas.estimators.training import Fidelity
+from kubenas.estimators.zero_cost import PROXIES
 from kubenas.registry import check
 from kubenas.spaces import make_space
 from kubenas.strategies import STRATEGIES, make_strategy
 
+ProxyName = Literal[tuple(PROXIES)]  # the zero-cost proxies, named once in kubenas.estimators.zero_cost
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -51,7 +53,7 @@ class SpaceConfig(Named):
 
 
 class PrefilterConfig(_Strict):
-    proxy: Literal["synflow", "grad_norm", "nwot", "params", "macs"] = "synflow"
+    proxy: ProxyName = "synflow"
     pool: int = Field(20, ge=2, le=1000, description="proposals scored per candidate trained")
     batch_size: int = Field(64, ge=2)
 
@@ -77,7 +79,7 @@ class EstimatorConfig(_Strict):
     table: str | None = Field(None, description="answer candidates from this benchmark table (a shipped name such "
                                                 "as 'nb201-4op-mnist1d' or a .parquet path) instead of training")
 
-    proxy: Literal["synflow", "grad_norm", "nwot", "params", "macs"] | None = Field(
+    proxy: ProxyName | None = Field(
         None, description="score candidates with this zero-cost proxy instead of training them (the objective "
                           "metric is then 'zc_score'); the export still trains the winner")
     proxy_batch_size: int = Field(64, ge=2, description="minibatch size a zero-cost proxy sees")

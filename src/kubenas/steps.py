@@ -21,10 +21,10 @@ from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.data import load_dataset
 from kubenas.estimators.training import Fidelity, TrainingEstimator
 from kubenas.search import history_row
-from kubenas.strategies.base import top
 from kubenas.spaces import make_space
 from kubenas.store import SearchStore
 from kubenas.strategies import Candidate, Result, Strategy, make_strategy
+from kubenas.strategies.base import top
 from kubenas.tracking import Tracker
 
 # Config sections that define what a search is; a search resumed under the same name must keep them.
@@ -46,9 +46,13 @@ def _strategy(cfg: SearchConfig, *, prefilter: bool = False) -> Strategy:
     if prefilter and pf is not None:
         from kubenas.estimators.zero_cost import proxy_scorer
 
-        data = load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
-        strategy.set_prefilter(proxy_scorer(pf.proxy, space, data, cfg.seed, pf.batch_size), pf.pool)
+        strategy.set_prefilter(proxy_scorer(pf.proxy, space, _search_data(cfg), cfg.seed, pf.batch_size), pf.pool)
     return strategy
+
+
+def _search_data(cfg: SearchConfig):
+    """The configured dataset without its test split: what a search may look at."""
+    return load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
 
 
 def _estimator(cfg: SearchConfig, *, train: bool = False):
@@ -158,7 +162,7 @@ def train_candidate(config_json: str, item: str) -> dict[str, Any]:
     _pin_threads(cfg)
     space = make_space(cfg.space.name, **cfg.space.options)
     fidelity = cfg.fidelity.to_fidelity().override(cand.fidelity)  # a scheduler sets each candidate's rung
-    data = load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
+    data = _search_data(cfg)
     result = _estimator(cfg).evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id)
     row = history_row(space, cand, result, fidelity)
     store.put_json(f"{folder}/results/{cand.id}.json", row)

@@ -15,6 +15,7 @@ Simulated time adds the table's training seconds of each query.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -31,29 +32,26 @@ CHECKPOINTS = (25, 50, 100, 200, 400)
 # Regret is also read at these simulated training times, in units of the table's median full training time
 # (so "50" is the time 50 typical full evaluations take): where multi-fidelity search is meant to win.
 TIME_CHECKPOINTS = (25, 50, 100, 200)
-# Named variants: a label for a strategy with options (multi-fidelity schedulers over the table's epochs).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "bohb": ("successive_halving", {"base": "bananas", "min_resource": 1, "eta": 3}),
-    "hyperband": ("hyperband", {"base": "random", "min_resource": 1, "eta": 3}),
-}  # max_resource defaults to the table's epochs
-# Zero-cost pre-filters in front of a strategy: (strategy, proxy, pool). Each query is the best-scoring of
-# `pool` proposals; the proxy is computed for real on the table's dataset (cached per architecture).
-PREFILTERED: dict[str, tuple[str, str, int]] = {
-    "regularized_evolution+synflow": ("regularized_evolution", "synflow", 20),
-    "regularized_evolution+nwot": ("regularized_evolution", "nwot", 20),
+# Named variants: a label for a strategy with options and, optionally, a zero-cost pre-filter (proxy, pool):
+# each query is then the best-scoring of `pool` proposals, the proxy computed for real on the table's dataset.
+# Schedulers' max_resource defaults to the table's epochs.
+VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, int] | None]] = {
+    "bohb": ("successive_halving", {"base": "bananas", "min_resource": 1, "eta": 3}, None),
+    "hyperband": ("hyperband", {"base": "random", "min_resource": 1, "eta": 3}, None),
+    "regularized_evolution+synflow": ("regularized_evolution", {}, ("synflow", 20)),
+    "regularized_evolution+nwot": ("regularized_evolution", {}, ("nwot", 20)),
 }
-_SCORERS: dict[tuple[str, str], Any] = {}
+_SCHEDULERS = ("successive_halving", "hyperband")
 
 
+@functools.lru_cache(maxsize=None)
 def _scorer(table: TabularEstimator, proxy: str):
-    key = (str(table.path), proxy)
-    if key not in _SCORERS:
-        from kubenas.data import load_dataset
-        from kubenas.estimators.zero_cost import proxy_scorer
+    """One proxy scorer per table and proxy, so every seed shares the cached scores."""
+    from kubenas.estimators.zero_cost import proxy_scorer
 
-        data = load_dataset(table.protocol["dataset"], **table.protocol.get("dataset_options", {})).without_test()
-        _SCORERS[key] = proxy_scorer(proxy, table.space, data)
-    return _SCORERS[key]
+    return proxy_scorer(proxy, table.space, table.search_data())
+
+
 DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "reinforce", "bohb",
                       "hyperband", "optuna_tpe", "optuna_random")
 OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries before the budget
@@ -71,14 +69,12 @@ class Trace:
 
 def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, space, seed: int, budget: int) -> Trace:
     """``name`` is a registered strategy or one of ``VARIANTS``; ``options`` are added to the variant's."""
-    strategy_name, preset = VARIANTS.get(name, (name, {}))
-    if name in VARIANTS:
-        preset = {**preset, "max_resource": int(table.protocol["epochs"])}
-    if name in PREFILTERED:
-        strategy_name = PREFILTERED[name][0]
+    strategy_name, preset, prefilter = VARIANTS.get(name, (name, {}, None))
+    if strategy_name in _SCHEDULERS:
+        preset = {"max_resource": int(table.protocol["epochs"]), **preset}
     strategy = make_strategy(strategy_name, space, seed=seed, **{**preset, **options})
-    if name in PREFILTERED:
-        strategy.set_prefilter(_scorer(table, PREFILTERED[name][1]), PREFILTERED[name][2])
+    if prefilter is not None:
+        strategy.set_prefilter(_scorer(table, prefilter[0]), prefilter[1])
     return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]))
 
 
@@ -167,10 +163,9 @@ def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGI
     space = estimator.space
     options = options or {}
     for name in strategies:
-        if name not in STRATEGIES and name not in VARIANTS and name not in PREFILTERED \
-                and name not in ("optuna_tpe", "optuna_random"):
+        if name not in STRATEGIES and name not in VARIANTS and name not in ("optuna_tpe", "optuna_random"):
             raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)}, the variants "
-                             f"{sorted(VARIANTS) + sorted(PREFILTERED)}, or optuna_tpe, optuna_random")
+                             f"{sorted(VARIANTS)}, or optuna_tpe, optuna_random")
     traces = []
     for name in strategies:
         start = time.perf_counter()

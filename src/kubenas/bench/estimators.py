@@ -37,13 +37,14 @@ def rank_correlations(scores, truth) -> dict[str, float]:
 
 
 def measure(table: str | Path = "nb201-4op-mnist1d", n: int = DEFAULT_SAMPLE, seed: int = 0,
-            proxies=("synflow", "grad_norm", "nwot", "params", "macs"), progress: bool = True) -> list[dict[str, Any]]:
+            proxies=None, progress: bool = True) -> list[dict[str, Any]]:
+    """One row per estimator: fewer training epochs read from the table, then each zero-cost proxy (default:
+    all of them) computed for real."""
     import json
 
     import torch
 
-    from kubenas.data import load_dataset
-    from kubenas.estimators.zero_cost import ZeroCostEstimator
+    from kubenas.estimators.zero_cost import PROXIES, ZeroCostEstimator
 
     est = TabularEstimator(table)
     rows = sample_rows(est, n, seed)
@@ -55,11 +56,11 @@ def measure(table: str | Path = "nb201-4op-mnist1d", n: int = DEFAULT_SAMPLE, se
         cost = float(np.mean([r["train_seconds"] * epochs / full_epochs for r in rows]))
         label = "full training" if epochs == full_epochs else f"training, {epochs} of {full_epochs} epochs"
         out.append({"estimator": label, **rank_correlations(scores, truth), "seconds_per_arch": cost})
-    data = load_dataset(est.protocol["dataset"], **est.protocol.get("dataset_options", {})).without_test()
+    data = est.search_data()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the table was built: one thread per process
     try:
-        for proxy in proxies:
+        for proxy in proxies or tuple(PROXIES):
             zc = ZeroCostEstimator(proxy)
             start = time.perf_counter()
             scores = []

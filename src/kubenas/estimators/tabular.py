@@ -50,6 +50,12 @@ class TabularEstimator:
         self.best_test_acc = max(r["test_acc"] for r in ok)
         self.best_val_acc = max(r["val_acc"] for r in ok)
 
+    def search_data(self):
+        """The table's dataset without its test split, as the protocol loaded it (for proxies scored for real)."""
+        from kubenas.data import load_dataset
+
+        return load_dataset(self.protocol["dataset"], **self.protocol.get("dataset_options", {})).without_test()
+
     def check_space(self, space: SearchSpace) -> None:
         if json.loads(json.dumps(space.spec())) != json.loads(json.dumps(self.space_spec)):
             raise ValueError(f"the table {self.path.name} holds the space {self.space_spec}, not {space.spec()}")

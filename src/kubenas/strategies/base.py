@@ -166,8 +166,9 @@ class Strategy:
         return proposals[max(range(len(proposals)), key=lambda i: (scores[i], -i))]
 
     # ----------------------------------------------------------------- for subclasses
-    def _propose(self) -> tuple[Arch, str, str | None] | None:
-        """The next (architecture, tag, parent candidate id), or None when nothing new is left."""
+    def _propose(self) -> tuple[Arch, str, str | None] | tuple[Arch, str, str | None, dict] | None:
+        """The next (architecture, tag, parent candidate id), or None when nothing new is left. A fourth item,
+        a dict, is kept with the pending candidate (``fidelity`` there becomes the candidate's fidelity)."""
         raise NotImplementedError
 
     def _observe(self, record: dict[str, Any], tag: str) -> None:
@@ -225,13 +226,13 @@ class Strategy:
             proposal = self._filtered_proposal()
             if proposal is None:
                 break
-            arch, tag, parent_id = proposal
+            arch, tag, parent_id, *extra = proposal
             aid = arch_id(arch)
             cid = f"{self._counter:05d}-{aid[:8]}"
             self._counter += 1
-            self._pending[cid] = {"arch": arch, "tag": tag, "parent_id": parent_id}
+            self._pending[cid] = {"arch": arch, "tag": tag, "parent_id": parent_id, **(extra[0] if extra else {})}
             self._seen.add(aid)
-            out.append(Candidate(cid, arch, parent_id))
+            out.append(Candidate(cid, arch, parent_id, self._pending[cid].get("fidelity")))
         return out
 
     def tell(self, results: Iterable[Result | Mapping[str, Any]]) -> None:

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from kubenas.arch import arch_id
-from kubenas.strategies.base import Candidate, Result, Strategy
+from kubenas.strategies.base import Result, Strategy
 
 RESOURCES = ("epochs", "data_fraction", "width_mult", "resolution")
 _INTEGER_RESOURCES = ("epochs", "resolution")
@@ -121,22 +120,14 @@ class Hyperband(Strategy):
         return self.fidelity(len(self.rungs) - 1)
 
     # ----------------------------------------------------------------- asking
-    def ask(self, n: int = 1) -> list[Candidate]:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"ask(n): n must be a positive integer, got {n!r}")
-        out = []
-        for _ in range(n):
-            proposal = self._promotion() or self._new_trial()
-            if proposal is None:
-                break
-            trial, rung, parent_id = proposal
-            arch = self._trials[trial]["arch"]
-            cid = f"{self._counter:05d}-{arch_id(arch)[:8]}"
-            self._counter += 1
-            self._pending[cid] = {"arch": arch, "tag": "promote" if rung > self._trials[trial]["bracket"] else "new",
-                                  "parent_id": parent_id, "fidelity": self.fidelity(rung), "trial": trial, "rung": rung}
-            out.append(Candidate(cid, arch, parent_id, self.fidelity(rung)))
-        return out
+    def _propose(self):
+        proposal = self._promotion() or self._new_trial()
+        if proposal is None:
+            return None
+        trial, rung, parent_id = proposal
+        tag = "promote" if rung > self._trials[trial]["bracket"] else "new"
+        return self._trials[trial]["arch"], tag, parent_id, {"fidelity": self.fidelity(rung), "trial": trial,
+                                                              "rung": rung}
 
     def _promotion(self) -> tuple[str, int, str] | None:
         """The best unpromoted result in the top 1/eta of its rung and bracket, from the highest rung down."""
