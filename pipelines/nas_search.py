@@ -52,7 +52,7 @@ def build_pipeline(config: SearchConfig):
     max_rounds, parallelism = config.budget.rounds, config.budget.parallelism
 
     @dsl.pipeline(name=f"kubenas-{config.name}",
-                  description=f"kubenas NAS: {config.space.name} space, {config.strategy.name} strategy, "
+                  description=f"kubenas NAS: {config.space.name} space, {config.search_method} strategy, "
                               f"{config.dataset.name} data, up to {max_rounds} rounds")
     def nas_search(config_json: str = config.to_json(), rounds: int = max_rounds,
                    candidates_per_round: int = config.budget.candidates_per_round):

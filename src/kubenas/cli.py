@@ -241,8 +241,13 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         return 1
     s = report.summary
     retrain = (report.summary or {}).get("retrain_seconds", 0.0)
-    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s: {report.evaluations} candidates trained for "
-          f"{report.train_seconds:.0f} s in all ({config.budget.parallelism} at a time), winner retrained in {retrain:.0f} s, "
+    if config.oneshot is not None:
+        work = (f"{report.evaluations} architectures ranked with a {config.oneshot.method} supernet trained for "
+                f"{report.train_seconds:.0f} s")
+    else:
+        work = (f"{report.evaluations} candidates trained for {report.train_seconds:.0f} s in all "
+                f"({config.budget.parallelism} at a time)")
+    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s: {work}, winner retrained in {retrain:.0f} s, "
           f"stack start {report.stack_seconds:.0f} s\nfull log: {report.log}")
     if s:
         metric = s.get("retrained_metric", config.objective.metric)

@@ -192,7 +192,7 @@ def _compile(config: SearchConfig, directory: str) -> Path:
 
 
 def _describe(config: SearchConfig) -> str:
-    return (f"kubenas NAS: {config.space.name} space, {config.strategy.name} strategy, {config.dataset.name} data, "
+    return (f"kubenas NAS: {config.space.name} space, {config.search_method} strategy, {config.dataset.name} data, "
             f"up to {config.budget.rounds} rounds of {config.budget.candidates_per_round}")
 
 

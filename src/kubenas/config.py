@@ -71,6 +71,17 @@ class StrategyConfig(Named):
         return self
 
 
+class EarlyStopConfig(_Strict):
+    k: int = Field(5, ge=1, description="stop a candidate that is unlikely to beat the k-th best completed result")
+    threshold: float = Field(0.05, gt=0, lt=1, description="'unlikely': the predicted probability is below this")
+    min_epochs: int = Field(2, ge=1, description="never stop before this many epochs")
+
+
+class InheritConfig(_Strict):
+    epochs: int = Field(1, ge=1, description="epochs a child trains from its parent's weights (fewer than "
+                                             "fidelity.epochs)")
+
+
 class EstimatorConfig(_Strict):
     batch_size: int = Field(128, ge=2)
     lr: float = Field(3e-3, gt=0)
@@ -83,11 +94,24 @@ class EstimatorConfig(_Strict):
         None, description="score candidates with this zero-cost proxy instead of training them (the objective "
                           "metric is then 'zc_score'); the export still trains the winner")
     proxy_batch_size: int = Field(64, ge=2, description="minibatch size a zero-cost proxy sees")
+    early_stop: EarlyStopConfig | None = Field(
+        None, description="learning-curve extrapolation: stop training candidates that are unlikely to beat the "
+                          "k-th best (training or a table)")
+    inherit: InheritConfig | None = Field(
+        None, description="weight inheritance: a child starts from its parent's trained weights (kept in S3) and "
+                          "trains for inherit.epochs")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "EstimatorConfig":
         if self.table is not None and self.proxy is not None:
             raise ValueError("set estimator.table or estimator.proxy, not both")
+        if self.proxy is not None and (self.early_stop is not None or self.inherit is not None):
+            raise ValueError("estimator.proxy scores untrained networks: early_stop and inherit apply to training")
+        if self.table is not None and self.inherit is not None:
+            raise ValueError("estimator.inherit needs real training: a table has no weights to inherit")
+        if self.early_stop is not None and self.inherit is not None:
+            raise ValueError("set estimator.early_stop or estimator.inherit, not both: an inheriting child trains "
+                             "only inherit.epochs, so its curve cannot be extrapolated to fidelity.epochs")
         return self
 
     @field_validator("table")
@@ -98,6 +122,26 @@ class EstimatorConfig(_Strict):
 
             table_path(v)  # raises with the shipped names' location when it does not exist
         return v
+
+
+class OneShotConfig(_Strict):
+    method: str = Field(description="one-shot method: random_sampling, enas or darts")
+    options: dict[str, Any] = Field(default_factory=dict, description="the method's options (see `kubenas strategies`)")
+    epochs: int = Field(10, ge=1, description="supernet epochs per round")
+    candidates: int = Field(100, ge=1, le=100_000, description="architectures ranked with the shared weights after "
+                                                             "each round (DARTS derives one)")
+    recalibration_batches: int = Field(4, ge=1, le=100, description="training batches that re-estimate batch-norm "
+                                                                    "statistics before an architecture is ranked")
+
+    @model_validator(mode="after")
+    def _known(self) -> "OneShotConfig":
+        from kubenas.oneshot import ONESHOT
+
+        reserved = {"seed", "device"} & set(self.options)
+        if reserved:
+            raise ValueError(f"set {sorted(reserved)} at the top level / resources, not in oneshot.options")
+        check(ONESHOT, "one-shot method", self.method, self.options, positional=1)
+        return self
 
 
 class FidelityConfig(_Strict):
@@ -214,6 +258,8 @@ class SearchConfig(_Strict):
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    oneshot: OneShotConfig | None = Field(None, description="search with a weight-sharing supernet instead of a "
+                                                           "strategy: each round trains it and ranks architectures")
     export: ExportConfig = Field(default_factory=ExportConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -247,11 +293,43 @@ class SearchConfig(_Strict):
         if self.estimator.proxy is not None and "zc_score" not in _objective_metrics(self):
             raise ValueError(f"estimator.proxy {self.estimator.proxy!r} reports 'zc_score', not "
                              f"{_objective_metrics(self)}: set objective.metric to 'zc_score' (mode max)")
+        if self.oneshot is not None:
+            self._check_oneshot(space)
+        es, inherit, epochs = self.estimator.early_stop, self.estimator.inherit, self.fidelity.epochs
+        if es is not None and (self.objective.metric, self.objective.mode) != ("val_acc", "max"):
+            raise ValueError(f"estimator.early_stop extrapolates validation-accuracy curves: set objective.metric to "
+                             f"'val_acc' (mode max), not {self.objective.metric!r} ({self.objective.mode})")
+        if es is not None and es.min_epochs >= epochs:
+            raise ValueError(f"estimator.early_stop.min_epochs ({es.min_epochs}) must be below fidelity.epochs "
+                             f"({epochs}), or no epoch can be saved")
+        if inherit is not None and inherit.epochs >= epochs:
+            raise ValueError(f"estimator.inherit.epochs ({inherit.epochs}) must be below fidelity.epochs ({epochs}): "
+                             "a child trains for fewer epochs than a network from scratch")
         if self.export.pick == "knee" and not hasattr(strategy, "pick"):
             raise ValueError(f"export.pick 'knee' chooses from a Pareto front, but strategy {self.strategy.name!r} "
                              "has one objective: use a multi-objective strategy (nsga2, pareto_evolution) or "
                              "pick 'best'")
         return self
+
+    def _check_oneshot(self, space) -> None:
+        from kubenas.oneshot import make_oneshot
+
+        make_oneshot(self.oneshot.method, space, **self.oneshot.options)  # the space has a supernet, the options fit
+        if self.strategy != StrategyConfig(name="regularized_evolution"):  # not the default (a dump includes it)
+            raise ValueError("a one-shot search chooses architectures with its supernet: remove the strategy "
+                             "section, or the oneshot section to search with a strategy")
+        est = self.estimator
+        if est.table is not None or est.proxy is not None or est.early_stop is not None or est.inherit is not None:
+            raise ValueError("a one-shot search estimates with its supernet: remove estimator.table, proxy, "
+                             "early_stop and inherit")
+        if (self.objective.metric, self.objective.mode) != ("val_acc", "max"):
+            raise ValueError("a one-shot search ranks architectures by validation accuracy with shared weights: set "
+                             "objective.metric to 'val_acc' (mode max)")
+
+    @property
+    def search_method(self) -> str:
+        """What chooses the architectures: the strategy's name, or ``oneshot/<method>``."""
+        return f"oneshot/{self.oneshot.method}" if self.oneshot is not None else self.strategy.name
 
     @property
     def model_name(self) -> str:

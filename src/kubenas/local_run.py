@@ -38,7 +38,8 @@ class RunReport:
     stack_seconds: float
     log: Path
     evaluations: int = 0
-    train_seconds: float = 0.0  # candidate training, summed over tasks (they run `parallelism` at a time)
+    train_seconds: float = 0.0  # candidate training summed over tasks (they run `parallelism` at a time), or the
+    # supernet's training in a one-shot search
 
 
 class _Filter(io.TextIOBase):
@@ -114,8 +115,10 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
                 builtins.print = original_print
         summary = store.get_json("export.json")
         rows = [r for r in store.read_history().to_pylist() if r["round"] > before]
+        supernet = sum((store.get_json(f"{store.round_dir(r)}/results/supernet.json") or {}).get("cost", 0.0)
+                       for r in sorted({r["round"] for r in rows})) if config.oneshot is not None else None
     finally:
         if own_stack is not None:
             own_stack.stop()
     return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
-                     train_seconds=sum(r["train_seconds"] or 0.0 for r in rows))
+                     train_seconds=supernet if supernet is not None else sum(r["train_seconds"] or 0.0 for r in rows))

@@ -47,7 +47,7 @@ def search(
     dataset: Dataset | None = None,
     objective: Objective | None = None,
     fidelity: Fidelity | Mapping[str, Any] | None = None,
-    estimator: TrainingEstimator | None = None,
+    estimator: Any = None,
     max_evals: int | None = None,
     max_seconds: float | None = None,
     batch_size: int = 1,
@@ -64,7 +64,9 @@ def search(
     function of the architecture returning the metric's value or a dict of metrics (a black box; an exception
     makes a failed result). An objective with a ``fidelity`` parameter also gets each candidate's fidelity as
     a dict, which multi-fidelity schedulers (``successive_halving``, ``hyperband``) set per candidate.
-    ``batch_size`` candidates are asked at a time, as parallel workers would.
+    ``batch_size`` candidates are asked at a time, as parallel workers would. ``estimator`` is any estimator
+    (default :class:`TrainingEstimator`): e.g. :class:`EarlyTerminationEstimator` or
+    :class:`InheritingEstimator`, which gets each candidate's parent id.
     """
     if (dataset is None) == (objective is None):
         raise ValueError("search: pass exactly one of dataset= (train candidates) or objective= (a function)")
@@ -86,8 +88,9 @@ def search(
     if dataset is not None:
         estimator = estimator or TrainingEstimator()
         search_data = dataset.without_test()  # the test split is for the final export only
+        lineage = getattr(estimator, "inherits", False)  # an inheriting estimator starts children from parents
         evaluate = lambda c: estimator.evaluate(c.arch, space, search_data, fidelity.override(c.fidelity),  # noqa: E731
-                                                seed, c.id)
+                                                seed, c.id, **({"parent_id": c.parent_id} if lineage else {}))
     else:
         takes_fidelity = _takes_fidelity(objective)
         evaluate = lambda c: _call_objective(objective, c, metric, fidelity.override(c.fidelity)  # noqa: E731

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubenas import oneshot_steps
 from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.data import load_dataset
 from kubenas.estimators.training import Fidelity, TrainingEstimator
@@ -25,11 +26,10 @@ from kubenas.spaces import make_space
 from kubenas.store import SearchStore
 from kubenas.strategies import Candidate, Result, Strategy, make_strategy
 from kubenas.strategies.base import top
-from kubenas.tracking import Tracker
+from kubenas.tracking import SCALAR_METRICS, Tracker
 
 # Config sections that define what a search is; a search resumed under the same name must keep them.
-IDENTITY = ("dataset", "space", "strategy", "objective", "fidelity", "seed")
-SCALAR_METRICS = ("val_acc", "val_loss", "params", "macs", "train_seconds", "latency_ms", "zc_score")
+IDENTITY = ("dataset", "space", "strategy", "oneshot", "objective", "fidelity", "seed")
 
 
 def _say(message: str) -> None:
@@ -60,15 +60,28 @@ def _estimator(cfg: SearchConfig, *, train: bool = False):
     ``estimator.proxy`` is (unless ``train``: the export always retrains the winner), else training."""
     options = cfg.estimator.model_dump()
     table, proxy, proxy_batch = options.pop("table"), options.pop("proxy"), options.pop("proxy_batch_size")
-    if table is not None and not train:
-        from kubenas.estimators.tabular import TabularEstimator
-
-        return TabularEstimator(table)
-    if proxy is not None and not train:
+    early_stop, inherit = options.pop("early_stop"), options.pop("inherit")
+    if train:
+        return TrainingEstimator(**options)
+    if proxy is not None:
         from kubenas.estimators.zero_cost import ZeroCostEstimator
 
         return ZeroCostEstimator(proxy, batch_size=proxy_batch)
-    return TrainingEstimator(**options)
+    if table is not None:
+        from kubenas.estimators.tabular import TabularEstimator
+
+        estimator = TabularEstimator(table)
+    else:
+        estimator = TrainingEstimator(**options)
+    if inherit is not None:
+        from kubenas.estimators.inheritance import InheritingEstimator
+
+        estimator = InheritingEstimator(estimator, SearchStore.from_config(cfg), inherit["epochs"])
+    if early_stop is not None:
+        from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
+
+        estimator = EarlyTerminationEstimator(estimator, EarlyTermination(**early_stop))
+    return estimator
 
 
 def with_overrides(config_json: str, rounds: int | None = None, candidates_per_round: int | None = None) -> SearchConfig:
@@ -121,6 +134,8 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
     cfg = parse_config(config_json)
     store = SearchStore.from_config(cfg)
     round_index = store.last_committed_round() + 1
+    if cfg.oneshot is not None:
+        return oneshot_steps.sample(cfg, store, round_index, start_round, parent_run_id)
     strategy = _strategy(cfg, prefilter=True)
     if round_index > 0:
         strategy.load_state_dict(store.read_state(round_index - 1))
@@ -152,6 +167,9 @@ def train_candidate(config_json: str, item: str) -> dict[str, Any]:
     round_index = int(round_text)
     cfg = parse_config(config_json)
     store = SearchStore.from_config(cfg)
+    if cfg.oneshot is not None and candidate_id == oneshot_steps.SUPERNET:
+        _pin_threads(cfg)
+        return oneshot_steps.train(cfg, store, round_index)
     folder = store.round_dir(round_index)
     asked = store.get_json(f"{folder}/candidates.json") or {"candidates": []}
     parent_run_id = asked["parent_run_id"]
@@ -163,7 +181,12 @@ def train_candidate(config_json: str, item: str) -> dict[str, Any]:
     space = make_space(cfg.space.name, **cfg.space.options)
     fidelity = cfg.fidelity.to_fidelity().override(cand.fidelity)  # a scheduler sets each candidate's rung
     data = _search_data(cfg)
-    result = _estimator(cfg).evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id)
+    estimator, context = _estimator(cfg), {}
+    if cfg.estimator.early_stop is not None:  # the rule learns from the committed rounds' completed curves
+        estimator.add_history(c for c in store.read_history().column("val_acc_curve").to_pylist() if c)
+    if getattr(estimator, "inherits", False):
+        context["parent_id"] = cand.parent_id
+    result = estimator.evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context)
     row = history_row(space, cand, result, fidelity)
     store.put_json(f"{folder}/results/{cand.id}.json", row)
     Tracker.from_config(cfg).log_candidate(parent_run_id, row, round_index, cfg)
@@ -199,6 +222,30 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     cfg = parse_config(config_json)
     store = SearchStore.from_config(cfg)
     round_index = store.last_committed_round() + 1
+    if cfg.oneshot is not None:
+        rows, state = oneshot_steps.update(cfg, store, round_index, parent_run_id)
+        store.commit_round(round_index, rows, state)
+        best = oneshot_steps.winner(store)
+    else:
+        rows, strategy = _tell_round(cfg, store, round_index)
+        store.commit_round(round_index, rows, strategy.state_dict())
+        best = top(strategy.best())
+
+    history = store.read_history()
+    values = {"evaluations": float(history.num_rows)}
+    if best is not None:
+        values[f"best_{cfg.objective.metric}"] = best["value"]
+    Tracker.from_config(cfg).log_round(parent_run_id, round_index, values)
+
+    reason = _stop_reason(cfg, store, history, rows, run_round, start_round)
+    best_text = f"{best['value']:.4f}" if best else "none yet"
+    _say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
+         + (f"; stopping: {reason}" if reason else ""))
+    return "stop" if reason else "continue"
+
+
+def _tell_round(cfg: SearchConfig, store: SearchStore, round_index: int) -> tuple[list[dict[str, Any]], Strategy]:
+    """The round's result rows (a failed row where a training task left none), told to the strategy."""
     folder = store.round_dir(round_index)
     strategy = _strategy(cfg)
     strategy.load_state_dict(store.get_json(f"{folder}/asked_state.json"))
@@ -212,20 +259,7 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
                               fidelity.override(cand.fidelity))
         rows.append(row)
     strategy.tell([Result(r["id"], r["status"], r["metrics"], r["cost"], r["error"]) for r in rows])
-    store.commit_round(round_index, rows, strategy.state_dict())
-
-    history = store.read_history()
-    best = top(strategy.best())
-    values = {"evaluations": float(history.num_rows)}
-    if best is not None:
-        values[f"best_{cfg.objective.metric}"] = best["value"]
-    Tracker.from_config(cfg).log_round(parent_run_id, round_index, values)
-
-    reason = _stop_reason(cfg, store, history, rows, run_round, start_round)
-    best_text = f"{best['value']:.4f}" if best else "none yet"
-    _say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
-         + (f"; stopping: {reason}" if reason else ""))
-    return "stop" if reason else "continue"
+    return rows, strategy
 
 
 def _stop_reason(cfg, store, history, rows, run_round, start_round) -> str | None:
@@ -353,6 +387,8 @@ def _winner(cfg: SearchConfig, store: SearchStore) -> tuple[dict[str, Any] | Non
     last = store.last_committed_round()
     if last < 0:
         return None, None
+    if cfg.oneshot is not None:
+        return oneshot_steps.winner(store), None
     strategy = _strategy(cfg)
     strategy.load_state_dict(store.read_state(last))
     if hasattr(strategy, "pick"):

@@ -192,6 +192,25 @@ class SearchStore:
     def round_dir(self, round_index: int) -> str:
         return f"rounds/{round_index:05d}"
 
+    # ----------------------------------------------------------------- weights (a WeightStore)
+    def save_weights(self, candidate_id: str, state: dict[str, Any], arch: dict[str, Any]) -> None:
+        """A candidate's ``state_dict`` (torch's format, tensors only) and its architecture, under ``weights/``."""
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
+        self.put_bytes(f"weights/{candidate_id}.pt", buf.getvalue())
+        self.put_json(f"weights/{candidate_id}.json", {"arch": arch})
+
+    def load_weights(self, candidate_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A candidate's ``state_dict`` (loaded with ``weights_only=True``) and architecture, or None."""
+        import torch
+
+        meta, data = self.get_json(f"weights/{candidate_id}.json"), self.get_bytes(f"weights/{candidate_id}.pt")
+        if meta is None or data is None:
+            return None
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"), meta["arch"]
+
 
 def history_table(rows: Iterable[dict[str, Any]], round_index: int) -> pa.Table:
     """Rows as produced by the search loop (``kubenas.search``) turned into the history schema."""

@@ -25,6 +25,12 @@ PARAM_LIMIT = 6000  # MLflow's maximum param value length
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
+# Scalar result metrics worth a column in MLflow and in the Kubeflow UI: what training, a proxy, early
+# termination and inheritance report (curves are logged per epoch).
+SCALAR_METRICS = ("val_acc", "val_loss", "params", "macs", "train_seconds", "latency_ms", "zc_score",
+                  "epochs_trained", "lc_predicted_val_acc", "lc_epochs_saved", "inherited_share")
+
+
 class TrackingError(RuntimeError):
     """The MLflow server cannot be used; the message says why."""
 
@@ -71,13 +77,13 @@ class Tracker:
     def start_parent(self, config) -> str:
         run = self.client.create_run(
             self.experiment_id(), run_name=config.name,
-            tags={"kubenas.search": config.name, "kubenas.strategy": config.strategy.name,
+            tags={"kubenas.search": config.name, "kubenas.strategy": config.search_method,
                   "kubenas.space": config.space.name, "kubenas.kind": "search"},
         )
         params = {"search": config.name, "dataset": config.dataset.name, "space": config.space.name,
-                  "strategy": config.strategy.name, "objective": f"{config.objective.metric} ({config.objective.mode})",
+                  "strategy": config.search_method, "objective": f"{config.objective.metric} ({config.objective.mode})",
                   "fidelity": json.dumps(config.fidelity.model_dump()), "seed": config.seed,
-                  "space_options": json.dumps(config.space.options), "strategy_options": json.dumps(config.strategy.options),
+                  "space_options": json.dumps(config.space.options), "strategy_options": json.dumps(config.oneshot.model_dump() if config.oneshot else config.strategy.options),
                   "rounds": config.budget.rounds, "candidates_per_round": config.budget.candidates_per_round}
         self._log(run.info.run_id, params=params)
         return run.info.run_id
@@ -91,13 +97,13 @@ class Tracker:
         run = self.client.create_run(self.parent_experiment(parent_id), run_name=row["id"], tags=tags)
         m = row.get("metrics") or {}
         params = {"candidate_id": row["id"], "arch_id": row["arch_id"], "genotype": row["genotype"],
-                  "space": config.space.name, "strategy": config.strategy.name, "round": round_index,
+                  "space": config.space.name, "strategy": config.search_method, "round": round_index,
                   "fidelity": json.dumps(row.get("fidelity") or {}), "parent_candidate": row.get("parent_id") or ""}
         metrics = []
         for name, curve in (("val_acc", m.get("val_acc_curve")), ("val_loss", m.get("val_loss_curve")),
                             ("train_loss", m.get("train_loss_curve"))):
             metrics += [(name, v, epoch) for epoch, v in enumerate(curve or [], start=1)]
-        metrics += [(k, m[k], 0) for k in ("params", "macs", "latency_ms", "train_seconds") if k in m]
+        metrics += [(k, m[k], 0) for k in SCALAR_METRICS if k in m and k not in ("val_acc", "val_loss")]
         metrics.append(("cost_seconds", row.get("cost") or 0.0, 0))
         self._log(run.info.run_id, params=params, metrics=metrics)
         self.client.set_terminated(run.info.run_id, "FINISHED" if row["status"] == "ok" else "FAILED")

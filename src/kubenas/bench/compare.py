@@ -18,9 +18,9 @@ import csv
 import functools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -32,14 +32,26 @@ CHECKPOINTS = (25, 50, 100, 200, 400)
 # Regret is also read at these simulated training times, in units of the table's median full training time
 # (so "50" is the time 50 typical full evaluations take): where multi-fidelity search is meant to win.
 TIME_CHECKPOINTS = (25, 50, 100, 200)
-# Named variants: a label for a strategy with options and, optionally, a zero-cost pre-filter (proxy, pool):
-# each query is then the best-scoring of `pool` proposals, the proxy computed for real on the table's dataset.
-# Schedulers' max_resource defaults to the table's epochs.
-VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, int] | None]] = {
-    "bohb": ("successive_halving", {"base": "bananas", "min_resource": 1, "eta": 3}, None),
-    "hyperband": ("hyperband", {"base": "random", "min_resource": 1, "eta": 3}, None),
-    "regularized_evolution+synflow": ("regularized_evolution", {}, ("synflow", 20)),
-    "regularized_evolution+nwot": ("regularized_evolution", {}, ("nwot", 20)),
+
+
+class Variant(NamedTuple):
+    """A named variant: a strategy with options, optionally behind a zero-cost pre-filter (proxy, pool): each
+    query is then the best-scoring of ``pool`` proposals, the proxy computed for real on the table's dataset;
+    optionally with learning-curve early termination (:class:`EarlyTermination` options) on the table's curves.
+    Schedulers' max_resource defaults to the table's epochs."""
+
+    strategy: str
+    options: dict[str, Any]
+    prefilter: tuple[str, int] | None = None
+    early_stop: dict[str, Any] | None = None
+
+
+VARIANTS: dict[str, Variant] = {
+    "bohb": Variant("successive_halving", {"base": "bananas", "min_resource": 1, "eta": 3}),
+    "hyperband": Variant("hyperband", {"base": "random", "min_resource": 1, "eta": 3}),
+    "regularized_evolution+synflow": Variant("regularized_evolution", {}, ("synflow", 20)),
+    "regularized_evolution+nwot": Variant("regularized_evolution", {}, ("nwot", 20)),
+    "regularized_evolution+lc": Variant("regularized_evolution", {}, early_stop={}),
 }
 _SCHEDULERS = ("successive_halving", "hyperband")
 
@@ -65,17 +77,25 @@ class Trace:
     seconds: list[float]     # cumulative simulated training seconds after each query
     ask_ms: float            # mean per ask over the last OVERHEAD_WINDOW queries
     tell_ms: float
+    epochs: list[int] = field(default_factory=list)  # cumulative training epochs after each query
 
 
 def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, space, seed: int, budget: int) -> Trace:
     """``name`` is a registered strategy or one of ``VARIANTS``; ``options`` are added to the variant's."""
-    strategy_name, preset, prefilter = VARIANTS.get(name, (name, {}, None))
-    if strategy_name in _SCHEDULERS:
+    variant = VARIANTS.get(name, Variant(name, {}))
+    preset = variant.options
+    if variant.strategy in _SCHEDULERS:
         preset = {"max_resource": int(table.protocol["epochs"]), **preset}
-    strategy = make_strategy(strategy_name, space, seed=seed, **{**preset, **options})
-    if prefilter is not None:
-        strategy.set_prefilter(_scorer(table, prefilter[0]), prefilter[1])
-    return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]))
+    strategy = make_strategy(variant.strategy, space, seed=seed, **{**preset, **options})
+    if variant.prefilter is not None:
+        strategy.set_prefilter(_scorer(table, variant.prefilter[0]), variant.prefilter[1])
+    evaluator = table
+    if variant.early_stop is not None:
+        from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
+
+        evaluator = EarlyTerminationEstimator(table, EarlyTermination(**variant.early_stop))
+    return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]),
+                 evaluator)
 
 
 def _ask_one(strategy):
@@ -119,10 +139,13 @@ def _suggest(trial, space) -> dict[str, Any]:
     return arch
 
 
-def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask: Callable, tell: Callable) -> Trace:
+def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask: Callable, tell: Callable,
+          evaluator=None) -> Trace:
+    """Query the table (or ``evaluator``, e.g. the table behind early termination) ``budget`` times."""
+    evaluator = evaluator or table
     best_val, incumbent_test = -np.inf, None
     full_epochs = int(table.protocol["epochs"])
-    regret, seconds, total = [], [], 0.0
+    regret, seconds, total, epochs, trained = [], [], 0.0, [], 0
     ask_times, tell_times = [], []
     for q in range(budget):
         t0 = time.perf_counter()
@@ -133,7 +156,8 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
         t1 = time.perf_counter()
         valid = space._check(cand.arch) is None and all(d.name in cand.arch for d in space._active(cand.arch))
         fidelity = Fidelity(epochs=full_epochs).override(getattr(cand, "fidelity", None))
-        result = table.evaluate(cand.arch, fidelity=fidelity, candidate_id=cand.id) if valid else _invalid(cand.id)
+        result = (evaluator.evaluate(cand.arch, None, None, fidelity, candidate_id=cand.id) if valid
+                  else _invalid(cand.id))
         t2 = time.perf_counter()
         tell(cand, result)
         t3 = time.perf_counter()
@@ -142,13 +166,15 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
             tell_times.append(t3 - t2)
         if result.ok:
             total += result.cost
+            trained += len(result.metrics["val_acc_curve"])
             # only full-fidelity results can become the incumbent: a low-rung accuracy is not what a search exports
             if result.metrics["epochs"] == full_epochs and result.metrics["val_acc"] > best_val:
                 best_val, incumbent_test = result.metrics["val_acc"], table.test_acc(cand.arch)
         regret.append(table.best_test_acc - incumbent_test if incumbent_test is not None else table.best_test_acc)
         seconds.append(total)
+        epochs.append(trained)
     ms = lambda xs: 1000 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times))
+    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs)
 
 
 def _invalid(cid: str):

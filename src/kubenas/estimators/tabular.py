@@ -68,7 +68,9 @@ class TabularEstimator:
         return None if row is None or row["status"] != "ok" else row["test_acc"]
 
     def evaluate(self, arch: Arch, space: SearchSpace | None = None, dataset: Any = None, fidelity: Any = None,
-                 seed: int = 0, candidate_id: str = "") -> Result:
+                 seed: int = 0, candidate_id: str = "", on_epoch: Any = None) -> Result:
+        """The table's answer at ``fidelity.epochs`` (default: the table's); ``on_epoch`` may stop the curve
+        earlier, as it stops training (see :meth:`TrainingEstimator.fit`)."""
         if space is not None:
             self.check_space(space)
         row = self.row(arch)
@@ -78,6 +80,8 @@ class TabularEstimator:
             return Result(candidate_id, "failed", error=row.get("error") or "failed when the table was built")
         full = len(row["val_acc_curve"])
         epochs = full if fidelity is None else max(1, min(int(fidelity.epochs), full))
+        if on_epoch is not None:
+            epochs = next((e for e in range(1, epochs) if on_epoch(row["val_acc_curve"][:e])), epochs)
         seconds = row["train_seconds"] * epochs / full
         metrics = {"val_acc": row["val_acc_curve"][epochs - 1], "val_acc_curve": row["val_acc_curve"][:epochs],
                    "params": row["params"], "macs": row["macs"], "latency_ms": row["latency_ms"],

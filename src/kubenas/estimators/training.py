@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,12 @@ class Fidelity:
         return cls(**data)
 
 
+# Called with the validation-accuracy curve so far after each epoch; True stops training there.
+OnEpoch = Callable[[list[float]], bool]
+# Called with the built, untrained model and its input shape; sets its initial weights.
+Init = Callable[[nn.Module, tuple], Any]
+
+
 class Diverged(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
@@ -108,9 +114,11 @@ class TrainingEstimator:
 
     # ----------------------------------------------------------------- public
     def evaluate(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity | None = None,
-                 seed: int = 0, candidate_id: str = "") -> Result:
+                 seed: int = 0, candidate_id: str = "", on_epoch: OnEpoch | None = None, init: Init | None = None,
+                 keep: Callable[[nn.Module], Any] | None = None) -> Result:
         """Train ``arch`` on the train split and measure it on the validation split; never raises on a bad
-        candidate (it returns a failed result), only on bad input."""
+        candidate (it returns a failed result), only on bad input. ``on_epoch`` and ``init`` go to :meth:`fit`;
+        ``keep`` gets the trained model of a successful candidate (to store its weights)."""
         space.validate(arch)
         fidelity = fidelity or Fidelity()
         if fidelity.resolution is not None and dataset.x_train.dim() < 3:
@@ -119,7 +127,9 @@ class TrainingEstimator:
         start = time.perf_counter()
         device = self.resolve_device()
         try:
-            _, metrics = self.fit(arch, space, dataset, fidelity, seed)
+            model, metrics = self.fit(arch, space, dataset, fidelity, seed, on_epoch=on_epoch, init=init)
+            if keep is not None:
+                keep(model)
             return Result(candidate_id, "ok", metrics, cost=time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - any crash of a candidate is a failed result, by design
             if device.type == "cuda":
@@ -127,9 +137,13 @@ class TrainingEstimator:
             reason = f"{type(exc).__name__}: {exc}"
             return Result(candidate_id, "failed", {}, cost=time.perf_counter() - start, error=reason[:2000])
 
-    def fit(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity,
-            seed: int) -> tuple[nn.Module, dict[str, Any]]:
-        """Build and train; return the trained model (in eval mode) and its metrics. Raises on failure."""
+    def fit(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity, seed: int,
+            on_epoch: OnEpoch | None = None, init: Init | None = None) -> tuple[nn.Module, dict[str, Any]]:
+        """Build and train; return the trained model (in eval mode) and its metrics. Raises on failure.
+
+        ``on_epoch`` gets the validation-accuracy curve after each epoch and returns True to stop training
+        there (the learning-rate schedule stays that of the full ``fidelity.epochs``). ``init`` gets the built
+        model and its input shape before training, to set its weights (weight inheritance)."""
         device = self.resolve_device()
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -140,7 +154,10 @@ class TrainingEstimator:
         y_val = dataset.y_val.to(device)
         input_shape = tuple(x_train.shape[1:])
 
-        model = space.build(arch, input_shape, dataset.num_classes, width_mult=fidelity.width_mult).to(device)
+        model = space.build(arch, input_shape, dataset.num_classes, width_mult=fidelity.width_mult)
+        if init is not None:
+            init(model, input_shape)
+        model = model.to(device)
         params = sum(p.numel() for p in model.parameters())
         macs = count_macs(model, x_val[:1])
 
@@ -175,6 +192,8 @@ class TrainingEstimator:
             curves["train_loss"].append(total / max(seen, 1))
             curves["val_loss"].append(val_loss)
             curves["val_acc"].append(val_acc)
+            if on_epoch is not None and epoch + 1 < fidelity.epochs and on_epoch(list(curves["val_acc"])):
+                break
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - train_start
@@ -189,7 +208,7 @@ class TrainingEstimator:
             "macs": macs,
             "train_seconds": train_seconds,
             "latency_ms": self.latency_ms(model, x_val[:1]),
-            "epochs": fidelity.epochs,
+            "epochs": len(curves["val_acc"]),
             "device": device.type,
         }
         return model, metrics

@@ -283,6 +283,20 @@ class SearchSpace:
         """Return a ``torch.nn.Module`` mapping a batch of ``input_shape`` inputs to ``num_classes`` logits."""
         raise NotImplementedError(f"the {self.name!r} space has no build")
 
+    def inherit(self, model, arch: Arch, parent_arch: Arch, parent_state: dict, input_shape: Sequence[int],
+                num_classes: int, width_mult: float = 1.0, rng=None) -> float:
+        """Start ``model`` (built from ``arch``) from a parent's trained ``state_dict``: here every tensor whose
+        name and shape match; ``chain`` maps layers and keeps network morphisms function-preserving. Returns
+        the share of the model's parameters inherited."""
+        from kubenas.spaces.morphisms import copy_matching
+
+        return copy_matching(model, parent_state)
+
+    def morph(self, arch: Arch, rng) -> Arch | None:
+        """A random function-preserving child of ``arch``, or None: only spaces with network morphisms
+        (``chain``) have any."""
+        return None
+
 
 def _fmt(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value

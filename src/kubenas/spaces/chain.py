@@ -90,11 +90,22 @@ class ChainSpace(SearchSpace):
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0) -> nn.Module:
         self.validate(arch)
+        modules, _ = self.plan(arch, input_shape, num_classes, width_mult)
+        return nn.Sequential(*modules)
+
+    def plan(self, arch: Arch, input_shape: Sequence[int], num_classes: int,
+             width_mult: float = 1.0) -> tuple[list[nn.Module], list[dict[str, Any]]]:
+        """The network's modules in order, and one record per layer with weights (and one for the classifier):
+        its layer number, op, the ``nn.Sequential`` indices of its modules (``dw`` for a separable conv's
+        depthwise part, ``conv``, ``bn``), channels in and out, and whether its output is non-negative. Network
+        morphisms (:mod:`kubenas.spaces.morphisms`) map weights between architectures through these records."""
         dim = O.spatial_dims(input_shape, "chain", allow_vector=True)
         channels = int(input_shape[0])
         spatial = [int(s) for s in input_shape[1:]] or [1]
         dim = max(dim, 1)  # vectors run as (N, F, 1): a length-1 signal
         layers: list[nn.Module] = [] if len(input_shape) > 1 else [nn.Unflatten(1, (channels, 1))]
+        records: list[dict[str, Any]] = []
+        nonneg = False  # the raw input can be negative
         for i in range(1, arch["depth"] + 1):
             op = arch[f"op_{i}"]
             flat = all(s == 1 for s in spatial)
@@ -103,24 +114,47 @@ class ChainSpace(SearchSpace):
                     k = arch[f"kernel_{i}"]
                     layers.append(O.maxpool(dim, k, 2) if op == "maxpool" else O.avgpool(dim, k, 2))
                     spatial = [(s + 1) // 2 for s in spatial]
-                continue
+                continue  # pooling keeps the sign of its input
             width = O.scaled(arch[f"width_{i}"], width_mult)
             if op == "dense" and not flat:
                 layers.append(O.global_pool(dim))
                 spatial = [1] * len(spatial)
                 flat = True
             k = 1 if (flat or op == "dense") else arch[f"kernel_{i}"]
+            rec: dict[str, Any] = {"layer": i, "op": op, "c_in": channels, "c_out": width, "kernel": k, "flat": flat,
+                                   "dw": None, "bn": None}
             if op == "sepconv" and k > 1:
+                rec["dw"] = len(layers)
                 layers.append(O.conv(dim, channels, channels, k, padding=k // 2, groups=channels, bias=False))
                 layers.append(O.conv(dim, channels, width, 1))
             else:
                 layers.append(O.conv(dim, channels, width, k, padding=k // 2))
+            rec["conv"] = len(layers) - 1
             if arch[f"bn_{i}"]:
+                rec["bn"] = len(layers)
                 layers.append(O.batchnorm(dim, width))
             layers.append(ACTIVATIONS[arch[f"act_{i}"]]())
+            rec["nonneg_in"], nonneg = nonneg, arch[f"act_{i}"] == "relu"
+            records.append(rec)
             channels = width
-        layers += [O.global_pool(dim), nn.Flatten(), nn.Linear(channels, num_classes)]
-        return nn.Sequential(*layers)
+        layers += [O.global_pool(dim), nn.Flatten()]
+        records.append({"layer": None, "op": "head", "c_in": channels, "c_out": num_classes, "linear": len(layers),
+                        "nonneg_in": nonneg})
+        layers.append(nn.Linear(channels, num_classes))
+        return layers, records
+
+    def morph(self, arch: Arch, rng) -> Arch | None:
+        """A random function-preserving child (Net2Net): a wider layer or an inserted identity layer; None when
+        no morphism applies (see :mod:`kubenas.spaces.morphisms`)."""
+        from kubenas.spaces.morphisms import random_morphism
+
+        return random_morphism(self, arch, rng)
+
+    def inherit(self, model: nn.Module, arch: Arch, parent_arch: Arch, parent_state: dict, input_shape: Sequence[int],
+                num_classes: int, width_mult: float = 1.0, rng=None) -> float:
+        from kubenas.spaces.morphisms import transfer
+
+        return transfer(self, model, arch, parent_arch, parent_state, input_shape, num_classes, width_mult, rng)
 
 
 def _positive_ints(field: str, values: Sequence[int], odd: bool = False) -> list[int]:

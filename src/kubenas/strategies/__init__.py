@@ -11,6 +11,7 @@ from kubenas.strategies.base import Candidate, Result, Strategy
 from kubenas.strategies.grid import GridSearch
 from kubenas.strategies.hyperband import Hyperband, SuccessiveHalving
 from kubenas.strategies.local_search import LocalSearch
+from kubenas.strategies.network_morphism import NetworkMorphism
 from kubenas.strategies.nsga2 import NSGA2
 from kubenas.strategies.pareto_evolution import ParetoEvolution
 from kubenas.strategies.random_search import RandomSearch
@@ -21,6 +22,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "random": RandomSearch,
     "regularized_evolution": RegularizedEvolution,
     "local_search": LocalSearch,
+    "network_morphism": NetworkMorphism,
     "grid": GridSearch,
     "reinforce": Reinforce,
     "bananas": Bananas,
@@ -38,4 +40,4 @@ def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
 
 __all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
            "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas",
-           "NSGA2", "ParetoEvolution", "SuccessiveHalving", "Hyperband"]
+           "NSGA2", "ParetoEvolution", "SuccessiveHalving", "Hyperband", "NetworkMorphism"]

@@ -24,64 +24,93 @@ from kubenas.strategies.base import Strategy
 _SAMPLE_TRIES = 50
 
 
+class Policy:
+    """One softmax per decision of ``space``, with the REINFORCE update above; shared by the ``reinforce``
+    strategy and ENAS's controller (:mod:`kubenas.oneshot.enas`)."""
+
+    def __init__(self, space, *, lr: float = 0.1, baseline_decay: float = 0.9, entropy: float = 0.01):
+        for label, value, low, high in (("lr", lr, 0.0, 100.0), ("baseline_decay", baseline_decay, 0.0, 1.0),
+                                        ("entropy", entropy, 0.0, 10.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"reinforce: {label} must be a number in [{low}, {high}], got {value!r}")
+        self.space = space
+        self.lr, self.baseline_decay, self.entropy_weight = float(lr), float(baseline_decay), float(entropy)
+        self.logits = {d.name: [0.0] * len(d.choices) for d in space.decisions}
+        self.baseline: float | None = None
+
+    def probabilities(self) -> dict[str, list[float]]:
+        return {name: _softmax(np.asarray(z)).tolist() for name, z in self.logits.items()}
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """An architecture drawn from the policy, decision by decision (conditional ones only when active)."""
+        for _ in range(_SAMPLE_TRIES):
+            arch: dict[str, Any] = {}
+            for d in self.space.decisions:
+                if d.is_active(arch):
+                    p = _softmax(np.asarray(self.logits[d.name]))
+                    arch[d.name] = d.choices[int(rng.choice(len(p), p=p))]
+            if self.space._check(arch) is None:  # constraints beyond the decisions (cell connectivity)
+                return arch
+        return self.space.sample(rng)
+
+    def log_prob(self, arch: dict[str, Any]) -> float:
+        return float(sum(np.log(_softmax(np.asarray(self.logits[name]))[self.space._index[name][_key(value)]])
+                         for name, value in arch.items()))
+
+    def entropy(self) -> float:
+        """The policy's entropy, summed over the decisions."""
+        return float(sum(_entropy(_softmax(np.asarray(z))) for z in self.logits.values()))
+
+    def update(self, arch: dict[str, Any], reward: float) -> None:
+        """One REINFORCE step for ``arch`` with ``reward`` (higher is better)."""
+        baseline = reward if self.baseline is None else self.baseline
+        advantage = reward - baseline
+        for d in self.space.decisions:
+            if d.name not in arch:
+                continue
+            z = np.asarray(self.logits[d.name])
+            p = _softmax(z)
+            grad = -p
+            grad[self.space._index[d.name][_key(arch[d.name])]] += 1.0
+            entropy_grad = -p * (np.log(p + 1e-12) + _entropy(p))
+            self.logits[d.name] = (z + self.lr * (advantage * grad + self.entropy_weight * entropy_grad)).tolist()
+        self.baseline = reward if self.baseline is None else (
+            self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lr": self.lr, "baseline_decay": self.baseline_decay, "entropy": self.entropy_weight,
+                "logits": self.logits, "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lr, self.baseline_decay, self.entropy_weight = state["lr"], state["baseline_decay"], state["entropy"]
+        self.logits = {k: [float(x) for x in v] for k, v in state["logits"].items()}
+        self.baseline = state["baseline"]
+
+
 class Reinforce(Strategy):
     name = "reinforce"
 
     def __init__(self, space, *, lr: float = 0.1, baseline_decay: float = 0.9, entropy: float = 0.01, **kwargs: Any):
         super().__init__(space, **kwargs)
-        for label, value, low, high in (("lr", lr, 0.0, 100.0), ("baseline_decay", baseline_decay, 0.0, 1.0),
-                                        ("entropy", entropy, 0.0, 10.0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"reinforce: {label} must be a number in [{low}, {high}], got {value!r}")
-        self.lr, self.baseline_decay, self.entropy = float(lr), float(baseline_decay), float(entropy)
-        self._logits = {d.name: [0.0] * len(d.choices) for d in space.decisions}
-        self._baseline: float | None = None
+        self.policy = Policy(space, lr=lr, baseline_decay=baseline_decay, entropy=entropy)
 
     def probabilities(self) -> dict[str, list[float]]:
         """The policy's current choice probabilities, per decision."""
-        return {name: _softmax(np.asarray(z)).tolist() for name, z in self._logits.items()}
-
-    def _sample(self) -> dict[str, Any]:
-        for _ in range(_SAMPLE_TRIES):
-            arch: dict[str, Any] = {}
-            for d in self.space.decisions:
-                if d.is_active(arch):
-                    p = _softmax(np.asarray(self._logits[d.name]))
-                    arch[d.name] = d.choices[int(self.rng.choice(len(p), p=p))]
-            if self.space._check(arch) is None:  # constraints beyond the decisions (cell connectivity)
-                return arch
-        return self.space.sample(self.rng)
+        return self.policy.probabilities()
 
     def _propose(self):
-        arch = self._unique(self._sample)
+        arch = self._unique(lambda: self.policy.sample(self.rng))
         return None if arch is None else (arch, "policy", None)
 
     def _observe(self, record, tag):
-        if record["value"] is None:
-            return
-        reward = self.utility(record["value"])
-        baseline = reward if self._baseline is None else self._baseline
-        advantage = reward - baseline
-        for d in self.space.decisions:
-            if d.name not in record["arch"]:
-                continue
-            z = np.asarray(self._logits[d.name])
-            p = _softmax(z)
-            grad = -p
-            grad[self.space._index[d.name][_key(record["arch"][d.name])]] += 1.0
-            entropy_grad = -p * (np.log(p + 1e-12) + _entropy(p))
-            self._logits[d.name] = (z + self.lr * (advantage * grad + self.entropy * entropy_grad)).tolist()
-        self._baseline = reward if self._baseline is None else (
-            self.baseline_decay * self._baseline + (1 - self.baseline_decay) * reward)
+        if record["value"] is not None:  # failed candidates teach nothing
+            self.policy.update(record["arch"], self.utility(record["value"]))
 
     def _extra_state(self):
-        return {"lr": self.lr, "baseline_decay": self.baseline_decay, "entropy": self.entropy,
-                "logits": self._logits, "baseline": self._baseline}
+        return self.policy.state_dict()
 
     def _load_extra_state(self, state):
-        self.lr, self.baseline_decay, self.entropy = state["lr"], state["baseline_decay"], state["entropy"]
-        self._logits = {k: [float(x) for x in v] for k, v in state["logits"].items()}
-        self._baseline = state["baseline"]
+        self.policy.load_state_dict(state)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
