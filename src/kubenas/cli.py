@@ -135,7 +135,22 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
     be.add_argument("--sample", type=int, default=200, help="architectures in the fixed sample")
     be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--estimators", default=None,
+                    help="comma-separated kinds: training, curves, zero_cost, oneshot, inheritance (default: all)")
     be.add_argument("--out", type=Path, default=Path("runs/bench-estimators"))
+
+    bu = bsub.add_parser("budget", help="every estimator in a real search under a budget of CPU seconds",
+                         description="Search a table's space with real training under the table's protocol, one "
+                                     "CPU thread per search, for each estimator (full training, learning-curve "
+                                     "stop, inheritance, pre-filter, zero-cost, one-shot); look each pick up in the "
+                                     "table and report its regret and the compute used. Resumable.")
+    bu.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
+    bu.add_argument("--methods", default=None, help="comma-separated (default: all; see --list)")
+    bu.add_argument("--list", action="store_true", help="list the methods and exit")
+    bu.add_argument("--seeds", type=int, default=3)
+    bu.add_argument("--seconds", type=float, default=300.0, help="CPU seconds per search")
+    bu.add_argument("--jobs", type=int, default=1, help="searches at a time (one CPU thread each)")
+    bu.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
 
     for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
                        ("down", "stop the local stack started by `kubenas up`")):
@@ -298,6 +313,8 @@ def _bench_command(args: argparse.Namespace) -> int:
         return _bench_compare(args)
     if args.bench_command == "estimators":
         return _bench_estimators(args)
+    if args.bench_command == "budget":
+        return _bench_budget(args)
     try:
         if args.preset is not None and args.preset not in table.PRESETS:
             raise ValueError(f"--preset {args.preset!r}: expected one of {', '.join(sorted(table.PRESETS))}")
@@ -332,7 +349,8 @@ def _bench_estimators(args: argparse.Namespace) -> int:
     try:
         if args.sample < 3:
             raise ValueError("--sample must be at least 3 for a rank correlation")
-        results = estimators.measure(args.table, args.sample, args.seed)
+        kinds = tuple(k.strip() for k in args.estimators.split(",")) if args.estimators else estimators.KINDS
+        results = estimators.measure(args.table, args.sample, args.seed, kinds=kinds)
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
@@ -340,6 +358,26 @@ def _bench_estimators(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "estimators.md").write_text(text)
     print(text + f"wrote {args.out / 'estimators.md'}")
+    return 0
+
+
+def _bench_budget(args: argparse.Namespace) -> int:
+    from kubenas.bench import budget
+
+    if args.list:
+        print("\n".join(budget.METHODS))
+        return 0
+    methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else tuple(budget.METHODS)
+    try:
+        if args.seeds < 1 or args.seconds <= 0 or args.jobs < 1:
+            raise ValueError("--seeds, --seconds and --jobs must be positive")
+        results = budget.run(args.table, methods, args.seeds, args.seconds, args.out, args.jobs)
+    except ValueError as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    text = budget.markdown([r for r in results if r["method"] in methods], str(args.table), args.seconds)
+    (args.out / "budget.md").write_text(text)
+    print(text + f"wrote {args.out / 'budget.md'}")
     return 0
 
 

@@ -75,6 +75,8 @@ class EarlyStopConfig(_Strict):
     k: int = Field(5, ge=1, description="stop a candidate that is unlikely to beat the k-th best completed result")
     threshold: float = Field(0.05, gt=0, lt=1, description="'unlikely': the predicted probability is below this")
     min_epochs: int = Field(2, ge=1, description="never stop before this many epochs")
+    min_calibration: int = Field(10, ge=2, description="completed curves that calibrate the prediction before any "
+                                                       "candidate is stopped")
 
 
 class InheritConfig(_Strict):

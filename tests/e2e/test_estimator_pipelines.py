@@ -1,14 +1,22 @@
-"""Estimators other than training, through the real pipeline (kfp.local, SeaweedFS, MLflow)."""
+"""Estimators other than full training, through the real pipeline (kfp.local, SeaweedFS, MLflow): zero-cost
+proxies, learning-curve early termination, weight inheritance, and one-shot searches with a supernet."""
 
 from __future__ import annotations
 
+import io
 import json
 
+import pytest
+import torch
 import yaml
+from mlflow.tracking import MlflowClient
 
 from kubenas.cli import main
 from kubenas.config import load_config
+from kubenas.estimators.tabular import TabularEstimator
 from kubenas.store import SearchStore
+
+TABLE = "nb201-4op-mnist1d"
 
 
 def test_a_zero_cost_search_scores_candidates_and_trains_only_the_winner(stack_env, tmp_path, capsys):
@@ -35,3 +43,121 @@ def test_a_zero_cost_search_scores_candidates_and_trains_only_the_winner(stack_e
     assert export["candidate_id"] == max(scores, key=lambda k: scores[k]["zc_score"])
     assert export["retrained_metric"] == "val_acc" and 0 < export["val_acc"] <= 1  # the winner is trained
     assert "registered e2e-zero-cost version 1" in out and "winner " in out
+
+
+def _run(tmp_path, config, name):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
+    cfg = load_config(path)
+    return cfg, SearchStore.from_config(cfg)
+
+
+def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_path):
+    table = TabularEstimator(TABLE)
+    config = {
+        "name": "e2e-lc", "seed": 3, "dataset": {"name": "mnist1d"},
+        "space": {"name": "nb201", "options": table.protocol["space_options"]},
+        "strategy": {"name": "random"},
+        "estimator": {"table": TABLE, "early_stop": {"k": 2, "min_epochs": 1, "threshold": 0.2,
+                                                    "min_calibration": 4}},
+        "budget": {"rounds": 2, "candidates_per_round": 8, "parallelism": 4},
+        "export": {"epochs": 1, "registered_model": "e2e-lc"},
+    }
+    _, store = _run(tmp_path, config, "lc")
+    rows = store.read_history().to_pylist()
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"ok"}
+    first = [json.loads(r["metrics"]) for r in rows if r["round"] == 0]
+    assert all(m["epochs_trained"] == 3 and m["lc_epochs_saved"] == 0 for m in first)  # nothing to calibrate on yet
+    stopped = [(r, json.loads(r["metrics"])) for r in rows if r["round"] == 1 and "lc_stopped_at" in r["metrics"]]
+    assert stopped, "with a lax threshold some second-round candidates stop early"
+    kth = sorted(m["val_acc"] for m in first)[-2]
+    for r, m in stopped:
+        curve = table.row(json.loads(r["arch"]))["val_acc_curve"]
+        assert r["val_acc_curve"] == curve[:m["epochs_trained"]] and m["lc_epochs_saved"] == 3 - m["epochs_trained"]
+        assert r["val_acc"] == m["lc_predicted_val_acc"] < kth and m["lc_p_beat"] < 0.2
+        assert r["epochs"] == 3  # the fidelity asked for; epochs_trained is what was spent
+
+
+def test_weight_inheritance_through_the_pipeline(stack_env, tmp_path):
+    config = {
+        "name": "e2e-inherit", "seed": 0, "dataset": {"name": "mnist1d"},
+        "space": {"name": "nb201", "options": {"width": 4}},
+        "strategy": {"name": "regularized_evolution", "options": {"population_size": 2, "sample_size": 2}},
+        "estimator": {"inherit": {"epochs": 1}},
+        "fidelity": {"epochs": 2, "data_fraction": 0.25},
+        "budget": {"rounds": 2, "candidates_per_round": 2, "parallelism": 2},
+        "export": {"epochs": 1, "registered_model": "e2e-inherit"},
+    }
+    _, store = _run(tmp_path, config, "inherit")
+    rows = {r["id"]: r for r in store.read_history().to_pylist()}
+    assert len(rows) == 4 and {r["status"] for r in rows.values()} == {"ok"}
+    for r in rows.values():
+        m = json.loads(r["metrics"])
+        weights = store.load_weights(r["id"])  # every trained candidate's weights are in S3, for its children
+        assert weights is not None and weights[1] == json.loads(r["arch"])
+        if r["round"] == 0:
+            assert r["parent_id"] is None and m["epochs_trained"] == 2
+        else:  # a child of round 0, trained from its parent's weights, read back from S3 in another process
+            assert rows[r["parent_id"]]["round"] == 0
+            assert m["inherited_from"] == r["parent_id"] and m["epochs_trained"] == 1 and 0.5 < m["inherited_share"] <= 1
+
+
+def _oneshot_config(name, method, options, epochs=1, rounds=1):
+    return {"name": name, "seed": 0, "dataset": {"name": "mnist1d"},
+            "space": {"name": "nb201", "options": {"width": 4, "ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                                                                        "avg_pool_3x3"]}},
+            "oneshot": {"method": method, "options": options, "epochs": epochs, "candidates": 4,
+                        "recalibration_batches": 1},
+            "budget": {"rounds": rounds}, "export": {"epochs": 1, "registered_model": name}}
+
+
+@pytest.mark.parametrize("method,options", [("random_sampling", {}), ("enas", {"controller_steps": 5}),
+                                            ("darts", {"remedy": "auxiliary_skip"})])
+def test_a_oneshot_search_runs_as_the_four_stages(stack_env, tmp_path, capsys, method, options):
+    cfg, store = _run(tmp_path, _oneshot_config(f"e2e-os-{method.replace('_', '-')}", method, options), method)
+    out = capsys.readouterr().out
+    rows = store.read_history().to_pylist()
+    assert len(rows) == (1 if method == "darts" else 4) and {r["status"] for r in rows} == {"ok"}
+    for r in rows:
+        assert json.loads(r["fidelity"]) == {"oneshot": method, "supernet_epochs": 1}
+        assert 0 <= r["val_acc"] <= 1 and r["params"] > 0
+    state = store.read_state(0)
+    assert state["method"] == method and state["epochs_done"] == 1
+    blob = torch.load(io.BytesIO(store.get_bytes("oneshot/latest.pt")), weights_only=True)
+    assert json.loads(blob["state_json"])["epochs_done"] == 1 and "net" in blob
+    export = store.get_json("export.json")
+    assert export["candidate_id"] == max(rows, key=lambda r: r["val_acc"])["id"]  # the best ranked, retrained
+    assert 0 < export["val_acc"] <= 1 and export["retrained_metric"] == "val_acc"
+    assert f"ranked with a {method} supernet trained for" in out and "supernet epoch 1/1" in out
+    client = MlflowClient(stack_env.mlflow_uri)
+    parent = client.get_run(export["parent_run_id"])
+    assert "supernet_train_loss" in parent.data.metrics and parent.data.tags["kubenas.strategy"] == f"oneshot/{method}"
+
+
+def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, tmp_path, capsys):
+    from kubenas import steps
+
+    config = _oneshot_config("e2e-os-resume", "enas", {"controller_steps": 5}, epochs=2)
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cfg = load_config(path)
+    # round 0 as a pipeline would run it, up to a crash of its update task: the supernet is trained and saved
+    init = steps.init_search(cfg.to_json())
+    [item] = steps.sample_architectures(init["config_json"], 0, 0, init["parent_run_id"])
+    trained = steps.train_candidate(init["config_json"], item)
+    assert trained["status"] == "ok" and trained["metrics"]["epochs_trained"] == 2
+    store = SearchStore.from_config(cfg)
+    checkpoint = store.get_bytes("oneshot/latest.pt")
+    assert store.last_committed_round() == -1
+    capsys.readouterr()
+    # the search is run again: round 0 re-runs, its supernet is already at epoch 2, so nothing is retrained
+    assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
+    out = capsys.readouterr().out
+    assert "supernet epoch" not in out
+    assert store.get_json("rounds/00000/results/supernet.json")["metrics"]["epochs_trained"] == 0
+    assert store.get_bytes("oneshot/latest.pt") == checkpoint
+    assert store.read_state(0)["epochs_done"] == 2 and len(store.read_history()) == 4
+    # and a next run continues training the same supernet, round 1 to epoch 4
+    assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
+    assert store.read_state(1)["epochs_done"] == 4 and "supernet epoch 4/4" in capsys.readouterr().out

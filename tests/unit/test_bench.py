@@ -123,18 +123,45 @@ def test_cli(built, tmp_path, capsys):
 def test_estimators_measures_rank_correlation_and_cost_against_full_training(built, tmp_path, capsys):
     from kubenas.bench import estimators
 
-    results = {r["estimator"]: r for r in estimators.measure(built, n=12, proxies=("params", "nwot"), progress=False)}
+    results = {r["estimator"]: r for r in estimators.measure(built, n=12, proxies=("params", "nwot"), progress=False,
+                                                             oneshot_epochs=1)}
     full = results["full training"]
     assert full["kendall"] == pytest.approx(1.0) and full["spearman"] == pytest.approx(1.0)  # itself
     low = results["training, 1 of 2 epochs"]
     assert -1 <= low["kendall"] <= 1 and low["seconds_per_arch"] == pytest.approx(full["seconds_per_arch"] / 2)
-    for name in ("zero-cost: params", "zero-cost: nwot"):
+    for name in ("zero-cost: params", "zero-cost: nwot", "one-shot: random sampling, 1 epochs",
+                 "one-shot: fair sampling, 1 epochs", "one-shot: ENAS, 1 epochs",
+                 "weight inheritance: 1 epoch from a trained parent"):
         assert -1 <= results[name]["kendall"] <= 1 and 0 < results[name]["seconds_per_arch"]
+    assert results["one-shot: ENAS, 1 epochs"]["total_seconds"] > 0
+    with pytest.raises(ValueError, match="unknown estimator kind"):
+        estimators.measure(built, n=12, kinds=("magic",))
     with pytest.raises(ValueError, match="sample of 99 asked, but the table has 16"):
         estimators.sample_rows(TabularEstimator(built), 99)
     assert estimators.sample_rows(TabularEstimator(built), 5, seed=1) == estimators.sample_rows(TabularEstimator(built), 5, seed=1)
-    assert main(["bench", "estimators", "--table", str(built), "--sample", "8", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "estimators", "--table", str(built), "--sample", "8", "--out", str(tmp_path),
+                 "--estimators", "training,zero_cost"]) == 0
     text = capsys.readouterr().out
     assert "| zero-cost: synflow |" in text and "| full training | 1.000 | 1.000 |" in text
     assert (tmp_path / "estimators.md").exists()
 
+
+
+def test_budget_runs_real_searches_and_looks_their_picks_up_in_the_table(tmp_path):
+    from kubenas.bench import budget
+
+    built = "nb201-4op-mnist1d"  # the committed table holds every architecture a search can pick
+    methods = ("evolution: full training", "zero-cost search (synflow)")
+    results = budget.run(built, methods, seeds=1, seconds=4, out=tmp_path, progress=False)
+    assert [r["method"] for r in results] == list(methods)
+    table = TabularEstimator(built)
+    for r in results:
+        row = table.rows[r["arch_id"]]
+        assert r["test_acc"] == row["test_acc"] and r["regret"] == pytest.approx(table.best_test_acc - row["test_acc"])
+        assert r["evaluations"] >= 1 and r["cpu_seconds"] > 0
+    assert results[0]["epochs"] == 3 * results[0]["evaluations"]  # full training: the table's 3 epochs each
+    again = budget.run(built, methods, seeds=1, seconds=4, out=tmp_path, progress=False)
+    assert again == results  # resumed from budget.jsonl, nothing run twice
+    assert "| evolution: full training | 1 |" in budget.markdown(results, "t", 4)
+    with pytest.raises(ValueError, match="unknown method"):
+        budget.run(built, ("magic",), out=tmp_path)

@@ -14,11 +14,12 @@ and Yang, 2020; Zela et al., 2020). Two published remedies, chosen by ``remedy``
   decaying linearly from 1 to 0 over the search. The skip connection's advantage in training (it eases
   gradient flow) is given to every architecture, so alpha no longer rewards it for that.
 - ``early_stop`` (after DARTS+, Liang et al., 2019): the search stops, alpha frozen, as soon as the derived
-  architecture's share of skip connections exceeds ``max_skip_share``; the architecture derived before is
-  kept.
+  architecture's share of parameter-free operations (skip connections, pooling, 'none') exceeds
+  ``max_param_free_share``; the architecture derived before is kept. DARTS+ counts skip connections only, but
+  the collapse need not go to skips: on MNIST-1D it goes to average pooling.
 
-``remedy: none`` is plain DARTS. Each epoch's record has the skip share of the derived architecture, so the
-collapse, or its absence, can be watched.
+``remedy: none`` is plain DARTS. Each epoch's record has the derived architecture and its shares of skip
+connections and of parameter-free operations, so the collapse, or its absence, can be watched.
 """
 
 from __future__ import annotations
@@ -31,23 +32,25 @@ from kubenas.oneshot.base import OneShot, cross_entropy
 from kubenas.oneshot.supernet import derive
 
 REMEDIES = ("none", "auxiliary_skip", "early_stop")
+PARAMETER_FREE = ("skip_connect", "max_pool_3x3", "avg_pool_3x3", "none")
 
 
 class DARTS(OneShot):
     name = "darts"
 
     def __init__(self, space, *, remedy: str = "auxiliary_skip", arch_lr: float = 3e-4, arch_weight_decay: float = 1e-3,
-                 max_skip_share: float = 0.5, **kwargs: Any):
+                 max_param_free_share: float = 0.5, **kwargs: Any):
         super().__init__(space, **kwargs)
         if remedy not in REMEDIES:
             raise ValueError(f"darts: remedy must be one of {', '.join(REMEDIES)}, got {remedy!r}")
         for label, value in (("arch_lr", arch_lr), ("arch_weight_decay", arch_weight_decay)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"darts: {label} must be a number >= 0, got {value!r}")
-        if not 0 < max_skip_share <= 1:
-            raise ValueError(f"darts: max_skip_share must be in (0, 1], got {max_skip_share!r}")
+        if isinstance(max_param_free_share, bool) or not isinstance(max_param_free_share, (int, float)) \
+                or not 0 < max_param_free_share <= 1:
+            raise ValueError(f"darts: max_param_free_share must be in (0, 1], got {max_param_free_share!r}")
         self.remedy, self.arch_lr, self.arch_weight_decay = remedy, float(arch_lr), float(arch_weight_decay)
-        self.max_skip_share = float(max_skip_share)
+        self.max_param_free_share = float(max_param_free_share)
         self.stopped_at: int | None = None  # the epoch at which early_stop froze alpha
         self.derived: dict[str, Any] | None = None
 
@@ -81,13 +84,14 @@ class DARTS(OneShot):
     def _end_epoch(self, data):
         arch = self._derive()
         ops = [v for v in arch.values() if isinstance(v, str)]  # (a cell's inputs are lists)
-        share = sum(op == "skip_connect" for op in ops) / len(ops)
-        if self.remedy == "early_stop" and self.stopped_at is None and share > self.max_skip_share \
+        free = sum(op in PARAMETER_FREE for op in ops) / len(ops)
+        if self.remedy == "early_stop" and self.stopped_at is None and free > self.max_param_free_share \
                 and self.derived is not None:
             self.stopped_at = self.epochs_done  # keep the architecture derived before the collapse
         elif self.stopped_at is None:
             self.derived = arch
-        return {"skip_share": share, "derived": self.space.genotype(arch), "alpha_frozen": self.stopped_at is not None}
+        return {"skip_share": sum(op == "skip_connect" for op in ops) / len(ops), "param_free_share": free,
+                "derived": self.space.genotype(arch), "alpha_frozen": self.stopped_at is not None}
 
     score_kind = "mixture"
 
@@ -115,11 +119,12 @@ class DARTS(OneShot):
 
     def _extra_state(self):
         return {"remedy": self.remedy, "arch_lr": self.arch_lr, "arch_weight_decay": self.arch_weight_decay,
-                "max_skip_share": self.max_skip_share, "stopped_at": self.stopped_at, "derived": self.derived}
+                "max_param_free_share": self.max_param_free_share, "stopped_at": self.stopped_at, "derived": self.derived}
 
     def _load_extra_state(self, state):
         self.remedy, self.arch_lr, self.arch_weight_decay = state["remedy"], state["arch_lr"], state["arch_weight_decay"]
-        self.max_skip_share, self.stopped_at, self.derived = state["max_skip_share"], state["stopped_at"], state["derived"]
+        self.max_param_free_share, self.stopped_at = state["max_param_free_share"], state["stopped_at"]
+        self.derived = state["derived"]
 
     def _extra_tensors(self):
         return {"alpha": {k: a.detach().clone() for k, a in self.alpha.items()},
