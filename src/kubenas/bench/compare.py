@@ -78,6 +78,12 @@ class Trace:
     ask_ms: float            # mean per ask over the last OVERHEAD_WINDOW queries
     tell_ms: float
     epochs: list[int] = field(default_factory=list)  # cumulative training epochs after each query
+    full_epochs: int = 0  # the table's epochs: what a query costs without early termination or lower rungs
+
+    def saved(self, q: int) -> float:
+        """The share of training epochs saved in the first ``q`` queries, against full training of each."""
+        q = min(q, len(self.epochs))
+        return 1.0 - self.epochs[q - 1] / (q * self.full_epochs) if q and self.full_epochs else 0.0
 
 
 def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, space, seed: int, budget: int) -> Trace:
@@ -93,7 +99,9 @@ def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, spa
     if variant.early_stop is not None:
         from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
 
-        evaluator = EarlyTerminationEstimator(table, EarlyTermination(**variant.early_stop))
+        # by default the rule may judge after a third of the table's epochs
+        rule = {"min_epochs": max(1, int(table.protocol["epochs"]) // 3), **variant.early_stop}
+        evaluator = EarlyTerminationEstimator(table, EarlyTermination(**rule))
     return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]),
                  evaluator)
 
@@ -174,7 +182,7 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
         seconds.append(total)
         epochs.append(trained)
     ms = lambda xs: 1000 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs)
+    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs, full_epochs)
 
 
 def _invalid(cid: str):
@@ -216,6 +224,7 @@ def summarise(traces: list[Trace], checkpoints=CHECKPOINTS, unit_seconds: float 
                                "tell_ms": float(np.median([t.tell_ms for t in mine]))}
         for q in checkpoints:
             row[q] = _quartiles([t.regret[min(q, len(t.regret)) - 1] for t in mine])
+            row[f"saved{q}"] = _quartiles([t.saved(q) for t in mine])
         for k in time_checkpoints if unit_seconds else ():
             row[f"t{k}"] = _quartiles([_regret_at(t, k * unit_seconds) for t in mine])
         out[name] = row
@@ -265,6 +274,15 @@ def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[
         for name, row in summary.items():
             lines.append(f"| {name} | " + " | ".join(
                 f"{100 * row[k]['median']:.2f} [{100 * row[k]['q1']:.2f}, {100 * row[k]['q3']:.2f}]" for k in timed) + " |")
+    saving = [name for name, row in summary.items() if any(row[f"saved{q}"]["median"] > 0 for q in checkpoints)]
+    if saving:
+        lines += ["", "Share of training epochs saved against training every query fully (early termination, "
+                  "lower rungs): median [IQR].", "",
+                  "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " |",
+                  "| --- |" + " --- |" * len(checkpoints)]
+        for name in saving:
+            lines.append(f"| {name} | " + " | ".join(
+                "{median:.1%} [{q1:.1%}, {q3:.1%}]".format(**summary[name][f"saved{q}"]) for q in checkpoints) + " |")
     md_path.write_text("\n".join(lines) + "\n")
     _plot(traces, png_path, meta)
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "summary": {

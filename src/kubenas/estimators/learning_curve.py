@@ -8,11 +8,16 @@ ensemble of parametric curve families, each fitted by bounded least squares:
 - ``logpower``: y = c / (1 + (t / e^b)^(-a))
 - ``ilog2``:    y = c - a / log(t + 1)
 
-The prediction is the mean of the families' values at the last epoch. Its uncertainty is calibrated on the
-search's own completed curves: each is cut at the same epoch, extrapolated the same way, and the errors
-(final minus predicted) give the bias and spread of the prediction, taken as Gaussian. Until
-``min_calibration`` completed curves exist, nothing is stopped. Training stops once the probability that the final
-accuracy beats the ``k``-th best completed result falls below ``threshold``. The result then reports the
+The prediction is the mean of the families' values at the last epoch. It is calibrated on the search's own
+completed curves: each is cut at the same epoch and extrapolated the same way, a line maps those predictions
+to the finals they became (a few epochs extrapolate with a bias that a line corrects; Baker et al. 2018
+regress finals on partial curves in the same spirit), and its residuals give the spread, taken as Gaussian.
+Until ``min_calibration`` completed curves exist, nothing is stopped. Training stops once the probability that the final
+accuracy beats the ``k``-th best completed result falls below ``threshold`` times the same probability for a
+candidate nothing is known about. Domhan et al. compare with a fixed probability instead; but once many results
+are in, any new candidate's chance to reach the top k is small, and a fixed bar then stops nearly every
+candidate on the strength of a few uninformative epochs, the future winners with them. Relative to the prior,
+a curve is stopped only when it is evidence against the candidate. The result then reports the
 predicted final accuracy as its ``val_acc`` (the observed last value is kept as ``val_acc_observed``), and
 the epochs it saved.
 
@@ -98,7 +103,8 @@ class EarlyTermination:
 
     Args:
         k: a candidate is stopped when it is unlikely to beat the k-th best completed result.
-        threshold: stop when P(final > k-th best) falls below this.
+        threshold: stop when P(final > k-th best | curve so far) falls below this share of the same probability
+            for a candidate nothing is known about (the share of completed results that reach the k-th best).
         min_epochs: never stop before this many epochs.
         min_calibration: completed curves needed to calibrate the prediction's error; no candidate is stopped
             before.
@@ -106,7 +112,7 @@ class EarlyTermination:
     """
 
     k: int = 5
-    threshold: float = 0.05
+    threshold: float = 0.1
     min_epochs: int = 2
     min_calibration: int = 10
     calibration_window: int = 50
@@ -130,15 +136,13 @@ class EarlyTermination:
         finals = sorted((c[-1] for c in self._curves if len(c) == total), reverse=True)
         return finals[self.k - 1] if len(finals) >= self.k else None
 
-    def _errors(self, cut: int, total: int) -> list[float]:
-        """Final minus predicted, for the recent completed curves cut at ``cut`` epochs."""
+    def _pairs(self, cut: int, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted, final) for the recent completed curves cut at ``cut`` epochs."""
         full = [(i, c) for i, c in enumerate(self._curves) if len(c) == total][-self.calibration_window:]
-        out = []
         for i, c in full:
             if (i, cut) not in self._cache:
                 self._cache[(i, cut)] = extrapolate(c[:cut], total)["mean"]
-            out.append(c[-1] - self._cache[(i, cut)])
-        return out
+        return np.array([self._cache[(i, cut)] for i, _ in full]), np.array([c[-1] for _, c in full])
 
     def check(self, curve: Sequence[float], total: int) -> dict[str, Any] | None:
         """The prediction for a partial curve and whether to stop; None while the rule cannot judge yet (too
@@ -149,15 +153,21 @@ class EarlyTermination:
         kth = self.kth_best(total)
         if kth is None:
             return None
-        errors = self._errors(cut, total)
-        if len(errors) < self.min_calibration:
+        preds, finals = self._pairs(cut, total)
+        if len(preds) < self.min_calibration:
             return None
-        pred = extrapolate(curve, total)
-        bias, sigma = float(np.mean(errors)), max(float(np.std(errors, ddof=1)), 0.005)
-        mean = pred["mean"] + bias
+        # affine calibration: final ~ a + b * predicted on the completed curves, and the residuals' spread
+        if np.ptp(preds) > 1e-9:
+            b, a = np.polyfit(preds, finals, 1)
+        else:
+            b, a = 0.0, float(np.mean(finals))
+        residuals = finals - (a + b * preds)
+        sigma = max(float(np.sqrt(np.sum(residuals ** 2) / max(1, len(preds) - 2))), 0.005)
+        mean = float(a + b * extrapolate(curve, total)["mean"])
+        prior = float(np.mean(finals >= kth))  # the chance of a candidate about which nothing is known yet
         p_beat = 0.5 * math.erfc((kth - mean) / (sigma * math.sqrt(2)))
         return {"predicted": min(1.0, max(0.0, mean)), "p_beat": p_beat, "kth_best": kth, "sigma": sigma,
-                "stop": p_beat < self.threshold}
+                "prior": prior, "stop": p_beat < self.threshold * prior}
 
 
 class EarlyTerminationEstimator:
