@@ -83,7 +83,8 @@ class Tracker:
         params = {"search": config.name, "dataset": config.dataset.name, "space": config.space.name,
                   "strategy": config.search_method, "objective": f"{config.objective.metric} ({config.objective.mode})",
                   "fidelity": json.dumps(config.fidelity.model_dump()), "seed": config.seed,
-                  "space_options": json.dumps(config.space.options), "strategy_options": json.dumps(config.oneshot.model_dump() if config.oneshot else config.strategy.options),
+                  "space_options": json.dumps(config.space.options),
+                  "strategy_options": json.dumps(config.oneshot.model_dump() if config.oneshot else config.strategy.options),
                   "rounds": config.budget.rounds, "candidates_per_round": config.budget.candidates_per_round}
         self._log(run.info.run_id, params=params)
         return run.info.run_id

@@ -162,6 +162,10 @@ def test_budget_runs_real_searches_and_looks_their_picks_up_in_the_table(tmp_pat
     assert results[0]["epochs"] == 3 * results[0]["evaluations"]  # full training: the table's 3 epochs each
     again = budget.run(built, methods, seeds=1, seconds=4, out=tmp_path, progress=False)
     assert again == results  # resumed from budget.jsonl, nothing run twice
-    assert "| evolution: full training | 1 |" in budget.markdown(results, "t", 4)
+    text = budget.markdown(results, built, 4)
+    assert "| evolution: full training | 1 |" in text and "evolution needs" in text
+    # regularized evolution on the table is 100 points from the best after its first training, and never below 0
+    first, never = budget.evolution_seconds_to(built, [1.0, -0.01], seeds=2, queries=20)
+    assert 0 < first < 5 and never == float("inf")
     with pytest.raises(ValueError, match="unknown method"):
         budget.run(built, ("magic",), out=tmp_path)

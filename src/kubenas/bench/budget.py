@@ -168,14 +168,43 @@ def _record(path: Path, result: dict[str, Any], progress: bool) -> dict[str, Any
     return result
 
 
-def markdown(results: list[dict[str, Any]], table: str, seconds: float) -> str:
-    lines = [f"Real searches on `{table}`'s space and protocol, {seconds:.0f} CPU seconds each (one thread); the pick's "
-             "test accuracy is looked up in the table. Regret in points: median [min, max] over seeds; compute: median.",
-             "", "| method | seeds | regret | CPU seconds | evaluations | epochs trained |", "| --- | --- | --- | --- | --- | --- |"]
-    for method in dict.fromkeys(r["method"] for r in results):
-        rs = [r for r in results if r["method"] == method]
-        reg = [100 * r["regret"] for r in rs if r["regret"] is not None]
+def evolution_seconds_to(table: str, regrets: list[float], seeds: int = 30, queries: int = 1000) -> list[float]:
+    """For each regret, the median over ``seeds`` of the simulated training seconds that regularized evolution
+    with full training needs on the table to get at least that close (inf where the median run never does):
+    the reference cost for "as close as this method got"."""
+    from kubenas.bench.compare import run_kubenas
+
+    est = TabularEstimator(table)
+    traces = [run_kubenas("regularized_evolution", {}, est, est.space, seed, queries) for seed in range(seeds)]
+    out = []
+    for target in regrets:
+        firsts = [next((t.seconds[i] for i, r in enumerate(t.regret) if r <= target + 1e-12), np.inf) for t in traces]
+        out.append(float(np.median(firsts)))
+    return out
+
+
+def markdown(results: list[dict[str, Any]], table: str, seconds: float, reference: bool = True) -> str:
+    """The results, one row per method; with ``reference``, the compute that regularized evolution with full
+    training needs (on the table, 30 seeds) to reach each method's median regret, and the method's share of
+    it."""
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    regrets = {m: [100 * r["regret"] for r in results if r["method"] == m and r["regret"] is not None] for m in methods}
+    medians = {m: float(np.median(v)) for m, v in regrets.items() if v}
+    needed = dict(zip(medians, evolution_seconds_to(table, [v / 100 for v in medians.values()]))) if reference else {}
+    lines = [f"Real searches on `{table}`'s space and protocol, {seconds:.0f} s budget each (one CPU thread); the "
+             "pick's test accuracy is looked up in the table. Regret in points: median [min, max] over seeds; "
+             "compute: median CPU seconds. *Evolution needs*: the simulated training seconds regularized evolution "
+             "with full training takes on the table to get as close (median of 30 seeds).", "",
+             "| method | seeds | regret | CPU seconds | evaluations | epochs trained | evolution needs | share |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for m in methods:
+        rs = [r for r in results if r["method"] == m]
+        reg = regrets[m]
         cell = f"{np.median(reg):.2f} [{min(reg):.2f}, {max(reg):.2f}]" if reg else "-"
-        lines.append(f"| {method} | {len(rs)} | {cell} | {np.median([r['cpu_seconds'] for r in rs]):.0f} | "
-                     f"{np.median([r['evaluations'] for r in rs]):.0f} | {np.median([r['epochs'] for r in rs]):.0f} |")
+        cpu = float(np.median([r["cpu_seconds"] for r in rs]))
+        need = needed.get(m)
+        ref = "-" if need is None else ("never" if not np.isfinite(need) else f"{need:.0f} s")
+        share = f"{cpu / need:.0%}" if need and np.isfinite(need) else "-"
+        lines.append(f"| {m} | {len(rs)} | {cell} | {cpu:.0f} | {np.median([r['evaluations'] for r in rs]):.0f} | "
+                     f"{np.median([r['epochs'] for r in rs]):.0f} | {ref} | {share} |")
     return "\n".join(lines) + "\n"
