@@ -162,13 +162,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _list(registry) -> None:
+    for name, cls in registry.items():
+        summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines() or [""]
+        print(f"{name:22s} {summary[0]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("spaces", "strategies"):
+        from kubenas.oneshot import ONESHOT
+
         registry = SPACES if args.command == "spaces" else STRATEGIES
-        for name, cls in registry.items():
-            summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines() or [""]
-            print(f"{name:22s} {summary[0]}")
+        _list(registry)
+        if args.command == "strategies":
+            print("\none-shot methods (the config's oneshot.method, for nb201 and cell):")
+            _list(ONESHOT)
         return 0
 
     if args.command in ("run", "compile", "up", "down"):
