@@ -81,6 +81,21 @@ def test_compare_reports_regret_for_kubenas_and_optuna(built, tmp_path):
     assert paths["csv"].read_text().count("\n") == 1 + 9 * 16
 
 
+def test_compare_runs_evolution_behind_early_termination_and_reports_the_epochs_saved(tmp_path):
+    table = "nb201-4op-mnist1d"  # full curves of 3 epochs for every cell a search can reach
+    variants = ("regularized_evolution", "regularized_evolution+lc")
+    traces = compare.compare(table, variants, seeds=2, budget=120, progress=False)
+    plain, lc = ([t for t in traces if t.strategy == name] for name in variants)
+    assert all(t.epochs == [3 * (q + 1) for q in range(120)] and t.saved(120) == 0 for t in plain)
+    for t in lc:
+        assert all(b - a in (1, 2, 3) for a, b in zip([0] + t.epochs, t.epochs))  # 1 to 3 epochs a query
+        assert t.saved(120) == 1 - t.epochs[-1] / 360 and t.seconds[-1] <= max(p.seconds[-1] for p in plain) * 1.5
+    assert any(t.saved(120) > 0 for t in lc)
+    summary = compare.summarise(traces, (50, 120))
+    text = compare.write_outputs(traces, summary, tmp_path, {"table": table, "seeds": 2, "budget": 120})["markdown"]
+    assert "Share of training epochs saved" in text.read_text() and "| regularized_evolution+lc |" in text.read_text()
+
+
 def test_compare_runs_multi_fidelity_variants_and_reports_by_simulated_time(built, tmp_path):
     traces = compare.compare(built, ("random", "bohb", "hyperband"), seeds=2, budget=16, progress=False)
     by = {name: [t for t in traces if t.strategy == name] for name in ("random", "bohb", "hyperband")}
