@@ -1,0 +1,90 @@
+"""The contract every estimator keeps, run over all of them: deterministic on CPU for a seed, a failing candidate
+is a failed result (never an exception), and whatever state it carries between evaluations (completed curves,
+stored weights) round-trips, so a fresh estimator in another process decides the same."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from kubenas import Fidelity, TrainingEstimator, make_space
+from kubenas.estimators.inheritance import InheritingEstimator, MemoryWeights
+from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
+from kubenas.estimators.zero_cost import ZeroCostEstimator
+from tests.conftest import toy_dataset
+
+SPACE = make_space("nb201", width=4)
+FIDELITY = Fidelity(epochs=3)
+
+
+def _training():
+    return TrainingEstimator(device="cpu")
+
+
+def _early_stop(history=()):
+    est = EarlyTerminationEstimator(_training(), EarlyTermination(k=1, min_epochs=1, min_calibration=2,
+                                                                  threshold=0.9))
+    est.add_history(history)
+    return est
+
+
+def _inherit(weights=None):
+    return InheritingEstimator(_training(), weights if weights is not None else MemoryWeights(), epochs=1)
+
+
+FACTORIES = {"training": _training, "zero_cost": lambda: ZeroCostEstimator("grad_norm", batch_size=16),
+             "early_stop": _early_stop, "inherit": _inherit}
+
+
+def _context(name):
+    return {"parent_id": "p"} if name == "inherit" else {}
+
+
+def _prime(name, est, data):
+    """Give a stateful estimator some state: completed results, a parent's weights."""
+    for i in range(2):
+        est.evaluate(SPACE.sample(i), SPACE, data, FIDELITY, seed=0, candidate_id="p" if i == 0 else f"q{i}")
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_an_estimator_is_deterministic_for_a_seed(name):
+    data, arch = toy_dataset(n=48), SPACE.mutate(SPACE.sample(0), 5)
+    runs = []
+    for seed in (1, 1, 2):
+        est = FACTORIES[name]()
+        _prime(name, est, data)
+        res = est.evaluate(arch, SPACE, data, FIDELITY, seed=seed, candidate_id="c", **_context(name))
+        assert res.ok, res.error
+        runs.append({k: v for k, v in res.metrics.items() if k not in ("train_seconds", "latency_ms")})
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_a_failing_candidate_is_a_failed_result(name):
+    data = toy_dataset(n=48)
+    est = FACTORIES[name]()
+    _prime(name, est, data)
+    nan = dataclasses.replace(data, x_train=torch.full_like(data.x_train, float("nan")))
+    res = est.evaluate(SPACE.mutate(SPACE.sample(0), 5), SPACE, nan, FIDELITY, seed=0, candidate_id="bad",
+                       **_context(name))
+    assert res.status == "failed" and res.candidate_id == "bad" and res.error
+
+
+def test_stateful_estimators_round_trip_their_state():
+    data, arch = toy_dataset(n=48), SPACE.mutate(SPACE.sample(0), 5)
+    # early termination: the state is the completed curves, which the pipeline reads back from the history
+    first = _early_stop()
+    completed = [first.evaluate(SPACE.sample(i), SPACE, data, FIDELITY, candidate_id=str(i)).metrics["val_acc_curve"]
+                 for i in range(3)]
+    a = first.evaluate(arch, SPACE, data, FIDELITY, candidate_id="c")
+    b = _early_stop(completed).evaluate(arch, SPACE, data, FIDELITY, candidate_id="c")
+    assert a.metrics == {**b.metrics, "train_seconds": a.metrics["train_seconds"], "latency_ms": a.metrics["latency_ms"]}
+    # inheritance: the state is the stored weights (here a store copied to a fresh estimator, as S3 is shared)
+    one = _inherit()
+    one.evaluate(SPACE.sample(0), SPACE, data, FIDELITY, candidate_id="p")
+    copy = MemoryWeights({k: v for k, v in one.weights.weights.items()})
+    x = one.evaluate(arch, SPACE, data, FIDELITY, candidate_id="c", parent_id="p")
+    y = _inherit(copy).evaluate(arch, SPACE, data, FIDELITY, candidate_id="c", parent_id="p")
+    assert x.metrics["val_acc_curve"] == y.metrics["val_acc_curve"] and x.metrics["inherited_from"] == "p"
