@@ -59,23 +59,23 @@ def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_pa
         "name": "e2e-lc", "seed": 3, "dataset": {"name": "mnist1d"},
         "space": {"name": "nb201", "options": table.protocol["space_options"]},
         "strategy": {"name": "random"},
-        "estimator": {"table": TABLE, "early_stop": {"k": 2, "min_epochs": 1, "threshold": 0.2,
+        "estimator": {"table": TABLE, "early_stop": {"k": 1, "min_epochs": 1, "threshold": 0.5,
                                                     "min_calibration": 4}},
-        "budget": {"rounds": 2, "candidates_per_round": 8, "parallelism": 4},
+        "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 4},
         "export": {"epochs": 1, "registered_model": "e2e-lc"},
     }
     _, store = _run(tmp_path, config, "lc")
     rows = store.read_history().to_pylist()
-    assert len(rows) == 16 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
     first = [json.loads(r["metrics"]) for r in rows if r["round"] == 0]
     assert all(m["epochs_trained"] == 3 and m["lc_epochs_saved"] == 0 for m in first)  # nothing to calibrate on yet
     stopped = [(r, json.loads(r["metrics"])) for r in rows if r["round"] == 1 and "lc_stopped_at" in r["metrics"]]
     assert stopped, "with a lax threshold some second-round candidates stop early"
-    kth = sorted(m["val_acc"] for m in first)[-2]
+    kth = max(m["val_acc"] for m in first)
     for r, m in stopped:
         curve = table.row(json.loads(r["arch"]))["val_acc_curve"]
         assert r["val_acc_curve"] == curve[:m["epochs_trained"]] and m["lc_epochs_saved"] == 3 - m["epochs_trained"]
-        assert r["val_acc"] == m["lc_predicted_val_acc"] < kth and m["lc_p_beat"] < 0.2
+        assert r["val_acc"] == m["lc_predicted_val_acc"] < kth and m["lc_p_beat"] < 0.5
         assert r["epochs"] == 3  # the fidelity asked for; epochs_trained is what was spent
 
 
@@ -112,8 +112,8 @@ def _oneshot_config(name, method, options, epochs=1, rounds=1):
             "budget": {"rounds": rounds}, "export": {"epochs": 1, "registered_model": name}}
 
 
-@pytest.mark.parametrize("method,options", [("random_sampling", {}), ("enas", {"controller_steps": 5}),
-                                            ("darts", {"remedy": "auxiliary_skip"})])
+# ENAS runs through the pipeline in the resume test below
+@pytest.mark.parametrize("method,options", [("random_sampling", {}), ("darts", {"remedy": "auxiliary_skip"})])
 def test_a_oneshot_search_runs_as_the_four_stages(stack_env, tmp_path, capsys, method, options):
     cfg, store = _run(tmp_path, _oneshot_config(f"e2e-os-{method.replace('_', '-')}", method, options), method)
     out = capsys.readouterr().out
@@ -157,7 +157,9 @@ def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, 
     assert "supernet epoch" not in out
     assert store.get_json("rounds/00000/results/supernet.json")["metrics"]["epochs_trained"] == 0
     assert store.get_bytes("oneshot/latest.pt") == checkpoint
-    assert store.read_state(0)["epochs_done"] == 2 and len(store.read_history()) == 4
-    # and a next run continues training the same supernet, round 1 to epoch 4
-    assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
-    assert store.read_state(1)["epochs_done"] == 4 and "supernet epoch 4/4" in capsys.readouterr().out
+    state = store.read_state(0)
+    assert state["method"] == "enas" and state["epochs_done"] == 2 and len(store.read_history()) == 4
+    # the controller learned during training: its policy is no longer uniform
+    logits = state["extra"]["policy"]["logits"]
+    assert any(len(set(v)) > 1 for v in logits.values())
+    assert store.get_json("export.json")["candidate_id"] in {r["id"] for r in store.read_history().to_pylist()}

@@ -66,7 +66,8 @@ PRESETS = {
         space_options={"ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"], "width": 8,
                        "cells_per_stage": 1}),
     # Longer learning curves for learning-curve extrapolation: three operations (3^6 = 729 cells, all
-    # connected) trained for 10 epochs, about 6 s a cell on one CPU core.
+    # connected) trained for 10 epochs: about 5.5 s a cell alone on one CPU core (the committed build shared
+    # its two cores with other work: 8.6 s median, 45 minutes with two shards).
     "nb201-3op-mnist1d-10ep": Protocol(
         space="nb201", space_options={"ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3"], "width": 8,
                                       "cells_per_stage": 1},
