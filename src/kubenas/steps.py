@@ -57,7 +57,9 @@ def _search_data(cfg: SearchConfig):
 
 def _estimator(cfg: SearchConfig, *, train: bool = False):
     """The search's estimator: table lookups when ``estimator.table`` is set, a zero-cost proxy when
-    ``estimator.proxy`` is (unless ``train``: the export always retrains the winner), else training."""
+    ``estimator.proxy`` is, else training; training or lookups inherit weights (through the store) or stop
+    early when ``estimator.inherit`` or ``early_stop`` say so. With ``train`` (the export, which always
+    retrains the winner): plain training."""
     options = cfg.estimator.model_dump()
     table, proxy, proxy_batch = options.pop("table"), options.pop("proxy"), options.pop("proxy_batch_size")
     early_stop, inherit = options.pop("early_stop"), options.pop("inherit")

@@ -2,7 +2,8 @@
 CPU seconds, against full training.
 
 Each method searches the space of a benchmark table with real training under the table's own protocol
-(dataset, epochs, optimiser, one CPU thread), until the budget is spent or it is done. The architecture it
+(dataset, epochs, optimiser, training seed, one CPU thread), until the budget is spent or it is done; the
+seed of a run varies the search (the strategy's or the supernet's randomness). The architecture it
 would export (the best validation accuracy it measured at full fidelity, or a one-shot method's pick) is then
 looked up in the table: its test accuracy there, against the table's best, is the regret. So every method is
 judged on the same footing, by an independent training of its pick, and the test split is never seen during
@@ -46,8 +47,10 @@ def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, op
         from kubenas.estimators.zero_cost import proxy_scorer
 
         strategy.set_prefilter(proxy_scorer(prefilter[0], table.space, data, seed), prefilter[1])
+    # the strategy varies with the seed; training uses the table's seed, so that a network trained here is the
+    # table's network (deterministic on CPU) and the noise between the two is not counted as regret
     res = search(table.space, strategy, dataset=data, fidelity=Fidelity(epochs=full),
-                 estimator=estimator or _protocol_estimator(table), max_seconds=seconds, seed=seed)
+                 estimator=estimator or _protocol_estimator(table), max_seconds=seconds, seed=int(table.protocol["seed"]))
     done = [r for r in res.history if r["status"] == "ok" and "lc_stopped_at" not in r["metrics"]]
     pick = max(done, key=lambda r: r["metrics"]["val_acc"])["arch"] if done else None
     epochs = sum(r["metrics"].get("epochs_trained", len(r["metrics"].get("val_acc_curve", []))) for r in res.history)
