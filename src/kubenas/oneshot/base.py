@@ -29,7 +29,7 @@ from torch import nn
 
 from kubenas.arch import Arch, arch_id
 from kubenas.data.base import Dataset
-from kubenas.oneshot.supernet import SuperNet, supernet
+from kubenas.oneshot.supernet import SuperNet, check_space, supernet
 from kubenas.spaces.base import SearchSpace
 from kubenas.strategies.base import rng_from_state, rng_state
 
@@ -60,7 +60,7 @@ class OneShot:
                 raise ValueError(f"{self.name}: {label} must be a number {'> 0' if label == 'lr' else '>= 0'}, got {value!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
             raise ValueError(f"{self.name}: batch_size must be an integer >= 2, got {batch_size!r}")
-        supernet(space, (1, 8), 2)  # fails early, naming the space, when it has no supernet
+        check_space(space)  # fails early, naming the space, when it has no supernet
         self.space, self.seed = space, seed
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.amp = bool(amp)

@@ -15,8 +15,9 @@ and Yang, 2020; Zela et al., 2020). Two published remedies, chosen by ``remedy``
   gradient flow) is given to every architecture, so alpha no longer rewards it for that.
 - ``early_stop`` (after DARTS+, Liang et al., 2019): the search stops, alpha frozen, as soon as the derived
   architecture's share of parameter-free operations (skip connections, pooling, 'none') exceeds
-  ``max_param_free_share``; the architecture derived before is kept. DARTS+ counts skip connections only, but
-  the collapse need not go to skips: on MNIST-1D it goes to average pooling.
+  ``max_param_free_share`` (0.4: in nb201, three of six edges); the architecture derived before is kept.
+  DARTS+ stops at two skip connections in a cell; it counts skips only, but the collapse need not go to
+  skips: on MNIST-1D it goes to average pooling.
 
 ``remedy: none`` is plain DARTS. Each epoch's record has the derived architecture and its shares of skip
 connections and of parameter-free operations, so the collapse, or its absence, can be watched.
@@ -39,7 +40,7 @@ class DARTS(OneShot):
     name = "darts"
 
     def __init__(self, space, *, remedy: str = "auxiliary_skip", arch_lr: float = 3e-4, arch_weight_decay: float = 1e-3,
-                 max_param_free_share: float = 0.5, **kwargs: Any):
+                 max_param_free_share: float = 0.4, **kwargs: Any):
         super().__init__(space, **kwargs)
         if remedy not in REMEDIES:
             raise ValueError(f"darts: remedy must be one of {', '.join(REMEDIES)}, got {remedy!r}")
@@ -71,12 +72,12 @@ class DARTS(OneShot):
 
     def _train_batch(self, x, y, val, progress):
         beta = self._beta(progress)
-        if self.stopped_at is None:
+        if self.stopped_at is None:  # the architecture step, on the validation batch; gradients for alpha only
             loss = cross_entropy(self.net, *val, weights=self.weights(), aux_skip=beta)
-            self.arch_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            alphas = list(self.alpha.values())
+            for a, g in zip(alphas, torch.autograd.grad(loss, alphas)):
+                a.grad = g
             self.arch_optimizer.step()
-            self.net.zero_grad(set_to_none=True)
         with torch.no_grad():
             mix = {k: w.detach() for k, w in self.weights().items()}
         return self._step(cross_entropy(self.net, x, y, weights=mix, aux_skip=beta))

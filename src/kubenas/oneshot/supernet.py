@@ -43,13 +43,17 @@ class SuperNet(nn.Module):
         raise NotImplementedError
 
 
+def check_space(space: SearchSpace) -> None:
+    """Raise unless ``space`` has a supernet: only the cell spaces (``nb201`` and ``cell``) do."""
+    if not isinstance(space, (NB201Space, CellSpace)):
+        raise ValueError(f"one-shot search needs a cell space with a supernet (nb201 or cell), not {space.name!r}")
+
+
 def supernet(space: SearchSpace, input_shape: Sequence[int], num_classes: int, width_mult: float = 1.0) -> SuperNet:
-    """The supernet of ``space``; only the cell spaces (``nb201`` and ``cell``) have one."""
-    if isinstance(space, NB201Space):
-        return NB201SuperNet(space, input_shape, num_classes, width_mult)
-    if isinstance(space, CellSpace):
-        return CellSuperNet(space, input_shape, num_classes, width_mult)
-    raise ValueError(f"one-shot search needs a cell space with a supernet (nb201 or cell), not {space.name!r}")
+    """The supernet of ``space``."""
+    check_space(space)
+    cls = NB201SuperNet if isinstance(space, NB201Space) else CellSuperNet
+    return cls(space, input_shape, num_classes, width_mult)
 
 
 def _mixed(ops: nn.ModuleDict, names: list[str], x: torch.Tensor, w: torch.Tensor, aux_skip: float,
