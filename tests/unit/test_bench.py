@@ -2,6 +2,7 @@
 Optuna's samplers as peers. A 16-architecture table trained for real keeps it fast."""
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -94,6 +95,18 @@ def test_compare_runs_evolution_behind_early_termination_and_reports_the_epochs_
     summary = compare.summarise(traces, (50, 120))
     text = compare.write_outputs(traces, summary, tmp_path, {"table": table, "seeds": 2, "budget": 120})["markdown"]
     assert "Share of training epochs saved" in text.read_text() and "| regularized_evolution+lc |" in text.read_text()
+
+
+def test_an_early_termination_variant_takes_its_threshold_after_an_at_sign():
+    assert compare.variant("regularized_evolution+lc@0.5").early_stop == {"threshold": 0.5}
+    assert compare.variant("regularized_evolution+lc").early_stop == {}
+    assert compare.variant("bananas") == compare.Variant("bananas", {})
+    for bad, says in (("regularized_evolution+lc@1.5", "in (0, 1)"), ("regularized_evolution+lc@x", "in (0, 1)"),
+                      ("regularized_evolution@0.5", "@<threshold>"), ("evolution", "unknown strategy 'evolution'")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            compare.variant(bad)
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        compare.compare("nb201-4op-mnist1d", ("random", "nope"), seeds=1, budget=1, progress=False)
 
 
 def test_compare_runs_multi_fidelity_variants_and_reports_by_simulated_time(built, tmp_path):

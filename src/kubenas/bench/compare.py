@@ -86,21 +86,41 @@ class Trace:
         return 1.0 - self.epochs[q - 1] / (q * self.full_epochs) if q and self.full_epochs else 0.0
 
 
+def variant(name: str) -> Variant:
+    """The variant called ``name``: a registered strategy, one of ``VARIANTS``, or an early-termination variant
+    with its threshold, ``<variant>@<threshold>`` (``regularized_evolution+lc@0.5``)."""
+    base, at, value = name.partition("@")
+    found = VARIANTS.get(base) or (Variant(base, {}) if base in STRATEGIES else None)
+    if found is None or (at and found.early_stop is None):
+        raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)}, the variants "
+                         f"{sorted(VARIANTS)} (an early-termination one with @<threshold>), or optuna_tpe, "
+                         "optuna_random")
+    if not at:
+        return found
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = float("nan")
+    if not 0 < threshold < 1:
+        raise ValueError(f"{name!r}: the threshold after '@' must be a number in (0, 1), got {value!r}")
+    return found._replace(early_stop={**found.early_stop, "threshold": threshold})
+
+
 def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, space, seed: int, budget: int) -> Trace:
-    """``name`` is a registered strategy or one of ``VARIANTS``; ``options`` are added to the variant's."""
-    variant = VARIANTS.get(name, Variant(name, {}))
-    preset = variant.options
-    if variant.strategy in _SCHEDULERS:
+    """``name`` names a :func:`variant`; ``options`` are added to the variant's."""
+    chosen = variant(name)
+    preset = chosen.options
+    if chosen.strategy in _SCHEDULERS:
         preset = {"max_resource": int(table.protocol["epochs"]), **preset}
-    strategy = make_strategy(variant.strategy, space, seed=seed, **{**preset, **options})
-    if variant.prefilter is not None:
-        strategy.set_prefilter(_scorer(table, variant.prefilter[0]), variant.prefilter[1])
+    strategy = make_strategy(chosen.strategy, space, seed=seed, **{**preset, **options})
+    if chosen.prefilter is not None:
+        strategy.set_prefilter(_scorer(table, chosen.prefilter[0]), chosen.prefilter[1])
     evaluator = table
-    if variant.early_stop is not None:
+    if chosen.early_stop is not None:
         from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
 
         # by default the rule may judge after a third of the table's epochs
-        rule = {"min_epochs": max(1, int(table.protocol["epochs"]) // 3), **variant.early_stop}
+        rule = {"min_epochs": max(1, int(table.protocol["epochs"]) // 3), **chosen.early_stop}
         evaluator = EarlyTerminationEstimator(table, EarlyTermination(**rule))
     return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]),
                  evaluator)
@@ -197,9 +217,8 @@ def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGI
     space = estimator.space
     options = options or {}
     for name in strategies:
-        if name not in STRATEGIES and name not in VARIANTS and name not in ("optuna_tpe", "optuna_random"):
-            raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)}, the variants "
-                             f"{sorted(VARIANTS)}, or optuna_tpe, optuna_random")
+        if name not in ("optuna_tpe", "optuna_random"):
+            variant(name)  # unknown names fail here, before any run
     traces = []
     for name in strategies:
         start = time.perf_counter()
