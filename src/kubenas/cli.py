@@ -120,8 +120,10 @@ def _parser() -> argparse.ArgumentParser:
                                      "tabular benchmark for many seeds; write a CSV, a Markdown table and a plot.")
     bc.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
     bc.add_argument("--strategies", default=None,
-                    help="comma-separated (default: random, regularized_evolution, local_search, bananas, reinforce, "
-                         "optuna_tpe, optuna_random)")
+                    help="comma-separated strategies or variants (default: random, regularized_evolution, "
+                         "local_search, bananas, reinforce, bohb, hyperband, optuna_tpe, optuna_random); variants: "
+                         "bohb, hyperband, regularized_evolution+synflow, regularized_evolution+nwot, "
+                         "regularized_evolution+lc (early termination; +lc@0.5 sets its threshold)")
     bc.add_argument("--seeds", type=int, default=30)
     bc.add_argument("--budget", type=int, default=400, help="queries per run")
     bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
