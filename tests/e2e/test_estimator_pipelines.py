@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 from kubenas.cli import main
 from kubenas.config import load_config
 from kubenas.estimators.tabular import TabularEstimator
+from kubenas.spaces import make_space
+from kubenas.spaces.morphisms import morphisms
 from kubenas.store import SearchStore
 
 TABLE = "nb201-4op-mnist1d"
@@ -79,28 +81,36 @@ def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_pa
         assert r["epochs"] == 3  # the fidelity asked for; epochs_trained is what was spent
 
 
-def test_weight_inheritance_through_the_pipeline(stack_env, tmp_path):
+SPACE = {"max_depth": 4, "ops": ["conv", "dense"], "activations": ["relu"], "batch_norm": [False]}
+
+
+def test_network_morphisms_inherit_weights_through_the_pipeline(stack_env, tmp_path):
+    # NASH-style hill climbing on chain: round 1's children are Net2Net morphisms of round 0's best, and start
+    # from its weights, read back from S3 in another process
     config = {
         "name": "e2e-inherit", "seed": 0, "dataset": {"name": "mnist1d"},
-        "space": {"name": "nb201", "options": {"width": 4}},
-        "strategy": {"name": "regularized_evolution", "options": {"population_size": 2, "sample_size": 2}},
+        "space": {"name": "chain", "options": SPACE},  # ReLU, no batch norm: a layer can always be inserted
+        "strategy": {"name": "network_morphism", "options": {"n_init": 2, "mutation_rate": 0.0}},
         "estimator": {"inherit": {"epochs": 1}},
         "fidelity": {"epochs": 2, "data_fraction": 0.25},
         "budget": {"rounds": 2, "candidates_per_round": 2, "parallelism": 2},
         "export": {"epochs": 1, "registered_model": "e2e-inherit"},
     }
     _, store = _run(tmp_path, config, "inherit")
+    space = make_space("chain", **SPACE)
     rows = {r["id"]: r for r in store.read_history().to_pylist()}
     assert len(rows) == 4 and {r["status"] for r in rows.values()} == {"ok"}
+    best = max((r for r in rows.values() if r["round"] == 0), key=lambda r: json.loads(r["metrics"])["val_acc"])
     for r in rows.values():
         m = json.loads(r["metrics"])
         weights = store.load_weights(r["id"])  # every trained candidate's weights are in S3, for its children
         assert weights is not None and weights[1] == json.loads(r["arch"])
         if r["round"] == 0:
             assert r["parent_id"] is None and m["epochs_trained"] == 2
-        else:  # a child of round 0, trained from its parent's weights, read back from S3 in another process
-            assert rows[r["parent_id"]]["round"] == 0
-            assert m["inherited_from"] == r["parent_id"] and m["epochs_trained"] == 1 and 0.5 < m["inherited_share"] <= 1
+        else:
+            assert r["parent_id"] == best["id"]
+            assert json.loads(r["arch"]) in morphisms(space, json.loads(best["arch"]))  # wider or deeper
+            assert m["inherited_from"] == r["parent_id"] and m["epochs_trained"] == 1 and m["inherited_share"] == 1.0
 
 
 def _oneshot_config(name, method, options, epochs=1, rounds=1):
