@@ -191,7 +191,6 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
         ], home / "logs" / "seaweedfs.log", base_env)
         stack.save()
-        _wait_s3(stack, timeout, home / "logs" / "seaweedfs.log")
         mlflow_env = {**base_env, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret,
                       "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         stack.pgids["mlflow"] = _spawn([
@@ -201,6 +200,8 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
         ], home / "logs" / "mlflow.log", mlflow_env)
         stack.save()
+        # both start at once (MLflow needs no S3 until an artifact is logged, by when the bucket exists)
+        _wait_s3(stack, timeout, home / "logs" / "seaweedfs.log")
         _wait_http(f"{stack.mlflow_uri}/health", timeout, home / "logs" / "mlflow.log", "MLflow", stack.pgids["mlflow"])
     except BaseException:
         stack.stop(grace=2.0)
