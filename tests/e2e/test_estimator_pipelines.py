@@ -81,7 +81,7 @@ def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_pa
         assert r["epochs"] == 3  # the fidelity asked for; epochs_trained is what was spent
 
 
-SPACE = {"max_depth": 4, "ops": ["conv", "dense"], "activations": ["relu"], "batch_norm": [False]}
+CHAIN_SPACE = {"max_depth": 4, "ops": ["conv", "dense"], "activations": ["relu"], "batch_norm": [False]}
 
 
 def test_network_morphisms_inherit_weights_through_the_pipeline(stack_env, tmp_path):
@@ -89,7 +89,7 @@ def test_network_morphisms_inherit_weights_through_the_pipeline(stack_env, tmp_p
     # from its weights, read back from S3 in another process
     config = {
         "name": "e2e-inherit", "seed": 0, "dataset": {"name": "mnist1d"},
-        "space": {"name": "chain", "options": SPACE},  # ReLU, no batch norm: a layer can always be inserted
+        "space": {"name": "chain", "options": CHAIN_SPACE},  # ReLU, no batch norm: a layer can always be inserted
         "strategy": {"name": "network_morphism", "options": {"n_init": 2, "mutation_rate": 0.0}},
         "estimator": {"inherit": {"epochs": 1}},
         "fidelity": {"epochs": 2, "data_fraction": 0.25},
@@ -97,7 +97,7 @@ def test_network_morphisms_inherit_weights_through_the_pipeline(stack_env, tmp_p
         "export": {"epochs": 1, "registered_model": "e2e-inherit"},
     }
     _, store = _run(tmp_path, config, "inherit")
-    space = make_space("chain", **SPACE)
+    space = make_space("chain", **CHAIN_SPACE)
     rows = {r["id"]: r for r in store.read_history().to_pylist()}
     assert len(rows) == 4 and {r["status"] for r in rows.values()} == {"ok"}
     best = max((r for r in rows.values() if r["round"] == 0), key=lambda r: json.loads(r["metrics"])["val_acc"])

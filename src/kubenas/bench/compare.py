@@ -100,7 +100,7 @@ def variant(name: str) -> Variant:
     try:
         threshold = float(value)
     except ValueError:
-        threshold = float("nan")
+        threshold = 0.0  # refused below, with the value as given
     if not 0 < threshold < 1:
         raise ValueError(f"{name!r}: the threshold after '@' must be a number in (0, 1), got {value!r}")
     return found._replace(early_stop={**found.early_stop, "threshold": threshold})

@@ -48,50 +48,45 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4096, help="training images of the 2-D task")
     parser.add_argument("--oneshot", action="store_true", help="time supernet training instead")
     args = parser.parse_args()
-    if args.oneshot:
-        return oneshot(args)
     cuda = torch.cuda.is_available()
     if not cuda:
         print("no CUDA device: timing the CPU only", flush=True)
+    modes = {"cuda-bf16": ("cuda", True), "cuda-fp32": ("cuda", False)} if cuda else {}  # name: (device, amp)
+    if args.cpu or not cuda:
+        modes["cpu"] = ("cpu", False)
+    tasks = {"mnist1d": load_dataset("mnist1d").without_test(), "blobs32": synthetic_images(args.images, args.images // 4)}
     report = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
               "epochs": args.epochs, "runs": []}
-    tasks = {"mnist1d": load_dataset("mnist1d").without_test(), "blobs32": synthetic_images(args.images, args.images // 4)}
-    modes = {}
-    if cuda:
-        modes = {"cuda-bf16": TrainingEstimator(device="cuda", amp=True),
-                 "cuda-fp32": TrainingEstimator(device="cuda", amp=False)}
-    if args.cpu or not cuda:
-        modes["cpu"] = TrainingEstimator(device="cpu")
+    for row in (oneshot if args.oneshot else training)(args, modes, tasks):
+        report["runs"].append(row)
+        print(json.dumps(row), flush=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+def training(args, modes, tasks):
+    """Stand-alone training of ``args.archs`` random architectures per space, task and mode."""
+    estimators = {mode: TrainingEstimator(device=device, amp=amp) for mode, (device, amp) in modes.items()}
     for task, data in tasks.items():
         for name in ("chain", "multibranch", "nb201", "cell"):
             space = make_space(name)
             rng = np.random.default_rng(0)
             for k in range(args.archs):
                 arch = space.sample(rng)
-                for mode, est in modes.items():
+                for mode, est in estimators.items():
                     t0 = time.perf_counter()
                     res = est.evaluate(arch, space, data, Fidelity(epochs=args.epochs), seed=0)
                     row = {"task": task, "space": name, "arch": k, "mode": mode, "status": res.status,
                            "error": res.error, "wall_s": time.perf_counter() - t0}
                     row.update({m: res.metrics.get(m) for m in ("val_acc", "train_seconds", "latency_ms", "params", "macs")})
-                    report["runs"].append(row)
-                    print(json.dumps(row), flush=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}")
+                    yield row
 
 
-def oneshot(args) -> None:
+def oneshot(args, modes, tasks):
     """Supernet training throughput per mode: random sampling (one path a step) and DARTS (every operation a
-    step, plus the architecture step), on mnist1d and the 2-D task."""
+    step, plus the architecture step)."""
     from kubenas.oneshot import make_oneshot
 
-    cuda = torch.cuda.is_available()
-    modes = {"cuda-bf16": ("cuda", True), "cuda-fp32": ("cuda", False)} if cuda else {}
-    if args.cpu or not cuda:
-        modes["cpu"] = ("cpu", False)
-    report = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
-              "epochs": args.epochs, "runs": []}
-    tasks = {"mnist1d": load_dataset("mnist1d").without_test(), "blobs32": synthetic_images(args.images, args.images // 4)}
     for task, data in tasks.items():
         for space_name in ("nb201", "cell"):
             space = make_space(space_name)
@@ -103,13 +98,9 @@ def oneshot(args) -> None:
                     seconds = sum(s["seconds"] for s in stats[1:]) or stats[0]["seconds"]  # the first epoch warms up
                     epochs = max(1, len(stats) - 1)
                     scores = m.score(m.propose(4), data, 2)
-                    row = {"task": task, "space": space_name, "method": method, "mode": mode,
+                    yield {"task": task, "space": space_name, "method": method, "mode": mode,
                            "samples_per_s": epochs * len(data.x_train) / seconds, "epoch_s": seconds / epochs,
                            "train_loss": stats[-1]["train_loss"], "val_acc": max(scores)}
-                    report["runs"].append(row)
-                    print(json.dumps(row), flush=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
