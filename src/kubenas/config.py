@@ -15,13 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubenas.data import DATASETS
-from kubenas.estimators.training import Fidelity
-from kubenas.estimators.zero_cost import PROXIES
+from kubenas.core import Fidelity
+from kubenas.estimators import PROXIES
 from kubenas.registry import check
 from kubenas.spaces import make_space
 from kubenas.strategies import STRATEGIES, make_strategy
 
-ProxyName = Literal[tuple(PROXIES)]  # the zero-cost proxies, named once in kubenas.estimators.zero_cost
+ProxyName = Literal[PROXIES]  # the zero-cost proxies, named once in kubenas.estimators
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 

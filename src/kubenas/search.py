@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from kubenas.arch import Arch, arch_id
+from kubenas.arch import Arch
+from kubenas.core import Candidate, Fidelity, Result, history_row, top
 from kubenas.data.base import Dataset
-from kubenas.estimators.training import Fidelity, TrainingEstimator
 from kubenas.spaces import SearchSpace, make_space
-from kubenas.strategies import Candidate, Result, Strategy, make_strategy
-from kubenas.strategies.base import top
+from kubenas.strategies import Strategy, make_strategy
 
 Objective = Callable[[Arch], "float | Mapping[str, Any]"]
 
@@ -86,7 +85,10 @@ def search(
     if not isinstance(fidelity, Fidelity):
         fidelity = Fidelity.from_dict(fidelity)
     if dataset is not None:
-        estimator = estimator or TrainingEstimator()
+        if estimator is None:
+            from kubenas.estimators.training import TrainingEstimator
+
+            estimator = TrainingEstimator()
         search_data = dataset.without_test()  # the test split is for the final export only
         lineage = getattr(estimator, "inherits", False)  # an inheriting estimator starts children from parents
         evaluate = lambda c: estimator.evaluate(c.arch, space, search_data, fidelity.override(c.fidelity),  # noqa: E731
@@ -143,22 +145,6 @@ def _call_objective(objective: Objective, cand: Candidate, metric: str, fidelity
         return Result(cand.id, "failed", metrics, cost=time.perf_counter() - start,
                       error=f"objective returned no finite {metric!r}: {value!r}")
     return Result(cand.id, "ok", metrics, cost=time.perf_counter() - start)
-
-
-def history_row(space: SearchSpace, cand: Candidate, res: Result, fidelity: Fidelity | None) -> dict[str, Any]:
-    """One history row: the candidate, its result and the fidelity it was evaluated at."""
-    return {
-        "id": cand.id,
-        "arch_id": arch_id(cand.arch),
-        "arch": cand.arch,
-        "genotype": space.genotype(cand.arch),
-        "parent_id": cand.parent_id,
-        "status": res.status,
-        "error": res.error,
-        "metrics": res.metrics,
-        "cost": res.cost,
-        "fidelity": fidelity.to_dict() if fidelity else None,
-    }
 
 
 class _Progress:

@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 
 from kubenas import __version__
 from kubenas.arch import arch_id
+from kubenas.estimators.tabular import METADATA_KEY, read_table  # noqa: F401 - the format lives with its reader
 from kubenas.spaces import make_space
 
-METADATA_KEY = b"kubenas.protocol"
 
 SCHEMA = pa.schema([
     ("arch_id", pa.string()), ("arch", pa.string()), ("genotype", pa.string()), ("status", pa.string()),
@@ -200,12 +200,3 @@ def _splits(protocol: Protocol) -> dict[str, int]:
 
     data = load_dataset(protocol.dataset, **protocol.dataset_options)
     return {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}
-
-
-def read_table(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
-    """A table and its metadata (``protocol`` and the build's versions)."""
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
-    if "protocol" not in meta:
-        raise ValueError(f"{path} is not a kubenas benchmark table (no {METADATA_KEY.decode()} metadata)")
-    return table, meta

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     flipped a validation prediction now and then and made searches irreproducible, so every dataset tensor
     is a new allocation: standard strides, 64-byte alignment.
     """
+    import torch
+
     out_x = torch.empty(np.shape(x), dtype=torch.float32)
     out_x.copy_(torch.from_numpy(np.asarray(x, dtype=np.float32)))
     out_y = torch.empty(np.shape(y), dtype=torch.int64)

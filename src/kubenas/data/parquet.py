@@ -11,9 +11,6 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from kubenas.data.base import Dataset, tensors
 
@@ -39,6 +36,8 @@ def load_parquet(
         shape: the per-row feature shape without the batch dim, e.g. ``[1, 40]``; required for list columns.
         num_classes: defaults to the largest label + 1.
     """
+    import pyarrow as pa
+
     if isinstance(path, Mapping):
         unknown = set(path) - set(_SPLIT_ALIASES)
         if unknown:
@@ -87,6 +86,9 @@ def s3_filesystem(endpoint_url: str | None = None):
 
 
 def _read(path: str, name: str) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
     try:
         if path.startswith("s3://"):
             return pads.dataset(path[len("s3://"):], format="parquet", filesystem=s3_filesystem()).to_table()
@@ -96,6 +98,9 @@ def _read(path: str, name: str) -> pa.Table:
 
 
 def _features(table: pa.Table, column: str, shape: Sequence[int] | None, name: str, split: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if column not in table.column_names:
         raise ValueError(f"dataset {name!r}: no feature column {column!r} in split {split!r} "
                          f"(columns: {', '.join(table.column_names)})")
@@ -122,6 +127,8 @@ def _features(table: pa.Table, column: str, shape: Sequence[int] | None, name: s
 
 
 def _labels(table: pa.Table, column: str, name: str, split: str) -> np.ndarray:
+    import pyarrow as pa
+
     if column not in table.column_names:
         raise ValueError(f"dataset {name!r}: no label column {column!r} in split {split!r} "
                          f"(columns: {', '.join(table.column_names)})")

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubenas.arch import Arch
-from kubenas.estimators.training import Fidelity, TrainingEstimator
-from kubenas.strategies.base import Result
+from kubenas.core import Fidelity, Result
+from kubenas.estimators.training import TrainingEstimator
 
 
 class WeightStore(Protocol):

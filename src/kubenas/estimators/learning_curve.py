@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from kubenas.arch import Arch
-from kubenas.strategies.base import Result
+from kubenas.core import Result
 
 
 def _pow3(t, c, a, alpha):

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from kubenas.arch import Arch, arch_id
+from kubenas.core import Result
 from kubenas.spaces import make_space
 from kubenas.spaces.base import SearchSpace
-from kubenas.strategies.base import Result
 
 DEFAULT_TABLE = "nb201-4op-mnist1d"
+METADATA_KEY = b"kubenas.protocol"  # the Parquet schema metadata that holds a table's protocol
 
 
 def table_path(name_or_path: str | Path) -> Path:
@@ -37,8 +38,6 @@ class TabularEstimator:
     """Evaluations from a benchmark table. ``space`` is checked against the table's protocol on first use."""
 
     def __init__(self, table: str | Path = DEFAULT_TABLE):
-        from kubenas.bench.table import read_table
-
         self.path = table_path(table)
         data, meta = read_table(self.path)
         self.protocol: dict[str, Any] = meta["protocol"]
@@ -87,3 +86,14 @@ class TabularEstimator:
                    "params": row["params"], "macs": row["macs"], "latency_ms": row["latency_ms"],
                    "train_seconds": seconds, "epochs": epochs}
         return Result(candidate_id, "ok", metrics, cost=seconds)
+
+
+def read_table(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """A table and its metadata (``protocol`` and the build's versions)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+    if "protocol" not in meta:
+        raise ValueError(f"{path} is not a kubenas benchmark table (no {METADATA_KEY.decode()} metadata)")
+    return table, meta

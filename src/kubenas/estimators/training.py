@@ -15,7 +15,7 @@ import contextlib
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -24,51 +24,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from kubenas.arch import Arch
+from kubenas.core import Fidelity, Result  # noqa: F401 - Fidelity re-exported
 from kubenas.data.base import Dataset
 from kubenas.spaces.base import SearchSpace
-from kubenas.strategies.base import Result
-
-
-@dataclass(frozen=True)
-class Fidelity:
-    """How much to spend on one evaluation.
-
-    Attributes:
-        epochs: passes over the (possibly reduced) training split.
-        data_fraction: fraction of the training split used, drawn with the evaluation's seed.
-        width_mult: multiplies every layer width of the built network.
-        resolution: resizes inputs to this length (1-D) or this height and width (2-D); None keeps them.
-    """
-
-    epochs: int = 10
-    data_fraction: float = 1.0
-    width_mult: float = 1.0
-    resolution: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ValueError(f"fidelity.epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.data_fraction, (int, float)) or not 0 < self.data_fraction <= 1:
-            raise ValueError(f"fidelity.data_fraction must be in (0, 1], got {self.data_fraction!r}")
-        if not isinstance(self.width_mult, (int, float)) or not 0 < self.width_mult <= 16:
-            raise ValueError(f"fidelity.width_mult must be in (0, 16], got {self.width_mult!r}")
-        if self.resolution is not None and (not isinstance(self.resolution, int) or self.resolution < 1):
-            raise ValueError(f"fidelity.resolution must be a positive integer or None, got {self.resolution!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def override(self, changes: Mapping[str, Any] | None) -> "Fidelity":
-        """This fidelity with some fields replaced (a scheduler's rung, e.g. ``{"epochs": 3}``)."""
-        return self.from_dict({**self.to_dict(), **dict(changes or {})})
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Fidelity":
-        data = dict(data or {})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"fidelity: unknown field(s) {sorted(unknown)}; known: {', '.join(cls.__dataclass_fields__)}")
-        return cls(**data)
 
 
 # Called with the validation-accuracy curve so far after each epoch; True stops training there.

@@ -17,11 +17,9 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from kubenas.arch import Arch
-from kubenas.spaces import ops as O
+from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, SearchSpace
 
 DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
@@ -35,7 +33,7 @@ class CellSpace(SearchSpace):
     name = "cell"
 
     def __init__(self, ops: Sequence[str] = DARTS_OPS, blocks: int = 4, width: int = 16, cells_per_stage: int = 1):
-        self.ops = O.check_ops("cell", ops)
+        self.ops = V.check_ops("cell", ops)
         for field, value in (("blocks", blocks), ("width", width), ("cells_per_stage", cells_per_stage)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"cell: {field} must be a positive integer, got {value!r}")
@@ -50,7 +48,7 @@ class CellSpace(SearchSpace):
                     Decision(f"{cell}_{j}_op1", tuple(self.ops)),
                 ]
         self._init_decisions(decisions)
-        self._path_ops = [o for o in self.ops if o != O.NONE_OP]
+        self._path_ops = [o for o in self.ops if o != V.NONE_OP]
 
     def options(self) -> dict[str, Any]:
         return {"ops": list(self.ops), "blocks": self.blocks, "width": self.width,
@@ -70,7 +68,7 @@ class CellSpace(SearchSpace):
         for cell in CELLS:
             connected = {0, 1}
             for j, (a, op_a, b, op_b) in zip(self._nodes(), self.genes(arch, cell)):
-                if (a in connected and op_a != O.NONE_OP) or (b in connected and op_b != O.NONE_OP):
+                if (a in connected and op_a != V.NONE_OP) or (b in connected and op_b != V.NONE_OP):
                     connected.add(j)
             if len(connected) == 2:
                 return f"the {cell} cell's output is disconnected from its inputs: no node has a non-'none' path"
@@ -79,7 +77,7 @@ class CellSpace(SearchSpace):
     def size(self) -> int:
         k = len(self.ops)
         per_cell = 1
-        cut_off = 1 if O.NONE_OP in self.ops else 0
+        cut_off = 1 if V.NONE_OP in self.ops else 0
         for j in self._nodes():
             per_cell *= math.comb(j, 2) * k * k
             # A disconnected cell: every op that reads node 0 or 1 is 'none'; ops reading other nodes are free.
@@ -108,7 +106,7 @@ class CellSpace(SearchSpace):
         for c, cell in enumerate(CELLS):
             paths: dict[int, list[tuple[int, list[int]]]] = {0: [(0, [])], 1: [(1, [])]}
             for j, (a, op_a, b, op_b) in zip(self._nodes(), self.genes(arch, cell)):
-                paths[j] = [(src, seq + [index[op]]) for node, op in ((a, op_a), (b, op_b)) if op != O.NONE_OP
+                paths[j] = [(src, seq + [index[op]]) for node, op in ((a, op_a), (b, op_b)) if op != V.NONE_OP
                             for src, seq in paths[node]]
                 for src, seq in paths[j]:
                     code = 0
@@ -117,50 +115,10 @@ class CellSpace(SearchSpace):
                     vec[(c * 2 + src) * per_source + offsets[len(seq)] + code] = 1.0
         return vec
 
-    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0) -> nn.Module:
+    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
+        from kubenas.spaces.networks import CellNet
+
         self.validate(arch)
-        dim = O.spatial_dims(input_shape, "cell")
-        return _CellNet(dim, int(input_shape[0]), O.scaled(self.width, width_mult), self.cells_per_stage,
-                        self.genes(arch, "normal"), self.genes(arch, "reduce"), num_classes)
-
-
-class _Cell(nn.Module):
-    def __init__(self, dim: int, genes: list[Gene], c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
-        super().__init__()
-        self.pre0 = O.FactorizedReduce(dim, c_pp, c) if reduction_prev else O.ReLUConvBN(dim, c_pp, c, 1)
-        self.pre1 = O.ReLUConvBN(dim, c_p, c, 1)
-        self.inputs = [(a, b) for a, _, b, _ in genes]
-        self.ops = nn.ModuleList()
-        for a, op_a, b, op_b in genes:
-            for node, op in ((a, op_a), (b, op_b)):
-                self.ops.append(O.OPS[op](dim, c, 2 if reduction and node < 2 else 1))
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [self.pre0(s0), self.pre1(s1)]
-        for n, (a, b) in enumerate(self.inputs):
-            states.append(self.ops[2 * n](states[a]) + self.ops[2 * n + 1](states[b]))
-        return torch.cat(states[2:], dim=1)
-
-
-class _CellNet(nn.Module):
-    def __init__(self, dim, c_in, c, cells_per_stage, normal, reduce, num_classes):
-        super().__init__()
-        blocks = len(normal)
-        stem_c = 3 * c
-        self.stem = nn.Sequential(O.conv(dim, c_in, stem_c, 3, padding=1, bias=False), O.batchnorm(dim, stem_c))
-        c_pp, c_p, reduction_prev = stem_c, stem_c, False
-        self.cells = nn.ModuleList()
-        for stage in range(3):
-            kinds = ([True] if stage > 0 else []) + [False] * cells_per_stage
-            for reduction in kinds:
-                if reduction:
-                    c *= 2
-                self.cells.append(_Cell(dim, reduce if reduction else normal, c_pp, c_p, c, reduction, reduction_prev))
-                c_pp, c_p, reduction_prev = c_p, blocks * c, reduction
-        self.head = nn.Sequential(O.global_pool(dim), nn.Flatten(), nn.Linear(c_p, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.head(s1)
+        dim = V.spatial_dims(input_shape, "cell")
+        return CellNet(dim, int(input_shape[0]), V.scaled(self.width, width_mult), self.cells_per_stage,
+                       self.genes(arch, "normal"), self.genes(arch, "reduce"), num_classes)

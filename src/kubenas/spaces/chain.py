@@ -14,16 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from torch import nn
-
 from kubenas.arch import Arch
-from kubenas.spaces import ops as O
+from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, SearchSpace
 
 CHAIN_OPS = ("conv", "sepconv", "maxpool", "avgpool", "dense")
 _WITH_KERNEL = ("conv", "sepconv", "maxpool", "avgpool")
 _WITH_WIDTH = ("conv", "sepconv", "dense")
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
+ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "Tanh", "elu": "ELU"}  # torch.nn class names
 
 
 class ChainSpace(SearchSpace):
@@ -44,10 +42,10 @@ class ChainSpace(SearchSpace):
         if not (isinstance(min_depth, int) and isinstance(max_depth, int) and 1 <= min_depth <= max_depth):
             raise ValueError(f"chain: need integers 1 <= min_depth <= max_depth, got min_depth={min_depth}, max_depth={max_depth}")
         self.min_depth, self.max_depth = min_depth, max_depth
-        self.ops = O.check_ops("chain", ops, CHAIN_OPS)
+        self.ops = V.check_ops("chain", ops, CHAIN_OPS)
         self.kernels = _positive_ints("kernels", kernels, odd=True)
         self.widths = _positive_ints("widths", widths)
-        self.activations = O.check_ops("chain activations", activations, list(ACTIVATIONS))
+        self.activations = V.check_ops("chain activations", activations, list(ACTIVATIONS))
         self.batch_norm = [bool(b) for b in batch_norm]
         if not self.batch_norm or len(set(self.batch_norm)) != len(self.batch_norm):
             raise ValueError(f"chain: batch_norm must list False and/or True once each, got {list(batch_norm)}")
@@ -88,17 +86,23 @@ class ChainSpace(SearchSpace):
             parts.append(text)
         return " > ".join(parts)
 
-    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0) -> nn.Module:
+    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
+        from torch import nn
+
         self.validate(arch)
         modules, _ = self.plan(arch, input_shape, num_classes, width_mult)
         return nn.Sequential(*modules)
 
     def plan(self, arch: Arch, input_shape: Sequence[int], num_classes: int,
-             width_mult: float = 1.0) -> tuple[list[nn.Module], list[dict[str, Any]]]:
+             width_mult: float = 1.0) -> tuple[list, list[dict[str, Any]]]:
         """The network's modules in order, and one record per layer with weights (and one for the classifier):
         its layer number, op, the ``nn.Sequential`` indices of its modules (``dw`` for a separable conv's
         depthwise part, ``conv``, ``bn``), channels in and out, and whether its output is non-negative. Network
         morphisms (:mod:`kubenas.spaces.morphisms`) map weights between architectures through these records."""
+        from torch import nn
+
+        from kubenas.spaces import ops as O
+
         dim = O.spatial_dims(input_shape, "chain", allow_vector=True)
         channels = int(input_shape[0])
         spatial = [int(s) for s in input_shape[1:]] or [1]
@@ -133,7 +137,7 @@ class ChainSpace(SearchSpace):
             if arch[f"bn_{i}"]:
                 rec["bn"] = len(layers)
                 layers.append(O.batchnorm(dim, width))
-            layers.append(ACTIVATIONS[arch[f"act_{i}"]]())
+            layers.append(getattr(nn, ACTIVATIONS[arch[f"act_{i}"]])())
             rec["nonneg_in"], nonneg = nonneg, arch[f"act_{i}"] == "relu"
             records.append(rec)
             channels = width
@@ -150,7 +154,7 @@ class ChainSpace(SearchSpace):
 
         return random_morphism(self, arch, rng)
 
-    def inherit(self, model: nn.Module, arch: Arch, parent_arch: Arch, parent_state: dict, input_shape: Sequence[int],
+    def inherit(self, model, arch: Arch, parent_arch: Arch, parent_state: dict, input_shape: Sequence[int],
                 num_classes: int, width_mult: float = 1.0, rng=None) -> float:
         from kubenas.spaces.morphisms import transfer
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
-from torch import nn
-import torch.nn.functional as F
 
 from kubenas.arch import Arch
-from kubenas.spaces import ops as O
+from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, SearchSpace
 
 MULTIBRANCH_OPS = ("conv_3x3", "conv_5x5", "sep_conv_3x3", "sep_conv_5x5", "max_pool_3x3", "avg_pool_3x3")
@@ -39,7 +36,7 @@ class MultiBranchSpace(SearchSpace):
         if merge not in ("sum", "concat"):
             raise ValueError(f"multibranch: merge must be 'sum' or 'concat', got {merge!r}")
         self.layers, self.width, self.merge = layers, width, merge
-        self.ops = O.check_ops("multibranch", ops)
+        self.ops = V.check_ops("multibranch", ops)
         if reduce_after is None:
             reduce_after = sorted({layers // 3, 2 * layers // 3} - {0, layers})
         self.reduce_after = sorted(int(r) for r in reduce_after)
@@ -66,49 +63,17 @@ class MultiBranchSpace(SearchSpace):
             parts.append(f"{i}:{arch[f'op_{i}']}" + "".join(f"+{j}" for j in skips))
         return " ".join(parts)
 
-    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0) -> nn.Module:
+    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
+        from kubenas.spaces.networks import MultiBranchNet
+
         self.validate(arch)
-        dim = O.spatial_dims(input_shape, "multibranch")
-        return _MultiBranchNet(
-            dim=dim,
+        return MultiBranchNet(
+            dim=V.spatial_dims(input_shape, "multibranch"),
             c_in=int(input_shape[0]),
-            width=O.scaled(self.width, width_mult),
+            width=V.scaled(self.width, width_mult),
             ops=[arch[f"op_{i}"] for i in range(1, self.layers + 1)],
             inputs=[self._inputs(arch, i) for i in range(1, self.layers + 1)],
             reduce_after=self.reduce_after,
             concat=self.merge == "concat",
             num_classes=num_classes,
         )
-
-
-class _MultiBranchNet(nn.Module):
-    def __init__(self, dim, c_in, width, ops, inputs, reduce_after, concat, num_classes):
-        super().__init__()
-        self.dim, self.inputs, self.reduce_after, self.concat = dim, inputs, set(reduce_after), concat
-        self.stem = nn.Sequential(O.conv(dim, c_in, width, 3, padding=1, bias=False), O.batchnorm(dim, width))
-        self.ops = nn.ModuleList(O.OPS[op](dim, width, 1) for op in ops)
-        self.mix = nn.ModuleList(
-            O.conv(dim, width * (1 + len(srcs)), width, 1, bias=False) if concat and srcs else nn.Identity()
-            for srcs in inputs
-        )
-        self.reduce = O.avgpool(dim, 3, 2)
-        self.head = nn.Sequential(nn.ReLU(), O.global_pool(dim), nn.Flatten(), nn.Linear(width, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [self.stem(x)]
-        for i, (op, mix, srcs) in enumerate(zip(self.ops, self.mix, self.inputs), start=1):
-            h = op(outs[-1])
-            skips = [_resize(outs[j], h.shape[2:]) for j in srcs]
-            if skips:
-                h = mix(torch.cat([h, *skips], dim=1)) if self.concat else h + sum(skips)
-            if i in self.reduce_after:
-                h = self.reduce(h)
-            outs.append(h)
-        return self.head(outs[-1])
-
-
-def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    if x.shape[2:] == size:
-        return x
-    pool = F.adaptive_avg_pool1d if x.dim() == 3 else F.adaptive_avg_pool2d
-    return pool(x, tuple(size))

@@ -16,11 +16,9 @@ import itertools
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from kubenas.arch import Arch
-from kubenas.spaces import ops as O
+from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, SearchSpace
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -38,14 +36,14 @@ class NB201Space(SearchSpace):
     name = "nb201"
 
     def __init__(self, ops: Sequence[str] = NB201_OPS, width: int = 16, cells_per_stage: int = 1):
-        self.ops = O.check_ops("nb201", ops)
+        self.ops = V.check_ops("nb201", ops)
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"nb201: width must be a positive integer, got {width!r}")
         if not isinstance(cells_per_stage, int) or cells_per_stage < 1:
             raise ValueError(f"nb201: cells_per_stage must be a positive integer, got {cells_per_stage!r}")
         self.width, self.cells_per_stage = width, cells_per_stage
         self._init_decisions([Decision(edge_name(j, i), tuple(self.ops)) for j, i in EDGES])
-        self._path_ops = [o for o in self.ops if o != O.NONE_OP]
+        self._path_ops = [o for o in self.ops if o != V.NONE_OP]
         self._size: int | None = None
 
     def options(self) -> dict[str, Any]:
@@ -54,7 +52,7 @@ class NB201Space(SearchSpace):
     def _check(self, arch: Arch) -> str | None:
         reached = {0}
         for j, i in EDGES:  # EDGES is in topological order
-            if i in reached and arch[edge_name(j, i)] != O.NONE_OP:
+            if i in reached and arch[edge_name(j, i)] != V.NONE_OP:
                 reached.add(j)
         if NODES - 1 not in reached:
             return "the cell's output (node 3) is disconnected from its input (node 0): every path has a 'none' edge"
@@ -96,7 +94,7 @@ class NB201Space(SearchSpace):
         vec = np.zeros(self._path_encoding_size(), dtype=np.float32)
         for path in PATHS:
             labels = [arch[edge_name(j, i)] for j, i in path]
-            if O.NONE_OP in labels:
+            if V.NONE_OP in labels:
                 continue
             code = 0
             for op in labels:
@@ -104,32 +102,8 @@ class NB201Space(SearchSpace):
             vec[offsets[len(path)] + code] = 1.0
         return vec
 
-    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0) -> nn.Module:
+    def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
+        from kubenas.spaces.networks import nb201_network
+
         self.validate(arch)
-        dim = O.spatial_dims(input_shape, "nb201")
-        c = O.scaled(self.width, width_mult)
-        layers: list[nn.Module] = [O.conv(dim, int(input_shape[0]), c, 3, padding=1, bias=False), O.batchnorm(dim, c)]
-        for stage in range(3):
-            if stage > 0:
-                layers.append(O.ResBlock(dim, c, 2 * c))
-                c *= 2
-            layers += [_Cell(dim, c, arch) for _ in range(self.cells_per_stage)]
-        layers += [O.batchnorm(dim, c), nn.ReLU(), O.global_pool(dim), nn.Flatten(), nn.Linear(c, num_classes)]
-        return nn.Sequential(*layers)
-
-
-class _Cell(nn.Module):
-    def __init__(self, dim: int, c: int, arch: Arch):
-        super().__init__()
-        # Edges labelled 'none' contribute zeros; leaving them out computes the same sums with less work.
-        self.edges = [(j, i) for j, i in EDGES if arch[edge_name(j, i)] != O.NONE_OP]
-        self.ops = nn.ModuleDict({edge_name(j, i): O.OPS[arch[edge_name(j, i)]](dim, c, 1) for j, i in self.edges})
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes: list[torch.Tensor | None] = [x] + [None] * (NODES - 1)
-        for j, i in self.edges:
-            if nodes[i] is None:  # a node with no live input is all zeros; its out-edges carry no signal
-                continue
-            out = self.ops[edge_name(j, i)](nodes[i])
-            nodes[j] = out if nodes[j] is None else nodes[j] + out
-        return nodes[-1]
+        return nb201_network(arch, input_shape, num_classes, self.width, self.cells_per_stage, width_mult)

@@ -6,24 +6,13 @@ on shape, whatever the input resolution.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-
-def spatial_dims(input_shape: Sequence[int], space: str, allow_vector: bool = False) -> int:
-    """The number of spatial dims (0, 1 or 2) of an input shape given without the batch dim."""
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) == 2:
-        return 1
-    if len(shape) == 3:
-        return 2
-    if len(shape) == 1 and allow_vector:
-        return 0
-    expected = "(C, L) or (C, H, W)" + (" or (F,)" if allow_vector else "")
-    raise ValueError(f"{space}: input_shape must be {expected} without the batch dim, got {shape}")
+from kubenas.spaces.vocabulary import NONE_OP, OP_NAMES, check_ops, scaled, spatial_dims  # noqa: F401 - re-exported
 
 
 def conv(dim: int, *args, **kwargs) -> nn.Module:
@@ -127,9 +116,8 @@ def _skip(dim: int, c: int, stride: int) -> nn.Module:
     return nn.Identity() if stride == 1 else FactorizedReduce(dim, c, c)
 
 
-# The operation vocabulary of the multi-branch and cell spaces. Each entry maps (dim, channels, stride) to a
-# module with as many output channels as input channels. Names follow DARTS and NAS-Bench-201, so genotype
-# strings read like the published ones.
+# The modules behind ``OP_NAMES``: each entry maps (dim, channels, stride) to a module with as many output
+# channels as input channels.
 OPS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "none": lambda dim, c, s: Zero(s),
     "skip_connect": _skip,
@@ -144,27 +132,3 @@ OPS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "dil_conv_3x3": lambda dim, c, s: DilConv(dim, c, c, 3, s),
     "dil_conv_5x5": lambda dim, c, s: DilConv(dim, c, c, 5, s),
 }
-
-# Operations with no weights and no path through them (used by connectivity checks and path encodings).
-NONE_OP = "none"
-
-
-def check_ops(space: str, ops: Sequence[str], allowed: Sequence[str] | None = None) -> list[str]:
-    """Validate a user's operation list against the vocabulary."""
-    allowed = list(allowed or OPS)
-    ops = list(ops)
-    if not ops:
-        raise ValueError(f"{space}: ops must name at least one operation; allowed: {', '.join(allowed)}")
-    unknown = [o for o in ops if o not in allowed]
-    if unknown:
-        raise ValueError(f"{space}: unknown operation(s) {unknown}; allowed: {', '.join(allowed)}")
-    if len(set(ops)) != len(ops):
-        raise ValueError(f"{space}: ops lists an operation twice: {ops}")
-    return ops
-
-
-def scaled(width: int, width_mult: float) -> int:
-    """Width under a fidelity's width multiplier; never below 1."""
-    if width_mult <= 0:
-        raise ValueError(f"width_mult must be > 0, got {width_mult}")
-    return max(1, int(round(width * width_mult)))

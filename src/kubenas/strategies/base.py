@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import numpy as np
 
 from kubenas.arch import Arch, arch_id
+from kubenas.core import Candidate, Result, top  # noqa: F401 - re-exported: strategies' public names
 from kubenas.spaces.base import SearchSpace
 
 STATE_VERSION = 1
@@ -26,61 +26,6 @@ STATE_VERSION = 1
 # colliding with evaluated ones, so that a small space is searched to exhaustion instead of stalling.
 _ENUMERATE_LIMIT = 200_000
 _PROPOSAL_TRIES = 100
-
-
-@dataclass
-class Candidate:
-    """An architecture to evaluate. ``id`` is unique within a search and deterministic for a seed."""
-
-    id: str
-    arch: Arch
-    parent_id: str | None = None
-    fidelity: dict[str, Any] | None = None  # overrides of the search's fidelity (a scheduler's rung), or None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
-        fidelity = data.get("fidelity")
-        return cls(id=data["id"], arch=dict(data["arch"]), parent_id=data.get("parent_id"),
-                   fidelity=dict(fidelity) if fidelity else None)
-
-
-@dataclass
-class Result:
-    """The outcome of evaluating one candidate.
-
-    ``status`` is ``"ok"`` or ``"failed"``; ``error`` says why a failure happened; ``cost`` is in seconds.
-    """
-
-    candidate_id: str
-    status: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    cost: float = 0.0
-    error: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in ("ok", "failed"):
-            raise ValueError(f"Result.status must be 'ok' or 'failed', got {self.status!r}")
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Result":
-        return cls(candidate_id=data["candidate_id"], status=data["status"], metrics=dict(data.get("metrics") or {}),
-                   cost=float(data.get("cost") or 0.0), error=data.get("error"))
-
-
-def top(best: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    """The single best of ``Strategy.best()``: multi-objective strategies return their Pareto front, best first
-    on the first objective."""
-    return (best[0] if best else None) if isinstance(best, list) else best
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
