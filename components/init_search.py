@@ -5,14 +5,15 @@ from kfp import dsl
 from components.image import IMAGE
 
 
+# Validate the config, check S3 and MLflow, resume or start the search, open the MLflow parent run.
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def init_search(config_json: str, rounds: int, candidates_per_round: int) -> NamedTuple(
         "InitOutputs", [("config_json", str), ("parent_run_id", str), ("start_round", int)]):
-    """Validate the config, check S3 and MLflow, resume or start the search, open the MLflow parent run."""
     from collections import namedtuple
 
     from kubenas import steps
 
+    steps.end_promptly()
     out = steps.init_search(config_json, rounds, candidates_per_round)
     return namedtuple("InitOutputs", ["config_json", "parent_run_id", "start_round"])(
         out["config_json"], out["parent_run_id"], out["start_round"])

@@ -5,10 +5,11 @@ from kfp import dsl
 from components.image import IMAGE
 
 
+# Ask for a round of candidates, stored in S3 and split over at most ``parallelism`` workers; returns one
+# ``"<round>/<worker>"`` item per worker (a single list output, which both Kubeflow and kfp.local fan out over).
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def sample_architectures(config_json: str, run_round: int, start_round: int, parent_run_id: str) -> List[str]:
-    """Ask the strategy for a round of candidates, stored in S3; returns ``"<round>/<candidate id>"`` items
-    (a single list output, which both Kubeflow and kfp.local can fan out over)."""
     from kubenas import steps
 
+    steps.end_promptly()
     return steps.sample_architectures(config_json, run_round, start_round, parent_run_id)

@@ -4,13 +4,15 @@ from kfp.dsl import Metrics, Output
 from components.image import IMAGE
 
 
+# One worker of a round (``item`` is ``"<round>/<worker>"``): train its share of the round's candidates in
+# this one process; returns how many trained ``ok`` and how many ``failed``.
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_candidates(config_json: str, item: str, metrics: Output[Metrics]) -> str:
-    """Train one candidate (one ParallelFor iteration; ``item`` is ``"<round>/<candidate id>"``); returns its
-    status, ``ok`` or ``failed``."""
     from kubenas import steps
 
-    row = steps.train_candidate(config_json, item)
-    for name, value in steps.scalar_metrics(row).items():
+    steps.end_promptly()
+    rows = steps.train_candidates(config_json, item)
+    for name, value in steps.scalar_metrics(rows).items():
         metrics.log_metric(name, value)
-    return row["status"]
+    ok = sum(r["status"] == "ok" for r in rows)
+    return f"{ok} ok, {len(rows) - ok} failed"

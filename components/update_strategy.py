@@ -5,11 +5,12 @@ from kfp import dsl
 from components.image import IMAGE
 
 
+# Tell the strategy the open round's results and commit it; returns ``continue`` or ``stop``.
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def update_strategy(config_json: str, run_round: int, start_round: int, parent_run_id: str,
                     statuses: List[str]) -> str:
-    """Tell the strategy the open round's results and commit it; returns ``continue`` or ``stop``."""
     from kubenas import steps
 
-    print(f"[kubenas] {statuses.count('ok')} ok, {len(statuses) - statuses.count('ok')} failed")
+    steps.end_promptly()
+    steps.say(f"workers: {'; '.join(statuses) or 'none'}")
     return steps.update_strategy(config_json, run_round, start_round, parent_run_id)

@@ -1,8 +1,7 @@
 """``nas_search``: init, then R rounds unrolled at compile time, then export.
 
-KFP v2 has no while loop, so the rounds are unrolled: round k+1 runs inside ``dsl.If(update_k == "continue")``,
-and the export runs in the ``dsl.Else`` of every round and after the last one, so it runs exactly once,
-whichever round stopped the search. The number of rounds and the ParallelFor parallelism are fixed when the
+KFP v2 has no while loop, so the rounds are unrolled: round k+1 runs inside round k's
+``dsl.If(update == "continue")``, and the export runs once, after the rounds, whichever round stopped the search. The number of rounds and the ParallelFor parallelism are fixed when the
 pipeline is compiled; the form's ``rounds`` can lower the rounds of a run, not raise them.
 """
 
@@ -47,9 +46,54 @@ def _settings(task, config: SearchConfig, *, train: bool = False):
     return task
 
 
+# Rounds per sub-pipeline. Inside one DAG, KFP hands every enclosing condition's input down to every nested level,
+# so nesting N rounds in one DAG compiles to O(N^2) bytes; a sub-pipeline starts afresh with its own three
+# inputs. But KFP merges each sub-pipeline's Kubernetes settings into every enclosing one, which costs compile
+# time quadratic in the number of nested sub-pipelines. Blocks of a few rounds keep both small.
+ROUNDS_PER_BLOCK = 10
+
+
 def build_pipeline(config: SearchConfig):
-    """The pipeline function for ``config``: its rounds and parallelism are unrolled into the graph."""
+    """The pipeline function for ``config``: its rounds and parallelism are unrolled into the graph.
+
+    Round k+1 runs inside round k's ``dsl.If(update == "continue")``; rounds come in sub-pipelines of
+    ``ROUNDS_PER_BLOCK``, each running the next block inside its last round's condition. The export runs once,
+    after the first block, which ends when the round that stopped the search has ended."""
     max_rounds, parallelism = config.budget.rounds, config.budget.parallelism
+
+    def block_pipeline(first: int, next_block):
+        last = min(first + ROUNDS_PER_BLOCK, max_rounds) - 1
+
+        @dsl.pipeline(name=f"rounds-{first + 1}-{last + 1}", description=f"rounds {first + 1} to {last + 1}")
+        def block(config_json: str, parent_run_id: str, start_round: int):
+            def round_at(k: int) -> None:
+                sample = _settings(sample_architectures(config_json=config_json, run_round=k, start_round=start_round,
+                                                        parent_run_id=parent_run_id), config)
+                sample.set_display_name(f"round {k + 1}: sample")
+                # One iteration per worker, each training its share of the round's candidates.
+                with dsl.ParallelFor(sample.output, parallelism=parallelism) as item:
+                    train = _settings(train_candidates(config_json=config_json, item=item), config, train=True)
+                    train.set_display_name(f"round {k + 1}: train")
+                update = _settings(update_strategy(config_json=config_json, run_round=k, start_round=start_round,
+                                                   parent_run_id=parent_run_id,
+                                                   statuses=dsl.Collected(train.outputs["Output"])), config)
+                update.set_display_name(f"round {k + 1}: update")
+                if k == max_rounds - 1:
+                    return
+                with dsl.If(update.outputs["Output"] == "continue", name=f"continue after round {k + 1}"):
+                    if k < last:
+                        round_at(k + 1)
+                    else:
+                        next_block(config_json=config_json, parent_run_id=parent_run_id,
+                                   start_round=start_round).set_display_name(f"rounds {k + 2}+")
+
+            round_at(first)
+
+        return block
+
+    block = None
+    for first in reversed(range(0, max_rounds, ROUNDS_PER_BLOCK)):
+        block = block_pipeline(first, block)
 
     @dsl.pipeline(name=f"kubenas-{config.name}",
                   description=f"kubenas NAS: {config.space.name} space, {config.search_method} strategy, "
@@ -59,34 +103,13 @@ def build_pipeline(config: SearchConfig):
         init = _settings(init_search(config_json=config_json, rounds=rounds,
                                      candidates_per_round=candidates_per_round), config)
         init.set_display_name("init")
-        cfg, parent, start = init.outputs["config_json"], init.outputs["parent_run_id"], init.outputs["start_round"]
-
-        def export(update):
-            # The export reads the history from S3, not from `update`'s outputs, so the dependency must be
-            # explicit: without it the export of the last round started as soon as that round began.
-            task = _settings(export_winner(config_json=cfg, parent_run_id=parent), config, train=True)
-            task.set_display_name("export").after(update)
-
-        def round_from(k: int) -> None:
-            sample = _settings(sample_architectures(config_json=cfg, run_round=k, start_round=start,
-                                                    parent_run_id=parent), config)
-            sample.set_display_name(f"round {k + 1}: sample")
-            # Inside the loop only pipeline parameters and the loop item: the task reads the rest from S3.
-            with dsl.ParallelFor(sample.output, parallelism=parallelism) as item:
-                train = _settings(train_candidates(config_json=config_json, item=item), config, train=True)
-                train.set_display_name(f"round {k + 1}: train")
-            update = _settings(update_strategy(config_json=cfg, run_round=k, start_round=start, parent_run_id=parent,
-                                               statuses=dsl.Collected(train.outputs["Output"])), config)
-            update.set_display_name(f"round {k + 1}: update")
-            if k == max_rounds - 1:
-                export(update)
-                return
-            with dsl.If(update.outputs["Output"] == "continue", name=f"continue after round {k + 1}"):
-                round_from(k + 1)
-            with dsl.Else(name=f"stop after round {k + 1}"):
-                export(update)
-
-        round_from(0)
+        # Every later task reads the config init validated (with the form's overrides): one source of truth.
+        cfg, parent = init.outputs["config_json"], init.outputs["parent_run_id"]
+        rounds_task = block(config_json=cfg, parent_run_id=parent, start_round=init.outputs["start_round"])
+        rounds_task.set_display_name("rounds")
+        # The export reads the history from S3: it runs once the rounds, however many ran, have all ended.
+        export = _settings(export_winner(config_json=cfg, parent_run_id=parent), config, train=True)
+        export.set_display_name("export").after(rounds_task)
 
     return nas_search
 

@@ -115,8 +115,8 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
                 builtins.print = original_print
         summary = store.get_json("export.json")
         rows = [r for r in store.read_history().to_pylist() if r["round"] > before]
-        supernet = sum((store.get_json(f"{store.round_dir(r)}/results/supernet.json") or {}).get("cost", 0.0)
-                       for r in sorted({r["round"] for r in rows})) if config.oneshot is not None else None
+        supernet = sum(row["cost"] for r in sorted({r["round"] for r in rows}) for row in store.read_results(r, 0)
+                       ) if config.oneshot is not None else None
     finally:
         if own_stack is not None:
             own_stack.stop()

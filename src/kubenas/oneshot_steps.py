@@ -1,7 +1,7 @@
-"""The pipeline's steps for a one-shot search (``oneshot:`` in the config): the same four stages, with a
-supernet where a strategy's candidates would be.
+"""A one-shot search's rounds (``oneshot:`` in the config): the same four pipeline stages, with a supernet where a
+strategy's candidates would be. :func:`kubenas.steps.method` dispatches here.
 
-- *sample*: the round's supernet job, the epoch count to reach, as one loop item ``<round>/supernet``;
+- *sample*: the round's supernet job, the epoch count to reach, for one worker;
 - *train* (the GPU node): resume the supernet from its checkpoint in S3 and train it to that epoch,
   checkpointing after every epoch, so that a failed pod resumes where it stopped;
 - *update*: derive and rank architectures with the shared weights, and commit them as the round's rows;
@@ -22,37 +22,24 @@ from typing import Any
 import torch
 
 from kubenas.arch import arch_id
-from kubenas.config import SearchConfig
+from kubenas.core import Candidate, Result, history_row
 from kubenas.estimators.training import count_macs
 from kubenas.oneshot import OneShot, make_oneshot
-from kubenas.search import history_row
-from kubenas.spaces import make_space
+from kubenas.steps import Context, say
 from kubenas.store import SearchStore
-from kubenas.strategies import Candidate, Result
-from kubenas.tracking import Tracker
 
 SUPERNET = "supernet"  # the loop item of a one-shot round
 CHECKPOINT = "oneshot/latest.pt"
 LOGGED_PER_ROUND = 10  # the best ranked architectures of a round get a nested MLflow run each
 
 
-def _say(message: str) -> None:
-    print(f"[kubenas] {message}", flush=True)
-
-
-def _data(cfg: SearchConfig):
-    from kubenas.data import load_dataset
-
-    return load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
-
-
-def _method(cfg: SearchConfig, store: SearchStore, data, total_epochs: int, device: str | None = None) -> OneShot:
+def _method(ctx: Context, total_epochs: int, device: str | None = None) -> OneShot:
     """The configured method with its supernet, resumed from the checkpoint when there is one."""
-    space = make_space(cfg.space.name, **cfg.space.options)
-    m = make_oneshot(cfg.oneshot.method, space, seed=cfg.seed, amp=cfg.estimator.amp, device=device,
+    cfg = ctx.cfg
+    m = make_oneshot(cfg.oneshot.method, ctx.space, seed=cfg.seed, amp=cfg.estimator.amp, device=device,
                      **cfg.oneshot.options)
-    m.setup(data.input_shape, data.num_classes, total_epochs, cfg.fidelity.width_mult)
-    blob = store.get_bytes(CHECKPOINT)
+    m.setup(ctx.search_data.input_shape, ctx.search_data.num_classes, total_epochs, cfg.fidelity.width_mult)
+    blob = ctx.store.get_bytes(CHECKPOINT)
     if blob is not None:
         saved = torch.load(io.BytesIO(blob), weights_only=True, map_location=m.device)
         m.load_state_dict(json.loads(saved.pop("state_json")))
@@ -67,95 +54,96 @@ def _save(store: SearchStore, m: OneShot) -> None:
     store.put_bytes(CHECKPOINT, buf.getvalue())
 
 
-def sample(cfg: SearchConfig, store: SearchStore, round_index: int, start_round: int, parent_run_id: str) -> list[str]:
-    job = {"target_epochs": (round_index + 1) * cfg.oneshot.epochs,
-           "total_epochs": (start_round + cfg.budget.rounds) * cfg.oneshot.epochs}
-    store.put_json(f"{store.round_dir(round_index)}/candidates.json",
-                   {"parent_run_id": parent_run_id, "candidates": [], "supernet": job})
-    _say(f"round {round_index}: train the {cfg.oneshot.method} supernet to epoch {job['target_epochs']}")
-    return [f"{round_index:05d}/{SUPERNET}"]
+class OneShotRounds:
+    """A round of a one-shot search: train the supernet further, then rank architectures with its weights."""
 
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
 
-def train(cfg: SearchConfig, store: SearchStore, round_index: int) -> dict[str, Any]:
-    """Train the supernet to the round's epoch; a crash (a non-finite loss, out of memory) is recorded as the
-    round's failed result, and the last good checkpoint stays."""
-    folder = store.round_dir(round_index)
-    asked = store.get_json(f"{folder}/candidates.json")
-    job, parent_run_id = asked["supernet"], asked["parent_run_id"]
-    data = _data(cfg)
-    start, records = time.perf_counter(), []
-    try:
-        m = _method(cfg, store, data, job["total_epochs"])
-        if m.epochs_done > job["target_epochs"]:
-            raise RuntimeError(f"the checkpoint is at epoch {m.epochs_done}, past this round's {job['target_epochs']}")
-        while m.epochs_done < job["target_epochs"]:
-            record = m.train_epoch(data)
-            _save(store, m)
-            records.append(record)
-            extra = ", ".join(f"{k} {v:.3f}" for k, v in record.items() if isinstance(v, float) and k not in
-                              ("train_loss", "seconds"))
-            _say(f"round {round_index} supernet epoch {m.epochs_done}/{job['target_epochs']} on {m.device.type}: "
-                 f"loss {record['train_loss']:.4f} ({record['seconds']:.1f} s){', ' + extra if extra else ''}")
-        status, error = "ok", None
-    except Exception as exc:  # noqa: BLE001 - recorded, and the round's update reports it
-        status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-        _say(f"round {round_index} supernet FAILED: {error}")
-    seconds = time.perf_counter() - start
-    row = {"id": SUPERNET, "status": status, "error": error, "cost": seconds, "records": records,
-           "metrics": {"train_seconds": seconds, "epochs_trained": len(records)}}
-    store.put_json(f"{folder}/results/{SUPERNET}.json", row)
-    tracker = Tracker.from_config(cfg)
-    for r in records:
-        tracker.log_round(parent_run_id, r["epoch"], {f"supernet_{k}": float(v) for k, v in r.items()
-                                                      if isinstance(v, (int, float)) and k != "epoch"})
-    return row
+    def ask(self, round_index: int, state, summary, start_round: int) -> dict[str, Any]:
+        """The round's supernet job: the epoch to train to, of how many in all."""
+        cfg = self.ctx.cfg
+        job = {"target_epochs": (round_index + 1) * cfg.oneshot.epochs,
+               "total_epochs": (start_round + cfg.budget.rounds) * cfg.oneshot.epochs}
+        say(f"round {round_index}: train the {cfg.oneshot.method} supernet to epoch {job['target_epochs']}")
+        return {"candidates": [], "supernet": job}
 
+    def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
+        """Train the supernet to the round's epoch; a crash (a non-finite loss, out of memory) is recorded as the
+        round's failed result, and the last good checkpoint stays."""
+        ctx = self.ctx
+        job, parent_run_id = asked["supernet"], asked["parent_run_id"]
+        data = ctx.search_data
+        start, records = time.perf_counter(), []
+        try:
+            m = _method(ctx, job["total_epochs"])
+            if m.epochs_done > job["target_epochs"]:
+                raise RuntimeError(f"the checkpoint is at epoch {m.epochs_done}, past this round's {job['target_epochs']}")
+            while m.epochs_done < job["target_epochs"]:
+                record = m.train_epoch(data)
+                _save(ctx.store, m)
+                records.append(record)
+                extra = ", ".join(f"{k} {v:.3f}" for k, v in record.items() if isinstance(v, float) and k not in
+                                  ("train_loss", "seconds"))
+                say(f"round {round_index} supernet epoch {m.epochs_done}/{job['target_epochs']} on {m.device.type}: "
+                    f"loss {record['train_loss']:.4f} ({record['seconds']:.1f} s){', ' + extra if extra else ''}")
+            status, error = "ok", None
+        except Exception as exc:  # noqa: BLE001 - recorded, and the round's update reports it
+            status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+            say(f"round {round_index} supernet FAILED: {error}")
+        seconds = time.perf_counter() - start
+        row = {"id": SUPERNET, "status": status, "error": error, "cost": seconds, "records": records,
+               "metrics": {"train_seconds": seconds, "epochs_trained": len(records)}}
+        ctx.store.write_results(round_index, worker, [row])
+        for r in records:
+            ctx.tracker.log_round(parent_run_id, r["epoch"], {f"supernet_{k}": float(v) for k, v in r.items()
+                                                              if isinstance(v, (int, float)) and k != "epoch"})
+        return [row]
 
-def update(cfg: SearchConfig, store: SearchStore, round_index: int, parent_run_id: str) -> tuple[list[dict], dict]:
-    """Rank the round's architectures with the trained supernet; returns the rows and the method's state."""
-    folder = store.round_dir(round_index)
-    job = store.get_json(f"{folder}/candidates.json")["supernet"]
-    trained = store.get_json(f"{folder}/results/{SUPERNET}.json")
-    if trained is None or trained["status"] != "ok":
-        why = trained["error"] if trained else "the training task left no result"
-        raise RuntimeError(f"round {round_index}: the supernet did not train ({why}); the last checkpoint is kept, "
-                           "so re-running the search resumes from it")
-    data = _data(cfg)
-    m = _method(cfg, store, data, job["total_epochs"], device="cpu")
-    if m.epochs_done != job["target_epochs"]:
-        raise RuntimeError(f"round {round_index}: the supernet checkpoint is at epoch {m.epochs_done}, not "
-                           f"{job['target_epochs']}")
-    start = time.perf_counter()
-    archs = m.propose(cfg.oneshot.candidates)
-    scores = m.score(archs, data, cfg.oneshot.recalibration_batches)
-    seconds = (time.perf_counter() - start) / max(1, len(archs))
-    space = m.space
-    rows = []
-    for arch, score in zip(archs, scores):
-        model = space.build(arch, data.input_shape, data.num_classes, width_mult=cfg.fidelity.width_mult)
-        metrics = {"val_acc": score, "oneshot_score": m.score_kind, "supernet_epochs": m.epochs_done,
-                   "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, data.x_val[:1])}
-        cand = Candidate(f"{round_index:05d}-{arch_id(arch)[:8]}", arch)
-        row = history_row(space, cand, Result(cand.id, "ok", metrics, cost=seconds), None)
-        row["fidelity"] = {"oneshot": cfg.oneshot.method, "supernet_epochs": m.epochs_done}
-        rows.append(row)
-    rows.sort(key=lambda r: -r["metrics"]["val_acc"])
-    tracker = Tracker.from_config(cfg)
-    for row in rows[:LOGGED_PER_ROUND]:
-        tracker.log_candidate(parent_run_id, row, round_index, cfg)
-    best = rows[0] if rows else None
-    _say(f"round {round_index}: ranked {len(rows)} architecture(s) with the shared weights ({m.score_kind}) in "
-         f"{seconds * len(rows):.1f} s" + (f"; best {best['metrics']['val_acc']:.4f} {best['genotype']}" if best else ""))
-    return rows, m.state_dict()
+    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]]):
+        """Rank the round's architectures with the trained supernet; returns the rows, the method's state and the
+        best row."""
+        ctx, cfg = self.ctx, self.ctx.cfg
+        job = asked["supernet"]
+        trained = next((r for r in rows if r["id"] == SUPERNET), None)
+        if trained is None or trained["status"] != "ok":
+            why = trained["error"] if trained else "the training task left no result"
+            raise RuntimeError(f"round {round_index}: the supernet did not train ({why}); the last checkpoint is kept, "
+                               "so re-running the search resumes from it")
+        data = ctx.search_data
+        m = _method(ctx, job["total_epochs"], device="cpu")
+        if m.epochs_done != job["target_epochs"]:
+            raise RuntimeError(f"round {round_index}: the supernet checkpoint is at epoch {m.epochs_done}, not "
+                               f"{job['target_epochs']}")
+        start = time.perf_counter()
+        archs = m.propose(cfg.oneshot.candidates)
+        scores = m.score(archs, data, cfg.oneshot.recalibration_batches)
+        seconds = (time.perf_counter() - start) / max(1, len(archs))
+        space = m.space
+        out = []
+        for arch, score in zip(archs, scores):
+            model = space.build(arch, data.input_shape, data.num_classes, width_mult=cfg.fidelity.width_mult)
+            metrics = {"val_acc": score, "oneshot_score": m.score_kind, "supernet_epochs": m.epochs_done,
+                       "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, data.x_val[:1])}
+            cand = Candidate(f"{round_index:05d}-{arch_id(arch)[:8]}", arch)
+            row = history_row(space, cand, Result(cand.id, "ok", metrics, cost=seconds), None)
+            row["fidelity"] = {"oneshot": cfg.oneshot.method, "supernet_epochs": m.epochs_done}
+            out.append(row)
+        out.sort(key=lambda r: -r["metrics"]["val_acc"])
+        for row in out[:LOGGED_PER_ROUND]:
+            ctx.tracker.log_candidate(asked["parent_run_id"], row, round_index, cfg)
+        best = out[0] if out else None
+        say(f"round {round_index}: ranked {len(out)} architecture(s) with the shared weights ({m.score_kind}) in "
+            f"{seconds * len(out):.1f} s" + (f"; best {best['metrics']['val_acc']:.4f} {best['genotype']}" if best else ""))
+        best_entry = None if best is None else {"id": best["id"], "arch": best["arch"], "value": best["metrics"]["val_acc"]}
+        return out, m.state_dict(), best_entry
 
-
-def winner(store: SearchStore) -> dict[str, Any] | None:
-    """The best-ranked architecture of the last committed round (earlier rounds were ranked by a supernet
-    trained for fewer epochs)."""
-    history = store.read_history().to_pylist()
-    if not history:
-        return None
-    last = max(r["round"] for r in history)
-    best = max((r for r in history if r["round"] == last and r["status"] == "ok"), key=lambda r: r["val_acc"],
-               default=None)
-    return None if best is None else {"id": best["id"], "arch": json.loads(best["arch"]), "value": best["val_acc"]}
+    def winner(self, history: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, None]:
+        """The best-ranked architecture of the last committed round (earlier rounds were ranked by a supernet
+        trained for fewer epochs)."""
+        if not history:
+            return None, None
+        last = max(r["round"] for r in history)
+        best = max((r for r in history if r["round"] == last and r["status"] == "ok"), key=lambda r: r["val_acc"],
+                   default=None)
+        return (None if best is None else {"id": best["id"], "arch": json.loads(best["arch"]), "value": best["val_acc"]}), None

@@ -1,89 +1,173 @@
 """The pipeline's steps: one function per KFP component, each run in its own process (or pod).
 
-Every step reads what it needs from the S3 store and writes what it produces back, so any step can run on
-any node and a re-run never duplicates work: candidate ids are deterministic and each round is committed
-only by its history file. Metrics go to MLflow. Small values (ids, the round index, the config) travel as
-KFP parameters; everything else stays in S3.
+- *init* validates the config, checks S3 and MLflow, records (or resumes) the search, opens the MLflow parent run;
+- *sample* asks the strategy for a round of candidates and splits them over at most ``parallelism`` workers;
+- *train* is one worker: it trains its share of the round one candidate after another, in one process, so the
+  imports, the dataset and (on a GPU node) the CUDA context are paid once for many candidates. Each result is
+  written as soon as it exists, so a crash or a retried pod loses at most the candidate in progress;
+- *update* tells the strategy the round's results, commits the round, and decides ``continue`` or ``stop``;
+- *export* retrains the winner, tests it once and registers it in MLflow.
+
+Every step reads what it needs from the store and writes what it produces back, so any step can run on any node
+and a re-run never duplicates work: candidate ids are deterministic and each round is committed only by its
+history file. Small values (the round, the worker, the config) travel as KFP parameters; everything else stays in
+the store. Each process parses the config once (:func:`context`) and builds the space, strategy, dataset and
+estimator at most once. Importing this module costs no torch, MLflow or boto3: a sample or update step that does
+not need them never loads them.
+
+A search chooses its architectures with a strategy or, with ``oneshot:`` in the config, with a weight-sharing
+supernet (:mod:`kubenas.oneshot_steps`); each step dispatches once, in :func:`method`.
 """
 
 from __future__ import annotations
 
-import io
+import atexit
 import json
 import math
 import os
-import tempfile
+import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any
 
-from kubenas import oneshot_steps
 from kubenas.config import ConfigError, SearchConfig, parse_config
-from kubenas.data import load_dataset
-from kubenas.estimators.training import Fidelity, TrainingEstimator
-from kubenas.search import history_row
-from kubenas.spaces import make_space
+from kubenas.core import Candidate, Fidelity, Result, history_row, top
 from kubenas.store import SearchStore
-from kubenas.strategies import Candidate, Result, Strategy, make_strategy
-from kubenas.strategies.base import top
 from kubenas.tracking import SCALAR_METRICS, Tracker
 
 # Config sections that define what a search is; a search resumed under the same name must keep them.
 IDENTITY = ("dataset", "space", "strategy", "oneshot", "objective", "fidelity", "seed")
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(f"[kubenas] {message}", flush=True)
 
 
-def _strategy(cfg: SearchConfig, *, prefilter: bool = False) -> Strategy:
-    """The configured strategy; with ``prefilter`` (where it asks) and ``strategy.prefilter`` set, a zero-cost
-    proxy on the training split picks the best of each pool of proposals."""
-    space = make_space(cfg.space.name, **cfg.space.options)
-    strategy = make_strategy(cfg.strategy.name, space, seed=cfg.seed, metric=cfg.objective.metric,
-                             mode=cfg.objective.mode, **cfg.strategy.options)
-    pf = cfg.strategy.prefilter
-    if prefilter and pf is not None:
-        from kubenas.estimators.zero_cost import proxy_scorer
+def end_promptly() -> None:
+    """End this process as soon as the interpreter exits, skipping the 1-2 CPU-s of module teardown that torch
+    and MLflow cost. Call it first in a component: its exit hook then runs after every other one (they flush
+    MLflow's and KFP's work), and an uncaught exception still exits with status 1."""
+    failed = []
+    hook = sys.excepthook
 
-        strategy.set_prefilter(proxy_scorer(pf.proxy, space, _search_data(cfg), cfg.seed, pf.batch_size), pf.pool)
-    return strategy
+    def record(*exc_info):
+        failed.append(True)
+        hook(*exc_info)
+
+    def leave():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1 if failed else 0)
+
+    sys.excepthook = record
+    atexit.register(leave)
 
 
-def _search_data(cfg: SearchConfig):
-    """The configured dataset without its test split: what a search may look at."""
-    return load_dataset(cfg.dataset.name, **cfg.dataset.options).without_test()
+@dataclass
+class Context:
+    """One search as one process sees it: the config, parsed once, and what is built from it, built once."""
+
+    cfg: SearchConfig
+    store: SearchStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = SearchStore.from_config(self.cfg)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker.from_config(self.cfg)
+
+    @cached_property
+    def space(self):
+        from kubenas.spaces import make_space
+
+        return make_space(self.cfg.space.name, **self.cfg.space.options)
+
+    @cached_property
+    def search_data(self):
+        """The configured dataset without its test split: what a search may look at."""
+        return self.full_data.without_test()
+
+    @cached_property
+    def full_data(self):
+        from kubenas.data import load_dataset
+
+        return load_dataset(self.cfg.dataset.name, **self.cfg.dataset.options)
+
+    def strategy(self, *, prefilter: bool = False):
+        """The configured strategy; with ``prefilter`` (where it asks) and ``strategy.prefilter`` set, wrapped so
+        that a zero-cost proxy on the training split picks the best of each pool of proposals."""
+        from kubenas.strategies import make_strategy
+
+        cfg = self.cfg
+        strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, metric=cfg.objective.metric,
+                                 mode=cfg.objective.mode, **cfg.strategy.options)
+        pf = cfg.strategy.prefilter
+        if prefilter and pf is not None:
+            from kubenas.estimators.zero_cost import proxy_scorer
+
+            strategy.set_prefilter(proxy_scorer(pf.proxy, self.space, self.search_data, cfg.seed, pf.batch_size), pf.pool)
+        return strategy
+
+    def estimator(self, *, train: bool = False):
+        """The search's estimator: table lookups when ``estimator.table`` is set, a zero-cost proxy when
+        ``estimator.proxy`` is, else training; training or lookups inherit weights (through the store) or stop
+        early when ``estimator.inherit`` or ``early_stop`` say so. With ``train`` (the export, which always
+        retrains the winner): plain training."""
+        from kubenas.estimators.training import TrainingEstimator
+
+        options = self.cfg.estimator.model_dump()
+        table, proxy, proxy_batch = options.pop("table"), options.pop("proxy"), options.pop("proxy_batch_size")
+        early_stop, inherit = options.pop("early_stop"), options.pop("inherit")
+        if train:
+            return TrainingEstimator(**options)
+        if proxy is not None:
+            from kubenas.estimators.zero_cost import ZeroCostEstimator
+
+            return ZeroCostEstimator(proxy, batch_size=proxy_batch)
+        if table is not None:
+            from kubenas.estimators.tabular import TabularEstimator
+
+            estimator = TabularEstimator(table)
+        else:
+            estimator = TrainingEstimator(**options)
+        if inherit is not None:
+            from kubenas.estimators.inheritance import InheritingEstimator
+
+            estimator = InheritingEstimator(estimator, self.store, inherit["epochs"])
+        if early_stop is not None:
+            from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
+
+            estimator = EarlyTerminationEstimator(estimator, EarlyTermination(**early_stop))
+        return estimator
+
+    def pin_threads(self) -> None:
+        """Use this task's share of the CPU: torch would take every core it sees, and parallel training tasks on
+        one machine (kfp.local) or node would then fight over them."""
+        import torch
+
+        cpu = self.cfg.resources.cpu
+        if cpu:
+            share = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+        else:
+            share = (os.cpu_count() or 1) / self.cfg.budget.parallelism
+        torch.set_num_threads(max(1, int(share)))
 
 
-def _estimator(cfg: SearchConfig, *, train: bool = False):
-    """The search's estimator: table lookups when ``estimator.table`` is set, a zero-cost proxy when
-    ``estimator.proxy`` is, else training; training or lookups inherit weights (through the store) or stop
-    early when ``estimator.inherit`` or ``early_stop`` say so. With ``train`` (the export, which always
-    retrains the winner): plain training."""
-    options = cfg.estimator.model_dump()
-    table, proxy, proxy_batch = options.pop("table"), options.pop("proxy"), options.pop("proxy_batch_size")
-    early_stop, inherit = options.pop("early_stop"), options.pop("inherit")
-    if train:
-        return TrainingEstimator(**options)
-    if proxy is not None:
-        from kubenas.estimators.zero_cost import ZeroCostEstimator
+@lru_cache(maxsize=8)
+def context(config_json: str) -> Context:
+    """The context of a config, parsed and validated once per process."""
+    return Context(parse_config(config_json))
 
-        return ZeroCostEstimator(proxy, batch_size=proxy_batch)
-    if table is not None:
-        from kubenas.estimators.tabular import TabularEstimator
 
-        estimator = TabularEstimator(table)
-    else:
-        estimator = TrainingEstimator(**options)
-    if inherit is not None:
-        from kubenas.estimators.inheritance import InheritingEstimator
+def method(ctx: Context):
+    """How the search chooses architectures: its strategy, or its one-shot supernet."""
+    if ctx.cfg.oneshot is not None:
+        from kubenas import oneshot_steps
 
-        estimator = InheritingEstimator(estimator, SearchStore.from_config(cfg), inherit["epochs"])
-    if early_stop is not None:
-        from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
-
-        estimator = EarlyTerminationEstimator(estimator, EarlyTermination(**early_stop))
-    return estimator
+        return oneshot_steps.OneShotRounds(ctx)
+    return StrategyRounds(ctx)
 
 
 def with_overrides(config_json: str, rounds: int | None = None, candidates_per_round: int | None = None) -> SearchConfig:
@@ -115,7 +199,7 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
     start_round = store.last_committed_round() + 1
     parent = tracker.start_parent(cfg)
     what = f"resuming after round {start_round - 1}" if start_round else "new search"
-    _say(f"search {cfg.name!r} ({what}) in {store.uri}; MLflow run {parent}")
+    say(f"search {cfg.name!r} ({what}) in {store.uri}; MLflow run {parent}")
     return {"config_json": cfg.to_json(), "parent_run_id": parent, "start_round": start_round}
 
 
@@ -130,156 +214,108 @@ def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- sample
 def sample_architectures(config_json: str, run_round: int, start_round: int, parent_run_id: str) -> list[str]:
-    """Ask the strategy for the open round's candidates and store them. Returns ``"<round>/<id>"`` items.
+    """Ask for the open round's candidates and store them. Returns one ``"<round>/<worker>"`` item per worker.
 
     The open round is the one after the last committed round; a re-run asks the same candidates again."""
-    cfg = parse_config(config_json)
-    store = SearchStore.from_config(cfg)
+    ctx = context(config_json)
+    store = ctx.store
     round_index = store.last_committed_round() + 1
-    if cfg.oneshot is not None:
-        return oneshot_steps.sample(cfg, store, round_index, start_round, parent_run_id)
-    strategy = _strategy(cfg, prefilter=True)
-    if round_index > 0:
-        strategy.load_state_dict(store.read_state(round_index - 1))
-    n = cfg.budget.candidates_per_round
-    if cfg.budget.max_evals is not None:
-        n = min(n, cfg.budget.max_evals - _evals_since(store, start_round))
-    candidates = strategy.ask(n) if n > 0 else []
-    folder = store.round_dir(round_index)
-    store.put_json(f"{folder}/candidates.json", {"parent_run_id": parent_run_id,
-                                                  "candidates": [c.to_dict() for c in candidates]})
-    store.put_json(f"{folder}/asked_state.json", strategy.state_dict())
-    _say(f"round {round_index} (#{run_round + 1} of this run): {len(candidates)} candidate(s)")
-    return [f"{round_index:05d}/{c.id}" for c in candidates]
-
-
-def _evals_since(store: SearchStore, start_round: int) -> int:
-    history = store.read_history()
-    return sum(1 for r in history.column("round").to_pylist() if r >= start_round)
+    state, summary = store.read_state_and_summary(round_index - 1) if round_index > 0 else (None, {})
+    summary = summary if summary is not None else history_summary(ctx, store.read_history())
+    asked = method(ctx).ask(round_index, state, summary, start_round)
+    workers = min(ctx.cfg.budget.parallelism, len(asked["candidates"])) if "supernet" not in asked else 1
+    store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "workers": workers})
+    return [f"{round_index:05d}/{w}" for w in range(workers)]
 
 
 # ---------------------------------------------------------------------- train
-def train_candidate(config_json: str, item: str) -> dict[str, Any]:
-    """Train one candidate (``item`` is ``"<round>/<candidate id>"``) with the configured estimator and fidelity;
-    store and track its result.
-
-    Everything else it needs (the candidate, the MLflow parent run) comes from the round's record in S3, so
-    inside a ParallelFor the task takes only pipeline parameters and the loop item."""
-    round_text, _, candidate_id = item.partition("/")
-    round_index = int(round_text)
-    cfg = parse_config(config_json)
-    store = SearchStore.from_config(cfg)
-    if cfg.oneshot is not None and candidate_id == oneshot_steps.SUPERNET:
-        _pin_threads(cfg)
-        return oneshot_steps.train(cfg, store, round_index)
-    folder = store.round_dir(round_index)
-    asked = store.get_json(f"{folder}/candidates.json") or {"candidates": []}
-    parent_run_id = asked["parent_run_id"]
-    candidates = {c["id"]: c for c in asked["candidates"]}
-    if candidate_id not in candidates:
-        raise KeyError(f"candidate {candidate_id!r} is not in round {round_index} of {store.uri}")
-    cand = Candidate.from_dict(candidates[candidate_id])
-    _pin_threads(cfg)
-    space = make_space(cfg.space.name, **cfg.space.options)
-    fidelity = cfg.fidelity.to_fidelity().override(cand.fidelity)  # a scheduler sets each candidate's rung
-    data = _search_data(cfg)
-    estimator, context = _estimator(cfg), {}
-    if cfg.estimator.early_stop is not None:  # the rule learns from the committed rounds' completed curves
-        estimator.add_history(c for c in store.read_history().column("val_acc_curve").to_pylist() if c)
-    if getattr(estimator, "inherits", False):
-        context["parent_id"] = cand.parent_id
-    result = estimator.evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context)
-    row = history_row(space, cand, result, fidelity)
-    store.put_json(f"{folder}/results/{cand.id}.json", row)
-    Tracker.from_config(cfg).log_candidate(parent_run_id, row, round_index, cfg)
-    value = result.metrics.get(cfg.objective.metric)
-    shown = f"{cfg.objective.metric}={value:.4f}" if result.ok and isinstance(value, (int, float)) else f"FAILED: {result.error}"
-    _say(f"round {round_index} candidate {cand.id}: {shown} ({result.cost:.1f} s) {row['genotype']}")
-    return row
+def train_candidates(config_json: str, item: str) -> list[dict[str, Any]]:
+    """One worker (``item`` is ``"<round>/<worker>"``): train its share of the round's candidates, one after
+    another, writing each result as soon as it exists. Returns the worker's rows."""
+    round_text, _, worker_text = item.partition("/")
+    round_index, worker = int(round_text), int(worker_text)
+    ctx = context(config_json)
+    asked = ctx.store.read_asked(round_index)
+    if asked is None:
+        raise RuntimeError(f"round {round_index} of {ctx.store.uri} has no asked candidates: run its sample step first")
+    ctx.pin_threads()
+    return method(ctx).train(round_index, worker, asked)
 
 
-def _pin_threads(cfg: SearchConfig) -> None:
-    """Use this task's share of the CPU: torch would take every core it sees, and parallel training tasks on
-    one machine (kfp.local) or node would then fight over them."""
-    import torch
-
-    cpu = cfg.resources.cpu
-    if cpu:
-        share = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    else:
-        share = (os.cpu_count() or 1) / cfg.budget.parallelism
-    torch.set_num_threads(max(1, int(share)))
-
-
-def scalar_metrics(row: dict[str, Any]) -> dict[str, float]:
-    m = row.get("metrics") or {}
-    out = {k: float(m[k]) for k in SCALAR_METRICS if isinstance(m.get(k), (int, float)) and math.isfinite(m[k])}
-    out["cost_seconds"] = float(row.get("cost") or 0.0)
+def scalar_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The worker's results as the Kubeflow UI's Metrics table: per candidate, its objective-related scalars."""
+    out: dict[str, float] = {}
+    for row in rows:
+        m = row.get("metrics") or {}
+        for k in SCALAR_METRICS:
+            if isinstance(m.get(k), (int, float)) and math.isfinite(m[k]):
+                out[f"{row['id']}/{k}"] = float(m[k])
+        out[f"{row['id']}/cost_seconds"] = float(row.get("cost") or 0.0)
     return out
 
 
 # ---------------------------------------------------------------------- update
 def update_strategy(config_json: str, run_round: int, start_round: int, parent_run_id: str) -> str:
     """Tell the strategy the open round's results, commit the round, and decide ``continue`` or ``stop``."""
-    cfg = parse_config(config_json)
-    store = SearchStore.from_config(cfg)
+    ctx = context(config_json)
+    cfg, store = ctx.cfg, ctx.store
     round_index = store.last_committed_round() + 1
-    if cfg.oneshot is not None:
-        rows, state = oneshot_steps.update(cfg, store, round_index, parent_run_id)
-        store.commit_round(round_index, rows, state)
-        best = oneshot_steps.winner(store)
-    else:
-        rows, strategy = _tell_round(cfg, store, round_index)
-        store.commit_round(round_index, rows, strategy.state_dict())
-        best = top(strategy.best())
+    asked = store.read_asked(round_index) or {"candidates": [], "workers": 0, "state": None}
+    rows = [r for w in range(asked.get("workers", 0)) for r in store.read_results(round_index, w)]
+    summary = None
+    if round_index > 0:
+        summary = store.read_state_and_summary(round_index - 1)[1]
+    if summary is None:
+        summary = history_summary(ctx, store.read_history())
+    rows, state, best = method(ctx).tell(round_index, asked, rows)
+    summary = add_to_summary(summary, round_index, rows, cfg.objective.metric, cfg.objective.mode)
+    store.commit_round(round_index, rows, state, summary)
 
-    history = store.read_history()
-    values = {"evaluations": float(history.num_rows)}
+    values = {"evaluations": float(sum(r["evals"] for r in summary["rounds"]))}
     if best is not None:
         values[f"best_{cfg.objective.metric}"] = best["value"]
-    Tracker.from_config(cfg).log_round(parent_run_id, round_index, values)
+    ctx.tracker.log_round(parent_run_id, round_index, values)
 
-    reason = _stop_reason(cfg, store, history, rows, run_round, start_round)
+    reason = stop_reason(cfg, summary, rows, run_round, start_round)
     best_text = f"{best['value']:.4f}" if best else "none yet"
-    _say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
-         + (f"; stopping: {reason}" if reason else ""))
+    say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
+        + (f"; stopping: {reason}" if reason else ""))
     return "stop" if reason else "continue"
 
 
-def _tell_round(cfg: SearchConfig, store: SearchStore, round_index: int) -> tuple[list[dict[str, Any]], Strategy]:
-    """The round's result rows (a failed row where a training task left none), told to the strategy."""
-    folder = store.round_dir(round_index)
-    strategy = _strategy(cfg)
-    strategy.load_state_dict(store.get_json(f"{folder}/asked_state.json"))
-    space, fidelity = strategy.space, cfg.fidelity.to_fidelity()
-    rows = []
-    for c in (store.get_json(f"{folder}/candidates.json") or {"candidates": []})["candidates"]:
-        row = store.get_json(f"{folder}/results/{c['id']}.json")
-        if row is None:  # the training task died without a result (OOM-killed pod, node loss, ...)
-            cand = Candidate.from_dict(c)
-            row = history_row(space, cand, Result(cand.id, "failed", error="no result: the training task failed"),
-                              fidelity.override(cand.fidelity))
-        rows.append(row)
-    strategy.tell([Result(r["id"], r["status"], r["metrics"], r["cost"], r["error"]) for r in rows])
-    return rows, strategy
+def history_summary(ctx: Context, history) -> dict[str, Any]:
+    """The running summary of a history (evaluations and best objective value per round), for a search stored
+    before the summary was kept."""
+    summary: dict[str, Any] = {"rounds": []}
+    by_round: dict[int, list[dict[str, Any]]] = {}
+    for r, status, metrics in zip(history.column("round").to_pylist(), history.column("status").to_pylist(),
+                                  history.column("metrics").to_pylist()):
+        by_round.setdefault(r, []).append({"status": status, "metrics": json.loads(metrics)})
+    for r in sorted(by_round):
+        summary = add_to_summary(summary, r, by_round[r], ctx.cfg.objective.metric, ctx.cfg.objective.mode)
+    return summary
 
 
-def _stop_reason(cfg, store, history, rows, run_round, start_round) -> str | None:
+def add_to_summary(summary: dict[str, Any], round_index: int, rows: list[dict[str, Any]], metric: str,
+                   mode: str) -> dict[str, Any]:
+    values = [r["metrics"].get(metric) for r in rows if r["status"] == "ok"]
+    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    best = (max(values) if mode == "max" else min(values)) if values else None
+    kept = [r for r in summary.get("rounds", []) if r["round"] != round_index]
+    return {"rounds": [*kept, {"round": round_index, "evals": len(rows), "best": best}]}
+
+
+def stop_reason(cfg: SearchConfig, summary: dict[str, Any], rows, run_round: int, start_round: int) -> str | None:
     if not rows:
         return "the space has no unseen architecture left"
     if run_round + 1 >= cfg.budget.rounds:
         return f"all {cfg.budget.rounds} round(s) of this run are done"
-    rounds = history.column("round").to_pylist()
-    if cfg.budget.max_evals is not None and sum(r >= start_round for r in rounds) >= cfg.budget.max_evals:
+    rounds = sorted(summary["rounds"], key=lambda r: r["round"])
+    if cfg.budget.max_evals is not None and sum(r["evals"] for r in rounds if r["round"] >= start_round) >= cfg.budget.max_evals:
         return f"max_evals ({cfg.budget.max_evals}) reached"
     if cfg.budget.patience is not None:
-        metric, sign = cfg.objective.metric, (1 if cfg.objective.mode == "max" else -1)
-        best_by_round: dict[int, float] = {}
-        for r, status, metrics in zip(rounds, history.column("status").to_pylist(), history.column("metrics").to_pylist()):
-            v = json.loads(metrics).get(metric)
-            if status == "ok" and isinstance(v, (int, float)):
-                best_by_round[r] = max(best_by_round.get(r, -math.inf), sign * v)
-        ordered = [best_by_round.get(r, -math.inf) for r in sorted(set(rounds))]
+        sign = 1 if cfg.objective.mode == "max" else -1
+        ordered = [sign * r["best"] if r["best"] is not None else -math.inf for r in rounds]
         incumbent = [max(ordered[: i + 1]) for i in range(len(ordered))]
         stale = 0
         for i in range(len(incumbent) - 1, 0, -1):
@@ -291,22 +327,106 @@ def _stop_reason(cfg, store, history, rows, run_round, start_round) -> str | Non
     return None
 
 
+def evals_since(summary: dict[str, Any], start_round: int) -> int:
+    return sum(r["evals"] for r in summary.get("rounds", []) if r["round"] >= start_round)
+
+
+# ---------------------------------------------------------------------- a strategy's rounds
+class StrategyRounds:
+    """A round of a strategy search: ask candidates, train each with the estimator, tell the results."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def ask(self, round_index: int, state: dict | None, summary: dict[str, Any], start_round: int) -> dict[str, Any]:
+        cfg = self.ctx.cfg
+        strategy = self.ctx.strategy(prefilter=True)
+        if state is not None:
+            strategy.load_state_dict(state)
+        n = cfg.budget.candidates_per_round
+        if cfg.budget.max_evals is not None:
+            n = min(n, cfg.budget.max_evals - evals_since(summary, start_round))
+        candidates = strategy.ask(n) if n > 0 else []
+        say(f"round {round_index}: {len(candidates)} candidate(s)")
+        return {"candidates": [c.to_dict() for c in candidates], "state": strategy.state_dict()}
+
+    def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
+        ctx, cfg, store = self.ctx, self.ctx.cfg, self.ctx.store
+        mine = [Candidate.from_dict(c) for i, c in enumerate(asked["candidates"]) if i % asked["workers"] == worker]
+        rows = store.read_results(round_index, worker)  # a retried worker keeps what it trained before
+        done = {r["id"] for r in rows}
+        todo = [c for c in mine if c.id not in done]
+        if not todo:
+            return rows
+        space, data, estimator = ctx.space, ctx.search_data, ctx.estimator()
+        if cfg.estimator.early_stop is not None:  # the rule learns from the committed rounds' completed curves
+            estimator.add_history(c for c in store.read_history().column("val_acc_curve").to_pylist() if c)
+        base = cfg.fidelity.to_fidelity()
+        for k, cand in enumerate(todo, start=len(mine) - len(todo) + 1):
+            fidelity = base.override(cand.fidelity)  # a scheduler sets each candidate's rung
+            run_id = ctx.tracker.start_candidate(asked["parent_run_id"], cand.to_dict(), round_index, cfg,
+                                                 space.genotype(cand.arch))
+            context = {"parent_id": cand.parent_id} if getattr(estimator, "inherits", False) else {}
+            result = estimator.evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context)
+            row = history_row(space, cand, result, fidelity)
+            rows.append(row)
+            store.write_results(round_index, worker, rows)
+            ctx.tracker.finish_candidate(run_id, row)
+            value = result.metrics.get(cfg.objective.metric)
+            shown = (f"{cfg.objective.metric}={value:.4f}" if result.ok and isinstance(value, (int, float))
+                     else f"FAILED: {result.error}")
+            say(f"round {round_index} worker {worker} candidate {k}/{len(mine)} {cand.id}: {shown} "
+                f"({result.cost:.1f} s) {row['genotype']}")
+        return rows
+
+    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]]):
+        """The round's rows in asked order (a failed row where no worker left one), told to the strategy."""
+        strategy = self.ctx.strategy()
+        if asked.get("state") is not None:
+            strategy.load_state_dict(asked["state"])
+        by_id = {r["id"]: r for r in rows}
+        fidelity = self.ctx.cfg.fidelity.to_fidelity()
+        out = []
+        for c in asked["candidates"]:
+            row = by_id.get(c["id"])
+            if row is None:  # the training task died without a result (OOM-killed pod, node loss, ...)
+                cand = Candidate.from_dict(c)
+                row = history_row(strategy.space, cand, Result(cand.id, "failed", error="no result: the training task failed"),
+                                  fidelity.override(cand.fidelity))
+            out.append(row)
+        strategy.tell([Result(r["id"], r["status"], r["metrics"], r["cost"], r["error"]) for r in out])
+        return out, strategy.state_dict(), top(strategy.best())
+
+    def winner(self, state: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+        """The strategy's own choice, and its Pareto front (None with one objective): a scheduler's best at its
+        highest rung, a multi-objective strategy's pick under the constraints."""
+        strategy = self.ctx.strategy()
+        strategy.load_state_dict(state)
+        if hasattr(strategy, "pick"):
+            return strategy.pick(self.ctx.cfg.export.pick), strategy.best()
+        return strategy.best(), None
+
+
 # ---------------------------------------------------------------------- export
 def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     """Retrain the best candidate at the export fidelity, test it once, register it in MLflow and move the
     ``champion`` alias only if it beats the current champion. Returns a summary with the leaderboard."""
-    import mlflow
     import torch
 
-    cfg = parse_config(config_json)
-    store, tracker = SearchStore.from_config(cfg), Tracker.from_config(cfg)
+    ctx = context(config_json)
+    cfg, store, tracker = ctx.cfg, ctx.store, ctx.tracker
     metric, mode = cfg.objective.metric, cfg.objective.mode
-    rows = [{**r, "metrics": json.loads(r["metrics"])} for r in store.read_history().to_pylist() if r["status"] == "ok"]
+    last = store.last_committed_round()
+    history = store.read_history().to_pylist()
+    rows = [{**r, "metrics": json.loads(r["metrics"])} for r in history if r["status"] == "ok"]
     scored = [r for r in rows if isinstance(r["metrics"].get(metric), (int, float))]
     # Rows at the highest fidelity first (a multi-fidelity scheduler's top rung), then by the objective.
     scored.sort(key=lambda r: (r["epochs"] or 0, r["metrics"][metric] if mode == "max" else -r["metrics"][metric]),
                 reverse=True)
-    pick, front = _winner(cfg, store)
+    pick, front = (None, None)
+    if last >= 0:
+        search = method(ctx)
+        pick, front = search.winner(store.read_state(last)) if cfg.oneshot is None else search.winner(history)
     if pick is None:
         tracker.finish(parent_run_id, ok=False)
         why = ("no successful candidate satisfies the constraints" if scored and front is not None
@@ -314,13 +434,13 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         raise RuntimeError(f"search {cfg.name!r}: {why} to export")
     winner = next(r for r in scored if r["id"] == pick["id"])
     arch = json.loads(winner["arch"])
-    space = make_space(cfg.space.name, **cfg.space.options)
-    data = load_dataset(cfg.dataset.name, **cfg.dataset.options)
+    space, data = ctx.space, ctx.full_data
     if not data.has_test:
         raise RuntimeError(f"dataset {cfg.dataset.name!r} has no test split; the export evaluates on it once")
-    estimator = _estimator(cfg, train=True)
+    ctx.pin_threads()
+    estimator = ctx.estimator(train=True)
     fidelity = Fidelity(epochs=cfg.export.epochs)
-    _say(f"export: retraining {winner['id']} for {cfg.export.epochs} epoch(s) with seed(s) {cfg.export.seeds}")
+    say(f"export: retraining {winner['id']} for {cfg.export.epochs} epoch(s) with seed(s) {cfg.export.seeds}")
 
     trained = []
     start = time.perf_counter()
@@ -334,68 +454,39 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     tests = [t[3] for t in trained]
     retrain_seconds = time.perf_counter() - start
     model = model.cpu().eval()
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    weights = buf.getvalue()  # the same bytes go to MLflow and to the store
 
-    mlflow.set_tracking_uri(tracker.uri)
     name = cfg.model_name
-    run = tracker.client.create_run(tracker.parent_experiment(parent_run_id), run_name=f"{cfg.name}-export",
-                                    tags={"mlflow.parentRunId": parent_run_id, "kubenas.kind": "export",
-                                          "kubenas.search": cfg.name})
-    with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.log_params({"candidate_id": winner["id"], "arch_id": winner["arch_id"], "genotype": winner["genotype"][:6000],
-                           "export_epochs": cfg.export.epochs, "export_seeds": json.dumps(cfg.export.seeds),
-                           "chosen_seed": seed, "space": cfg.space.name, "dataset": cfg.dataset.name,
-                           "search": cfg.name, "input_shape": json.dumps(list(data.input_shape)),
-                           "num_classes": data.num_classes, "data_split": json.dumps(
-                               {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)})})
-        mlflow.log_metrics({rmetric: float(m[rmetric]), "test_acc": test_acc,
-                            "test_acc_mean": sum(tests) / len(tests), "test_acc_min": min(tests),
-                            "params": m["params"], "macs": m["macs"], "latency_ms": m["latency_ms"],
-                            "retrain_seconds": retrain_seconds})
-        mlflow.log_dict(arch, "arch.json")
-        mlflow.log_dict(space.spec(), "space.json")
-        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")  # the dataset and its split, for `kubenas pull`
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "state_dict.pt").write_bytes(weights)
-            mlflow.log_artifact(str(Path(tmp) / "state_dict.pt"))
-        info = mlflow.pytorch.log_model(model, name="model", input_example=data.x_test[:2].numpy(),
-                                        registered_model_name=name)
-    version = str(info.registered_model_version)
-    alias = tracker.promote(name, version, rmetric, float(m[rmetric]), rmode)
-    store.put_bytes(f"weights/{winner['id']}.pt", weights)
+    params = {"candidate_id": winner["id"], "arch_id": winner["arch_id"], "genotype": winner["genotype"],
+              "export_epochs": cfg.export.epochs, "export_seeds": json.dumps(cfg.export.seeds),
+              "chosen_seed": seed, "space": cfg.space.name, "dataset": cfg.dataset.name,
+              "search": cfg.name, "input_shape": json.dumps(list(data.input_shape)),
+              "num_classes": data.num_classes, "data_split": json.dumps(
+                  {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)})}
+    metrics = {rmetric: float(m[rmetric]), "test_acc": test_acc, "test_acc_mean": sum(tests) / len(tests),
+               "test_acc_min": min(tests), "params": m["params"], "macs": m["macs"], "latency_ms": m["latency_ms"],
+               "retrain_seconds": retrain_seconds}
+    registered = tracker.register_model(
+        parent_run_id, cfg, model, name=name, params=params, metrics=metrics,
+        files={"arch.json": arch, "space.json": space.spec(), "config.json": cfg.model_dump(mode="json")},
+        input_example=data.x_test[:2].numpy(), pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    alias = tracker.promote(name, registered["version"], rmetric, float(m[rmetric]), rmode)
+    store.put_bytes(f"weights/{winner['id']}.pt", registered["weights"])
     store.put_json(f"weights/{winner['id']}.json", {"arch": arch, "space": space.spec()})
     tracker.finish(parent_run_id)
 
     summary = {"candidate_id": winner["id"], "genotype": winner["genotype"], "arch": arch,
-               rmetric: float(m[rmetric]), "retrained_metric": rmetric, "test_acc": test_acc, "params": m["params"], "macs": m["macs"],
-               "model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}@champion",
-               "mlflow_uri": tracker.uri, "parent_run_id": parent_run_id, "export_run_id": run.info.run_id,
-               "retrain_seconds": retrain_seconds}
+               rmetric: float(m[rmetric]), "retrained_metric": rmetric, "test_acc": test_acc, "params": m["params"],
+               "macs": m["macs"], "model_name": name, "version": registered["version"], "alias": alias,
+               "model_uri": f"models:/{name}@champion", "mlflow_uri": tracker.uri, "parent_run_id": parent_run_id,
+               "export_run_id": registered["run_id"], "retrain_seconds": retrain_seconds}
     if front is not None:
-        summary["front"] = [{"candidate_id": m["id"], **m["objectives"]} for m in front]
+        summary["front"] = [{"candidate_id": f["id"], **f["objectives"]} for f in front]
         summary["pick"] = cfg.export.pick
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
     store.put_json("export.json", summary)
-    _say(f"export: {winner['genotype']} {rmetric}={m[rmetric]:.4f} test_acc={test_acc:.4f}; registered {name} "
-         f"v{version} as {alias}")
+    say(f"export: {winner['genotype']} {rmetric}={m[rmetric]:.4f} test_acc={test_acc:.4f}; registered {name} "
+        f"v{registered['version']} as {alias}")
     return summary
-
-
-def _winner(cfg: SearchConfig, store: SearchStore) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
-    """The strategy's own choice from the last committed state, and its Pareto front (None when it has one
-    objective): a scheduler's best at its highest rung, a multi-objective strategy's pick under the constraints."""
-    last = store.last_committed_round()
-    if last < 0:
-        return None, None
-    if cfg.oneshot is not None:
-        return oneshot_steps.winner(store), None
-    strategy = _strategy(cfg)
-    strategy.load_state_dict(store.read_state(last))
-    if hasattr(strategy, "pick"):
-        return strategy.pick(cfg.export.pick), strategy.best()
-    return strategy.best(), None
 
 
 def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[str, Any], top: int = 10) -> str:

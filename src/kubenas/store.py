@@ -1,20 +1,25 @@
-"""The search store on S3 (any S3-compatible endpoint), built on boto3 and pyarrow.
+"""The search store: a small blob interface with an S3 implementation (boto3, any S3-compatible endpoint) and an
+in-memory one, and the search's layout on top of it.
 
 Layout under ``s3://BUCKET/PREFIX/<search>/``::
 
     config.json                          the search config
-    state/round-00003.json               strategy state after round 3 (committed rounds only)
+    state/round-00003.json               strategy state after round 3 and a running summary of the history
     history/round-00003.parquet          one row per candidate evaluated in round 3
-    rounds/00004/candidates.json         candidates asked for round 4 (not committed yet)
-    rounds/00004/asked_state.json        strategy state right after the ask
-    rounds/00004/results/<id>.json       one result per trained candidate
+    rounds/00004/asked.json              round 4 (not committed yet): its candidates, how many workers train
+                                         them, the MLflow parent run and the strategy state right after the ask
+    rounds/00004/results/worker-1.json   the rows worker 1 has trained so far, rewritten after each candidate
     weights/<id>.pt                      state_dict of a candidate, where a later step needs it
     weights/<id>.json                    its architecture
 
 A round is committed when its history file exists. It is written last, after the round's state, so a
 crash leaves either a whole round or none. Re-running an uncommitted round asks the same candidates (ids
-are deterministic) and overwrites the same keys, so no row is ever written twice. The ``history/`` files
-read together as one dataset with ``pyarrow.dataset``, pandas or DuckDB.
+are deterministic) and overwrites the same keys, so no row is ever written twice; a retried worker skips the
+candidates its results file already holds. The ``history/`` files read together as one dataset with
+``pyarrow.dataset``, pandas or DuckDB.
+
+A step makes a fixed number of requests whatever the length of the search: the running summary in the state
+file (evaluations and best value per round) answers the stop rules, so no step re-reads every round's file.
 
 Endpoint and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles) unless given explicitly.
@@ -28,36 +33,37 @@ import os
 import re
 from typing import Any, Iterable
 
-import boto3
-import pyarrow as pa
-import pyarrow.parquet as pq
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-
 from kubenas.data.parquet import endpoint_from_env
 
-HISTORY_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("arch_id", pa.string()),
-    ("arch", pa.string()),          # JSON
-    ("genotype", pa.string()),
-    ("parent_id", pa.string()),
-    ("round", pa.int32()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("val_acc", pa.float64()),
-    ("val_loss", pa.float64()),
-    ("params", pa.int64()),
-    ("macs", pa.int64()),
-    ("train_seconds", pa.float64()),
-    ("latency_ms", pa.float64()),
-    ("val_acc_curve", pa.list_(pa.float64())),
-    ("metrics", pa.string()),       # JSON: every metric, including ones without a column
-    ("cost", pa.float64()),
-    ("fidelity", pa.string()),      # JSON
-    ("epochs", pa.int32()),
-])
 _ROUND_FILE = re.compile(r"round-(\d{5})\.parquet$")
+_STATE_FORMAT = 2  # state files since the summary: {"format": 2, "strategy": <state>, "summary": {...}}
+
+
+def history_schema():
+    """The history's Parquet schema (pyarrow is imported on first use)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()),
+        ("arch_id", pa.string()),
+        ("arch", pa.string()),          # JSON
+        ("genotype", pa.string()),
+        ("parent_id", pa.string()),
+        ("round", pa.int32()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("val_acc", pa.float64()),
+        ("val_loss", pa.float64()),
+        ("params", pa.int64()),
+        ("macs", pa.int64()),
+        ("train_seconds", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("val_acc_curve", pa.list_(pa.float64())),
+        ("metrics", pa.string()),       # JSON: every metric, including ones without a column
+        ("cost", pa.float64()),
+        ("fidelity", pa.string()),      # JSON
+        ("epochs", pa.int32()),
+    ])
 
 
 class StoreError(RuntimeError):
@@ -66,6 +72,9 @@ class StoreError(RuntimeError):
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None):
     """A boto3 S3 client with short timeouts and few retries, so a wrong endpoint fails fast."""
+    import boto3
+    from botocore.config import Config
+
     return boto3.session.Session().client(  # a fresh session: credentials are read now, not cached
         "s3",
         endpoint_url=endpoint_url or endpoint_from_env(),
@@ -75,28 +84,63 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None):
     )
 
 
-class SearchStore:
-    """Everything one search keeps in S3."""
+class Blobs:
+    """Where a store keeps its objects: get, put, list and delete by key. ``requests`` counts the calls."""
 
-    def __init__(self, bucket: str, prefix: str, search: str, endpoint_url: str | None = None,
-                 region: str | None = None, client=None):
-        self.bucket, self.search = bucket, search
-        self.root = f"{prefix.strip('/')}/{search}".lstrip("/")
-        self.endpoint_url = endpoint_url or endpoint_from_env()
-        self.client = client or s3_client(self.endpoint_url, region)
+    uri_scheme = "mem"
+    requests = 0
 
-    @classmethod
-    def from_config(cls, config) -> "SearchStore":
-        return cls(config.storage.bucket, config.storage.prefix, config.name, config.storage.endpoint_url,
-                   config.storage.region)
+    def check(self) -> None:
+        """Fail fast, naming the problem, when the blobs cannot be used."""
+
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+
+class MemoryBlobs(Blobs):
+    """Blobs in a dict: the store for unit tests and in-process runs, no server needed."""
+
+    def __init__(self, bucket: str = "memory"):
+        self.bucket, self.objects, self.requests = bucket, {}, 0
+
+    def get(self, key: str) -> bytes | None:
+        self.requests += 1
+        return self.objects.get(key)
+
+    def put(self, key: str, data: bytes, content_type: str = "") -> None:
+        self.requests += 1
+        self.objects[key] = bytes(data)
+
+    def list(self, prefix: str) -> list[str]:
+        self.requests += 1
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+
+class S3Blobs(Blobs):
+    """Blobs in an S3 bucket (boto3 is imported on first use)."""
+
+    uri_scheme = "s3"
+
+    def __init__(self, bucket: str, endpoint_url: str | None = None, region: str | None = None, client=None):
+        self.bucket, self.endpoint_url, self.region = bucket, endpoint_url or endpoint_from_env(), region
+        self._client, self.requests = client, 0
 
     @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.root}"
+    def client(self):
+        if self._client is None:
+            self._client = s3_client(self.endpoint_url, self.region)
+        return self._client
 
-    # ----------------------------------------------------------------- connectivity
     def check(self, create_bucket: bool = True) -> None:
         """Fail fast, naming the problem: endpoint unreachable, credentials rejected, or bucket missing."""
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
         where = self.endpoint_url or "AWS S3"
         try:
             self.client.head_bucket(Bucket=self.bucket)
@@ -121,6 +165,8 @@ class SearchStore:
             raise StoreError(f"cannot use the S3 endpoint {where}: {exc}") from None
 
     def _create_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
         try:
             self.client.create_bucket(Bucket=self.bucket)
         except ClientError as exc:
@@ -128,20 +174,78 @@ class SearchStore:
             if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise StoreError(f"cannot create bucket {self.bucket!r}: {code}") from None
 
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        self.requests += 1
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.requests += 1
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def list(self, prefix: str) -> list[str]:
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            self.requests += 1
+            out += [obj["Key"] for obj in page.get("Contents", [])]
+        return sorted(out)
+
+
+class SearchStore:
+    """Everything one search keeps, on any :class:`Blobs` (S3 by default)."""
+
+    def __init__(self, bucket: str, prefix: str, search: str, endpoint_url: str | None = None,
+                 region: str | None = None, client=None, blobs: Blobs | None = None):
+        self.bucket, self.search = bucket, search
+        self.root = f"{prefix.strip('/')}/{search}".lstrip("/")
+        self.blobs = blobs or S3Blobs(bucket, endpoint_url, region, client)
+        self.endpoint_url = getattr(self.blobs, "endpoint_url", None)
+
+    @classmethod
+    def from_config(cls, config) -> "SearchStore":
+        return cls(config.storage.bucket, config.storage.prefix, config.name, config.storage.endpoint_url,
+                   config.storage.region)
+
+    @classmethod
+    def in_memory(cls, search: str, prefix: str = "searches", blobs: MemoryBlobs | None = None) -> "SearchStore":
+        """A store in memory (``blobs`` shares one between stores, as steps in separate processes share S3)."""
+        return cls("memory", prefix, search, blobs=blobs or MemoryBlobs())
+
+    @property
+    def client(self):
+        """The boto3 client of an S3 store."""
+        return self.blobs.client
+
+    @property
+    def uri(self) -> str:
+        return f"{self.blobs.uri_scheme}://{self.bucket}/{self.root}"
+
+    @property
+    def requests(self) -> int:
+        """Requests made so far (S3 or memory), for benchmarks and for tests that bound them."""
+        return self.blobs.requests
+
+    def check(self, create_bucket: bool = True) -> None:
+        if isinstance(self.blobs, S3Blobs):
+            self.blobs.check(create_bucket)
+        else:
+            self.blobs.check()
+
     # ----------------------------------------------------------------- objects
     def key(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
     def put_bytes(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.key(rel), Body=data, ContentType=content_type)
+        self.blobs.put(self.key(rel), data, content_type)
 
     def get_bytes(self, rel: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self.key(rel))["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+        return self.blobs.get(self.key(rel))
 
     def put_json(self, rel: str, obj: Any) -> None:
         self.put_bytes(rel, json.dumps(obj, allow_nan=False).encode(), "application/json")
@@ -152,11 +256,7 @@ class SearchStore:
 
     def list(self, rel_prefix: str) -> list[str]:
         """Keys below ``rel_prefix``, relative to the search root, sorted."""
-        prefix = self.key(rel_prefix)
-        out = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            out += [obj["Key"][len(self.root) + 1:] for obj in page.get("Contents", [])]
-        return sorted(out)
+        return [k[len(self.root) + 1:] for k in self.blobs.list(self.key(rel_prefix))]
 
     # ----------------------------------------------------------------- the search
     def read_config(self) -> dict | None:
@@ -173,24 +273,54 @@ class SearchStore:
         return max(self.committed_rounds(), default=-1)
 
     def read_state(self, round_index: int) -> dict | None:
-        return self.get_json(f"state/round-{round_index:05d}.json")
+        """The strategy state committed with ``round_index``."""
+        return self.read_state_and_summary(round_index)[0]
 
-    def commit_round(self, round_index: int, rows: Iterable[dict[str, Any]], state: dict) -> None:
-        """Write the round's state, then its history file; the history file makes the round committed."""
+    def read_state_and_summary(self, round_index: int) -> tuple[dict | None, dict | None]:
+        """The strategy state and the running summary committed with ``round_index`` (one request). A state file
+        written before the summary existed gives None for it."""
+        doc = self.get_json(f"state/round-{round_index:05d}.json")
+        if isinstance(doc, dict) and doc.get("format") == _STATE_FORMAT:
+            return doc["strategy"], doc["summary"]
+        return doc, None
+
+    def commit_round(self, round_index: int, rows: Iterable[dict[str, Any]], state: dict,
+                     summary: dict | None = None) -> None:
+        """Write the round's state (and the running summary), then its history file; the history file makes the
+        round committed."""
+        import pyarrow.parquet as pq
+
         table = history_table(rows, round_index)
-        self.put_json(f"state/round-{round_index:05d}.json", state)
+        self.put_json(f"state/round-{round_index:05d}.json",
+                      {"format": _STATE_FORMAT, "strategy": state, "summary": summary or {}})
         buf = io.BytesIO()
         pq.write_table(table, buf)
         self.put_bytes(f"history/round-{round_index:05d}.parquet", buf.getvalue())
 
-    def read_history(self) -> pa.Table:
-        """All committed rows, one table (empty with the schema before any round)."""
+    def read_history(self):
+        """All committed rows, one pyarrow table (empty with the schema before any round)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         tables = [pq.read_table(io.BytesIO(self.get_bytes(f"history/round-{r:05d}.parquet")))
                   for r in self.committed_rounds()]
-        return pa.concat_tables(tables) if tables else HISTORY_SCHEMA.empty_table()
+        return pa.concat_tables(tables) if tables else history_schema().empty_table()
 
     def round_dir(self, round_index: int) -> str:
         return f"rounds/{round_index:05d}"
+
+    def write_asked(self, round_index: int, asked: dict[str, Any]) -> None:
+        self.put_json(f"{self.round_dir(round_index)}/asked.json", asked)
+
+    def read_asked(self, round_index: int) -> dict[str, Any] | None:
+        return self.get_json(f"{self.round_dir(round_index)}/asked.json")
+
+    def write_results(self, round_index: int, worker: int, rows: list[dict[str, Any]]) -> None:
+        """All the rows one worker has trained in a round so far (a retried worker resumes after them)."""
+        self.put_json(f"{self.round_dir(round_index)}/results/worker-{worker}.json", rows)
+
+    def read_results(self, round_index: int, worker: int) -> list[dict[str, Any]]:
+        return self.get_json(f"{self.round_dir(round_index)}/results/worker-{worker}.json") or []
 
     # ----------------------------------------------------------------- weights (a WeightStore)
     def save_weights(self, candidate_id: str, state: dict[str, Any], arch: dict[str, Any]) -> None:
@@ -212,9 +342,12 @@ class SearchStore:
         return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"), meta["arch"]
 
 
-def history_table(rows: Iterable[dict[str, Any]], round_index: int) -> pa.Table:
+def history_table(rows: Iterable[dict[str, Any]], round_index: int):
     """Rows as produced by the search loop (``kubenas.search``) turned into the history schema."""
-    cols: dict[str, list] = {f.name: [] for f in HISTORY_SCHEMA}
+    import pyarrow as pa
+
+    schema = history_schema()
+    cols: dict[str, list] = {f.name: [] for f in schema}
     for row in rows:
         m = row.get("metrics") or {}
         fidelity = row.get("fidelity") or {}
@@ -229,4 +362,4 @@ def history_table(rows: Iterable[dict[str, Any]], round_index: int) -> pa.Table:
         }
         for name in cols:
             cols[name].append(values[name])
-    return pa.table(cols, schema=HISTORY_SCHEMA)
+    return pa.table(cols, schema=schema)

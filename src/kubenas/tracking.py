@@ -1,5 +1,11 @@
 """The MLflow adapter: one parent run per pipeline run, one nested run per candidate, and the winner in the
-model registry with ``champion`` / ``challenger`` aliases.
+model registry with ``champion`` / ``challenger`` aliases. Every MLflow call of kubenas goes through here.
+
+Runs and metrics go over MLflow's REST API (``/api/2.0/mlflow``) with the standard library: importing the MLflow
+client costs 1.5 CPU-s, which every training task would pay for a handful of requests. The registry, models and
+artifacts (the export and ``kubenas pull``) use the MLflow client, imported when first needed. The REST calls honour
+MLflow's own environment: ``MLFLOW_TRACKING_USERNAME`` / ``PASSWORD``, ``MLFLOW_TRACKING_TOKEN``,
+``MLFLOW_TRACKING_INSECURE_TLS`` and ``MLFLOW_TRACKING_SERVER_CERT_PATH``.
 
 Only configuration and results are logged: credentials stay in the environment and never become params,
 tags or log lines.
@@ -7,16 +13,17 @@ tags or log lines.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
+import ssl
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from functools import cached_property
 from typing import Any
-
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 # A "View run at ..." line per run would drown the search's own progress output.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -41,19 +48,26 @@ class Tracker:
         if not self.uri:
             raise TrackingError("no MLflow server: set tracking.uri in the config or MLFLOW_TRACKING_URI")
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self._experiments: dict[str, str] = {}  # parent run id -> experiment id
 
     @classmethod
     def from_config(cls, config) -> "Tracker":
         return cls(config.tracking.uri, config.tracking.experiment)
 
+    @cached_property
+    def client(self):
+        """The MLflow client, for the registry, models and artifacts (imported on first use)."""
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
     def check(self, timeout: float = 5.0) -> None:
         """Fail fast when the server does not answer (MLflow's own client retries for minutes)."""
-        if not self.uri.startswith(("http://", "https://")):
+        if not self._rest:
             return
         url = self.uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with urllib.request.urlopen(url, timeout=timeout, context=self._tls()) as resp:
                 if resp.status == 200:
                     return
                 raise TrackingError(f"MLflow at {self.uri} answered HTTP {resp.status} on /health")
@@ -64,21 +78,100 @@ class Tracker:
             raise TrackingError(f"cannot reach the MLflow server at {self.uri}: {reason}. Check tracking.uri or "
                                 f"MLFLOW_TRACKING_URI") from None
 
+    # ----------------------------------------------------------------- REST
+    @property
+    def _rest(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.uri.startswith("https://"):
+            return None
+        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+            return ssl._create_unverified_context()  # the user's explicit choice, as in MLflow's client
+        return ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+
+    def _call(self, method: str, endpoint: str, body: dict[str, Any] | None = None, *, tries: int = 4) -> dict[str, Any]:
+        """One REST call; connection errors and 5xx answers are retried with backoff, 4xx raise at once."""
+        if not self._rest:
+            return self._call_client(endpoint, body or {})
+        url = f"{self.uri.rstrip('/')}/api/2.0/mlflow/{endpoint}"
+        data = None
+        if method == "GET" and body:
+            url += "?" + urllib.parse.urlencode(body)
+        elif body is not None:
+            data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **_auth_headers()}
+        for attempt in range(tries):
+            try:
+                request = urllib.request.Request(url, data=data, method=method, headers=headers)
+                with urllib.request.urlopen(request, timeout=60, context=self._tls()) as resp:
+                    return json.loads(resp.read() or b"{}")
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:500]
+                if exc.code < 500 or attempt == tries - 1:
+                    raise TrackingError(f"MLflow at {self.uri} answered HTTP {exc.code} to {endpoint}: {detail}") from None
+            except (urllib.error.URLError, OSError) as exc:
+                if attempt == tries - 1:
+                    raise TrackingError(f"cannot reach the MLflow server at {self.uri} ({endpoint}): "
+                                        f"{getattr(exc, 'reason', exc)}") from None
+            time.sleep(0.5 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _call_client(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The same calls through the MLflow client, for tracking URIs that are not servers (a local database)."""
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.exceptions import MlflowException
+
+        c = self.client
+        if endpoint == "experiments/get-by-name":
+            exp = c.get_experiment_by_name(body["experiment_name"])
+            if exp is None:
+                raise TrackingError(f"RESOURCE_DOES_NOT_EXIST: experiment {body['experiment_name']!r}")
+            return {"experiment": {"experiment_id": exp.experiment_id}}
+        if endpoint == "experiments/create":
+            try:
+                return {"experiment_id": c.create_experiment(body["name"])}
+            except MlflowException as exc:
+                raise TrackingError(str(exc)) from None
+        if endpoint == "runs/create":
+            tags = {t["key"]: t["value"] for t in body.get("tags", [])}
+            run = c.create_run(body["experiment_id"], run_name=body.get("run_name"), tags=tags)
+            return {"run": {"info": {"run_id": run.info.run_id}}}
+        if endpoint == "runs/get":
+            return {"run": {"info": {"experiment_id": c.get_run(body["run_id"]).info.experiment_id}}}
+        if endpoint == "runs/log-batch":
+            c.log_batch(body["run_id"], metrics=[Metric(m["key"], m["value"], m["timestamp"], m["step"])
+                                                 for m in body.get("metrics", [])],
+                        params=[Param(p["key"], p["value"]) for p in body.get("params", [])],
+                        tags=[RunTag(t["key"], t["value"]) for t in body.get("tags", [])])
+            return {}
+        if endpoint == "runs/update":
+            c.set_terminated(body["run_id"], body["status"], body.get("end_time"))
+            return {}
+        raise ValueError(f"no client call for {endpoint}")  # pragma: no cover - every endpoint used is above
+
     def experiment_id(self) -> str:
-        exp = self.client.get_experiment_by_name(self.experiment)
-        if exp is not None:
-            return exp.experiment_id
         try:
-            return self.client.create_experiment(self.experiment)
-        except MlflowException:  # created meanwhile by a parallel task
-            return self.client.get_experiment_by_name(self.experiment).experiment_id
+            return self._call("GET", "experiments/get-by-name", {"experiment_name": self.experiment})["experiment"]["experiment_id"]
+        except TrackingError as exc:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(exc):
+                raise
+        try:
+            return self._call("POST", "experiments/create", {"name": self.experiment})["experiment_id"]
+        except TrackingError:  # created meanwhile by a parallel task
+            return self._call("GET", "experiments/get-by-name", {"experiment_name": self.experiment})["experiment"]["experiment_id"]
+
+    def _create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+        body = {"experiment_id": experiment_id, "run_name": name, "start_time": _now_ms(),
+                "tags": [{"key": k, "value": str(v)} for k, v in tags.items()]}
+        return self._call("POST", "runs/create", body)["run"]["info"]["run_id"]
 
     # ----------------------------------------------------------------- runs
     def start_parent(self, config) -> str:
-        run = self.client.create_run(
-            self.experiment_id(), run_name=config.name,
-            tags={"kubenas.search": config.name, "kubenas.strategy": config.search_method,
-                  "kubenas.space": config.space.name, "kubenas.kind": "search"},
+        run_id = self._create_run(
+            self.experiment_id(), config.name,
+            {"kubenas.search": config.name, "kubenas.strategy": config.search_method,
+             "kubenas.space": config.space.name, "kubenas.kind": "search"},
         )
         params = {"search": config.name, "dataset": config.dataset.name, "space": config.space.name,
                   "strategy": config.search_method, "objective": f"{config.objective.metric} ({config.objective.mode})",
@@ -86,53 +179,104 @@ class Tracker:
                   "space_options": json.dumps(config.space.options),
                   "strategy_options": json.dumps(config.oneshot.model_dump() if config.oneshot else config.strategy.options),
                   "rounds": config.budget.rounds, "candidates_per_round": config.budget.candidates_per_round}
-        self._log(run.info.run_id, params=params)
-        return run.info.run_id
+        self._log(run_id, params=params)
+        return run_id
 
-    def log_candidate(self, parent_id: str, row: dict[str, Any], round_index: int, config) -> str:
-        """A nested run for one evaluated candidate: params, per-epoch metrics, status and failure reason."""
-        tags = {"mlflow.parentRunId": parent_id, "kubenas.status": row["status"], "kubenas.kind": "candidate",
-                "kubenas.search": config.name}
-        if row.get("error"):
-            tags["kubenas.error"] = row["error"][:5000]
-        run = self.client.create_run(self.parent_experiment(parent_id), run_name=row["id"], tags=tags)
+    def start_candidate(self, parent_id: str, candidate: dict[str, Any], round_index: int, config,
+                        genotype: str) -> str:
+        """A nested run for one candidate, opened when its training starts (the UI shows it as running)."""
+        tags = {"mlflow.parentRunId": parent_id, "kubenas.kind": "candidate", "kubenas.search": config.name}
+        run_id = self._create_run(self.parent_experiment(parent_id), candidate["id"], tags)
+        params = {"candidate_id": candidate["id"], "genotype": genotype, "space": config.space.name,
+                  "strategy": config.search_method, "round": round_index,
+                  "fidelity": json.dumps(candidate.get("fidelity") or {}),
+                  "parent_candidate": candidate.get("parent_id") or ""}
+        self._log(run_id, params=params)
+        return run_id
+
+    def finish_candidate(self, run_id: str, row: dict[str, Any]) -> None:
+        """The candidate's params, per-epoch metrics, status and failure reason; the run ends FINISHED or FAILED."""
         m = row.get("metrics") or {}
-        params = {"candidate_id": row["id"], "arch_id": row["arch_id"], "genotype": row["genotype"],
-                  "space": config.space.name, "strategy": config.search_method, "round": round_index,
-                  "fidelity": json.dumps(row.get("fidelity") or {}), "parent_candidate": row.get("parent_id") or ""}
         metrics = []
         for name, curve in (("val_acc", m.get("val_acc_curve")), ("val_loss", m.get("val_loss_curve")),
                             ("train_loss", m.get("train_loss_curve"))):
             metrics += [(name, v, epoch) for epoch, v in enumerate(curve or [], start=1)]
         metrics += [(k, m[k], 0) for k in SCALAR_METRICS if k in m and k not in ("val_acc", "val_loss")]
         metrics.append(("cost_seconds", row.get("cost") or 0.0, 0))
-        self._log(run.info.run_id, params=params, metrics=metrics)
-        self.client.set_terminated(run.info.run_id, "FINISHED" if row["status"] == "ok" else "FAILED")
-        return run.info.run_id
+        tags = {"kubenas.status": row["status"]}
+        if row.get("error"):
+            tags["kubenas.error"] = row["error"][:5000]
+        self._log(run_id, params={"arch_id": row["arch_id"]}, metrics=metrics, tags=tags)
+        self.finish(run_id, ok=row["status"] == "ok")
+
+    def log_candidate(self, parent_id: str, row: dict[str, Any], round_index: int, config) -> str:
+        """A nested run for a candidate evaluated elsewhere (a one-shot ranking), opened and closed at once."""
+        run_id = self.start_candidate(parent_id, row, round_index, config, row["genotype"])
+        self.finish_candidate(run_id, row)
+        return run_id
 
     def parent_experiment(self, parent_id: str) -> str:
-        return self.client.get_run(parent_id).info.experiment_id
+        if parent_id not in self._experiments:
+            run = self._call("GET", "runs/get", {"run_id": parent_id})["run"]
+            self._experiments[parent_id] = run["info"]["experiment_id"]
+        return self._experiments[parent_id]
 
     def log_round(self, parent_id: str, round_index: int, values: dict[str, float]) -> None:
         self._log(parent_id, metrics=[(k, v, round_index) for k, v in values.items()])
 
     def finish(self, run_id: str, ok: bool = True) -> None:
-        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+        self._call("POST", "runs/update", {"run_id": run_id, "status": "FINISHED" if ok else "FAILED",
+                                           "end_time": _now_ms()})
 
     def _log(self, run_id: str, params: dict[str, Any] | None = None,
              metrics: list[tuple[str, float, int]] | None = None, tags: dict[str, str] | None = None) -> None:
-        ps = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in (params or {}).items()]
-        ms = [Metric(k, float(v), 0, step) for k, v, step in (metrics or [])
+        now = _now_ms()
+        ps = [{"key": k, "value": str(v)[:PARAM_LIMIT]} for k, v in (params or {}).items()]
+        ms = [{"key": k, "value": float(v), "timestamp": now, "step": int(step)} for k, v, step in (metrics or [])
               if isinstance(v, (int, float)) and math.isfinite(v)]
-        ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-        for i in range(0, max(len(ms), 1), 1000):  # log_batch takes at most 1000 metrics
-            self.client.log_batch(run_id, metrics=ms[i:i + 1000], params=ps if i == 0 else [],
-                                  tags=ts if i == 0 else [])
+        ts = [{"key": k, "value": str(v)} for k, v in (tags or {}).items()]
+        for i in range(0, max(len(ms), 1), 1000):  # log-batch takes at most 1000 metrics
+            self._call("POST", "runs/log-batch", {"run_id": run_id, "metrics": ms[i:i + 1000],
+                                                  "params": ps if i == 0 else [], "tags": ts if i == 0 else []})
 
     # ----------------------------------------------------------------- registry
+    def register_model(self, parent_id: str, config, model, *, name: str, params: dict[str, Any],
+                       metrics: dict[str, float], files: dict[str, Any], input_example,
+                       pip_requirements: list[str]) -> dict[str, Any]:
+        """The export's nested run: params, metrics, JSON files, the ``state_dict`` and the model, registered as
+        a new version of ``name``. ``pip_requirements`` are given so that MLflow does not start a second
+        interpreter to infer them. Returns the run id, the version and the ``state_dict`` bytes."""
+        import io
+        import tempfile
+        from pathlib import Path
+
+        import mlflow
+        import mlflow.pytorch
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        weights = buf.getvalue()  # the same bytes go to MLflow and to the store
+        mlflow.set_tracking_uri(self.uri)
+        run_id = self._create_run(self.parent_experiment(parent_id), f"{config.name}-export",
+                                  {"mlflow.parentRunId": parent_id, "kubenas.kind": "export",
+                                   "kubenas.search": config.name})
+        self._log(run_id, params=params, metrics=[(k, v, 0) for k, v in metrics.items()])
+        with mlflow.start_run(run_id=run_id):
+            for filename, obj in files.items():
+                mlflow.log_dict(obj, filename)
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "state_dict.pt").write_bytes(weights)
+                mlflow.log_artifact(str(Path(tmp) / "state_dict.pt"))
+            info = mlflow.pytorch.log_model(model, name="model", input_example=input_example,
+                                            registered_model_name=name, pip_requirements=pip_requirements)
+        return {"run_id": run_id, "version": str(info.registered_model_version), "weights": weights}
+
     def promote(self, model_name: str, version: str, metric: str, value: float, mode: str) -> str:
         """Give ``version`` the alias ``champion`` if it beats the current champion on ``metric``, else
         ``challenger``. Returns the alias given."""
+        from mlflow.exceptions import MlflowException
+
         try:
             current = self.client.get_model_version_by_alias(model_name, CHAMPION)
         except MlflowException:
@@ -145,3 +289,18 @@ class Tracker:
         alias = CHAMPION if better else CHALLENGER
         self.client.set_registered_model_alias(model_name, alias, version)
         return alias
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _auth_headers() -> dict[str, str]:
+    """MLflow's own credential variables: a bearer token, or basic auth."""
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {}
