@@ -11,7 +11,7 @@ def export_winner(config_json: str, parent_run_id: str, leaderboard: Output[Mark
 
     from kubenas import steps
 
-    steps.end_promptly()
+    steps.end_promptly("export_winner")
     summary = steps.export_winner(config_json, parent_run_id)
     with open(leaderboard.path, "w") as fh:
         fh.write(summary.pop("leaderboard"))

@@ -13,7 +13,7 @@ def init_search(config_json: str, rounds: int, candidates_per_round: int) -> Nam
 
     from kubenas import steps
 
-    steps.end_promptly()
+    steps.end_promptly("init_search")
     out = steps.init_search(config_json, rounds, candidates_per_round)
     return namedtuple("InitOutputs", ["config_json", "parent_run_id", "start_round"])(
         out["config_json"], out["parent_run_id"], out["start_round"])

@@ -11,5 +11,5 @@ from components.image import IMAGE
 def sample_architectures(config_json: str, run_round: int, start_round: int, parent_run_id: str) -> List[str]:
     from kubenas import steps
 
-    steps.end_promptly()
+    steps.end_promptly("sample_architectures")
     return steps.sample_architectures(config_json, run_round, start_round, parent_run_id)

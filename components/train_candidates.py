@@ -10,7 +10,7 @@ from components.image import IMAGE
 def train_candidates(config_json: str, item: str, metrics: Output[Metrics]) -> str:
     from kubenas import steps
 
-    steps.end_promptly()
+    steps.end_promptly("train_candidates")
     rows = steps.train_candidates(config_json, item)
     for name, value in steps.scalar_metrics(rows).items():
         metrics.log_metric(name, value)

@@ -11,6 +11,6 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
                     statuses: List[str]) -> str:
     from kubenas import steps
 
-    steps.end_promptly()
+    steps.end_promptly("update_strategy")
     steps.say(f"workers: {'; '.join(statuses) or 'none'}")
     return steps.update_strategy(config_json, run_round, start_round, parent_run_id)

@@ -84,8 +84,8 @@ def build_pipeline(config: SearchConfig):
                     if k < last:
                         round_at(k + 1)
                     else:
-                        next_block(config_json=config_json, parent_run_id=parent_run_id,
-                                   start_round=start_round).set_display_name(f"rounds {k + 2}+")
+                        rest = next_block(config_json=config_json, parent_run_id=parent_run_id, start_round=start_round)
+                        rest.set_display_name(f"rounds {k + 2}+").set_caching_options(False)
 
             round_at(first)
 
@@ -106,7 +106,7 @@ def build_pipeline(config: SearchConfig):
         # Every later task reads the config init validated (with the form's overrides): one source of truth.
         cfg, parent = init.outputs["config_json"], init.outputs["parent_run_id"]
         rounds_task = block(config_json=cfg, parent_run_id=parent, start_round=init.outputs["start_round"])
-        rounds_task.set_display_name("rounds")
+        rounds_task.set_display_name("rounds").set_caching_options(False)
         # The export reads the history from S3: it runs once the rounds, however many ran, have all ended.
         export = _settings(export_winner(config_json=cfg, parent_run_id=parent), config, train=True)
         export.set_display_name("export").after(rounds_task)

@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from kubenas.config import ConfigError, SearchConfig, parse_config
@@ -44,12 +44,19 @@ def say(message: str) -> None:
     print(f"[kubenas] {message}", flush=True)
 
 
-def end_promptly() -> None:
+# What this process spent, by kind, when ``KUBENAS_PROFILE`` names a file to append it to (``kubenas.bench.pipeline``
+# reads it): CPU and wall seconds of start-up (imports, before the step began), of training, of S3 and MLflow.
+PROFILE: dict[str, Any] = {"train_cpu": 0.0, "train_wall": 0.0, "candidates": 0}
+
+
+def end_promptly(task: str = "") -> None:
     """End this process as soon as the interpreter exits, skipping the 1-2 CPU-s of module teardown that torch
     and MLflow cost. Call it first in a component: its exit hook then runs after every other one (they flush
     MLflow's and KFP's work), and an uncaught exception still exits with status 1."""
     failed = []
     hook = sys.excepthook
+    PROFILE.update(task=task, pid=os.getpid(), started=_process_start(), step_start=time.time(),
+                   startup_cpu=time.process_time())
 
     def record(*exc_info):
         failed.append(True)
@@ -58,10 +65,39 @@ def end_promptly() -> None:
     def leave():
         sys.stdout.flush()
         sys.stderr.flush()
+        _write_profile()
         os._exit(1 if failed else 0)
 
     sys.excepthook = record
     atexit.register(leave)
+
+
+def _process_start() -> float:
+    """When this process started (Linux: from /proc), else now."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+def _write_profile() -> None:
+    path = os.environ.get("KUBENAS_PROFILE")
+    if not path or "task" not in PROFILE:
+        return
+    ctx = next(iter(_CONTEXTS.values()), None)
+    PROFILE.update(ended=time.time(), cpu=time.process_time())
+    if ctx is not None:
+        PROFILE.update(s3_requests=ctx.store.requests, s3_seconds=getattr(ctx.store.blobs, "seconds", 0.0))
+        tracker = ctx.__dict__.get("tracker")
+        if tracker is not None:
+            PROFILE.update(mlflow_requests=getattr(tracker, "requests", 0), mlflow_seconds=getattr(tracker, "seconds", 0.0))
+    with open(path, "a") as fh:
+        fh.write(json.dumps(PROFILE) + "\n")
+
+
+_CONTEXTS: dict[str, "Context"] = {}
 
 
 @dataclass
@@ -155,10 +191,11 @@ class Context:
         torch.set_num_threads(max(1, int(share)))
 
 
-@lru_cache(maxsize=8)
 def context(config_json: str) -> Context:
     """The context of a config, parsed and validated once per process."""
-    return Context(parse_config(config_json))
+    if config_json not in _CONTEXTS:
+        _CONTEXTS[config_json] = Context(parse_config(config_json))
+    return _CONTEXTS[config_json]
 
 
 def method(ctx: Context):
@@ -367,7 +404,11 @@ class StrategyRounds:
             run_id = ctx.tracker.start_candidate(asked["parent_run_id"], cand.to_dict(), round_index, cfg,
                                                  space.genotype(cand.arch))
             context = {"parent_id": cand.parent_id} if getattr(estimator, "inherits", False) else {}
+            cpu, wall = time.process_time(), time.perf_counter()
             result = estimator.evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context)
+            PROFILE["train_cpu"] += time.process_time() - cpu
+            PROFILE["train_wall"] += time.perf_counter() - wall
+            PROFILE["candidates"] += 1
             row = history_row(space, cand, result, fidelity)
             rows.append(row)
             store.write_results(round_index, worker, rows)
@@ -443,7 +484,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     say(f"export: retraining {winner['id']} for {cfg.export.epochs} epoch(s) with seed(s) {cfg.export.seeds}")
 
     trained = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for seed in cfg.export.seeds:
         model, m = estimator.fit(arch, space, data.without_test(), fidelity, seed)
         _, test_acc = estimator.score(model, data.x_test, data.y_test)
@@ -453,6 +494,8 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     seed, model, m, test_acc = max(trained, key=lambda t: t[2][rmetric] if rmode == "max" else -t[2][rmetric])
     tests = [t[3] for t in trained]
     retrain_seconds = time.perf_counter() - start
+    PROFILE["train_cpu"] += time.process_time() - cpu
+    PROFILE["train_wall"] += retrain_seconds
     model = model.cpu().eval()
 
     name = cfg.model_name

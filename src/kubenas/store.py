@@ -31,6 +31,7 @@ import io
 import json
 import os
 import re
+import time
 from typing import Any, Iterable
 
 from kubenas.data.parquet import endpoint_from_env
@@ -129,7 +130,7 @@ class S3Blobs(Blobs):
 
     def __init__(self, bucket: str, endpoint_url: str | None = None, region: str | None = None, client=None):
         self.bucket, self.endpoint_url, self.region = bucket, endpoint_url or endpoint_from_env(), region
-        self._client, self.requests = client, 0
+        self._client, self.requests, self.seconds = client, 0, 0.0
 
     @property
     def client(self):
@@ -177,6 +178,7 @@ class S3Blobs(Blobs):
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
 
+        start = time.perf_counter()
         self.requests += 1
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -184,16 +186,21 @@ class S3Blobs(Blobs):
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        start = time.perf_counter()
         self.requests += 1
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        self.seconds += time.perf_counter() - start
 
     def list(self, prefix: str) -> list[str]:
-        out = []
+        start, out = time.perf_counter(), []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             self.requests += 1
             out += [obj["Key"] for obj in page.get("Contents", [])]
+        self.seconds += time.perf_counter() - start
         return sorted(out)
 
 

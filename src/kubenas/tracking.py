@@ -49,6 +49,7 @@ class Tracker:
             raise TrackingError("no MLflow server: set tracking.uri in the config or MLFLOW_TRACKING_URI")
         self.experiment = experiment
         self._experiments: dict[str, str] = {}  # parent run id -> experiment id
+        self.requests, self.seconds = 0, 0.0  # REST calls made, and the time they took
 
     @classmethod
     def from_config(cls, config) -> "Tracker":
@@ -102,6 +103,8 @@ class Tracker:
             data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", **_auth_headers()}
         for attempt in range(tries):
+            start = time.perf_counter()
+            self.requests += 1
             try:
                 request = urllib.request.Request(url, data=data, method=method, headers=headers)
                 with urllib.request.urlopen(request, timeout=60, context=self._tls()) as resp:
@@ -114,6 +117,8 @@ class Tracker:
                 if attempt == tries - 1:
                     raise TrackingError(f"cannot reach the MLflow server at {self.uri} ({endpoint}): "
                                         f"{getattr(exc, 'reason', exc)}") from None
+            finally:
+                self.seconds += time.perf_counter() - start
             time.sleep(0.5 * 2 ** attempt)
         raise AssertionError("unreachable")
 

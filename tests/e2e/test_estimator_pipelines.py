@@ -155,7 +155,7 @@ def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, 
     # round 0 as a pipeline would run it, up to a crash of its update task: the supernet is trained and saved
     init = steps.init_search(cfg.to_json())
     [item] = steps.sample_architectures(init["config_json"], 0, 0, init["parent_run_id"])
-    trained = steps.train_candidate(init["config_json"], item)
+    [trained] = steps.train_candidates(init["config_json"], item)
     assert trained["status"] == "ok" and trained["metrics"]["epochs_trained"] == 2
     store = SearchStore.from_config(cfg)
     checkpoint = store.get_bytes("oneshot/latest.pt")
@@ -165,7 +165,7 @@ def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, 
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
     out = capsys.readouterr().out
     assert "supernet epoch" not in out
-    assert store.get_json("rounds/00000/results/supernet.json")["metrics"]["epochs_trained"] == 0
+    assert store.read_results(0, 0)[0]["metrics"]["epochs_trained"] == 0
     assert store.get_bytes("oneshot/latest.pt") == checkpoint
     state = store.read_state(0)
     assert state["method"] == "enas" and state["epochs_done"] == 2 and len(store.read_history()) == 4

@@ -10,6 +10,7 @@ benchmarks that report regret.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,12 @@ class TabularEstimator:
 
     def __init__(self, table: str | Path = DEFAULT_TABLE):
         self.path = table_path(table)
-        data, meta = read_table(self.path)
+        rows, meta = _load(self.path.resolve(), self.path.stat().st_mtime_ns)
         self.protocol: dict[str, Any] = meta["protocol"]
         self.meta = meta
         self.space = make_space(self.protocol["space"], **self.protocol["space_options"])  # the table's space
         self.space_spec = self.space.spec()
-        self.rows: dict[str, dict[str, Any]] = {r["arch_id"]: r for r in data.to_pylist()}
+        self.rows: dict[str, dict[str, Any]] = rows
         ok = [r for r in self.rows.values() if r["status"] == "ok"]
         self.best_test_acc = max(r["test_acc"] for r in ok)
         self.best_val_acc = max(r["val_acc"] for r in ok)
@@ -86,6 +87,14 @@ class TabularEstimator:
                    "params": row["params"], "macs": row["macs"], "latency_ms": row["latency_ms"],
                    "train_seconds": seconds, "epochs": epochs}
         return Result(candidate_id, "ok", metrics, cost=seconds)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, mtime_ns: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """A table's rows by architecture id, and its metadata: read once per process (the config check and the
+    estimator both open it). Keyed by the file's modification time, so a rebuilt table is read again."""
+    data, meta = read_table(path)
+    return {r["arch_id"]: r for r in data.to_pylist()}, meta
 
 
 def read_table(path: str | Path) -> tuple[Any, dict[str, Any]]:

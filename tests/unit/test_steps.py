@@ -1,0 +1,188 @@
+"""The pipeline steps on the in-memory store: no server, milliseconds a step.
+
+The steps run in one process here, each through a fresh :class:`Context` as a separate pod would get; the store's
+blobs are shared as S3 is. MLflow is replaced by a recorder of kubenas's own tracking calls.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kubenas import steps
+from kubenas.config import parse_config
+from kubenas.store import MemoryBlobs, SearchStore
+
+def config(**budget) -> dict:
+    """A search answered by the shipped benchmark table: real steps, no training."""
+    from kubenas.estimators.tabular import TabularEstimator
+
+    protocol = TabularEstimator("nb201-4op-mnist1d").protocol
+    return {"name": "unit", "dataset": {"name": protocol["dataset"]},
+            "space": {"name": protocol["space"], "options": protocol["space_options"]},
+            "strategy": {"name": "regularized_evolution", "options": {"population_size": 4, "sample_size": 2}},
+            "estimator": {"table": "nb201-4op-mnist1d"}, "fidelity": {"epochs": protocol["epochs"]},
+            "budget": {"rounds": 100, "candidates_per_round": 6, "parallelism": 2, **budget}}
+
+
+class Recorder:
+    """kubenas's tracking interface, in memory: what a step would send to MLflow."""
+
+    def __init__(self):
+        self.runs: dict[str, dict] = {}
+
+    def start_candidate(self, parent_id, candidate, round_index, config, genotype):
+        run_id = f"run-{len(self.runs)}"
+        self.runs[run_id] = {"parent": parent_id, "name": candidate["id"], "status": "RUNNING"}
+        return run_id
+
+    def finish_candidate(self, run_id, row):
+        self.runs[run_id]["status"] = "FINISHED" if row["status"] == "ok" else "FAILED"
+
+    def log_round(self, parent_id, round_index, values):
+        pass
+
+
+@pytest.fixture
+def search(monkeypatch):
+    """Steps wired to one in-memory store and recorder: ``search(cfg)`` returns (config JSON, store, recorder)."""
+    blobs, recorder = MemoryBlobs(), Recorder()
+
+    def make(cfg: dict):
+        parsed = parse_config(cfg)
+
+        def context(config_json: str):
+            ctx = steps.Context(parse_config(config_json))
+            ctx.store = SearchStore.in_memory(ctx.cfg.name, blobs=blobs)
+            ctx.tracker = recorder
+            return ctx
+
+        monkeypatch.setattr(steps, "context", context)
+        return parsed.to_json(), SearchStore.in_memory(parsed.name, blobs=blobs), recorder
+
+    return make
+
+
+def run_round(cfg_json: str, k: int, start: int = 0) -> str:
+    items = steps.sample_architectures(cfg_json, k, start, "parent")
+    for item in items:
+        steps.train_candidates(cfg_json, item)
+    return steps.update_strategy(cfg_json, k, start, "parent")
+
+
+def test_a_round_splits_its_candidates_over_the_workers(search):
+    cfg_json, store, recorder = search(config(candidates_per_round=5, parallelism=2))
+    items = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    assert items == ["00000/0", "00000/1"]
+    rows = [steps.train_candidates(cfg_json, item) for item in items]
+    assert [len(r) for r in rows] == [3, 2]  # candidates 0, 2, 4 and 1, 3
+    asked = [c["id"] for c in store.read_asked(0)["candidates"]]
+    assert [r["id"] for r in rows[0]] == asked[0::2] and [r["id"] for r in rows[1]] == asked[1::2]
+    assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"
+    assert store.read_history().column("id").to_pylist() == asked  # committed in asked order
+    # every candidate got its own MLflow run, opened before training and closed after it
+    assert sorted(r["name"] for r in recorder.runs.values()) == sorted(asked)
+    assert {r["status"] for r in recorder.runs.values()} == {"FINISHED"}
+
+
+def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):
+    cfg_json, store, recorder = search(config(candidates_per_round=4, parallelism=1))
+    [item] = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    ctx = steps.context(cfg_json)
+    estimator_type = type(ctx.estimator())
+    calls = []
+    original = estimator_type.evaluate
+
+    def crash_on_third(self, arch, *args, **kwargs):
+        calls.append(kwargs["candidate_id"])
+        if len(calls) == 3:
+            raise MemoryError("the pod is killed")
+        return original(self, arch, *args, **kwargs)
+
+    monkeypatch.setattr(estimator_type, "evaluate", crash_on_third)
+    with pytest.raises(MemoryError):
+        steps.train_candidates(cfg_json, item)
+    assert len(store.read_results(0, 0)) == 2  # what it trained before the crash is kept
+    rows = steps.train_candidates(cfg_json, item)  # the retried pod
+    assert len(rows) == 4 and len(calls) == 5  # 2 before, the one in progress again, then the last one
+    assert [r["id"] for r in rows] == [c["id"] for c in store.read_asked(0)["candidates"]]
+
+
+def test_update_requests_do_not_grow_with_the_rounds(search):
+    cfg_json, store, _ = search(config())
+    requests = {}
+    for k in range(67):
+        assert run_round(cfg_json, k) == "continue"
+        before = store.requests
+        steps.sample_architectures(cfg_json, k + 1, 0, "parent")
+        for item in [f"{k + 1:05d}/0", f"{k + 1:05d}/1"]:
+            steps.train_candidates(cfg_json, item)
+        before = store.requests
+        steps.update_strategy(cfg_json, k + 1, 0, "parent")
+        requests[k + 1] = store.requests - before
+    # list the rounds, read the asked round and both workers' results and the last state, write state and history
+    assert requests[1] == requests[67] <= 10, requests
+
+
+def test_patience_stops_after_rounds_without_improvement(search):
+    cfg_json, store, _ = search(config(patience=2, candidates_per_round=2))
+    decisions = []
+    while "stop" not in decisions:
+        decisions.append(run_round(cfg_json, len(decisions)))
+    best = [r["best"] for r in store.read_state_and_summary(len(decisions) - 1)[1]["rounds"]]
+    incumbent = [max(best[: i + 1]) for i in range(len(best))]
+    # it stops at the first round that is the second in a row without a better best value
+    expected = next(r for r in range(2, len(incumbent)) if incumbent[r] == incumbent[r - 2])
+    assert len(decisions) - 1 == expected and len(decisions) < 100
+
+
+def test_max_evals_asks_no_more_than_the_budget(search):
+    cfg_json, store, _ = search(config(max_evals=8, candidates_per_round=5))
+    assert run_round(cfg_json, 0) == "continue"
+    assert run_round(cfg_json, 1) == "stop"
+    assert store.read_history().num_rows == 8
+
+
+def test_a_search_stored_without_a_summary_resumes(search):
+    # an older kubenas wrote the bare strategy state: the summary is rebuilt from the history once
+    cfg_json, store, _ = search(config(patience=50))
+    run_round(cfg_json, 0)
+    state, summary = store.read_state_and_summary(0)
+    store.put_json("state/round-00000.json", state)
+    assert store.read_state_and_summary(0) == (state, None)
+    assert run_round(cfg_json, 1) == "continue"
+    assert [r["round"] for r in store.read_state_and_summary(1)[1]["rounds"]] == [0, 1]
+
+
+SUBPROCESS = """
+import json, sys
+from kubenas import steps
+from kubenas.config import parse_config
+from kubenas.store import MemoryBlobs, SearchStore
+
+class Silent:
+    def log_round(self, *args):
+        pass
+
+blobs = MemoryBlobs()
+def context(config_json):
+    ctx = steps.Context(parse_config(config_json))
+    ctx.store, ctx.tracker = SearchStore.in_memory(ctx.cfg.name, blobs=blobs), Silent()
+    return ctx
+steps.context = context
+cfg_json = parse_config(json.loads(sys.argv[1])).to_json()
+items = steps.sample_architectures(cfg_json, 0, 0, "parent")
+assert len(items) == 2
+assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"  # no worker ran: 6 failed rows
+print(json.dumps(sorted(m for m in ("torch", "mlflow", "scipy") if m in sys.modules)))
+"""
+
+
+def test_sample_and_update_import_neither_torch_nor_mlflow():
+    # a fresh process, as a pipeline task is: a real sample and update, then a look at what they imported
+    out = subprocess.run([sys.executable, "-c", SUBPROCESS, json.dumps(config())], check=True, capture_output=True,
+                         text=True).stdout
+    assert json.loads(out.splitlines()[-1]) == []
