@@ -262,6 +262,9 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
     asked = method(ctx).ask(round_index, state, summary, start_round)
     workers = min(ctx.cfg.budget.parallelism, len(asked["candidates"])) if "supernet" not in asked else 1
     store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "workers": workers})
+    if "supernet" not in asked:
+        say(f"round {round_index} (#{run_round + 1} of this run): {len(asked['candidates'])} candidate(s) for "
+            f"{workers} worker(s)")
     return [f"{round_index:05d}/{w}" for w in range(workers)]
 
 
@@ -384,7 +387,6 @@ class StrategyRounds:
         if cfg.budget.max_evals is not None:
             n = min(n, cfg.budget.max_evals - evals_since(summary, start_round))
         candidates = strategy.ask(n) if n > 0 else []
-        say(f"round {round_index}: {len(candidates)} candidate(s)")
         return {"candidates": [c.to_dict() for c in candidates], "state": strategy.state_dict()}
 
     def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
