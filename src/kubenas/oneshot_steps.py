@@ -25,7 +25,7 @@ from kubenas.arch import arch_id
 from kubenas.core import Candidate, Result, history_row
 from kubenas.estimators.training import count_macs
 from kubenas.oneshot import OneShot, make_oneshot
-from kubenas.steps import Context, say
+from kubenas.context import Context, say
 from kubenas.store import SearchStore
 
 SUPERNET = "supernet"  # the loop item of a one-shot round

@@ -11,8 +11,8 @@
 Every step reads what it needs from the store and writes what it produces back, so any step can run on any node
 and a re-run never duplicates work: candidate ids are deterministic and each round is committed only by its
 history file. Small values (the round, the worker, the config) travel as KFP parameters; everything else stays in
-the store. Each process parses the config once (:func:`context`) and builds the space, strategy, dataset and
-estimator at most once. Importing this module costs no torch, MLflow or boto3: a sample or update step that does
+the store. Each process parses the config once (:func:`kubenas.context.context`) and builds the space, strategy,
+dataset and estimator at most once. Importing this module costs no torch, MLflow or boto3: a sample or update step that does
 not need them never loads them.
 
 A search chooses its architectures with a strategy or, with ``oneshot:`` in the config, with a weight-sharing
@@ -21,181 +21,19 @@ supernet (:mod:`kubenas.oneshot_steps`); each step dispatches once, in :func:`me
 
 from __future__ import annotations
 
-import atexit
 import json
 import math
-import os
-import sys
 import time
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from kubenas.config import ConfigError, SearchConfig, parse_config
+from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
 from kubenas.core import Candidate, Fidelity, Result, history_row, top
 from kubenas.store import SearchStore
 from kubenas.tracking import SCALAR_METRICS, Tracker
 
 # Config sections that define what a search is; a search resumed under the same name must keep them.
 IDENTITY = ("dataset", "space", "strategy", "oneshot", "objective", "fidelity", "seed")
-
-
-def say(message: str) -> None:
-    print(f"[kubenas] {message}", flush=True)
-
-
-# What this process spent, by kind, when ``KUBENAS_PROFILE`` names a file to append it to (``kubenas.bench.pipeline``
-# reads it): CPU and wall seconds of start-up (imports, before the step began), of training, of S3 and MLflow.
-PROFILE: dict[str, Any] = {"train_cpu": 0.0, "train_wall": 0.0, "candidates": 0}
-
-
-def end_promptly(task: str = "") -> None:
-    """End this process as soon as the interpreter exits, skipping the 1-2 CPU-s of module teardown that torch
-    and MLflow cost. Call it first in a component: its exit hook then runs after every other one (they flush
-    MLflow's and KFP's work), and an uncaught exception still exits with status 1."""
-    failed = []
-    hook = sys.excepthook
-    PROFILE.update(task=task, pid=os.getpid(), started=_process_start(), step_start=time.time(),
-                   startup_cpu=time.process_time())
-
-    def record(*exc_info):
-        failed.append(True)
-        hook(*exc_info)
-
-    def leave():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        _write_profile()
-        os._exit(1 if failed else 0)
-
-    sys.excepthook = record
-    atexit.register(leave)
-
-
-def _process_start() -> float:
-    """When this process started (Linux: from /proc), else now."""
-    try:
-        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return time.time()
-
-
-def _write_profile() -> None:
-    path = os.environ.get("KUBENAS_PROFILE")
-    if not path or "task" not in PROFILE:
-        return
-    ctx = next(iter(_CONTEXTS.values()), None)
-    PROFILE.update(ended=time.time(), cpu=time.process_time())
-    if ctx is not None:
-        PROFILE.update(s3_requests=ctx.store.requests, s3_seconds=getattr(ctx.store.blobs, "seconds", 0.0))
-        tracker = ctx.__dict__.get("tracker")
-        if tracker is not None:
-            PROFILE.update(mlflow_requests=getattr(tracker, "requests", 0), mlflow_seconds=getattr(tracker, "seconds", 0.0))
-    with open(path, "a") as fh:
-        fh.write(json.dumps(PROFILE) + "\n")
-
-
-_CONTEXTS: dict[str, "Context"] = {}
-
-
-@dataclass
-class Context:
-    """One search as one process sees it: the config, parsed once, and what is built from it, built once."""
-
-    cfg: SearchConfig
-    store: SearchStore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.store = SearchStore.from_config(self.cfg)
-
-    @cached_property
-    def tracker(self) -> Tracker:
-        return Tracker.from_config(self.cfg)
-
-    @cached_property
-    def space(self):
-        from kubenas.spaces import make_space
-
-        return make_space(self.cfg.space.name, **self.cfg.space.options)
-
-    @cached_property
-    def search_data(self):
-        """The configured dataset without its test split: what a search may look at."""
-        return self.full_data.without_test()
-
-    @cached_property
-    def full_data(self):
-        from kubenas.data import load_dataset
-
-        return load_dataset(self.cfg.dataset.name, **self.cfg.dataset.options)
-
-    def strategy(self, *, prefilter: bool = False):
-        """The configured strategy; with ``prefilter`` (where it asks) and ``strategy.prefilter`` set, wrapped so
-        that a zero-cost proxy on the training split picks the best of each pool of proposals."""
-        from kubenas.strategies import make_strategy
-
-        cfg = self.cfg
-        strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, metric=cfg.objective.metric,
-                                 mode=cfg.objective.mode, **cfg.strategy.options)
-        pf = cfg.strategy.prefilter
-        if prefilter and pf is not None:
-            from kubenas.estimators.zero_cost import proxy_scorer
-
-            strategy.set_prefilter(proxy_scorer(pf.proxy, self.space, self.search_data, cfg.seed, pf.batch_size), pf.pool)
-        return strategy
-
-    def estimator(self, *, train: bool = False):
-        """The search's estimator: table lookups when ``estimator.table`` is set, a zero-cost proxy when
-        ``estimator.proxy`` is, else training; training or lookups inherit weights (through the store) or stop
-        early when ``estimator.inherit`` or ``early_stop`` say so. With ``train`` (the export, which always
-        retrains the winner): plain training."""
-        from kubenas.estimators.training import TrainingEstimator
-
-        options = self.cfg.estimator.model_dump()
-        table, proxy, proxy_batch = options.pop("table"), options.pop("proxy"), options.pop("proxy_batch_size")
-        early_stop, inherit = options.pop("early_stop"), options.pop("inherit")
-        if train:
-            return TrainingEstimator(**options)
-        if proxy is not None:
-            from kubenas.estimators.zero_cost import ZeroCostEstimator
-
-            return ZeroCostEstimator(proxy, batch_size=proxy_batch)
-        if table is not None:
-            from kubenas.estimators.tabular import TabularEstimator
-
-            estimator = TabularEstimator(table)
-        else:
-            estimator = TrainingEstimator(**options)
-        if inherit is not None:
-            from kubenas.estimators.inheritance import InheritingEstimator
-
-            estimator = InheritingEstimator(estimator, self.store, inherit["epochs"])
-        if early_stop is not None:
-            from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
-
-            estimator = EarlyTerminationEstimator(estimator, EarlyTermination(**early_stop))
-        return estimator
-
-    def pin_threads(self) -> None:
-        """Use this task's share of the CPU: torch would take every core it sees, and parallel training tasks on
-        one machine (kfp.local) or node would then fight over them."""
-        import torch
-
-        cpu = self.cfg.resources.cpu
-        if cpu:
-            share = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-        else:
-            share = (os.cpu_count() or 1) / self.cfg.budget.parallelism
-        torch.set_num_threads(max(1, int(share)))
-
-
-def context(config_json: str) -> Context:
-    """The context of a config, parsed and validated once per process."""
-    if config_json not in _CONTEXTS:
-        _CONTEXTS[config_json] = Context(parse_config(config_json))
-    return _CONTEXTS[config_json]
 
 
 def method(ctx: Context):

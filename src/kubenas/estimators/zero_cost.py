@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kubenas import estimators as estimator_names
 from kubenas.arch import Arch
 from kubenas.core import Fidelity, Result
+from kubenas.estimators import PROXIES as PROXY_NAMES
 from kubenas.data.base import Dataset
 from kubenas.estimators.training import count_macs
 from kubenas.spaces.base import SearchSpace
@@ -83,7 +83,7 @@ def nwot(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 PROXIES: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float] | None] = {
     "synflow": synflow, "grad_norm": grad_norm, "nwot": nwot, "params": None, "macs": None}
-assert tuple(PROXIES) == estimator_names.PROXIES, "name a new proxy in kubenas.estimators.PROXIES too"
+assert tuple(PROXIES) == PROXY_NAMES, "name a new proxy in kubenas.estimators.PROXIES too"
 
 
 @dataclass

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from kubenas.arch import Arch
-from kubenas.spaces.base import as_rng
 
 _PER_LAYER = ("op", "kernel", "width", "act", "bn")
 
@@ -87,7 +86,7 @@ def transfer(space, model: nn.Module, arch: Arch, parent_arch: Arch, parent_stat
              input_shape: Sequence[int], num_classes: int, width_mult: float = 1.0, rng=None) -> float:
     """Load ``parent_state`` into the chain ``model`` of ``arch``; function-preserving when ``arch`` is a
     morphism of ``parent_arch``. Returns the share of the model's parameters inherited."""
-    rng = as_rng(rng if rng is not None else 0)
+    rng = np.random.default_rng(rng if rng is not None else 0)  # a Generator is returned as it is
     _, prec = space.plan(parent_arch, input_shape, num_classes, width_mult)
     _, crec = space.plan(arch, input_shape, num_classes, width_mult)
     kind, where = _relation(parent_arch, arch)
@@ -214,4 +213,4 @@ def morphisms(space, arch: Arch) -> list[Arch]:
 
 def random_morphism(space, arch: Arch, rng) -> Arch | None:
     children = morphisms(space, arch)
-    return children[int(as_rng(rng).integers(len(children)))] if children else None
+    return children[int(np.random.default_rng(rng).integers(len(children)))] if children else None

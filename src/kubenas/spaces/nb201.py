@@ -22,14 +22,9 @@ from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, SearchSpace
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-NODES = 4
-EDGES = [(j, i) for j in range(1, NODES) for i in range(j)]  # (to, from), in genotype order
+NODES, EDGES, edge_name = V.NB201_NODES, V.NB201_EDGES, V.nb201_edge_name
 # Every input-to-output path, as a list of edges; used by the path encoding.
 PATHS = [[(1, 0), (2, 1), (3, 2)], [(1, 0), (3, 1)], [(2, 0), (3, 2)], [(3, 0)]]
-
-
-def edge_name(to: int, frm: int) -> str:
-    return f"edge_{to}_{frm}"
 
 
 class NB201Space(SearchSpace):

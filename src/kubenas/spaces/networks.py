@@ -14,8 +14,7 @@ from torch import nn
 
 from kubenas.arch import Arch
 from kubenas.spaces import ops as O
-from kubenas.spaces.cell import Gene
-from kubenas.spaces.nb201 import EDGES, NODES, edge_name
+from kubenas.spaces.vocabulary import NB201_EDGES as EDGES, NB201_NODES as NODES, nb201_edge_name as edge_name
 
 
 
@@ -56,7 +55,7 @@ class NB201Cell(nn.Module):
 class DartsCell(nn.Module):
     """A DARTS normal or reduction cell: each node sums two operations on two earlier nodes."""
 
-    def __init__(self, dim: int, genes: list[Gene], c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
+    def __init__(self, dim: int, genes: list[tuple[int, str, int, str]], c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
         super().__init__()
         self.pre0 = O.FactorizedReduce(dim, c_pp, c) if reduction_prev else O.ReLUConvBN(dim, c_pp, c, 1)
         self.pre1 = O.ReLUConvBN(dim, c_p, c, 1)

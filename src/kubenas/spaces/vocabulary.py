@@ -14,6 +14,15 @@ from typing import Sequence
 OP_NAMES: tuple[str, ...] = ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3",
                              "conv_3x3", "conv_5x5", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 
+# The NAS-Bench-201 cell: four nodes, an edge from every node to every later one, named in genotype order.
+NB201_NODES = 4
+NB201_EDGES = [(j, i) for j in range(1, NB201_NODES) for i in range(j)]  # (to, from)
+
+
+def nb201_edge_name(to: int, frm: int) -> str:
+    return f"edge_{to}_{frm}"
+
+
 # Operations with no weights and no path through them (used by connectivity checks and path encodings).
 NONE_OP = "none"
 
