@@ -1,7 +1,7 @@
 from kfp import dsl
 from kfp.dsl import Markdown, Output
 
-from components.image import IMAGE
+from kubenas.components.image import IMAGE
 
 
 # Retrain, test and register the winner; writes the leaderboard the UI renders; returns a JSON summary.

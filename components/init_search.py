@@ -2,7 +2,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from components.image import IMAGE
+from kubenas.components.image import IMAGE
 
 
 # Validate the config, check S3 and MLflow, resume or start the search, open the MLflow parent run.

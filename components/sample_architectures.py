@@ -2,7 +2,7 @@ from typing import List
 
 from kfp import dsl
 
-from components.image import IMAGE
+from kubenas.components.image import IMAGE
 
 
 # Ask for a round of candidates, stored in S3 and split over at most ``parallelism`` workers; returns one

@@ -1,7 +1,7 @@
 from kfp import dsl
 from kfp.dsl import Metrics, Output
 
-from components.image import IMAGE
+from kubenas.components.image import IMAGE
 
 
 # One worker of a round (``item`` is ``"<round>/<worker>"``): train its share of the round's candidates in

@@ -2,7 +2,7 @@ from typing import List
 
 from kfp import dsl
 
-from components.image import IMAGE
+from kubenas.components.image import IMAGE
 
 
 # Tell the strategy the open round's results and commit it; returns ``continue`` or ``stop``.

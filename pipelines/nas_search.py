@@ -11,8 +11,8 @@ from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
 
-from components import export_winner, init_search, sample_architectures, train_candidates, update_strategy
-from components.image import IMAGE, image_for
+from kubenas.components import export_winner, init_search, sample_architectures, train_candidates, update_strategy
+from kubenas.components.image import IMAGE, image_for
 from kubenas.config import SearchConfig
 
 

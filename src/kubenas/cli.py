@@ -246,7 +246,7 @@ def _pipeline_command(args: argparse.Namespace) -> int:
             return 0
         config = load_config(args.config)
         if args.command == "compile":
-            from pipelines import compile_pipeline
+            from kubenas.pipelines import compile_pipeline
 
             out = compile_pipeline(config, args.output or Path(f"{config.name}.yaml"))
             print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {config.budget.rounds} rounds, parallelism "

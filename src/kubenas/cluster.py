@@ -186,7 +186,7 @@ def upload(config: SearchConfig, *, host: str | None = None, namespace: str | No
 
 
 def _compile(config: SearchConfig, directory: str) -> Path:
-    from pipelines import compile_pipeline
+    from kubenas.pipelines import compile_pipeline
 
     return compile_pipeline(config, Path(directory) / f"{config.name}.yaml")
 

@@ -76,7 +76,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     """Run the search's pipeline locally; returns the export summary and timings."""
     import kfp.local
 
-    from pipelines import build_pipeline
+    from kubenas.pipelines import build_pipeline
 
     home = Path(home or local_stack.DEFAULT_HOME).expanduser()
     (home / "logs").mkdir(parents=True, exist_ok=True)

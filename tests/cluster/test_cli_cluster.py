@@ -9,7 +9,7 @@ import yaml
 from kubenas import cluster
 from kubenas.cli import main
 from kubenas.config import load_config
-from pipelines import compile_pipeline
+from kubenas.pipelines import compile_pipeline
 from tests.cluster.fake_kfp import FakeKfp
 
 CONFIG = "pipelines/configs/mnist1d-nb201.yaml"

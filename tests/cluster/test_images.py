@@ -17,7 +17,7 @@ from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 
 import kubenas
-from components import image as component_image
+from kubenas.components import image as component_image
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = [ROOT / "images" / "Dockerfile", ROOT / "images" / "Dockerfile.cuda"]

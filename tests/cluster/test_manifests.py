@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.server.security_utils import is_allowed_host_header
 
-from components import image as component_image
+from kubenas.components import image as component_image
 from kubenas.config import SearchConfig, StorageConfig, TrackingConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.image import CUDA_IMAGE, IMAGE
+from kubenas.components.image import CUDA_IMAGE, IMAGE
 from kubenas import __version__
 from kubenas.config import parse_config
-from pipelines import compile_pipeline
+from kubenas.pipelines import compile_pipeline
 
 BASE = {"name": "compile-test", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
         "budget": {"candidates_per_round": 4, "parallelism": 3}}

@@ -20,10 +20,11 @@ import os
 import statistics
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "pipelines" / "configs" / "mnist1d-nb201.yaml"
+DEFAULT_CONFIG = Path(str(resources.files("kubenas.pipelines").joinpath("configs", "mnist1d-nb201.yaml")))
 
 
 def measure(config_path: str | Path = DEFAULT_CONFIG, epochs: int | None = None, home: Path | None = None) -> dict[str, Any]:

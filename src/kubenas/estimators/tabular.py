@@ -25,11 +25,11 @@ METADATA_KEY = b"kubenas.protocol"  # the Parquet schema metadata that holds a t
 
 
 def table_path(name_or_path: str | Path) -> Path:
-    """A path, or the name of a table shipped with kubenas (``kubenas/bench/tables/<name>.parquet``)."""
+    """A path, or the name of a table shipped with kubenas (``kubenas/tables/<name>.parquet``)."""
     path = Path(name_or_path)
     if path.suffix == ".parquet" or path.exists():
         return path
-    shipped = Path(str(resources.files("kubenas.bench").joinpath("tables", f"{name_or_path}.parquet")))
+    shipped = Path(str(resources.files("kubenas").joinpath("tables", f"{name_or_path}.parquet")))
     if not shipped.exists():
         raise ValueError(f"no benchmark table {name_or_path!r}: give a .parquet path or a shipped table name")
     return shipped
