@@ -128,36 +128,15 @@ class Context:
         return strategy
 
     def estimator(self, *, train: bool = False):
-        """The search's estimator: table lookups when ``estimator.table`` is set, a zero-cost proxy when
-        ``estimator.proxy`` is, else training; training or lookups inherit weights (through the store) or stop
-        early when ``estimator.inherit`` or ``early_stop`` say so. With ``train`` (the export, which always
-        retrains the winner): plain training."""
-        from kubenas.estimators.training import TrainingEstimator
+        """The search's estimator, as the config's ``estimator`` section selects it from the registry
+        (:data:`kubenas.estimators.ESTIMATORS`). With ``train`` (the export, which always retrains the winner):
+        plain training."""
+        from kubenas.estimators import ESTIMATORS, make_estimator
 
-        options = self.cfg.estimator.model_dump()
-        table, proxy, proxy_batch = options.pop("table"), options.pop("proxy"), options.pop("proxy_batch_size")
-        early_stop, inherit = options.pop("early_stop"), options.pop("inherit")
+        section = self.cfg.estimator.model_dump()
         if train:
-            return TrainingEstimator(**options)
-        if proxy is not None:
-            from kubenas.estimators.zero_cost import ZeroCostEstimator
-
-            return ZeroCostEstimator(proxy, batch_size=proxy_batch)
-        if table is not None:
-            from kubenas.estimators.tabular import TabularEstimator
-
-            estimator = TabularEstimator(table)
-        else:
-            estimator = TrainingEstimator(**options)
-        if inherit is not None:
-            from kubenas.estimators.inheritance import InheritingEstimator
-
-            estimator = InheritingEstimator(estimator, self.store, inherit["epochs"])
-        if early_stop is not None:
-            from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
-
-            estimator = EarlyTerminationEstimator(estimator, EarlyTermination(**early_stop))
-        return estimator
+            return ESTIMATORS["training"].load().from_config(section)
+        return make_estimator(section, store=self.store)
 
     def pin_threads(self) -> None:
         """Use this task's share of the CPU: torch would take every core it sees, and parallel training tasks on

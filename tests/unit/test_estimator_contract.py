@@ -10,13 +10,36 @@ import pytest
 import torch
 
 from kubenas import Fidelity, TrainingEstimator, make_space
+from kubenas.config import EstimatorConfig
+from kubenas.estimators import ESTIMATORS, make_estimator, selected
 from kubenas.estimators.inheritance import InheritingEstimator, MemoryWeights
 from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
-from kubenas.estimators.zero_cost import ZeroCostEstimator
+from kubenas.estimators.tabular import TabularEstimator
 from tests.conftest import toy_dataset
 
 SPACE = make_space("nb201", width=4)
 FIDELITY = Fidelity(epochs=3)
+TABLE = "nb201-4op-mnist1d"
+
+# A test configuration (the config's estimator section) per registered estimator, as spaces and strategies have;
+# a new estimator joins the contract tests by adding its line here.
+SECTIONS = {
+    "training": {},
+    "table": {"table": TABLE},
+    "zero_cost": {"proxy": "grad_norm", "proxy_batch_size": 16},
+    "inherit": {"inherit": {"epochs": 1}},
+    "early_stop": {"early_stop": {"k": 1, "min_epochs": 1, "min_calibration": 2, "threshold": 0.9}},
+}
+
+
+def _make(name, store=None):
+    section = {**EstimatorConfig().model_dump(), **SECTIONS[name]}
+    assert selected(section)[-1] == name
+    return make_estimator(section, store=store if store is not None else MemoryWeights())
+
+
+def _space(name):
+    return TabularEstimator(TABLE).space if name == "table" else SPACE
 
 
 def _training():
@@ -34,41 +57,50 @@ def _inherit(weights=None):
     return InheritingEstimator(_training(), weights if weights is not None else MemoryWeights(), epochs=1)
 
 
-FACTORIES = {"training": _training, "zero_cost": lambda: ZeroCostEstimator("grad_norm", batch_size=16),
-             "early_stop": _early_stop, "inherit": _inherit}
-
-
 def _context(name):
     return {"parent_id": "p"} if name == "inherit" else {}
 
 
 def _prime(name, est, data):
     """Give a stateful estimator some state: completed results, a parent's weights."""
+    space = _space(name)
     for i in range(2):
-        est.evaluate(SPACE.sample(i), SPACE, data, FIDELITY, seed=0, candidate_id="p" if i == 0 else f"q{i}")
+        est.evaluate(space.sample(i), space, data, FIDELITY, seed=0, candidate_id="p" if i == 0 else f"q{i}")
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_every_registered_estimator_has_a_test_config():
+    assert set(SECTIONS) == set(ESTIMATORS)
+
+
+@pytest.mark.parametrize("name", sorted(SECTIONS))
 def test_an_estimator_is_deterministic_for_a_seed(name):
-    data, arch = toy_dataset(n=48), SPACE.mutate(SPACE.sample(0), 5)
+    space = _space(name)
+    data, arch = toy_dataset(n=48), space.mutate(space.sample(0), 5)
     runs = []
     for seed in (1, 1, 2):
-        est = FACTORIES[name]()
+        est = _make(name)
         _prime(name, est, data)
-        res = est.evaluate(arch, SPACE, data, FIDELITY, seed=seed, candidate_id="c", **_context(name))
+        res = est.evaluate(arch, space, data, FIDELITY, seed=seed, candidate_id="c", **_context(name))
         assert res.ok, res.error
         runs.append({k: v for k, v in res.metrics.items() if k not in ("train_seconds", "latency_ms")})
-    assert runs[0] == runs[1] and runs[0] != runs[2]
+    assert runs[0] == runs[1]
+    if name == "table":
+        assert runs[1] == runs[2]  # a lookup: what training with the table's own seed gave
+    else:
+        assert runs[0] != runs[2]
 
 
-@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("name", sorted(SECTIONS))
 def test_a_failing_candidate_is_a_failed_result(name):
     data = toy_dataset(n=48)
-    est = FACTORIES[name]()
+    est = _make(name)
     _prime(name, est, data)
-    nan = dataclasses.replace(data, x_train=torch.full_like(data.x_train, float("nan")))
-    res = est.evaluate(SPACE.mutate(SPACE.sample(0), 5), SPACE, nan, FIDELITY, seed=0, candidate_id="bad",
-                       **_context(name))
+    if name == "table":  # an architecture the table does not hold: its operations lack 'none'
+        arch, space = {**_space(name).sample(0), "edge_1_0": "none"}, None
+    else:
+        arch, space = SPACE.mutate(SPACE.sample(0), 5), SPACE
+        data = dataclasses.replace(data, x_train=torch.full_like(data.x_train, float("nan")))
+    res = est.evaluate(arch, space, data, FIDELITY, seed=0, candidate_id="bad", **_context(name))
     assert res.status == "failed" and res.candidate_id == "bad" and res.error
 
 

@@ -56,6 +56,11 @@ class InheritingEstimator:
         self.weights = weights if weights is not None else MemoryWeights()
         self.epochs = epochs
 
+    @classmethod
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "InheritingEstimator":
+        """Weights go to ``store`` (the search's S3 store in a pipeline), so children train in any pod."""
+        return cls(inner, store, section["inherit"]["epochs"])
+
     def evaluate(self, arch: Arch, space, dataset, fidelity: Fidelity | None = None, seed: int = 0,
                  candidate_id: str = "", parent_id: str | None = None, on_epoch=None) -> Result:
         fidelity = fidelity or Fidelity()

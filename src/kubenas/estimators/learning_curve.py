@@ -184,6 +184,10 @@ class EarlyTerminationEstimator:
         self.rule = rule or EarlyTermination()
         self.inherits = getattr(inner, "inherits", False)
 
+    @classmethod
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "EarlyTerminationEstimator":
+        return cls(inner, EarlyTermination(**section["early_stop"]))
+
     def add_history(self, curves: Sequence[Sequence[float]]) -> None:
         for curve in curves:
             self.rule.add(curve)

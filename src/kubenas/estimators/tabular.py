@@ -50,6 +50,10 @@ class TabularEstimator:
         self.best_test_acc = max(r["test_acc"] for r in ok)
         self.best_val_acc = max(r["val_acc"] for r in ok)
 
+    @classmethod
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "TabularEstimator":
+        return cls(section["table"])
+
     def search_data(self):
         """The table's dataset without its test split, as the protocol loaded it (for proxies scored for real)."""
         from kubenas.data import load_dataset

@@ -65,6 +65,11 @@ class TrainingEstimator:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], inner: Any = None, store: Any = None) -> "TrainingEstimator":
+        return cls(batch_size=section["batch_size"], lr=section["lr"], weight_decay=section["weight_decay"],
+                   amp=section["amp"])
+
     def resolve_device(self) -> torch.device:
         if self.device is not None:
             return torch.device(self.device)

@@ -110,6 +110,10 @@ class ZeroCostEstimator:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"zero-cost {label} must be an integer >= {low}, got {value!r}")
 
+    @classmethod
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "ZeroCostEstimator":
+        return cls(section["proxy"], batch_size=section["proxy_batch_size"])
+
     def score(self, arch: Arch, space: SearchSpace, dataset: Dataset, seed: int = 0,
               width_mult: float = 1.0) -> dict[str, Any]:
         """The proxy's score and the size baselines of ``arch``; raises when the network cannot be scored."""
