@@ -123,8 +123,10 @@ class Context:
         pf = cfg.strategy.prefilter
         if prefilter and pf is not None:
             from kubenas.estimators.zero_cost import proxy_scorer
+            from kubenas.strategies.prefilter import prefilter
 
-            strategy.set_prefilter(proxy_scorer(pf.proxy, self.space, self.search_data, cfg.seed, pf.batch_size), pf.pool)
+            scorer = proxy_scorer(pf.proxy, self.space, self.search_data, cfg.seed, pf.batch_size)
+            strategy = prefilter(strategy, scorer, pf.pool)
         return strategy
 
     def estimator(self, *, train: bool = False):

@@ -13,6 +13,7 @@ from kubenas import Result, arch_id, make_space
 from kubenas.config import parse_config
 from kubenas.estimators.zero_cost import PROXIES, ZeroCostEstimator, proxy_scorer
 from kubenas.strategies import STRATEGIES, make_strategy
+from kubenas.strategies.prefilter import prefilter
 from tests.conftest import toy_dataset
 from tests.unit.test_strategies import contract_options
 
@@ -111,7 +112,7 @@ def test_a_prefilter_trains_the_best_scoring_of_each_pool(name):
         return [float(score(a)) for a in archs]
 
     strategy = make_strategy(name, space, seed=1, **options)
-    strategy.set_prefilter(scorer, pool=6)
+    strategy = prefilter(strategy, scorer, pool=6)
     asked = []
     for _ in range(5):
         cands = strategy.ask(2)
@@ -126,7 +127,7 @@ def test_a_prefilter_trains_the_best_scoring_of_each_pool(name):
     # the same scorer after a save and load gives the same asks
     state = json.loads(json.dumps(strategy.state_dict()))
     resumed = make_strategy(name, space, seed=0, **options)
-    resumed.set_prefilter(scorer, pool=6)
+    resumed = prefilter(resumed, scorer, pool=6)
     resumed.load_state_dict(state)
     assert [c.arch for c in resumed.ask(3)] == [c.arch for c in strategy.ask(3)]
 
@@ -139,7 +140,7 @@ def test_the_proxy_scorer_ranks_unscorable_proposals_last_and_caches():
     assert np.isfinite(first[0]) and first[1] == -np.inf
     assert scorer([CONV]) == first[:1]
     with pytest.raises(ValueError, match="prefilter pool must be a positive integer"):
-        make_strategy("random", chain()).set_prefilter(scorer, pool=0)
+        prefilter(make_strategy("random", chain()), scorer, pool=0)
 
 
 def test_a_config_puts_a_prefilter_in_front_of_its_strategy():

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from kubenas.estimators.tabular import TabularEstimator
+from kubenas.strategies.prefilter import prefilter as with_prefilter
 
 DEFAULT_SECONDS = 300.0
 
@@ -46,7 +47,7 @@ def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, op
     if prefilter is not None:
         from kubenas.estimators.zero_cost import proxy_scorer
 
-        strategy.set_prefilter(proxy_scorer(prefilter[0], table.space, data, seed), prefilter[1])
+        strategy = with_prefilter(strategy, proxy_scorer(prefilter[0], table.space, data, seed), prefilter[1])
     # the strategy varies with the seed; training uses the table's seed, so that a network trained here is the
     # table's network (deterministic on CPU) and the noise between the two is not counted as regret
     res = search(table.space, strategy, dataset=data, fidelity=Fidelity(epochs=full),

@@ -27,6 +27,7 @@ import numpy as np
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.estimators.training import Fidelity
 from kubenas.strategies import STRATEGIES, make_strategy
+from kubenas.strategies.prefilter import prefilter
 
 CHECKPOINTS = (25, 50, 100, 200, 400)
 # Regret is also read at these simulated training times, in units of the table's median full training time
@@ -114,7 +115,7 @@ def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, spa
         preset = {"max_resource": int(table.protocol["epochs"]), **preset}
     strategy = make_strategy(chosen.strategy, space, seed=seed, **{**preset, **options})
     if chosen.prefilter is not None:
-        strategy.set_prefilter(_scorer(table, chosen.prefilter[0]), chosen.prefilter[1])
+        strategy = prefilter(strategy, _scorer(table, chosen.prefilter[0]), chosen.prefilter[1])
     evaluator = table
     if chosen.early_stop is not None:
         from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator

@@ -56,6 +56,11 @@ def _str_to_ints(obj: Any) -> Any:
     return obj
 
 
+def check_ask(n: Any) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"ask(n): n must be a positive integer, got {n!r}")
+
+
 class Strategy:
     """Base of every ask/tell strategy.
 
@@ -80,35 +85,6 @@ class Strategy:
         self._history: list[dict[str, Any]] = []
         self._seen: set[str] = set()
         self._all_archs: list[Arch] | None = None
-        self._prefilter: Callable[[list[Arch]], list[float]] | None = None
-        self._prefilter_pool = 1
-
-    def set_prefilter(self, score: Callable[[list[Arch]], list[float]] | None, pool: int = 10) -> None:
-        """Put a cheap scorer (a zero-cost proxy) in front of the strategy: each ask draws ``pool`` proposals,
-        scores them, and returns the highest-scoring one; the rest are dropped unseen. ``score`` maps
-        architectures to scores (higher is better) and must be deterministic: it is not part of the state, so
-        configure the same one after ``load_state_dict`` to get the same asks."""
-        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
-            raise ValueError(f"prefilter pool must be a positive integer, got {pool!r}")
-        self._prefilter, self._prefilter_pool = score, pool
-
-    def _filtered_proposal(self) -> tuple[Arch, str, str | None] | None:
-        if self._prefilter is None or self._prefilter_pool == 1:
-            return self._propose()
-        pool: dict[str, tuple[Arch, str, str | None]] = {}
-        for _ in range(self._prefilter_pool):
-            proposal = self._propose()
-            if proposal is None:
-                break
-            pool.setdefault(arch_id(proposal[0]), proposal)
-            self._seen.add(arch_id(proposal[0]))  # so the next draw of this pool is a different architecture
-        if not pool:
-            return None
-        for aid in pool:
-            self._seen.discard(aid)
-        proposals = list(pool.values())
-        scores = self._prefilter([p[0] for p in proposals])
-        return proposals[max(range(len(proposals)), key=lambda i: (scores[i], -i))]
 
     # ----------------------------------------------------------------- for subclasses
     def _propose(self) -> tuple[Arch, str, str | None] | tuple[Arch, str, str | None, dict] | None:
@@ -164,21 +140,24 @@ class Strategy:
     # ----------------------------------------------------------------- the interface
     def ask(self, n: int = 1) -> list[Candidate]:
         """Up to ``n`` new candidates; fewer only when the space has no unseen architecture left."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"ask(n): n must be a positive integer, got {n!r}")
+        check_ask(n)
         out = []
         for _ in range(n):
-            proposal = self._filtered_proposal()
+            proposal = self._propose()
             if proposal is None:
                 break
-            arch, tag, parent_id, *extra = proposal
-            aid = arch_id(arch)
-            cid = f"{self._counter:05d}-{aid[:8]}"
-            self._counter += 1
-            self._pending[cid] = {"arch": arch, "tag": tag, "parent_id": parent_id, **(extra[0] if extra else {})}
-            self._seen.add(aid)
-            out.append(Candidate(cid, arch, parent_id, self._pending[cid].get("fidelity")))
+            out.append(self._accept(proposal))
         return out
+
+    def _accept(self, proposal: tuple) -> Candidate:
+        """Make a proposal of :meth:`_propose` a pending candidate with the next id."""
+        arch, tag, parent_id, *extra = proposal
+        aid = arch_id(arch)
+        cid = f"{self._counter:05d}-{aid[:8]}"
+        self._counter += 1
+        self._pending[cid] = {"arch": arch, "tag": tag, "parent_id": parent_id, **(extra[0] if extra else {})}
+        self._seen.add(aid)
+        return Candidate(cid, arch, parent_id, self._pending[cid].get("fidelity"))
 
     def tell(self, results: Iterable[Result | Mapping[str, Any]]) -> None:
         """Record results of asked candidates. Failed results are recorded and never raise."""

@@ -106,10 +106,6 @@ class Hyperband(Strategy):
                              f"metric ({self.metric!r}), so wrap a single-objective strategy")
         return inner
 
-    def set_prefilter(self, score, pool: int = 10) -> None:
-        """New architectures come from the base strategy, so the pre-filter goes in front of it."""
-        self.inner.set_prefilter(score, pool)
-
     # ----------------------------------------------------------------- fidelity
     def fidelity(self, rung: int) -> dict[str, Any]:
         """The fidelity override of a rung, e.g. ``{"epochs": 3}``."""
@@ -200,9 +196,9 @@ class Hyperband(Strategy):
         self.resource, self.eta, self.brackets = state["resource"], state["eta"], state["brackets"]
         self.min_resource, self.max_resource = state["min_resource"], state["max_resource"]
         self.rungs = rungs(self.min_resource, self.max_resource, self.eta, self.resource)
-        prefilter = (self.inner._prefilter, self.inner._prefilter_pool)
-        self.inner = self._make_inner(self.space)
-        self.inner.set_prefilter(*prefilter)
+        inner = self._make_inner(self.space)
+        rewrap = getattr(self.inner, "around", None)  # a pre-filter in front of the base strategy stays there
+        self.inner = rewrap(inner) if rewrap is not None else inner
         self.inner.load_state_dict(state["inner"])
         self._trials = {k: {**v, "results": dict(v["results"]), "promoted": list(v["promoted"]),
                             "ids": dict(v["ids"])} for k, v in state["trials"].items()}
