@@ -150,8 +150,8 @@ class ZeroCostEstimator:
 
 def proxy_scorer(proxy: str, space: SearchSpace, dataset: Dataset, seed: int = 0,
                  batch_size: int = 64) -> Callable[[list[Arch]], list[float]]:
-    """A scorer for :meth:`Strategy.set_prefilter`: the proxy's score per architecture (cached by arch id;
-    an architecture that cannot be scored gets -inf, so it is never preferred)."""
+    """A scorer for :func:`kubenas.strategies.prefilter.prefilter`: the proxy's score per architecture (cached by
+    arch id; an architecture that cannot be scored gets -inf, so it is never preferred)."""
     from kubenas.arch import arch_id
 
     est, cache = ZeroCostEstimator(proxy, batch_size=batch_size), {}
