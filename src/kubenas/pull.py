@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import logging
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +61,6 @@ def parse_reference(ref: str) -> tuple[str, str]:
 
 
 def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: bool = False) -> Pulled:
-    from mlflow.exceptions import MlflowException
-
     from kubenas.tracking import Tracker, TrackingError
 
     name, alias = parse_reference(ref)
@@ -72,30 +69,17 @@ def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: b
         onnx_runtime = _onnxruntime()
         tracker = Tracker(tracking_uri)
         tracker.check()
+        found = tracker.registered_version(name, alias)
     except TrackingError as exc:
         raise PullError(str(exc)) from None
-    client = tracker.client
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        known = [m.name for m in client.search_registered_models(max_results=20)]
-        raise PullError(f"no model version {name}@{alias} in the registry at {tracker.uri} "
-                        f"({exc.error_code}); registered models: {', '.join(known) or 'none'}") from None
-    run = client.get_run(mv.run_id)
-    params, metrics = run.data.params, dict(run.data.metrics)
+    params, metrics, files, version = found["params"], found["metrics"], found["files"], found["version"]
     missing = [p for p in ("input_shape", "num_classes", "search") if p not in params]
     if missing:
-        raise PullError(f"{name} version {mv.version} was not exported by kubenas >= 0.1 (its run lacks the "
+        raise PullError(f"{name} version {version} was not exported by kubenas >= 0.1 (its run lacks the "
                         f"params {missing}); re-run the search's export to register a version that can be pulled")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for artifact in ("arch.json", "space.json", "config.json", "state_dict.pt"):
-            try:
-                path = client.download_artifacts(mv.run_id, artifact, tmp)
-            except (MlflowException, OSError) as exc:
-                raise PullError(f"run {mv.run_id} of {name} v{mv.version} has no artifact {artifact}: {exc}") from None
-            files[artifact] = Path(path).read_bytes()
+    for artifact, content in files.items():
+        if content is None:
+            raise PullError(f"run {found['run_id']} of {name} v{version} has no artifact {artifact}")
     arch, spec, config = (json.loads(files[k]) for k in ("arch.json", "space.json", "config.json"))
     input_shape, num_classes = tuple(json.loads(params["input_shape"])), int(params["num_classes"])
     space = make_space(spec["name"], **spec["options"])
@@ -108,16 +92,16 @@ def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: b
     for artifact in ("arch.json", "state_dict.pt"):
         (out / artifact).write_bytes(files[artifact])
     (out / "model.json").write_text(json.dumps({"space": spec, "input_shape": list(input_shape),
-                                                "num_classes": num_classes, "model": name, "version": str(mv.version)},
+                                                "num_classes": num_classes, "model": name, "version": version},
                                                indent=1))
     onnx_acc = None
     if evaluate:
         onnx_acc = evaluate_onnx(onnx_path, config)
-    card = model_card(name=name, alias=alias, version=str(mv.version), run=run, params=params, metrics=metrics,
+    card = model_card(name=name, alias=alias, version=version, run_id=found["run_id"], params=params, metrics=metrics,
                       arch=arch, space=space, config=config, tracking_uri=tracker.uri, onnx_test_acc=onnx_acc)
     (out / "MODEL_CARD.md").write_text(card)
     written = ["state_dict.pt", "arch.json", "model.json", "model.onnx", "MODEL_CARD.md"]
-    return Pulled(name, alias, str(mv.version), out, written, metrics, onnx_acc)
+    return Pulled(name, alias, version, out, written, metrics, onnx_acc)
 
 
 def load_module(directory: str | Path) -> torch.nn.Module:
@@ -149,7 +133,7 @@ def evaluate_onnx(onnx_path: str | Path, config: dict[str, Any], batch_size: int
     return correct / len(x)
 
 
-def model_card(*, name: str, alias: str, version: str, run, params: dict[str, str], metrics: dict[str, float],
+def model_card(*, name: str, alias: str, version: str, run_id: str, params: dict[str, str], metrics: dict[str, float],
                arch: dict, space, config: dict[str, Any], tracking_uri: str, onnx_test_acc: float | None) -> str:
     split = json.loads(params.get("data_split", "{}"))
     dataset = config["dataset"]
@@ -178,7 +162,7 @@ def model_card(*, name: str, alias: str, version: str, run, params: dict[str, st
         "- `state_dict.pt`, `arch.json`, `model.json`: rebuild the PyTorch module with "
         "`kubenas.pull.load_module(DIR)`.", "",
         "## Provenance", "",
-        f"- MLflow: {tracking_uri}, run `{run.info.run_id}`, model `models:/{name}/{version}`",
+        f"- MLflow: {tracking_uri}, run `{run_id}`, model `models:/{name}/{version}`",
         f"- pulled with kubenas {__version__}",
     ]
     return "\n".join(lines) + "\n"

@@ -296,6 +296,34 @@ class Tracker:
         return alias
 
 
+    def registered_version(self, name: str, alias: str) -> dict[str, Any]:
+        """A registered model version by alias, with its export run's params and metrics and the artifacts that
+        :mod:`kubenas.pull` needs, downloaded into memory (None for one the run lacks). Raises
+        :class:`TrackingError` naming the registered models when there is no such version."""
+        import tempfile
+        from pathlib import Path
+
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            mv = client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            known = [m.name for m in client.search_registered_models(max_results=20)]
+            raise TrackingError(f"no model version {name}@{alias} in the registry at {self.uri} "
+                                f"({exc.error_code}); registered models: {', '.join(known) or 'none'}") from None
+        run = client.get_run(mv.run_id)
+        files = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for artifact in ("arch.json", "space.json", "config.json", "state_dict.pt"):
+                try:
+                    files[artifact] = Path(client.download_artifacts(mv.run_id, artifact, tmp)).read_bytes()
+                except (MlflowException, OSError):
+                    files[artifact] = None
+        return {"version": str(mv.version), "run_id": mv.run_id, "params": dict(run.data.params),
+                "metrics": dict(run.data.metrics), "files": files}
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -88,3 +88,25 @@ def test_the_core_layers_depend_on_the_core_not_on_each_other(layer):
             bad = {d for d in deps if not any(d == a or d.startswith(a + ".") for a in allowed)}
             bad -= {layer} | {d for d in deps if d.startswith(layer + ".")}
             assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def _third_party(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("sdk, adapters", [
+    ("mlflow", {"kubenas.tracking"}),                      # every MLflow call, the export's and pull's too
+    ("boto3", {"kubenas.store", "kubenas.stack"}),          # the S3 store, and the stack probing its own S3
+    ("botocore", {"kubenas.store", "kubenas.stack"}),
+    ("kfp", {"kubenas.local_run", "kubenas.cluster"}),       # plus components/ and pipelines/, the KFP wiring
+])
+def test_each_sdk_is_used_by_its_adapter_only(sdk, adapters):
+    users = {m for m, p in FILES.items() if sdk in _third_party(p)}
+    assert users <= adapters, sorted(users - adapters)
