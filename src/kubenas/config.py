@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kubenas.data import DATASETS
 from kubenas.core import Fidelity
@@ -32,6 +32,13 @@ class ConfigError(ValueError):
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __eq__(self, other: object) -> bool:
+        # Equal fields make equal configs: the objects validation built and keeps (a space, a strategy) don't count.
+        return type(self) is type(other) and self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
 
 class Named(_Strict):
     name: str
@@ -46,10 +53,16 @@ class DatasetConfig(Named):
 
 
 class SpaceConfig(Named):
+    _built: Any = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _builds(self) -> "SpaceConfig":
-        make_space(self.name, **self.options)  # cheap, and checks the option values too
+        self._built = make_space(self.name, **self.options)  # cheap, checks the option values, and is kept
         return self
+
+    def build(self):
+        """The space, as validation built it (one build per process)."""
+        return self._built
 
 
 class PrefilterConfig(_Strict):
@@ -274,11 +287,14 @@ class SearchConfig(_Strict):
             raise ValueError("must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit")
         return v
 
+    _strategy: Any = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _strategy_builds(self) -> "SearchConfig":
-        space = make_space(self.space.name, **self.space.options)
+        space = self.space.build()
         strategy = make_strategy(self.strategy.name, space, seed=self.seed,
                                  metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
+        self._strategy = strategy
         if self.estimator.table is not None:
             from kubenas.estimators.tabular import TabularEstimator
 
@@ -327,6 +343,15 @@ class SearchConfig(_Strict):
         if (self.objective.metric, self.objective.mode) != ("val_acc", "max"):
             raise ValueError("a one-shot search ranks architectures by validation accuracy with shared weights: set "
                              "objective.metric to 'val_acc' (mode max)")
+
+    def new_strategy(self):
+        """A fresh strategy as configured: the first call hands out the one validation built, so a process that
+        uses one strategy builds it once."""
+        strategy, self._strategy = self._strategy, None
+        if strategy is None:
+            strategy = make_strategy(self.strategy.name, self.space.build(), seed=self.seed,
+                                     metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
+        return strategy
 
     @property
     def search_method(self) -> str:

@@ -95,11 +95,9 @@ class Context:
     def tracker(self) -> Tracker:
         return Tracker.from_config(self.cfg)
 
-    @cached_property
+    @property
     def space(self):
-        from kubenas.spaces import make_space
-
-        return make_space(self.cfg.space.name, **self.cfg.space.options)
+        return self.cfg.space.build()
 
     @cached_property
     def search_data(self):
@@ -115,11 +113,8 @@ class Context:
     def strategy(self, *, prefilter: bool = False):
         """The configured strategy; with ``prefilter`` (where it asks) and ``strategy.prefilter`` set, wrapped so
         that a zero-cost proxy on the training split picks the best of each pool of proposals."""
-        from kubenas.strategies import make_strategy
-
         cfg = self.cfg
-        strategy = make_strategy(cfg.strategy.name, self.space, seed=cfg.seed, metric=cfg.objective.metric,
-                                 mode=cfg.objective.mode, **cfg.strategy.options)
+        strategy = cfg.new_strategy()
         pf = cfg.strategy.prefilter
         if prefilter and pf is not None:
             from kubenas.estimators.zero_cost import proxy_scorer

@@ -186,3 +186,25 @@ def test_sample_and_update_import_neither_torch_nor_mlflow():
     out = subprocess.run([sys.executable, "-c", SUBPROCESS, json.dumps(config())], check=True, capture_output=True,
                          text=True).stdout
     assert json.loads(out.splitlines()[-1]) == []
+
+
+def test_a_process_builds_the_space_and_strategy_once(search, monkeypatch):
+    import kubenas.config as config_module
+    import kubenas.spaces as spaces_module
+
+    built = {"space": 0, "strategy": 0}
+    make_space, make_strategy = config_module.make_space, config_module.make_strategy
+
+    def count(kind, fn):
+        def wrapped(*args, **kwargs):
+            built[kind] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(config_module, "make_space", count("space", make_space))
+    monkeypatch.setattr(config_module, "make_strategy", count("strategy", make_strategy))
+    assert spaces_module.make_space is not config_module.make_space
+    cfg_json, _, _ = search(config())
+    built.update(space=0, strategy=0)
+    steps.sample_architectures(cfg_json, 0, 0, "parent")  # parse, validate and ask, as a sample task does
+    assert built == {"space": 1, "strategy": 1}
