@@ -54,12 +54,12 @@ def end_promptly(task: str = "") -> None:
 
 
 def _process_start() -> float:
-    """When this process started (Linux: from /proc), else now."""
+    """When this process started (Linux: its start in clock ticks since boot, from /proc), else now."""
     try:
         ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        uptime = float(open("/proc/uptime").read().split()[0])  # 10 ms resolution; /proc/stat's btime has 1 s
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return time.time()
 
 

@@ -119,3 +119,17 @@ def test_training_learns_mnist1d():
 def test_estimator_options_are_checked():
     with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
         TrainingEstimator(batch_size=1)
+
+
+@pytest.mark.parametrize("input_shape", [(1, 40), (3, 16, 16)])
+def test_count_macs_agrees_with_torchs_flop_counter_on_every_space(buildable_space, input_shape):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from kubenas.estimators.training import count_macs
+
+    for seed in range(4):
+        model = buildable_space.build(buildable_space.sample(seed), input_shape, 10, width_mult=0.5)
+        x = torch.randn(1, *input_shape)
+        with FlopCounterMode(display=False) as counter:
+            model.eval()(x)
+        assert count_macs(model, x) == counter.get_total_flops() // 2

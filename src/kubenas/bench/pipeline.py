@@ -102,7 +102,7 @@ def summarise(cfg, wall: float, stack_seconds: float, rows: list[dict], export: 
     return {"search": cfg.name, "epochs": cfg.fidelity.epochs, "candidates": len(rows), "parallelism": parallelism,
             "wall_s": wall, "training_s": training, "outside_training_share": 1 - training / wall,
             "candidate_train_s": candidate_train, "retrain_s": retrain, "split_s": split, "tasks": out_kinds,
-            "load_average": os.getloadavg()}
+            "load_average": os.getloadavg(), "raw": tasks}
 
 
 def render(result: dict[str, Any]) -> str:
