@@ -21,6 +21,7 @@ supernet (:mod:`kubenas.oneshot_steps`); each step dispatches once, in :func:`me
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -228,37 +229,55 @@ class StrategyRounds:
         return {"candidates": [c.to_dict() for c in candidates], "state": strategy.state_dict()}
 
     def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
+        """Train this worker's share of the round (candidates ``i`` with ``i % workers == worker``), then help: take
+        the others' candidates that no worker has claimed yet, from the end of their shares. Each candidate is
+        claimed before it trains, so no two workers train the same one, and candidates that train for different
+        times do not leave one worker idle while another has a queue."""
         ctx, cfg, store = self.ctx, self.ctx.cfg, self.ctx.store
-        mine = [Candidate.from_dict(c) for i, c in enumerate(asked["candidates"]) if i % asked["workers"] == worker]
+        candidates = [Candidate.from_dict(c) for c in asked["candidates"]]
+        workers = asked["workers"]
+        shares = [candidates[w::workers] for w in range(workers)]
+        tails = [list(reversed(shares[w])) for w in range(workers) if w != worker]
+        others = [c for group in itertools.zip_longest(*tails) for c in group if c is not None]
         rows = store.read_results(round_index, worker)  # a retried worker keeps what it trained before
         done = {r["id"] for r in rows}
-        todo = [c for c in mine if c.id not in done]
-        if not todo:
-            return rows
-        space, data, estimator = ctx.space, ctx.search_data, ctx.estimator()
-        if cfg.estimator.early_stop is not None:  # the rule learns from the committed rounds' completed curves
-            estimator.add_history(c for c in store.read_history().column("val_acc_curve").to_pylist() if c)
-        base = cfg.fidelity.to_fidelity()
-        for k, cand in enumerate(todo, start=len(mine) - len(todo) + 1):
-            fidelity = base.override(cand.fidelity)  # a scheduler sets each candidate's rung
-            run_id = ctx.tracker.start_candidate(asked["parent_run_id"], cand.to_dict(), round_index, cfg,
-                                                 space.genotype(cand.arch))
-            context = {"parent_id": cand.parent_id} if getattr(estimator, "inherits", False) else {}
-            cpu, wall = time.process_time(), time.perf_counter()
-            result = estimator.evaluate(cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context)
-            PROFILE["train_cpu"] += time.process_time() - cpu
-            PROFILE["train_wall"] += time.perf_counter() - wall
-            PROFILE["candidates"] += 1
-            row = history_row(space, cand, result, fidelity)
+        estimator = None
+        for cand in shares[worker] + others:
+            if cand.id in done or not store.claim(round_index, cand.id, worker):
+                continue
+            if estimator is None:
+                estimator = self._estimator()
+            row, run_id = self._train_one(round_index, worker, cand, estimator, asked["parent_run_id"])
             rows.append(row)
-            store.write_results(round_index, worker, rows)
-            ctx.tracker.finish_candidate(run_id, row)
-            value = result.metrics.get(cfg.objective.metric)
-            shown = (f"{cfg.objective.metric}={value:.4f}" if result.ok and isinstance(value, (int, float))
-                     else f"FAILED: {result.error}")
-            say(f"round {round_index} worker {worker} candidate {k}/{len(mine)} {cand.id}: {shown} "
-                f"({result.cost:.1f} s) {row['genotype']}")
+            store.write_results(round_index, worker, rows)  # committed before anything else can fail
+            self.ctx.tracker.finish_candidate(run_id, row)
         return rows
+
+    def _estimator(self):
+        estimator = self.ctx.estimator()
+        if self.ctx.cfg.estimator.early_stop is not None:  # the rule learns from the committed rounds' curves
+            curves = self.ctx.store.read_history().column("val_acc_curve").to_pylist()
+            estimator.add_history(c for c in curves if c)
+        return estimator
+
+    def _train_one(self, round_index: int, worker: int, cand: Candidate, estimator, parent_run_id: str):
+        """Train one candidate in its own MLflow run, opened now; returns its row and the run's id."""
+        ctx, cfg, space = self.ctx, self.ctx.cfg, self.ctx.space
+        fidelity = cfg.fidelity.to_fidelity().override(cand.fidelity)  # a scheduler sets each candidate's rung
+        run_id = ctx.tracker.start_candidate(parent_run_id, cand.to_dict(), round_index, cfg, space.genotype(cand.arch))
+        context = {"parent_id": cand.parent_id} if getattr(estimator, "inherits", False) else {}
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = estimator.evaluate(cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed, candidate_id=cand.id,
+                                    **context)
+        PROFILE["train_cpu"] += time.process_time() - cpu
+        PROFILE["train_wall"] += time.perf_counter() - wall
+        PROFILE["candidates"] += 1
+        row = history_row(space, cand, result, fidelity)
+        value = result.metrics.get(cfg.objective.metric)
+        shown = (f"{cfg.objective.metric}={value:.4f}" if result.ok and isinstance(value, (int, float))
+                 else f"FAILED: {result.error}")
+        say(f"round {round_index} worker {worker} candidate {cand.id}: {shown} ({result.cost:.1f} s) {row['genotype']}")
+        return row, run_id
 
     def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]]):
         """The round's rows in asked order (a failed row where no worker left one), told to the strategy."""

@@ -9,6 +9,8 @@ Layout under ``s3://BUCKET/PREFIX/<search>/``::
     rounds/00004/asked.json              round 4 (not committed yet): its candidates, how many workers train
                                          them, the MLflow parent run and the strategy state right after the ask
     rounds/00004/results/worker-1.json   the rows worker 1 has trained so far, rewritten after each candidate
+    rounds/00004/claims/<id>             which worker trains a candidate (a worker that is done with its own
+                                         share takes unclaimed candidates of the others, last first)
     weights/<id>.pt                      state_dict of a candidate, where a later step needs it
     weights/<id>.json                    its architecture
 
@@ -31,6 +33,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 from typing import Any, Iterable
 
@@ -100,6 +103,10 @@ class Blobs:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         raise NotImplementedError
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist yet; False when it did."""
+        raise NotImplementedError
+
     def list(self, prefix: str) -> list[str]:
         raise NotImplementedError
 
@@ -109,6 +116,7 @@ class MemoryBlobs(Blobs):
 
     def __init__(self, bucket: str = "memory"):
         self.bucket, self.objects, self.requests = bucket, {}, 0
+        self._lock = threading.Lock()  # workers in threads share one memory store, as pods share S3
 
     def get(self, key: str) -> bytes | None:
         self.requests += 1
@@ -117,6 +125,14 @@ class MemoryBlobs(Blobs):
     def put(self, key: str, data: bytes, content_type: str = "") -> None:
         self.requests += 1
         self.objects[key] = bytes(data)
+
+    def create(self, key: str, data: bytes) -> bool:
+        with self._lock:
+            self.requests += 1
+            if key in self.objects:
+                return False
+            self.objects[key] = bytes(data)
+            return True
 
     def list(self, prefix: str) -> list[str]:
         self.requests += 1
@@ -194,6 +210,22 @@ class S3Blobs(Blobs):
         self.requests += 1
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         self.seconds += time.perf_counter() - start
+
+    def create(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (``If-None-Match: *``): S3 refuses it with 412 when the key exists."""
+        from botocore.exceptions import ClientError
+
+        start = time.perf_counter()
+        self.requests += 1
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return False
+            raise
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def list(self, prefix: str) -> list[str]:
         start, out = time.perf_counter(), []
@@ -328,6 +360,15 @@ class SearchStore:
 
     def read_results(self, round_index: int, worker: int) -> list[dict[str, Any]]:
         return self.get_json(f"{self.round_dir(round_index)}/results/worker-{worker}.json") or []
+
+    def claim(self, round_index: int, candidate_id: str, worker: int) -> bool:
+        """Claim a candidate of the round for ``worker``: True if the claim is this worker's (new, or made by it
+        before it was retried). A conditional write decides between workers; reading the claim back also holds
+        on S3 servers that ignore the condition (the last writer wins there, and only it reads its own claim)."""
+        key = self.key(self.round_dir(round_index), "claims", candidate_id)
+        mine = str(worker).encode()
+        self.blobs.create(key, mine)
+        return self.blobs.get(key) == mine
 
     # ----------------------------------------------------------------- weights (a WeightStore)
     def save_weights(self, candidate_id: str, state: dict[str, Any], arch: dict[str, Any]) -> None:

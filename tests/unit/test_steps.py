@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -35,7 +36,7 @@ class Recorder:
         self.runs: dict[str, dict] = {}
 
     def start_candidate(self, parent_id, candidate, round_index, config, genotype):
-        run_id = f"run-{len(self.runs)}"
+        run_id = f"run-{uuid.uuid4().hex}"  # workers may run in threads
         self.runs[run_id] = {"parent": parent_id, "name": candidate["id"], "status": "RUNNING"}
         return run_id
 
@@ -77,15 +78,42 @@ def test_a_round_splits_its_candidates_over_the_workers(search):
     cfg_json, store, recorder = search(config(candidates_per_round=5, parallelism=2))
     items = steps.sample_architectures(cfg_json, 0, 0, "parent")
     assert items == ["00000/0", "00000/1"]
-    rows = [steps.train_candidates(cfg_json, item) for item in items]
-    assert [len(r) for r in rows] == [3, 2]  # candidates 0, 2, 4 and 1, 3
     asked = [c["id"] for c in store.read_asked(0)["candidates"]]
-    assert [r["id"] for r in rows[0]] == asked[0::2] and [r["id"] for r in rows[1]] == asked[1::2]
+    # one worker after the other: the first trains its share (0, 2, 4), then takes the other's, last first
+    rows = [steps.train_candidates(cfg_json, item) for item in items]
+    assert [r["id"] for r in rows[0]] == asked[0::2] + asked[1::2][::-1] and rows[1] == []
     assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"
     assert store.read_history().column("id").to_pylist() == asked  # committed in asked order
     # every candidate got its own MLflow run, opened before training and closed after it
     assert sorted(r["name"] for r in recorder.runs.values()) == sorted(asked)
     assert {r["status"] for r in recorder.runs.values()} == {"FINISHED"}
+
+
+def test_workers_at_the_same_time_share_the_round_and_train_each_candidate_once(search, monkeypatch):
+    import threading
+    import time
+
+    cfg_json, store, recorder = search(config(candidates_per_round=8, parallelism=2))
+    items = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    estimator_type = type(steps.context(cfg_json).estimator())
+    original, slow = estimator_type.evaluate, {c["id"] for c in store.read_asked(0)["candidates"][1::2][:2]}
+
+    def evaluate(self, arch, *args, **kwargs):  # worker 1's first two candidates are slow to train
+        time.sleep(0.3 if kwargs["candidate_id"] in slow else 0.02)
+        return original(self, arch, *args, **kwargs)
+
+    monkeypatch.setattr(estimator_type, "evaluate", evaluate)
+    out = {}
+    threads = [threading.Thread(target=lambda item=item: out.setdefault(item, steps.train_candidates(cfg_json, item)))
+               for item in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    trained = [r["id"] for rows in out.values() for r in rows]
+    assert sorted(trained) == sorted(c["id"] for c in store.read_asked(0)["candidates"])  # each exactly once
+    assert len(out["00000/0"]) > 4  # the fast worker took some of the slow one's share
+    assert len(recorder.runs) == 8
 
 
 def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):
