@@ -60,7 +60,7 @@ class OneShotRounds:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def ask(self, round_index: int, state, summary, start_round: int) -> dict[str, Any]:
+    def ask(self, round_index: int, state, history, start_round: int) -> dict[str, Any]:
         """The round's supernet job: the epoch to train to, of how many in all."""
         cfg = self.ctx.cfg
         job = {"target_epochs": (round_index + 1) * cfg.oneshot.epochs,
@@ -100,7 +100,7 @@ class OneShotRounds:
                                                               if isinstance(v, (int, float)) and k != "epoch"})
         return [row]
 
-    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]]):
+    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]], history):
         """Rank the round's architectures with the trained supernet; returns the rows, the method's state and the
         best row."""
         ctx, cfg = self.ctx, self.ctx.cfg
@@ -138,7 +138,7 @@ class OneShotRounds:
         best_entry = None if best is None else {"id": best["id"], "arch": best["arch"], "value": best["metrics"]["val_acc"]}
         return out, m.state_dict(), best_entry
 
-    def winner(self, history: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, None]:
+    def winner(self, state, history: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, None]:
         """The best-ranked architecture of the last committed round (earlier rounds were ranked by a supernet
         trained for fewer epochs)."""
         if not history:
@@ -146,4 +146,4 @@ class OneShotRounds:
         last = max(r["round"] for r in history)
         best = max((r for r in history if r["round"] == last and r["status"] == "ok"), key=lambda r: r["val_acc"],
                    default=None)
-        return (None if best is None else {"id": best["id"], "arch": json.loads(best["arch"]), "value": best["val_acc"]}), None
+        return (None if best is None else {"id": best["id"], "arch": best["arch"], "value": best["val_acc"]}), None

@@ -30,7 +30,7 @@ from typing import Any
 from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
 from kubenas.core import Candidate, Fidelity, Result, history_row, top
-from kubenas.store import SearchStore
+from kubenas.store import SearchStore, result_rows
 from kubenas.tracking import SCALAR_METRICS, Tracker
 
 # Config sections that define what a search is; a search resumed under the same name must keep them.
@@ -94,13 +94,11 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
 
     The open round is the one after the last committed round; a re-run asks the same candidates again."""
     ctx = context(config_json)
-    store = ctx.store
-    round_index = store.last_committed_round() + 1
-    state, summary = store.read_state_and_summary(round_index - 1) if round_index > 0 else (None, {})
-    summary = summary if summary is not None else history_summary(ctx, store.read_history())
-    asked = method(ctx).ask(round_index, state, summary, start_round)
+    committed = ctx.store.read_committed()
+    round_index = committed.last + 1
+    asked = method(ctx).ask(round_index, committed.state, result_rows(committed.history), start_round)
     workers = min(ctx.cfg.budget.parallelism, len(asked["candidates"])) if "supernet" not in asked else 1
-    store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "workers": workers})
+    ctx.store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "workers": workers})
     if "supernet" not in asked:
         say(f"round {round_index} (#{run_round + 1} of this run): {len(asked['candidates'])} candidate(s) for "
             f"{workers} worker(s)")
@@ -138,63 +136,43 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     """Tell the strategy the open round's results, commit the round, and decide ``continue`` or ``stop``."""
     ctx = context(config_json)
     cfg, store = ctx.cfg, ctx.store
-    round_index = store.last_committed_round() + 1
+    committed = store.read_committed()
+    round_index = committed.last + 1
     asked = store.read_asked(round_index) or {"candidates": [], "workers": 0, "state": None}
     rows = [r for w in range(asked.get("workers", 0)) for r in store.read_results(round_index, w)]
-    summary = None
-    if round_index > 0:
-        summary = store.read_state_and_summary(round_index - 1)[1]
-    if summary is None:
-        summary = history_summary(ctx, store.read_history())
-    rows, state, best = method(ctx).tell(round_index, asked, rows)
-    summary = add_to_summary(summary, round_index, rows, cfg.objective.metric, cfg.objective.mode)
-    store.commit_round(round_index, rows, state, summary)
+    past = result_rows(committed.history)
+    rows, state, best = method(ctx).tell(round_index, asked, rows, past)
+    store.commit_round(round_index, rows, state, committed)
 
-    values = {"evaluations": float(sum(r["evals"] for r in summary["rounds"]))}
+    values = {"evaluations": float(len(past) + len(rows))}
     if best is not None:
         values[f"best_{cfg.objective.metric}"] = best["value"]
     ctx.tracker.log_round(parent_run_id, round_index, values)
 
-    reason = stop_reason(cfg, summary, rows, run_round, start_round)
+    reason = stop_reason(cfg, past + [{**r, "round": round_index} for r in rows], rows, run_round, start_round)
     best_text = f"{best['value']:.4f}" if best else "none yet"
     say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
         + (f"; stopping: {reason}" if reason else ""))
     return "stop" if reason else "continue"
 
 
-def history_summary(ctx: Context, history) -> dict[str, Any]:
-    """The running summary of a history (evaluations and best objective value per round), for a search stored
-    before the summary was kept."""
-    summary: dict[str, Any] = {"rounds": []}
-    by_round: dict[int, list[dict[str, Any]]] = {}
-    for r, status, metrics in zip(history.column("round").to_pylist(), history.column("status").to_pylist(),
-                                  history.column("metrics").to_pylist()):
-        by_round.setdefault(r, []).append({"status": status, "metrics": json.loads(metrics)})
-    for r in sorted(by_round):
-        summary = add_to_summary(summary, r, by_round[r], ctx.cfg.objective.metric, ctx.cfg.objective.mode)
-    return summary
-
-
-def add_to_summary(summary: dict[str, Any], round_index: int, rows: list[dict[str, Any]], metric: str,
-                   mode: str) -> dict[str, Any]:
-    values = [r["metrics"].get(metric) for r in rows if r["status"] == "ok"]
-    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-    best = (max(values) if mode == "max" else min(values)) if values else None
-    kept = [r for r in summary.get("rounds", []) if r["round"] != round_index]
-    return {"rounds": [*kept, {"round": round_index, "evals": len(rows), "best": best}]}
-
-
-def stop_reason(cfg: SearchConfig, summary: dict[str, Any], rows, run_round: int, start_round: int) -> str | None:
+def stop_reason(cfg: SearchConfig, history: list[dict[str, Any]], rows, run_round: int, start_round: int) -> str | None:
+    """Why the search stops after this round (``history``: every committed row, this round's included), or None."""
     if not rows:
         return "the space has no unseen architecture left"
     if run_round + 1 >= cfg.budget.rounds:
         return f"all {cfg.budget.rounds} round(s) of this run are done"
-    rounds = sorted(summary["rounds"], key=lambda r: r["round"])
-    if cfg.budget.max_evals is not None and sum(r["evals"] for r in rounds if r["round"] >= start_round) >= cfg.budget.max_evals:
+    if cfg.budget.max_evals is not None and evals_since(history, start_round) >= cfg.budget.max_evals:
         return f"max_evals ({cfg.budget.max_evals}) reached"
     if cfg.budget.patience is not None:
-        sign = 1 if cfg.objective.mode == "max" else -1
-        ordered = [sign * r["best"] if r["best"] is not None else -math.inf for r in rounds]
+        metric, sign = cfg.objective.metric, (1 if cfg.objective.mode == "max" else -1)
+        best_by_round: dict[int, float] = {}
+        for r in history:
+            v = r["metrics"].get(metric)
+            best_by_round.setdefault(r["round"], -math.inf)
+            if r["status"] == "ok" and isinstance(v, (int, float)) and math.isfinite(v):
+                best_by_round[r["round"]] = max(best_by_round[r["round"]], sign * v)
+        ordered = [best_by_round[r] for r in sorted(best_by_round)]
         incumbent = [max(ordered[: i + 1]) for i in range(len(ordered))]
         stale = 0
         for i in range(len(incumbent) - 1, 0, -1):
@@ -206,8 +184,8 @@ def stop_reason(cfg: SearchConfig, summary: dict[str, Any], rows, run_round: int
     return None
 
 
-def evals_since(summary: dict[str, Any], start_round: int) -> int:
-    return sum(r["evals"] for r in summary.get("rounds", []) if r["round"] >= start_round)
+def evals_since(history: list[dict[str, Any]], start_round: int) -> int:
+    return sum(1 for r in history if r["round"] >= start_round)
 
 
 # ---------------------------------------------------------------------- a strategy's rounds
@@ -217,16 +195,16 @@ class StrategyRounds:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def ask(self, round_index: int, state: dict | None, summary: dict[str, Any], start_round: int) -> dict[str, Any]:
+    def ask(self, round_index: int, state: dict | None, history: list[dict[str, Any]], start_round: int) -> dict[str, Any]:
         cfg = self.ctx.cfg
         strategy = self.ctx.strategy(prefilter=True)
         if state is not None:
-            strategy.load_state_dict(state)
+            strategy.load_state_dict(state, history=history)
         n = cfg.budget.candidates_per_round
         if cfg.budget.max_evals is not None:
-            n = min(n, cfg.budget.max_evals - evals_since(summary, start_round))
+            n = min(n, cfg.budget.max_evals - evals_since(history, start_round))
         candidates = strategy.ask(n) if n > 0 else []
-        return {"candidates": [c.to_dict() for c in candidates], "state": strategy.state_dict()}
+        return {"candidates": [c.to_dict() for c in candidates], "state": strategy.state_dict(history=False)}
 
     def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
         """Train this worker's share of the round (candidates ``i`` with ``i % workers == worker``), then help: take
@@ -279,11 +257,12 @@ class StrategyRounds:
         say(f"round {round_index} worker {worker} candidate {cand.id}: {shown} ({result.cost:.1f} s) {row['genotype']}")
         return row, run_id
 
-    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]]):
-        """The round's rows in asked order (a failed row where no worker left one), told to the strategy."""
+    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]], history: list[dict[str, Any]]):
+        """The round's rows in asked order (a failed row where no worker left one), told to the strategy; returns
+        them, the strategy's state (without its history, which the committed rows hold) and its best."""
         strategy = self.ctx.strategy()
         if asked.get("state") is not None:
-            strategy.load_state_dict(asked["state"])
+            strategy.load_state_dict(asked["state"], history=history)
         by_id = {r["id"]: r for r in rows}
         fidelity = self.ctx.cfg.fidelity.to_fidelity()
         out = []
@@ -295,13 +274,13 @@ class StrategyRounds:
                                   fidelity.override(cand.fidelity))
             out.append(row)
         strategy.tell([Result(r["id"], r["status"], r["metrics"], r["cost"], r["error"]) for r in out])
-        return out, strategy.state_dict(), top(strategy.best())
+        return out, strategy.state_dict(history=False), top(strategy.best())
 
-    def winner(self, state: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+    def winner(self, state: dict[str, Any], history: list[dict[str, Any]]):
         """The strategy's own choice, and its Pareto front (None with one objective): a scheduler's best at its
         highest rung, a multi-objective strategy's pick under the constraints."""
         strategy = self.ctx.strategy()
-        strategy.load_state_dict(state)
+        strategy.load_state_dict(state, history=history)
         if hasattr(strategy, "pick"):
             return strategy.pick(self.ctx.cfg.export.pick), strategy.best()
         return strategy.best(), None
@@ -316,24 +295,23 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     ctx = context(config_json)
     cfg, store, tracker = ctx.cfg, ctx.store, ctx.tracker
     metric, mode = cfg.objective.metric, cfg.objective.mode
-    last = store.last_committed_round()
-    history = store.read_history().to_pylist()
-    rows = [{**r, "metrics": json.loads(r["metrics"])} for r in history if r["status"] == "ok"]
+    last, table, state, _ = store.read_committed()
+    history = result_rows(table)
+    rows = [r for r in history if r["status"] == "ok"]
     scored = [r for r in rows if isinstance(r["metrics"].get(metric), (int, float))]
     # Rows at the highest fidelity first (a multi-fidelity scheduler's top rung), then by the objective.
     scored.sort(key=lambda r: (r["epochs"] or 0, r["metrics"][metric] if mode == "max" else -r["metrics"][metric]),
                 reverse=True)
     pick, front = (None, None)
     if last >= 0:
-        search = method(ctx)
-        pick, front = search.winner(store.read_state(last)) if cfg.oneshot is None else search.winner(history)
+        pick, front = method(ctx).winner(state, history)
     if pick is None:
         tracker.finish(parent_run_id, ok=False)
         why = ("no successful candidate satisfies the constraints" if scored and front is not None
                else "no successful candidate")
         raise RuntimeError(f"search {cfg.name!r}: {why} to export")
     winner = next(r for r in scored if r["id"] == pick["id"])
-    arch = json.loads(winner["arch"])
+    arch = winner["arch"]
     space, data = ctx.space, ctx.full_data
     if not data.has_test:
         raise RuntimeError(f"dataset {cfg.dataset.name!r} has no test split; the export evaluates on it once")

@@ -4,24 +4,24 @@ in-memory one, and the search's layout on top of it.
 Layout under ``s3://BUCKET/PREFIX/<search>/``::
 
     config.json                          the search config
-    state/round-00003.json               strategy state after round 3 and a running summary of the history
-    history/round-00003.parquet          one row per candidate evaluated in round 3
+    history/rounds-00000-00003.parquet   every committed row, one per candidate evaluated in rounds 0 to 3, and
+                                         (in the file's metadata) the strategy state committed with round 3
     rounds/00004/asked.json              round 4 (not committed yet): its candidates, how many workers train
                                          them, the MLflow parent run and the strategy state right after the ask
-    rounds/00004/results/worker-1.json   the rows worker 1 has trained so far, rewritten after each candidate
     rounds/00004/claims/<id>             which worker trains a candidate (a worker that is done with its own
                                          share takes unclaimed candidates of the others, last first)
+    rounds/00004/results/worker-1.json   the rows worker 1 has trained so far, rewritten after each candidate
     weights/<id>.pt                      state_dict of a candidate, where a later step needs it
     weights/<id>.json                    its architecture
 
-A round is committed when its history file exists. It is written last, after the round's state, so a
-crash leaves either a whole round or none. Re-running an uncommitted round asks the same candidates (ids
-are deterministic) and overwrites the same keys, so no row is ever written twice; a retried worker skips the
-candidates its results file already holds. The ``history/`` files read together as one dataset with
-``pyarrow.dataset``, pandas or DuckDB.
-
-A step makes a fixed number of requests whatever the length of the search: the running summary in the state
-file (evaluations and best value per round) answers the stop rules, so no step re-reads every round's file.
+The history lives in the Parquet file only: a strategy's state holds what its algorithm carries (RNG, population,
+policy), and its told results are read back from the history. A round is committed by one write, the new history
+file; the file it replaces is deleted after it. So a crash leaves a whole round or none, and each step reads the
+history in two requests (a listing and the newest file) however long the search. Re-running an uncommitted round
+asks the same candidates (ids are deterministic) and overwrites the same keys, so no row is ever written twice; a
+retried worker skips the candidates its results file already holds. Read the history with ``pyarrow.dataset``,
+pandas or DuckDB. A search stored by kubenas 0.1 (``history/round-N.parquet`` per round, ``state/round-N.json``)
+resumes; its next commit rewrites its history in this layout.
 
 Endpoint and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles) unless given explicitly.
@@ -35,12 +35,13 @@ import os
 import re
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from kubenas.data.parquet import endpoint_from_env
 
-_ROUND_FILE = re.compile(r"round-(\d{5})\.parquet$")
-_STATE_FORMAT = 2  # state files since the summary: {"format": 2, "strategy": <state>, "summary": {...}}
+_HISTORY_FILE = re.compile(r"history/rounds-(\d{5})-(\d{5})\.parquet$")  # every committed row, rounds A..B
+_ROUND_FILE = re.compile(r"history/round-(\d{5})\.parquet$")  # one round, as kubenas 0.1 wrote history
+STATE_KEY = b"kubenas.state"  # the Parquet metadata key of the strategy state committed with the history
 
 
 def history_schema():
@@ -68,6 +69,16 @@ def history_schema():
         ("fidelity", pa.string()),      # JSON
         ("epochs", pa.int32()),
     ])
+
+
+class Committed(NamedTuple):
+    """What a search has committed: its last round (-1 before any), every row (a pyarrow table), the strategy
+    state committed with them, and the history files they were read from."""
+
+    last: int
+    history: Any
+    state: dict | None
+    files: tuple[list[tuple[int, str]], list[str]]
 
 
 class StoreError(RuntimeError):
@@ -107,6 +118,9 @@ class Blobs:
         """Write ``key`` only if it does not exist yet; False when it did."""
         raise NotImplementedError
 
+    def delete(self, keys: list[str]) -> None:
+        raise NotImplementedError
+
     def list(self, prefix: str) -> list[str]:
         raise NotImplementedError
 
@@ -133,6 +147,11 @@ class MemoryBlobs(Blobs):
                 return False
             self.objects[key] = bytes(data)
             return True
+
+    def delete(self, keys: list[str]) -> None:
+        self.requests += 1
+        for key in keys:
+            self.objects.pop(key, None)
 
     def list(self, prefix: str) -> list[str]:
         self.requests += 1
@@ -227,6 +246,14 @@ class S3Blobs(Blobs):
         finally:
             self.seconds += time.perf_counter() - start
 
+    def delete(self, keys: list[str]) -> None:
+        start = time.perf_counter()
+        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            self.requests += 1
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]],
+                                                                  "Quiet": True})
+        self.seconds += time.perf_counter() - start
+
     def list(self, prefix: str) -> list[str]:
         start, out = time.perf_counter(), []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
@@ -304,46 +331,83 @@ class SearchStore:
     def write_config(self, config: dict) -> None:
         self.put_json("config.json", config)
 
+    def _history_files(self) -> tuple[list[tuple[int, str]], list[str]]:
+        """The history's files: the newest whole-history file ``(last round, key)`` first (and older ones left by a
+        crash), and one-round files of kubenas 0.1 (one request)."""
+        keys = self.list("history/")
+        whole = sorted(((int(m.group(2)), k) for k in keys if (m := _HISTORY_FILE.search(k))), reverse=True)
+        return whole, [k for k in keys if _ROUND_FILE.search(k)]
+
     def committed_rounds(self) -> list[int]:
-        return [int(m.group(1)) for k in self.list("history/") if (m := _ROUND_FILE.search(k))]
+        whole, single = self._history_files()
+        rounds = set(range(whole[0][0] + 1)) if whole else set()
+        rounds |= {int(_ROUND_FILE.search(k).group(1)) for k in single}
+        return sorted(rounds)
 
     def last_committed_round(self) -> int:
         """The last committed round, or -1 before any."""
         return max(self.committed_rounds(), default=-1)
 
-    def read_state(self, round_index: int) -> dict | None:
-        """The strategy state committed with ``round_index``."""
-        return self.read_state_and_summary(round_index)[0]
-
-    def read_state_and_summary(self, round_index: int) -> tuple[dict | None, dict | None]:
-        """The strategy state and the running summary committed with ``round_index`` (one request). A state file
-        written before the summary existed gives None for it."""
-        doc = self.get_json(f"state/round-{round_index:05d}.json")
-        if isinstance(doc, dict) and doc.get("format") == _STATE_FORMAT:
-            return doc["strategy"], doc["summary"]
-        return doc, None
-
-    def commit_round(self, round_index: int, rows: Iterable[dict[str, Any]], state: dict,
-                     summary: dict | None = None) -> None:
-        """Write the round's state (and the running summary), then its history file; the history file makes the
-        round committed."""
-        import pyarrow.parquet as pq
-
-        table = history_table(rows, round_index)
-        self.put_json(f"state/round-{round_index:05d}.json",
-                      {"format": _STATE_FORMAT, "strategy": state, "summary": summary or {}})
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        self.put_bytes(f"history/round-{round_index:05d}.parquet", buf.getvalue())
-
-    def read_history(self):
-        """All committed rows, one pyarrow table (empty with the schema before any round)."""
+    def read_committed(self) -> Committed:
+        """The last committed round, every committed row (a pyarrow table) and the strategy state committed with
+        them, in two requests whatever the number of rounds: the history is one file, rewritten at each commit,
+        with the state in its metadata. A search stored by kubenas 0.1 (a file per round, and the state, history
+        included, in ``state/round-N.json``) reads the same until its next commit rewrites it."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tables = [pq.read_table(io.BytesIO(self.get_bytes(f"history/round-{r:05d}.parquet")))
-                  for r in self.committed_rounds()]
-        return pa.concat_tables(tables) if tables else history_schema().empty_table()
+        whole, single = self._history_files()
+        tables, state, last = [], None, -1
+        if whole:
+            last, key = whole[0]
+            table = pq.read_table(io.BytesIO(self.get_bytes(key)))
+            raw = (table.schema.metadata or {}).get(STATE_KEY)
+            state = json.loads(raw) if raw else None
+            tables.append(table.replace_schema_metadata(None))
+        newer = sorted((int(_ROUND_FILE.search(k).group(1)), k) for k in single)
+        newer = [(r, k) for r, k in newer if r > last]
+        for r, k in newer:
+            tables.append(pq.read_table(io.BytesIO(self.get_bytes(k))))
+        if newer:
+            last = newer[-1][0]
+            state = self.get_json(f"state/round-{last:05d}.json")
+        schema = history_schema()
+        table = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+        return Committed(last, table, state, (whole, single))
+
+    def read_history(self):
+        """All committed rows, one pyarrow table (empty with the schema before any round)."""
+        return self.read_committed().history
+
+    def read_state(self, round_index: int) -> dict | None:
+        """The strategy state committed with ``round_index``, if that is the last committed round (or a round of a
+        search stored by kubenas 0.1)."""
+        last, _, state, _ = self.read_committed()
+        return state if round_index == last else self.get_json(f"state/round-{round_index:05d}.json")
+
+    def commit_round(self, round_index: int, rows: Iterable[dict[str, Any]], state: dict,
+                     committed: Committed | None = None) -> None:
+        """Commit a round: one new file holds every committed row (``committed``, what :meth:`read_committed`
+        returned, or read now) and this round's, with the strategy state in its metadata. That single write is the
+        commit; the files it replaces are deleted after it (a crash in between leaves an older file, which readers
+        here skip, and the next commit deletes)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        committed = committed if committed is not None else self.read_committed()
+        (whole, single), previous = committed.files, committed.history
+        previous = previous.filter(pc.less(previous.column("round"), round_index))  # a re-run replaces its rows
+        table = pa.concat_tables([previous.cast(history_schema()), history_table(rows, round_index)])
+        table = table.replace_schema_metadata({STATE_KEY: json.dumps(state, allow_nan=False).encode()})
+        first = min(table.column("round").to_pylist(), default=round_index)
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        key = f"history/rounds-{first:05d}-{round_index:05d}.parquet"
+        self.put_bytes(key, buf.getvalue())
+        stale = [k for _, k in whole if k != key] + single
+        if stale:
+            self.blobs.delete([self.key(k) for k in stale])
 
     def round_dir(self, round_index: int) -> str:
         return f"rounds/{round_index:05d}"
@@ -388,6 +452,15 @@ class SearchStore:
         if meta is None or data is None:
             return None
         return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"), meta["arch"]
+
+
+def result_rows(table) -> list[dict[str, Any]]:
+    """History rows as the search loop makes them (arch, metrics and fidelity as dicts, plus the round)."""
+    out = []
+    for r in table.to_pylist():
+        out.append({**r, "arch": json.loads(r["arch"]), "metrics": json.loads(r["metrics"]),
+                    "fidelity": json.loads(r["fidelity"]) if r["fidelity"] else None})
+    return out
 
 
 def history_table(rows: Iterable[dict[str, Any]], round_index: int):

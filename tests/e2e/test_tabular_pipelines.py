@@ -16,7 +16,7 @@ from kubenas.data import load_dataset
 from kubenas.estimators.zero_cost import proxy_scorer
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.spaces import make_space
-from kubenas.store import SearchStore
+from kubenas.store import SearchStore, result_rows
 from kubenas.strategies import make_strategy
 
 TABLE = "nb201-4op-mnist1d"
@@ -47,9 +47,11 @@ def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
         row = table.row(arch)
         assert metrics["val_acc"] == row["val_acc"] and metrics["params"] == row["params"]
         assert "test_acc" not in metrics
-    # the strategy state in S3 resumes into a front that respects the constraint
+    # the strategy state in S3, with the committed rows, resumes into a front that respects the constraint
     strategy = make_strategy("nsga2", make_space("nb201", **table.protocol["space_options"]), **config["strategy"]["options"])
-    strategy.load_state_dict(store.read_state(1))
+    committed = store.read_committed()
+    assert committed.last == 1 and "history" not in committed.state  # the rows live in the Parquet history only
+    strategy.load_state_dict(committed.state, history=result_rows(committed.history))
     front = strategy.best()
     assert front and all(m["objectives"]["params"] <= limit for m in front)
     assert "registered e2e-mo version 1" in capsys.readouterr().out

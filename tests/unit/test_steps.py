@@ -15,7 +15,7 @@ import pytest
 
 from kubenas import steps
 from kubenas.config import parse_config
-from kubenas.store import MemoryBlobs, SearchStore
+from kubenas.store import MemoryBlobs, SearchStore, result_rows
 
 def config(**budget) -> dict:
     """A search answered by the shipped benchmark table: real steps, no training."""
@@ -139,20 +139,26 @@ def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):
     assert [r["id"] for r in rows] == [c["id"] for c in store.read_asked(0)["candidates"]]
 
 
-def test_update_requests_do_not_grow_with_the_rounds(search):
+def test_requests_and_state_do_not_grow_with_the_rounds(search):
     cfg_json, store, _ = search(config())
-    requests = {}
-    for k in range(67):
-        assert run_round(cfg_json, k) == "continue"
+    requests, state_bytes = {}, {}
+    for k in range(68):
         before = store.requests
-        steps.sample_architectures(cfg_json, k + 1, 0, "parent")
-        for item in [f"{k + 1:05d}/0", f"{k + 1:05d}/1"]:
+        steps.sample_architectures(cfg_json, k, 0, "parent")
+        sample = store.requests - before
+        for item in [f"{k:05d}/0", f"{k:05d}/1"]:
             steps.train_candidates(cfg_json, item)
         before = store.requests
-        steps.update_strategy(cfg_json, k + 1, 0, "parent")
-        requests[k + 1] = store.requests - before
-    # list the rounds, read the asked round and both workers' results and the last state, write state and history
-    assert requests[1] == requests[67] <= 10, requests
+        assert steps.update_strategy(cfg_json, k, 0, "parent") == "continue"
+        requests[k] = (sample, store.requests - before)
+        state_bytes[k] = len(json.dumps(store.read_committed().state))
+    # sample: list and read the history, write the round; update: the same two reads, the round and both workers'
+    # results, then the new history file and the deletion of the old one
+    assert requests[1] == requests[67] == (3, 7), requests
+    assert state_bytes[67] < 1.5 * state_bytes[10], state_bytes  # the state holds no copy of the 400 results
+    assert list(store.blobs.objects).count(store.key("history/rounds-00000-00067.parquet")) == 1
+    assert [k for k in store.list("history/")] == ["history/rounds-00000-00067.parquet"]
+    assert store.read_history().num_rows == 68 * 6
 
 
 def test_patience_stops_after_rounds_without_improvement(search):
@@ -160,7 +166,8 @@ def test_patience_stops_after_rounds_without_improvement(search):
     decisions = []
     while "stop" not in decisions:
         decisions.append(run_round(cfg_json, len(decisions)))
-    best = [r["best"] for r in store.read_state_and_summary(len(decisions) - 1)[1]["rounds"]]
+    rows = store.read_history().to_pylist()
+    best = [max(r["val_acc"] for r in rows if r["round"] == k and r["status"] == "ok") for k in range(len(decisions))]
     incumbent = [max(best[: i + 1]) for i in range(len(best))]
     # it stops at the first round that is the second in a row without a better best value
     expected = next(r for r in range(2, len(incumbent)) if incumbent[r] == incumbent[r - 2])
@@ -174,22 +181,35 @@ def test_max_evals_asks_no_more_than_the_budget(search):
     assert store.read_history().num_rows == 8
 
 
-def test_a_search_stored_without_a_summary_resumes(search):
-    # an older kubenas wrote the bare strategy state: the summary is rebuilt from the history once
-    cfg_json, store, _ = search(config(patience=50))
+def test_a_search_stored_by_kubenas_0_1_resumes_and_is_rewritten(search):
+    # kubenas 0.1 kept a Parquet file per round and the strategy state, history included, in state/round-N.json
+    import io
+
+    import pyarrow.parquet as pq
+
+    from kubenas.store import history_table
+
+    cfg_json, store, _ = search(config())
     run_round(cfg_json, 0)
-    state, summary = store.read_state_and_summary(0)
-    store.put_json("state/round-00000.json", state)
-    assert store.read_state_and_summary(0) == (state, None)
+    _, table, state, _ = store.read_committed()
+    strategy = steps.context(cfg_json).strategy()
+    strategy.load_state_dict(state, history=result_rows(table))
+    store.blobs.delete([store.key(k) for k in store.list("history/")])
+    buf = io.BytesIO()
+    pq.write_table(history_table(result_rows(table), 0), buf)
+    store.put_bytes("history/round-00000.parquet", buf.getvalue())
+    store.put_json("state/round-00000.json", strategy.state_dict())  # with its history, as 0.1 wrote it
+    assert store.last_committed_round() == 0 and store.read_history().num_rows == 6
     assert run_round(cfg_json, 1) == "continue"
-    assert [r["round"] for r in store.read_state_and_summary(1)[1]["rounds"]] == [0, 1]
+    assert store.list("history/") == ["history/rounds-00000-00001.parquet"]
+    assert store.read_history().column("round").to_pylist() == [0] * 6 + [1] * 6
 
 
 SUBPROCESS = """
 import json, sys
 from kubenas import steps
 from kubenas.config import parse_config
-from kubenas.store import MemoryBlobs, SearchStore
+from kubenas.store import MemoryBlobs, SearchStore, result_rows
 
 class Silent:
     def log_round(self, *args):

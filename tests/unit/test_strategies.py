@@ -123,6 +123,26 @@ def test_state_round_trip_mid_search_gives_identical_later_asks(name, stop_after
     assert resumed.best() == reference.best()
 
 
+def test_a_state_without_its_history_resumes_from_the_result_rows(name):
+    # The pipeline keeps told results in its Parquet history, and the strategy state only what the algorithm needs.
+    reference = make(name, grid_space(), seed=5)
+    rows = []
+    for r in range(6):
+        cands = reference.ask(3)
+        results = [fake_result(c, 4, r * 3 + i) for i, c in enumerate(cands)]
+        reference.tell(results)
+        rows += [{"id": c.id, "arch": c.arch, "parent_id": c.parent_id, "status": res.status, "metrics": res.metrics,
+                  "cost": res.cost, "error": res.error, "fidelity": c.fidelity} for c, res in zip(cands, results)]
+    full, lean = reference.state_dict(), json.loads(json.dumps(reference.state_dict(history=False)))
+    assert "history" not in lean and len(json.dumps(lean)) < len(json.dumps(full))
+    resumed = make(name, grid_space(), seed=999)
+    with pytest.raises(ValueError, match="without its history"):
+        resumed.load_state_dict(lean)
+    resumed.load_state_dict(lean, history=rows)
+    assert resumed.history == reference.history and resumed.best() == reference.best()
+    assert drive(resumed, rounds=4, start=50) == drive(reference, rounds=4, start=50)
+
+
 def test_state_round_trip_through_a_new_process(name, tmp_path):
     strategy = make(name, grid_space(), seed=11)
     drive(strategy, rounds=4, fail_every=3)

@@ -199,8 +199,11 @@ class Strategy:
     def pending(self) -> list[Candidate]:
         return [Candidate(cid, info["arch"], info["parent_id"], info.get("fidelity")) for cid, info in self._pending.items()]
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
+    def state_dict(self, history: bool = True) -> dict[str, Any]:
+        """The strategy's state as plain JSON. With ``history=False`` the told results are left out, for a caller
+        that keeps them anyway (the pipeline's Parquet history) and passes them back to :meth:`load_state_dict`:
+        the state then holds only what the algorithm itself carries (its RNG, population, policy, ...)."""
+        state = {
             "strategy": self.name,
             "version": STATE_VERSION,
             "space": self.space.spec(),
@@ -210,11 +213,16 @@ class Strategy:
             "rng": rng_state(self.rng),
             "counter": self._counter,
             "pending": self._pending,
-            "history": self._history,
             "extra": self._extra_state(),
         }
+        if history:
+            state["history"] = self._history
+        return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], history: Iterable[Mapping[str, Any]] | None = None) -> None:
+        """Restore a state. A state saved with ``history=False`` needs ``history``: the told results, in the
+        order they were told, as result rows (``id``, ``arch``, ``parent_id``, ``status``, ``metrics``, ``cost``,
+        ``error``, ``fidelity``), as the search loop and the pipeline's history keep them."""
         if state.get("strategy") != self.name:
             raise ValueError(f"state belongs to strategy {state.get('strategy')!r}, not {self.name!r}")
         if state.get("version") != STATE_VERSION:
@@ -225,6 +233,26 @@ class Strategy:
         self.rng = rng_from_state(state["rng"])
         self._counter = int(state["counter"])
         self._pending = {k: dict(v) for k, v in state["pending"].items()}
-        self._history = [dict(h) for h in state["history"]]
-        self._seen = {arch_id(h["arch"]) for h in self._history} | {arch_id(p["arch"]) for p in self._pending.values()}
         self._load_extra_state(dict(state.get("extra") or {}))
+        if "history" in state:
+            self._history = [dict(h) for h in state["history"]]
+        elif history is None:
+            raise ValueError("this state was saved without its history (state_dict(history=False)): pass the told "
+                             "results to load_state_dict(state, history=...)")
+        else:
+            self._history = [self._record(row) for row in history]
+        self._seen = {arch_id(h["arch"]) for h in self._history} | {arch_id(p["arch"]) for p in self._pending.values()}
+
+    def _record(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The history record :meth:`tell` made of a result, rebuilt from its result row."""
+        res = Result(row["id"], row["status"], dict(row.get("metrics") or {}), float(row.get("cost") or 0.0),
+                     row.get("error"))
+        value = self._value(res)
+        record = {"id": res.candidate_id, "arch": dict(row["arch"]), "status": "ok" if value is not None else "failed",
+                  "value": value}
+        record.update(self._annotate(res, record, self._told_info(row)))
+        return record
+
+    def _told_info(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The pending entry a told result answered, as far as :meth:`_annotate` needs it, from its result row."""
+        return {"arch": row["arch"], "tag": None, "parent_id": row.get("parent_id"), "fidelity": row.get("fidelity")}

@@ -174,6 +174,13 @@ class Hyperband(Strategy):
     def _annotate(self, res, record, info):
         return {"trial": info["trial"], "rung": info["rung"], "fidelity": info["fidelity"]}
 
+    def _told_info(self, row):
+        for trial, t in self._trials.items():  # the trials record which candidate each rung's evaluation was
+            for rung, cid in t["ids"].items():
+                if cid == row["id"]:
+                    return {"trial": trial, "rung": int(rung), "fidelity": self.fidelity(int(rung))}
+        raise ValueError(f"{self.name}: candidate {row['id']!r} belongs to no trial of this state")
+
     def _observe(self, record, tag):
         self._trials[record["trial"]]["results"][str(record["rung"])] = record["value"]
 
