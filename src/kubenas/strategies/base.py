@@ -140,10 +140,14 @@ class Strategy:
     # ----------------------------------------------------------------- the interface
     def ask(self, n: int = 1) -> list[Candidate]:
         """Up to ``n`` new candidates; fewer only when the space has no unseen architecture left."""
+        return self._ask(n, self._propose)
+
+    def _ask(self, n: int, propose: Callable[[], tuple | None]) -> list[Candidate]:
+        """Up to ``n`` candidates from ``propose`` (this strategy's :meth:`_propose`, or a wrapper's choice)."""
         check_ask(n)
         out = []
         for _ in range(n):
-            proposal = self._propose()
+            proposal = propose()
             if proposal is None:
                 break
             out.append(self._accept(proposal))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from kubenas.arch import Arch, arch_id
 from kubenas.core import Candidate
-from kubenas.strategies.base import Strategy, check_ask
+from kubenas.strategies.base import Strategy
 
 Scorer = Callable[[list[Arch]], list[float]]
 
@@ -34,14 +34,7 @@ class Prefiltered:
         return getattr(self.strategy, name)
 
     def ask(self, n: int = 1) -> list[Candidate]:
-        check_ask(n)
-        out = []
-        for _ in range(n):
-            proposal = self._best_of_pool()
-            if proposal is None:
-                break
-            out.append(self.strategy._accept(proposal))
-        return out
+        return self.strategy._ask(n, self._best_of_pool)
 
     def _best_of_pool(self) -> tuple | None:
         s = self.strategy
