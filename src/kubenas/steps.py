@@ -211,7 +211,7 @@ class StrategyRounds:
         the others' candidates that no worker has claimed yet, from the end of their shares. Each candidate is
         claimed before it trains, so no two workers train the same one, and candidates that train for different
         times do not leave one worker idle while another has a queue."""
-        ctx, cfg, store = self.ctx, self.ctx.cfg, self.ctx.store
+        store = self.ctx.store
         candidates = [Candidate.from_dict(c) for c in asked["candidates"]]
         workers = asked["workers"]
         shares = [candidates[w::workers] for w in range(workers)]

@@ -8,11 +8,14 @@ list column plus a declared ``shape``. Splits are explicit: either one table wit
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from kubenas.data.base import Dataset, tensors
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # imported where used: reading a config or sampling never loads pyarrow
 
 _SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 
