@@ -150,3 +150,17 @@ def test_bad_options_are_named(options, message):
 def test_successive_halving_has_one_bracket():
     with pytest.raises(ValueError, match="successive halving has one bracket"):
         make_strategy("successive_halving", space(), brackets=2)
+
+
+def test_the_base_strategys_state_holds_no_results_and_resumes_from_the_schedulers_history():
+    options = {"base": "bananas", "base_options": {"n_init": 4}, "min_resource": 1, "max_resource": 9, "eta": 3}
+    sched = make_strategy("hyperband", space(), seed=2, **options)
+    for _ in range(8):
+        cands = sched.ask(3)
+        sched.tell([Result(c.id, "ok", {"val_acc": quality(c.arch) * c.fidelity["epochs"] / 9}) for c in cands])
+    state = json.loads(json.dumps(sched.state_dict()))
+    assert "history" not in state["extra"]["inner"]  # the base's results are the trials' first evaluations
+    resumed = make_strategy("hyperband", space(), seed=0, **options)
+    resumed.load_state_dict(state)
+    assert resumed.inner.history == sched.inner.history
+    assert [c.arch for c in resumed.ask(4)] == [c.arch for c in sched.ask(4)]

@@ -83,6 +83,7 @@ class Hyperband(Strategy):
         self.brackets = brackets
         self.base_name, self.base_options = base, dict(base_options or {})
         self.inner = self._make_inner(space)
+        self._inner_state: dict[str, Any] | None = None  # a loaded base state, waiting for the history
         # trial (the base strategy's candidate id) -> arch, bracket, {rung: value or None}, rungs promoted from
         self._trials: dict[str, dict[str, Any]] = {}
 
@@ -196,7 +197,9 @@ class Hyperband(Strategy):
     def _extra_state(self):
         return {"base": self.base_name, "base_options": self.base_options, "resource": self.resource,
                 "min_resource": self.min_resource, "max_resource": self.max_resource, "eta": self.eta,
-                "brackets": self.brackets, "trials": self._trials, "inner": self.inner.state_dict()}
+                "brackets": self.brackets, "trials": self._trials,
+                # the base strategy's told results are each trial's first evaluation: rebuilt from this history
+                "inner": self.inner.state_dict(history=False)}
 
     def _load_extra_state(self, state):
         self.base_name, self.base_options = state["base"], dict(state["base_options"])
@@ -206,9 +209,27 @@ class Hyperband(Strategy):
         inner = self._make_inner(self.space)
         rewrap = getattr(self.inner, "around", None)  # a pre-filter in front of the base strategy stays there
         self.inner = rewrap(inner) if rewrap is not None else inner
-        self.inner.load_state_dict(state["inner"])
         self._trials = {k: {**v, "results": dict(v["results"]), "promoted": list(v["promoted"]),
                             "ids": dict(v["ids"])} for k, v in state["trials"].items()}
+        self._inner_state = state["inner"]
+        if "history" in self._inner_state:  # saved by kubenas 0.1, with its history
+            self.inner.load_state_dict(self._inner_state)
+            self._inner_state = None
+
+    def load_state_dict(self, state, history=None) -> None:
+        super().load_state_dict(state, history)
+        if self._inner_state is not None:  # the base strategy, once this scheduler's history is back
+            self.inner.load_state_dict(self._inner_state, history=self._inner_rows())
+            self._inner_state = None
+
+    def _inner_rows(self) -> list[dict[str, Any]]:
+        """What the base strategy was told, in order: each trial's first evaluation, under the trial's id."""
+        rows = []
+        for h in self._history:
+            if h["rung"] == min(int(r) for r in self._trials[h["trial"]]["ids"]):
+                rows.append({"id": h["trial"], "arch": h["arch"], "status": h["status"], "cost": 0.0, "error": None,
+                             "metrics": {} if h["value"] is None else {self.metric: h["value"]}})
+        return rows
 
 
 class SuccessiveHalving(Hyperband):
