@@ -69,6 +69,9 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
         assert {"arch_id", "genotype", "space", "strategy", "round", "fidelity"} <= set(child.data.params)
         assert child.data.tags["kubenas.status"] == "ok"
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")] == [1]
+        # the run was opened when training started (the UI shows it running), and closed after it
+        assert child.info.status == "FINISHED"
+        assert (child.info.end_time - child.info.start_time) / 1000 >= child.data.metrics["train_seconds"]
     for run in runs:  # credentials never reach params or tags
         logged = json.dumps([run.data.params, run.data.tags])
         assert stack_env.secret_key not in logged and stack_env.access_key not in logged
