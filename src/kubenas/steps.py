@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import time
+import uuid
 from typing import Any
 
 from kubenas.config import ConfigError, SearchConfig, parse_config
@@ -98,7 +99,8 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
     round_index = committed.last + 1
     asked = method(ctx).ask(round_index, committed.state, result_rows(committed.history), start_round)
     workers = min(ctx.cfg.budget.parallelism, len(asked["candidates"])) if "supernet" not in asked else 1
-    ctx.store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "workers": workers})
+    ctx.store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "workers": workers,
+                                        "attempt": uuid.uuid4().hex[:12]})
     if "supernet" not in asked:
         say(f"round {round_index} (#{run_round + 1} of this run): {len(asked['candidates'])} candidate(s) for "
             f"{workers} worker(s)")
@@ -139,7 +141,7 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     committed = store.read_committed()
     round_index = committed.last + 1
     asked = store.read_asked(round_index) or {"candidates": [], "workers": 0, "state": None}
-    rows = [r for w in range(asked.get("workers", 0)) for r in store.read_results(round_index, w)]
+    rows = store.read_all_results(round_index)
     past = result_rows(committed.history)
     rows, state, best = method(ctx).tell(round_index, asked, rows, past)
     store.commit_round(round_index, rows, state, committed)
@@ -218,10 +220,11 @@ class StrategyRounds:
         tails = [list(reversed(shares[w])) for w in range(workers) if w != worker]
         others = [c for group in itertools.zip_longest(*tails) for c in group if c is not None]
         rows = store.read_results(round_index, worker)  # a retried worker keeps what it trained before
-        done = {r["id"] for r in rows}
+        done = {r["id"] for r in store.read_all_results(round_index)}  # and no attempt trains a candidate twice
+        attempt = asked.get("attempt", "")
         estimator = None
         for cand in shares[worker] + others:
-            if cand.id in done or not store.claim(round_index, cand.id, worker):
+            if cand.id in done or not store.claim(round_index, attempt, cand.id, worker):
                 continue
             if estimator is None:
                 estimator = self._estimator()

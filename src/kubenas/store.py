@@ -8,7 +8,7 @@ Layout under ``s3://BUCKET/PREFIX/<search>/``::
                                          (in the file's metadata) the strategy state committed with round 3
     rounds/00004/asked.json              round 4 (not committed yet): its candidates, how many workers train
                                          them, the MLflow parent run and the strategy state right after the ask
-    rounds/00004/claims/<id>             which worker trains a candidate (a worker that is done with its own
+    rounds/00004/claims/<attempt>/<id>   which worker trains a candidate (a worker that is done with its own
                                          share takes unclaimed candidates of the others, last first)
     rounds/00004/results/worker-1.json   the rows worker 1 has trained so far, rewritten after each candidate
     weights/<id>.pt                      state_dict of a candidate, where a later step needs it
@@ -425,11 +425,20 @@ class SearchStore:
     def read_results(self, round_index: int, worker: int) -> list[dict[str, Any]]:
         return self.get_json(f"{self.round_dir(round_index)}/results/worker-{worker}.json") or []
 
-    def claim(self, round_index: int, candidate_id: str, worker: int) -> bool:
-        """Claim a candidate of the round for ``worker``: True if the claim is this worker's (new, or made by it
-        before it was retried). A conditional write decides between workers; reading the claim back also holds
-        on S3 servers that ignore the condition (the last writer wins there, and only it reads its own claim)."""
-        key = self.key(self.round_dir(round_index), "claims", candidate_id)
+    def read_all_results(self, round_index: int) -> list[dict[str, Any]]:
+        """Every row any worker of any attempt at the round has written, the first for each candidate id."""
+        rows: dict[str, dict[str, Any]] = {}
+        for key in self.list(f"{self.round_dir(round_index)}/results/"):
+            for row in self.get_json(key) or []:
+                rows.setdefault(row["id"], row)
+        return list(rows.values())
+
+    def claim(self, round_index: int, attempt: str, candidate_id: str, worker: int) -> bool:
+        """Claim a candidate of an attempt at the round for ``worker``: True if the claim is this worker's (new, or
+        made by it before it was retried). A conditional write decides between workers; reading the claim back also
+        holds on S3 servers that ignore the condition (the last writer wins there, and only it reads its own claim).
+        A new attempt (the round sampled again, maybe with another number of workers) claims afresh."""
+        key = self.key(self.round_dir(round_index), "claims", attempt, candidate_id)
         mine = str(worker).encode()
         self.blobs.create(key, mine)
         return self.blobs.get(key) == mine

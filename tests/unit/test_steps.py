@@ -152,8 +152,9 @@ def test_requests_and_state_do_not_grow_with_the_rounds(search):
         assert steps.update_strategy(cfg_json, k, 0, "parent") == "continue"
         requests[k] = (sample, store.requests - before)
         state_bytes[k] = len(json.dumps(store.read_committed().state))
-    # sample: list and read the history, write the round; update: the same two reads, the round and both workers'
-    # results, then the new history file and the deletion of the old one
+    # sample: list and read the history, write the round; update: the same two reads, the round, a listing of the
+    # workers' results and each file (one here: the workers ran one after the other, so the first took the whole
+    # round; two workers at once make it 8), then the new history file and the deletion of the old one
     assert requests[1] == requests[67] == (3, 7), requests
     assert state_bytes[67] < 1.5 * state_bytes[10], state_bytes  # the state holds no copy of the 400 results
     assert list(store.blobs.objects).count(store.key("history/rounds-00000-00067.parquet")) == 1
@@ -256,3 +257,18 @@ def test_a_process_builds_the_space_and_strategy_once(search, monkeypatch):
     built.update(space=0, strategy=0)
     steps.sample_architectures(cfg_json, 0, 0, "parent")  # parse, validate and ask, as a sample task does
     assert built == {"space": 1, "strategy": 1}
+
+
+def test_a_round_sampled_again_with_fewer_workers_trains_what_is_left_once(search, monkeypatch):
+    cfg_json, store, _ = search(config(candidates_per_round=6, parallelism=3))
+    assert len(steps.sample_architectures(cfg_json, 0, 0, "parent")) == 3
+    first = steps.train_candidates(cfg_json, "00000/2")  # one worker of three ran, then the run died
+    assert len(first) == 6  # alone, it took every candidate
+    # the round is sampled again by a run with parallelism 1; the trained candidates are not trained again
+    blobs = store.blobs
+    cfg_json, store, _ = search(config(candidates_per_round=6, parallelism=1))
+    store.blobs = blobs
+    assert steps.sample_architectures(cfg_json, 0, 0, "parent") == ["00000/0"]
+    assert steps.train_candidates(cfg_json, "00000/0") == []
+    assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"
+    assert sorted(store.read_history().column("id").to_pylist()) == sorted(r["id"] for r in first)
