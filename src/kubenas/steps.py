@@ -65,14 +65,14 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
     store, tracker = SearchStore.from_config(cfg), Tracker.from_config(cfg)
     store.check()
     tracker.check()
-    stored = store.read_config()
+    stored, current = store.read_config(), cfg.model_dump(mode="json")
     if stored is not None:
         stored = _normalised(stored)
-        changed = [k for k in IDENTITY if stored.get(k) != cfg.model_dump(mode="json")[k]]
+        changed = [k for k in IDENTITY if stored.get(k) != current[k]]
         if changed:
             raise ConfigError(f"search {cfg.name!r} already exists in {store.uri} with different {', '.join(changed)}; "
                               f"keep them, or give the search a new name")
-    store.write_config(cfg.model_dump(mode="json"))
+    store.write_config(current)
     start_round = store.last_committed_round() + 1
     parent = tracker.start_parent(cfg)
     what = f"resuming after round {start_round - 1}" if start_round else "new search"
