@@ -298,7 +298,7 @@ class SearchConfig(_Strict):
         if self.estimator.table is not None:
             from kubenas.estimators.tabular import TabularEstimator
 
-            table = TabularEstimator(self.estimator.table)
+            table = TabularEstimator.load(self.estimator.table)
             table.check_space(space)
             if table.protocol["dataset"] != self.dataset.name:
                 raise ValueError(f"estimator.table {self.estimator.table!r} was built on dataset "

@@ -272,3 +272,11 @@ def test_a_round_sampled_again_with_fewer_workers_trains_what_is_left_once(searc
     assert steps.train_candidates(cfg_json, "00000/0") == []
     assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"
     assert sorted(store.read_history().column("id").to_pylist()) == sorted(r["id"] for r in first)
+
+
+def test_a_process_builds_its_estimator_once(search):
+    from kubenas.estimators.tabular import TabularEstimator
+
+    cfg_json, _, _ = search(config())
+    ctx = steps.context(cfg_json)  # the config's checks built the table's estimator
+    assert ctx.estimator() is TabularEstimator.load("nb201-4op-mnist1d")

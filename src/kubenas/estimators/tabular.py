@@ -51,8 +51,15 @@ class TabularEstimator:
         self.best_val_acc = max(r["val_acc"] for r in ok)
 
     @classmethod
+    def load(cls, table: str | Path = DEFAULT_TABLE) -> "TabularEstimator":
+        """The estimator of a table, built once per process (it only answers look-ups, so it is shared: the
+        config's checks and the search use the same one)."""
+        path = table_path(table).resolve()
+        return _shared(cls, path, path.stat().st_mtime_ns)
+
+    @classmethod
     def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "TabularEstimator":
-        return cls(section["table"])
+        return cls.load(section["table"])
 
     def search_data(self):
         """The table's dataset without its test split, as the protocol loaded it (for proxies scored for real)."""
@@ -91,6 +98,11 @@ class TabularEstimator:
                    "params": row["params"], "macs": row["macs"], "latency_ms": row["latency_ms"],
                    "train_seconds": seconds, "epochs": epochs}
         return Result(candidate_id, "ok", metrics, cost=seconds)
+
+
+@lru_cache(maxsize=4)
+def _shared(cls: type, path: Path, mtime_ns: int) -> TabularEstimator:
+    return cls(path)
 
 
 @lru_cache(maxsize=4)
