@@ -84,6 +84,7 @@ class Hyperband(Strategy):
         self.base_name, self.base_options = base, dict(base_options or {})
         self.inner = self._make_inner(space)
         self._inner_state: dict[str, Any] | None = None  # a loaded base state, waiting for the history
+        self._told: dict[str, tuple[str, int]] = {}
         # trial (the base strategy's candidate id) -> arch, bracket, {rung: value or None}, rungs promoted from
         self._trials: dict[str, dict[str, Any]] = {}
 
@@ -176,11 +177,10 @@ class Hyperband(Strategy):
         return {"trial": info["trial"], "rung": info["rung"], "fidelity": info["fidelity"]}
 
     def _told_info(self, row):
-        for trial, t in self._trials.items():  # the trials record which candidate each rung's evaluation was
-            for rung, cid in t["ids"].items():
-                if cid == row["id"]:
-                    return {"trial": trial, "rung": int(rung), "fidelity": self.fidelity(int(rung))}
-        raise ValueError(f"{self.name}: candidate {row['id']!r} belongs to no trial of this state")
+        if row["id"] not in self._told:  # built from the trials when a state is loaded
+            raise ValueError(f"{self.name}: candidate {row['id']!r} belongs to no trial of this state")
+        trial, rung = self._told[row["id"]]
+        return {"trial": trial, "rung": rung, "fidelity": self.fidelity(rung)}
 
     def _observe(self, record, tag):
         self._trials[record["trial"]]["results"][str(record["rung"])] = record["value"]
@@ -211,6 +211,8 @@ class Hyperband(Strategy):
         self.inner = rewrap(inner) if rewrap is not None else inner
         self._trials = {k: {**v, "results": dict(v["results"]), "promoted": list(v["promoted"]),
                             "ids": dict(v["ids"])} for k, v in state["trials"].items()}
+        # which trial and rung each told candidate was: the trials record the candidate of each rung's evaluation
+        self._told = {cid: (trial, int(rung)) for trial, t in self._trials.items() for rung, cid in t["ids"].items()}
         self._inner_state = state["inner"]
         if "history" in self._inner_state:  # saved by kubenas 0.1, with its history
             self.inner.load_state_dict(self._inner_state)
