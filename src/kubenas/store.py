@@ -406,6 +406,8 @@ class SearchStore:
         key = f"history/rounds-{first:05d}-{round_index:05d}.parquet"
         self.put_bytes(key, buf.getvalue())
         stale = [k for _, k in whole if k != key] + single
+        if single:  # the first commit over a search stored by kubenas 0.1: its states held copies of the history
+            stale += self.list("state/")
         if stale:
             self.blobs.delete([self.key(k) for k in stale])
 

@@ -202,7 +202,7 @@ def test_a_search_stored_by_kubenas_0_1_resumes_and_is_rewritten(search):
     store.put_json("state/round-00000.json", strategy.state_dict())  # with its history, as 0.1 wrote it
     assert store.last_committed_round() == 0 and store.read_history().num_rows == 6
     assert run_round(cfg_json, 1) == "continue"
-    assert store.list("history/") == ["history/rounds-00000-00001.parquet"]
+    assert store.list("history/") == ["history/rounds-00000-00001.parquet"] and store.list("state/") == []
     assert store.read_history().column("round").to_pylist() == [0] * 6 + [1] * 6
 
 
