@@ -197,3 +197,24 @@ def test_budget_runs_real_searches_and_looks_their_picks_up_in_the_table(tmp_pat
     assert 0 < first < 5 and never == float("inf")
     with pytest.raises(ValueError, match="unknown method"):
         budget.run(built, ("magic",), out=tmp_path)
+
+
+def test_the_pipeline_benchmark_splits_a_run_by_what_its_tasks_recorded():
+    from types import SimpleNamespace
+
+    from kubenas.bench.pipeline import render, summarise
+
+    cfg = SimpleNamespace(name="s", budget=SimpleNamespace(parallelism=2), fidelity=SimpleNamespace(epochs=2))
+    task = {"task": "train_candidates", "started": 0.0, "step_start": 0.5, "ended": 10.5, "startup_cpu": 0.4,
+            "cpu": 9.0, "train_cpu": 7.5, "train_wall": 8.0, "candidates": 3, "s3_requests": 5, "s3_seconds": 0.5,
+            "mlflow_requests": 13, "mlflow_seconds": 0.5}
+    tasks = [task, {**task, "cpu": 8.0, "train_cpu": 7.0}, {**task, "task": "sample_architectures", "candidates": 0,
+                                                           "cpu": 0.6, "train_cpu": 0.0, "train_wall": 0.0}]
+    rows = [{"train_seconds": 2.0}] * 6
+    result = summarise(cfg, wall=20.0, stack_seconds=6.0, rows=rows, export={"retrain_seconds": 4.0}, tasks=tasks)
+    assert result["training_s"] == 12 / 2 + 4.0 and result["outside_training_share"] == 1 - 10.0 / 20.0
+    workers = result["tasks"]["train_candidates"]
+    assert workers["fixed_cpu_per_candidate_s"] == ((9.0 - 7.5) + (8.0 - 7.0)) / 6
+    assert workers["startup_wall_s"] == 0.5 and result["tasks"]["sample_architectures"]["fixed_cpu_per_candidate_s"] is None
+    assert result["split_s"]["step work (summed)"] == 2 * (10.0 - 8.0 - 0.5 - 0.5) + (10.0 - 0.5 - 0.5)
+    assert "share outside training: 50 %" in render(result)
