@@ -28,7 +28,7 @@ from kubenas.oneshot import OneShot, make_oneshot
 from kubenas.context import Context, say
 from kubenas.store import SearchStore
 
-SUPERNET = "supernet"  # the loop item of a one-shot round
+SUPERNET = "supernet"  # the id of a one-shot round's training result
 CHECKPOINT = "oneshot/latest.pt"
 LOGGED_PER_ROUND = 10  # the best ranked architectures of a round get a nested MLflow run each
 

@@ -29,6 +29,7 @@ Endpoint and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL_S3
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -105,7 +106,7 @@ class Blobs:
     uri_scheme = "mem"
     requests = 0
 
-    def check(self) -> None:
+    def check(self, create_bucket: bool = True) -> None:
         """Fail fast, naming the problem, when the blobs cannot be used."""
 
     def get(self, key: str) -> bytes | None:
@@ -210,56 +211,56 @@ class S3Blobs(Blobs):
             if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise StoreError(f"cannot create bucket {self.bucket!r}: {code}") from None
 
-    def get(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
+    @contextlib.contextmanager
+    def _request(self, count: int = 1):
+        """Count ``count`` requests and time them (for benchmarks and the request bounds tests check)."""
         start = time.perf_counter()
-        self.requests += 1
+        self.requests += count
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+            yield
         finally:
             self.seconds += time.perf_counter() - start
 
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        with self._request():
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        start = time.perf_counter()
-        self.requests += 1
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-        self.seconds += time.perf_counter() - start
+        with self._request():
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def create(self, key: str, data: bytes) -> bool:
         """A conditional PUT (``If-None-Match: *``): S3 refuses it with 412 when the key exists."""
         from botocore.exceptions import ClientError
 
-        start = time.perf_counter()
-        self.requests += 1
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
-            return True
-        except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
-                return False
-            raise
-        finally:
-            self.seconds += time.perf_counter() - start
+        with self._request():
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+                return True
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                    return False
+                raise
 
     def delete(self, keys: list[str]) -> None:
-        start = time.perf_counter()
         for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-            self.requests += 1
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]],
-                                                                  "Quiet": True})
-        self.seconds += time.perf_counter() - start
+            with self._request():
+                self.client.delete_objects(Bucket=self.bucket,
+                                           Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
 
     def list(self, prefix: str) -> list[str]:
-        start, out = time.perf_counter(), []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            self.requests += 1
-            out += [obj["Key"] for obj in page.get("Contents", [])]
-        self.seconds += time.perf_counter() - start
+        out = []
+        with self._request(count=0):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                self.requests += 1  # one per page
+                out += [obj["Key"] for obj in page.get("Contents", [])]
         return sorted(out)
 
 
@@ -298,10 +299,7 @@ class SearchStore:
         return self.blobs.requests
 
     def check(self, create_bucket: bool = True) -> None:
-        if isinstance(self.blobs, S3Blobs):
-            self.blobs.check(create_bucket)
-        else:
-            self.blobs.check()
+        self.blobs.check(create_bucket)
 
     # ----------------------------------------------------------------- objects
     def key(self, *parts: str) -> str:
