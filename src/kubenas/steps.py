@@ -2,7 +2,7 @@
 
 - *init* validates the config, checks S3 and MLflow, records (or resumes) the search, opens the MLflow parent run;
 - *sample* asks the strategy for a round of candidates and splits them over at most ``parallelism`` workers;
-- *train* is one worker: it trains its share of the round one candidate after another, in one process, so the
+- *train* is one worker: it trains candidates of the round one after another, in one process, so the
   imports, the dataset and (on a GPU node) the CUDA context are paid once for many candidates. Each result is
   written as soon as it exists, so a crash or a retried pod loses at most the candidate in progress;
 - *update* tells the strategy the round's results, commits the round, and decides ``continue`` or ``stop``;
@@ -21,7 +21,6 @@ supernet (:mod:`kubenas.oneshot_steps`); each step dispatches once, in :func:`me
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import time
@@ -109,8 +108,8 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
 
 # ---------------------------------------------------------------------- train
 def train_candidates(config_json: str, item: str) -> list[dict[str, Any]]:
-    """One worker (``item`` is ``"<round>/<worker>"``): train its share of the round's candidates, one after
-    another, writing each result as soon as it exists. Returns the worker's rows."""
+    """One worker (``item`` is ``"<round>/<worker>"``): train the round's candidates that no other worker has
+    taken, one after another, writing each result as soon as it exists. Returns the worker's rows."""
     round_text, _, worker_text = item.partition("/")
     round_index, worker = int(round_text), int(worker_text)
     ctx = context(config_json)
@@ -209,21 +208,15 @@ class StrategyRounds:
         return {"candidates": [c.to_dict() for c in candidates], "state": strategy.state_dict(history=False)}
 
     def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
-        """Train this worker's share of the round (candidates ``i`` with ``i % workers == worker``), then help: take
-        the others' candidates that no worker has claimed yet, from the end of their shares. Each candidate is
-        claimed before it trains, so no two workers train the same one, and candidates that train for different
-        times do not leave one worker idle while another has a queue."""
+        """Train candidates of the round until none is left: every worker takes the next one that no worker has
+        claimed from one queue, the costliest first (:meth:`queue`), so the workers of a round finish close
+        together. Each candidate is claimed before it trains, so no two workers train the same one."""
         store = self.ctx.store
-        candidates = [Candidate.from_dict(c) for c in asked["candidates"]]
-        workers = asked["workers"]
-        shares = [candidates[w::workers] for w in range(workers)]
-        tails = [list(reversed(shares[w])) for w in range(workers) if w != worker]
-        others = [c for group in itertools.zip_longest(*tails) for c in group if c is not None]
         rows = store.read_results(round_index, worker)  # a retried worker keeps what it trained before
         done = {r["id"] for r in store.read_all_results(round_index)}  # and no attempt trains a candidate twice
         attempt = asked.get("attempt", "")
         estimator = None
-        for cand in shares[worker] + others:
+        for cand in self.queue([Candidate.from_dict(c) for c in asked["candidates"]]):
             if cand.id in done or not store.claim(round_index, attempt, cand.id, worker):
                 continue
             if estimator is None:
@@ -233,6 +226,24 @@ class StrategyRounds:
             store.write_results(round_index, worker, rows)  # committed before anything else can fail
             self.ctx.tracker.finish_candidate(run_id, row)
         return rows
+
+    def queue(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The order the workers take the round's candidates in. With a training estimator, the longest first
+        (their estimated cost, :func:`~kubenas.estimators.training.estimated_cost`): taken greedily from one
+        queue, the jobs left for the end are the short ones, and the last worker to finish waits less. Every
+        worker computes the same order. Estimators that answer at once (a table, a zero-cost proxy) keep the
+        asked order."""
+        from kubenas.estimators import selected
+
+        if selected(self.ctx.cfg.estimator.model_dump())[0] != "training" or len(candidates) < 2:
+            return candidates
+        from kubenas.estimators.training import estimated_cost
+
+        base = self.ctx.cfg.fidelity.to_fidelity()
+        costs = [estimated_cost(c.arch, self.ctx.space, self.ctx.search_data, base.override(c.fidelity))
+                 for c in candidates]
+        order = sorted(range(len(candidates)), key=lambda i: (-costs[i], i))
+        return [candidates[i] for i in order]
 
     def _estimator(self):
         estimator = self.ctx.estimator()

@@ -8,8 +8,8 @@ Layout under ``s3://BUCKET/PREFIX/<search>/``::
                                          (in the file's metadata) the strategy state committed with round 3
     rounds/00004/asked.json              round 4 (not committed yet): its candidates, how many workers train
                                          them, the MLflow parent run and the strategy state right after the ask
-    rounds/00004/claims/<attempt>/<id>   which worker trains a candidate (a worker that is done with its own
-                                         share takes unclaimed candidates of the others, last first)
+    rounds/00004/claims/<attempt>/<id>   which worker trains a candidate (workers take the round's candidates
+                                         from one queue, the costliest first)
     rounds/00004/results/worker-1.json   the rows worker 1 has trained so far, rewritten after each candidate
     weights/<id>.pt                      state_dict of a candidate, where a later step needs it
     weights/<id>.json                    its architecture

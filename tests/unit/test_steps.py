@@ -79,9 +79,9 @@ def test_a_round_splits_its_candidates_over_the_workers(search):
     items = steps.sample_architectures(cfg_json, 0, 0, "parent")
     assert items == ["00000/0", "00000/1"]
     asked = [c["id"] for c in store.read_asked(0)["candidates"]]
-    # one worker after the other: the first trains its share (0, 2, 4), then takes the other's, last first
+    # one worker after the other: the first takes the whole queue (a table answers at once: in asked order)
     rows = [steps.train_candidates(cfg_json, item) for item in items]
-    assert [r["id"] for r in rows[0]] == asked[0::2] + asked[1::2][::-1] and rows[1] == []
+    assert [r["id"] for r in rows[0]] == asked and rows[1] == []
     assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"
     assert store.read_history().column("id").to_pylist() == asked  # committed in asked order
     # every candidate got its own MLflow run, opened before training and closed after it
@@ -96,24 +96,67 @@ def test_workers_at_the_same_time_share_the_round_and_train_each_candidate_once(
     cfg_json, store, recorder = search(config(candidates_per_round=8, parallelism=2))
     items = steps.sample_architectures(cfg_json, 0, 0, "parent")
     estimator_type = type(steps.context(cfg_json).estimator())
-    original, slow = estimator_type.evaluate, {c["id"] for c in store.read_asked(0)["candidates"][1::2][:2]}
+    original, slow = estimator_type.evaluate, {c["id"] for c in store.read_asked(0)["candidates"][:2]}
+    by_worker: dict[str, list[str]] = {}
 
-    def evaluate(self, arch, *args, **kwargs):  # worker 1's first two candidates are slow to train
+    def evaluate(self, arch, *args, **kwargs):  # the first two candidates are slow to train
+        by_worker.setdefault(threading.current_thread().name, []).append(kwargs["candidate_id"])
         time.sleep(0.3 if kwargs["candidate_id"] in slow else 0.02)
         return original(self, arch, *args, **kwargs)
 
     monkeypatch.setattr(estimator_type, "evaluate", evaluate)
     out = {}
-    threads = [threading.Thread(target=lambda item=item: out.setdefault(item, steps.train_candidates(cfg_json, item)))
-               for item in items]
+    threads = [threading.Thread(target=lambda item=item: out.setdefault(item, steps.train_candidates(cfg_json, item)),
+                                name=item) for item in items]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     trained = [r["id"] for rows in out.values() for r in rows]
     assert sorted(trained) == sorted(c["id"] for c in store.read_asked(0)["candidates"])  # each exactly once
-    assert len(out["00000/0"]) > 4  # the fast worker took some of the slow one's share
+    assert {item: [r["id"] for r in rows] for item, rows in out.items()} == by_worker  # rows are the worker's own
+    # each worker took one slow candidate first; the other six went to whichever was free
+    assert all(len(set(ids) & slow) == 1 for ids in by_worker.values())
     assert len(recorder.runs) == 8
+
+
+def test_training_workers_take_the_costliest_candidates_first(search, monkeypatch):
+    from kubenas.estimators.training import TrainingEstimator, estimated_cost
+
+    cfg = config(candidates_per_round=5, parallelism=1)
+    cfg["estimator"] = {"batch_size": 32}
+    cfg["dataset"] = {"name": "mnist1d"}
+    cfg_json, store, recorder = search(cfg)
+    [item] = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    order = []
+    monkeypatch.setattr(TrainingEstimator, "evaluate", lambda self, arch, space, data, fidelity, **kw: (
+        order.append(kw["candidate_id"]) or steps.Result(kw["candidate_id"], "ok", {"val_acc": 0.5}, cost=0.0)))
+    steps.train_candidates(cfg_json, item)
+    ctx = steps.context(cfg_json)
+    fidelity = ctx.cfg.fidelity.to_fidelity()
+    cost = {c["id"]: estimated_cost(c["arch"], ctx.space, ctx.search_data, fidelity)
+            for c in store.read_asked(0)["candidates"]}
+    assert sorted(order) == sorted(cost) and len(set(cost.values())) > 1
+    assert [cost[i] for i in order] == sorted(cost.values(), reverse=True)
+
+
+def test_estimated_cost_grows_with_the_operations_epochs_and_data():
+    from kubenas.core import Fidelity
+    from kubenas.data import load_dataset
+    from kubenas.estimators.training import estimated_cost
+    from kubenas.spaces import make_space
+
+    space = make_space("nb201", width=8, cells_per_stage=1)
+    data = load_dataset("mnist1d")
+    edges = space.sample(0)
+    convs = {k: "nor_conv_3x3" for k in edges} if isinstance(edges, dict) else None
+    light = {k: "skip_connect" for k in edges} if isinstance(edges, dict) else None
+    assert convs is not None, "the NB-201 architecture is a dict of edges"
+    heavy = estimated_cost(convs, space, data, Fidelity(epochs=1))
+    assert heavy > estimated_cost(light, space, data, Fidelity(epochs=1)) > 0
+    assert estimated_cost(convs, space, data, Fidelity(epochs=4)) == 4 * heavy
+    assert estimated_cost(convs, space, data, Fidelity(epochs=1, data_fraction=0.5)) == heavy / 2
+    assert estimated_cost({"bad": "arch"}, space, data, Fidelity(epochs=1)) == 0.0
 
 
 def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):

@@ -241,6 +241,19 @@ def count_macs(model: nn.Module, x1: torch.Tensor) -> int:
     return int(total)
 
 
+def estimated_cost(arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity) -> float:
+    """A candidate's training cost, estimated without training, to order a round's candidates by: the
+    multiply-accumulates of a forward pass at its width and resolution, times its epochs and data fraction. It
+    ranks NB-201 cells on MNIST-1D by measured training time with a Spearman correlation of about 0.6 (the
+    parameter-free operations cost time too). An architecture that does not build costs 0: it fails fast."""
+    try:
+        x1 = _resize(dataset.x_val[:1], fidelity.resolution)
+        model = space.build(arch, tuple(x1.shape[1:]), dataset.num_classes, width_mult=fidelity.width_mult)
+        return float(count_macs(model, x1)) * fidelity.epochs * fidelity.data_fraction
+    except Exception:  # noqa: BLE001 - training reports the failure, with its reason
+        return 0.0
+
+
 def _subset(x: torch.Tensor, y: torch.Tensor, fraction: float, gen: torch.Generator):
     if fraction >= 1:
         return x, y
