@@ -32,6 +32,16 @@ def _json_arg(text: str) -> dict:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubenas", description="Neural Architecture Search on Kubeflow Pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a search config's pipeline locally (kfp.local) on the embedded stack")
     r.add_argument("config", type=Path)
     r.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
-    r.add_argument("--rounds", type=int, default=None, help="run fewer rounds than the config")
+    r.add_argument("--rounds", type=_positive_int, default=None, help="run fewer rounds than the config")
     r.add_argument("--verbose", action="store_true", help="show every line kfp.local prints")
 
     c = sub.add_parser("compile", help="compile a search config into a pipeline package for the Kubeflow UI")

@@ -124,10 +124,32 @@ def _probe(host: str, token: str) -> None:
         raise ClusterError(f"cannot reach Kubeflow Pipelines at {host}: {getattr(exc, 'reason', exc)}") from None
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_options(*, namespace: str | None = None, experiment: str | None = None,
+                  service_account: str | None = None, run_name: str | None = None, name: str | None = None,
+                  version: str | None = None) -> None:
+    """The command line's names, checked before the cluster is contacted: each names the option and what it takes."""
+    if namespace is not None and not _DNS_LABEL.fullmatch(namespace):
+        raise ClusterError(f"--namespace {namespace!r}: a Kubernetes namespace is 1-63 lowercase letters, digits "
+                           "or '-', starting and ending with a letter or digit")
+    if service_account and not _SUBDOMAIN.fullmatch(service_account):
+        raise ClusterError(f"--service-account {service_account!r}: a Kubernetes service account name is lowercase "
+                           "letters, digits, '-' and '.' (or '' for the namespace default)")
+    for option, value in (("--experiment", experiment), ("--run-name", run_name), ("--name", name),
+                          ("--version", version)):
+        if value is not None and (not value.strip() or value != value.strip() or len(value) > 128
+                                  or not value.isprintable()):
+            raise ClusterError(f"{option} {value!r}: expected 1-128 printable characters, without spaces at either end")
+
+
 def submit(config: SearchConfig, *, host: str | None = None, namespace: str | None = None,
            experiment: str = "kubenas", service_account: str | None = "kubenas-runner",
            run_name: str | None = None) -> Submitted:
     """Compile ``config``'s pipeline and start one run of it in ``experiment`` (created if missing)."""
+    check_options(namespace=namespace, experiment=experiment, service_account=service_account, run_name=run_name)
     arguments = pipeline_arguments(config)
     client = connect(host, namespace)
     name = run_name or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -146,6 +168,7 @@ def schedule(config: SearchConfig, *, cron: str, host: str | None = None, namesp
     resumes from its store, and the ``champion`` alias moves only on improvement, so each run improves one
     search. Missed runs are skipped unless ``catchup``."""
     cron = check_cron(cron)
+    check_options(namespace=namespace, experiment=experiment, service_account=service_account, name=name)
     arguments = pipeline_arguments(config)
     client = connect(host, namespace)
     name = name or f"kubenas-{config.name}"
@@ -165,6 +188,7 @@ def upload(config: SearchConfig, *, host: str | None = None, namespace: str | No
            version: str | None = None) -> Submitted:
     """Upload ``config``'s pipeline to the Kubeflow UI, or a new version of it when one of that name exists.
     The form's defaults are the config's values."""
+    check_options(namespace=namespace, version=version)
     client = connect(host, namespace)
     name = f"kubenas-{config.name}"
     version = version or f"{__version__}-{time.strftime('%Y%m%d-%H%M%S')}"

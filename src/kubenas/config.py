@@ -14,15 +14,50 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from kubenas.data import DATASETS
 from kubenas.core import Fidelity
-from kubenas.estimators import PROXIES
+from kubenas.data import dataset_info
+from kubenas.estimators import ONESHOT_METRICS, PROXIES, reported_metrics
 from kubenas.registry import check
 from kubenas.spaces import make_space
 from kubenas.strategies import STRATEGIES, make_strategy
 
 ProxyName = Literal[PROXIES]  # the zero-cost proxies, named once in kubenas.estimators
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a DNS-1123 label: valid in S3 keys, MLflow, Kubernetes
+# A Kubernetes label value (letters, digits, '-', '_', '.'; alphanumeric at both ends): also a safe S3 key segment
+# and MLflow name.
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # DNS-1123 subdomain
+_QUALIFIED = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # a label key or resource name
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
+
+
+def _seed(value: int, field: str) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{field} must be in 0..{MAX_SEED} (numpy and torch seeds), got {value}")
+    return value
+
+
+def _secret_name(value: str | None) -> str | None:
+    if value is not None and (len(value) > 253 or not _SUBDOMAIN.fullmatch(value)):
+        raise ValueError("must be a Kubernetes Secret name: lowercase letters, digits, '-' and '.', at most 253, "
+                         "starting and ending with a letter or digit")
+    return value
+
+
+def _http_url(value: str | None, what: str) -> str | None:
+    if value is None:
+        return value
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL of the {what}, such as 'http://127.0.0.1:8333'")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"has a bad port: {value!r}") from None
+    return value
 
 
 class ConfigError(ValueError):
@@ -46,10 +81,17 @@ class Named(_Strict):
 
 
 class DatasetConfig(Named):
+    _info: Any = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _known(self) -> "DatasetConfig":
-        check(DATASETS, "dataset", self.name, self.options)  # loading the data would be expensive
+        self._info = dataset_info(self.name, **self.options)  # names and values, without loading the data
         return self
+
+    @property
+    def info(self):
+        """The dataset's input shape and classes, as far as the config tells (:class:`kubenas.data.DatasetInfo`)."""
+        return self._info
 
 
 class SpaceConfig(Named):
@@ -184,8 +226,25 @@ class ObjectiveConfig(_Strict):
 
 class ExportConfig(_Strict):
     epochs: int = Field(10, ge=1, description="epochs to retrain the winner")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="retraining seeds")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=16, description="retraining seeds")
     registered_model: str | None = Field(None, description="MLflow registered model name; default: the search name")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        for i, seed in enumerate(v):
+            _seed(seed, f"seeds[{i}]")
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat a seed (a repeated seed retrains the same model again), got {v}")
+        return v
+
+    @field_validator("registered_model")
+    @classmethod
+    def _model_name(cls, v: str | None) -> str | None:
+        if v is not None and not _LABEL_VALUE.fullmatch(v):
+            raise ValueError("must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
+                             "digit (a name valid in MLflow, S3 keys and Kubernetes labels)")
+        return v
     pick: Literal["best", "knee"] = Field("best", description="which member of a multi-objective search's Pareto "
                                           "front to export: the best first objective under the constraints, or "
                                           "the knee point")
@@ -195,7 +254,7 @@ class ResourcesConfig(_Strict):
     gpus: int = Field(0, ge=0, le=16, description="GPUs per training task")
     image: str | None = Field(None, description="image for every task; default: the kubenas image of this version, "
                                                 "its CUDA variant for training tasks when gpus > 0")
-    accelerator: str = "nvidia.com/gpu"
+    accelerator: str = Field("nvidia.com/gpu", description="the Kubernetes extended resource a GPU is requested as")
     cpu: str | None = None
     memory: str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
@@ -227,6 +286,24 @@ class ResourcesConfig(_Strict):
             raise ValueError("must be a Kubernetes memory quantity such as '4Gi' or '512Mi'")
         return v
 
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, v: str) -> str:
+        if "/" not in v or len(v) > 253 or not _QUALIFIED.fullmatch(v):
+            raise ValueError("must be a Kubernetes extended resource name such as 'nvidia.com/gpu' or 'amd.com/gpu'")
+        return v
+
+    @field_validator("node_selector")
+    @classmethod
+    def _node_selector(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if len(key) > 316 or not _QUALIFIED.fullmatch(key):
+                raise ValueError(f"key {key!r} is not a Kubernetes label key (such as 'cloud.google.com/gke-accelerator')")
+            if value and not _LABEL_VALUE.fullmatch(value):
+                raise ValueError(f"value {value!r} of {key!r} is not a Kubernetes label value (at most 63 letters, "
+                                 "digits, '-', '_' or '.', alphanumeric at both ends)")
+        return v
+
     @field_validator("tolerations")
     @classmethod
     def _tolerations(cls, v: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -234,6 +311,13 @@ class ResourcesConfig(_Strict):
         for i, tol in enumerate(v):
             if set(tol) - allowed:
                 raise ValueError(f"toleration {i} has unknown field(s) {sorted(set(tol) - allowed)}; allowed: {sorted(allowed)}")
+            if tol.get("operator", "Equal") not in ("Equal", "Exists"):
+                raise ValueError(f"toleration {i}: operator must be 'Equal' or 'Exists', got {tol['operator']!r}")
+            if tol.get("effect", "") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+                raise ValueError(f"toleration {i}: effect must be NoSchedule, PreferNoSchedule or NoExecute, got "
+                                 f"{tol['effect']!r}")
+            if tol.get("operator") == "Exists" and tol.get("value"):
+                raise ValueError(f"toleration {i}: operator 'Exists' takes no value")
         return v
 
 
@@ -254,13 +338,56 @@ class StorageConfig(_Strict):
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        return v.strip("/")
+        v = v.strip("/")
+        for part in v.split("/") if v else []:
+            if part in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", part):
+                raise ValueError("must be '/'-separated parts of letters, digits, '.', '_' and '-', without '.' or "
+                                 "'..' parts (it becomes the start of every S3 key of the search)")
+        if len(v) > 512:
+            raise ValueError(f"must be at most 512 characters, got {len(v)}")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return _http_url(v, "S3 endpoint")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]", v):
+            raise ValueError("must be an S3 region name such as 'us-east-1'")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str | None) -> str | None:
+        return _secret_name(v)
 
 
 class TrackingConfig(_Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI")
     experiment: str = "kubenas"
     secret: str | None = Field(None, description="Kubernetes Secret with MLflow credentials, if the server needs any")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("file:", "databricks")):
+            return _http_url(v, "MLflow server")
+        return v
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, v: str) -> str:
+        if not v.strip() or v != v.strip() or len(v) > 256 or not v.isprintable():
+            raise ValueError("must be 1-256 printable characters, without spaces at either end")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str | None) -> str | None:
+        return _secret_name(v)
 
 
 class SearchConfig(_Strict):
@@ -286,6 +413,11 @@ class SearchConfig(_Strict):
         if not _NAME.fullmatch(v):
             raise ValueError("must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit")
         return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        return _seed(v, "seed")
 
     _strategy: Any = PrivateAttr(None)
 
@@ -313,6 +445,8 @@ class SearchConfig(_Strict):
                              f"{_objective_metrics(self)}: set objective.metric to 'zc_score' (mode max)")
         if self.oneshot is not None:
             self._check_oneshot(space)
+        self._check_metrics()
+        self._check_resolution()
         es, inherit, epochs = self.estimator.early_stop, self.estimator.inherit, self.fidelity.epochs
         if es is not None and (self.objective.metric, self.objective.mode) != ("val_acc", "max"):
             raise ValueError(f"estimator.early_stop extrapolates validation-accuracy curves: set objective.metric to "
@@ -328,6 +462,33 @@ class SearchConfig(_Strict):
                              "has one objective: use a multi-objective strategy (nsga2, pareto_evolution) or "
                              "pick 'best'")
         return self
+
+    def _check_metrics(self) -> None:
+        """The objective's, a multi-objective strategy's and the constraints' metrics are ones the estimator
+        reports."""
+        reported = list(ONESHOT_METRICS) if self.oneshot is not None else reported_metrics(self.estimator.model_dump())
+        named = [("objective.metric", self.objective.metric)]
+        options = self.strategy.options
+        for i, obj in enumerate(options.get("objectives") or []):
+            if isinstance(obj, dict):
+                named.append((f"strategy.options.objectives[{i}].metric", obj.get("metric")))
+        named += [(f"strategy.options.constraints.{k}", k) for k in (options.get("constraints") or {})]
+        for where, metric in named:
+            if metric not in reported:
+                raise ValueError(f"{where} {metric!r} is not a metric this search's estimator reports; it reports: "
+                                 f"{', '.join(reported)}")
+
+    def _check_resolution(self) -> None:
+        resolution, shape = self.fidelity.resolution, self.dataset.info.input_shape
+        if resolution is None or shape is None:
+            return
+        if len(shape) < 2:
+            raise ValueError(f"fidelity.resolution applies to signals and images; dataset {self.dataset.name!r} has "
+                             f"vector inputs of shape {list(shape)}")
+        native = min(shape[1:])
+        if resolution > native:
+            raise ValueError(f"fidelity.resolution {resolution} is above the dataset's own ({native}, inputs of shape "
+                             f"{list(shape)}): a lower resolution is the cheaper proxy; set 2..{native} or remove it")
 
     def _check_oneshot(self, space) -> None:
         from kubenas.oneshot import make_oneshot
@@ -386,20 +547,86 @@ def parse_config(data: Any, source: str = "config") -> SearchConfig:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
-            got = "" if err["type"] == "missing" else f" (got {json.dumps(err.get('input'), default=str)[:80]})"
+            # a check across sections names its fields itself; the input there is the whole config
+            got = "" if err["type"] == "missing" or not err["loc"] else f" (got {json.dumps(err.get('input'), default=str)[:80]})"
             lines.append(f"  {where}: {msg}{got}")
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a search config is a page of YAML; a bigger file is a mistake or an attack
+MAX_ALIASES = 100  # YAML aliases in a config
+MAX_NODES = 100_000  # YAML nodes once every alias is expanded (an alias "bomb" expands exponentially)
+
+
 def load_config(path: str | Path) -> SearchConfig:
-    """Read and validate a YAML search config."""
+    """Read and validate a YAML search config: at most 1 MiB of UTF-8 text, at most 100 aliases and 100,000 nodes
+    with the aliases expanded, then every field."""
     path = Path(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if path.is_dir():
+            raise ConfigError(f"config {path} is a directory; give a YAML file")
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {path} is {size:,} bytes; a search config is at most {MAX_CONFIG_BYTES:,} bytes")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a config is a YAML file") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: contains NUL bytes; a config is a YAML text file")
+    return parse_config(_yaml(text, str(path)), str(path))
+
+
+def _yaml(text: str, source: str) -> Any:
+    """Parse YAML safely, refusing more than :data:`MAX_ALIASES` aliases or :data:`MAX_NODES` expanded nodes
+    before anything is built from it."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        aliases = _count_nodes(node, {}, [0], source)
+        if aliases > MAX_ALIASES:
+            raise ConfigError(f"{source}: {aliases} YAML aliases; a config may use at most {MAX_ALIASES}")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _count_nodes(node: yaml.Node, sizes: dict[int, int], aliases: list[int], source: str) -> int:
+    """The number of aliases (a node reached again), after checking that the nodes, with every alias expanded, are
+    at most :data:`MAX_NODES` and that no alias refers to a node that contains it."""
+    stack, order = [(node, False)], []
+    seen: set[int] = set()
+    while stack:  # iterative, post-order: a deep document cannot overflow the interpreter's stack
+        current, done = stack.pop()
+        key = id(current)
+        if done:
+            children = _children(current)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_NODES:
+                raise ConfigError(f"{source}: more than {MAX_NODES:,} YAML nodes once its aliases are expanded")
+            order.append(key)
+            continue
+        if key in sizes:
+            aliases[0] += 1
+            continue
+        if key in seen:
+            raise ConfigError(f"{source}: a YAML alias refers to a node that contains it")
+        seen.add(key)
+        stack.append((current, True))
+        stack.extend((c, False) for c in reversed(_children(current)))
+    return aliases[0]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []

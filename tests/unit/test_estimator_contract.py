@@ -120,3 +120,20 @@ def test_stateful_estimators_round_trip_their_state():
     x = one.evaluate(arch, SPACE, data, FIDELITY, candidate_id="c", parent_id="p")
     y = _inherit(copy).evaluate(arch, SPACE, data, FIDELITY, candidate_id="c", parent_id="p")
     assert x.metrics["val_acc_curve"] == y.metrics["val_acc_curve"] and x.metrics["inherited_from"] == "p"
+
+
+@pytest.mark.parametrize("name", sorted(SECTIONS))
+def test_an_estimator_reports_the_metrics_it_declares(name):
+    """An objective or a constraint may name any metric the registry declares: every successful result has it,
+    as a finite number."""
+    from kubenas.estimators import reported_metrics
+
+    section = {**EstimatorConfig().model_dump(), **SECTIONS[name]}
+    space, est = _space(name), _make(name)
+    _prime(name, est, toy_dataset(n=48))
+    result = est.evaluate(space.sample(3), space, toy_dataset(n=48), FIDELITY, seed=0, candidate_id="c",
+                          **_context(name))
+    assert result.ok, result.error
+    declared = reported_metrics(section)
+    assert declared and all(isinstance(result.metrics.get(m), (int, float)) for m in declared), \
+        {m: result.metrics.get(m) for m in declared}

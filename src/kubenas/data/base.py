@@ -17,6 +17,20 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """What a config check needs to know of a dataset without loading it: the per-sample input shape and the
+    number of classes (None where only the data can tell: a Parquet table without a declared ``shape``)."""
+
+    input_shape: tuple[int, ...] | None
+    num_classes: int | None
+
+
+def check_seed(dataset: str, field: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+        raise ValueError(f"dataset {dataset!r}: {field} must be an integer in 0..2**32-1, got {value!r}")
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Inputs are float32 tensors shaped (N, F), (N, C, L) or (N, C, H, W); labels are int64 in [0, num_classes)."""
 

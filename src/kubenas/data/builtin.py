@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kubenas.data.base import Dataset, check_fraction, split_indices, tensors
+from kubenas.data.base import Dataset, DatasetInfo, check_fraction, check_seed, split_indices, tensors
 
 
 def load_mnist1d(val_fraction: float = 0.2, num_samples: int = 5000, seed: int = 42, split_seed: int = 0) -> Dataset:
@@ -17,13 +17,21 @@ def load_mnist1d(val_fraction: float = 0.2, num_samples: int = 5000, seed: int =
     The package's own 80/20 train/test split gives the test split (1,000 signals by default); ``val_fraction``
     of its training part, stratified by ``split_seed``, becomes the validation split.
     """
-    check_fraction("mnist1d", "val_fraction", val_fraction)
-    if not isinstance(num_samples, int) or num_samples < 100:
-        raise ValueError(f"dataset 'mnist1d': num_samples must be an integer >= 100, got {num_samples!r}")
+    mnist1d_info(val_fraction, num_samples, seed, split_seed)
     x, y, x_test, y_test = _mnist1d_arrays(num_samples, seed)
     val, train = split_indices(y, (val_fraction,), split_seed)
     return Dataset("mnist1d", *tensors(x[train], y[train]), *tensors(x[val], y[val]), num_classes=10,
                    x_test=tensors(x_test, y_test)[0], y_test=tensors(x_test, y_test)[1])
+
+
+def mnist1d_info(val_fraction: float = 0.2, num_samples: int = 5000, seed: int = 42, split_seed: int = 0) -> DatasetInfo:
+    """MNIST-1D's shape, after checking the options (the config check calls this; it generates nothing)."""
+    check_fraction("mnist1d", "val_fraction", val_fraction)
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 100 <= num_samples <= 1_000_000:
+        raise ValueError(f"dataset 'mnist1d': num_samples must be an integer in 100..1000000, got {num_samples!r}")
+    check_seed("mnist1d", "seed", seed)
+    check_seed("mnist1d", "split_seed", split_seed)
+    return DatasetInfo((1, 40), 10)
 
 
 def cache_dir() -> Path:
@@ -66,10 +74,7 @@ def _generate_mnist1d(num_samples: int, seed: int):
 
 def load_digits(val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
     """scikit-learn's 8x8 digits (1,797 images, 10 classes), scaled to [0, 1], in stratified splits."""
-    check_fraction("digits", "val_fraction", val_fraction)
-    check_fraction("digits", "test_fraction", test_fraction)
-    if val_fraction + test_fraction >= 1:
-        raise ValueError(f"dataset 'digits': val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}")
+    digits_info(val_fraction, test_fraction, split_seed)
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError as exc:
@@ -80,3 +85,13 @@ def load_digits(val_fraction: float = 0.2, test_fraction: float = 0.2, split_see
     val, test, train = split_indices(y, (val_fraction, test_fraction), split_seed)
     return Dataset("digits", *tensors(x[train], y[train]), *tensors(x[val], y[val]), num_classes=10,
                    x_test=tensors(x[test], y[test])[0], y_test=tensors(x[test], y[test])[1])
+
+
+def digits_info(val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0) -> DatasetInfo:
+    """The digits' shape, after checking the options."""
+    check_fraction("digits", "val_fraction", val_fraction)
+    check_fraction("digits", "test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"dataset 'digits': val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}")
+    check_seed("digits", "split_seed", split_seed)
+    return DatasetInfo((1, 8, 8), 10)

@@ -8,11 +8,12 @@ list column plus a declared ``shape``. Splits are explicit: either one table wit
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from kubenas.data.base import Dataset, tensors
+from kubenas.data.base import Dataset, DatasetInfo, tensors
 
 if TYPE_CHECKING:
     import pyarrow as pa  # imported where used: reading a config or sampling never loads pyarrow
@@ -41,6 +42,7 @@ def load_parquet(
     """
     import pyarrow as pa
 
+    parquet_info(path, label_column, feature_column, shape, split_column, num_classes, name)
     if isinstance(path, Mapping):
         unknown = set(path) - set(_SPLIT_ALIASES)
         if unknown:
@@ -68,6 +70,74 @@ def load_parquet(
     test = tensors(*arrays["test"]) if "test" in arrays else (None, None)
     return Dataset(name, *tensors(*arrays["train"]), *tensors(*arrays["val"]), num_classes=num_classes,
                    x_test=test[0], y_test=test[1])
+
+
+def parquet_info(
+    path: str | Mapping[str, str],
+    label_column: str = "label",
+    feature_column: str = "x",
+    shape: Sequence[int] | None = None,
+    split_column: str = "split",
+    num_classes: int | None = None,
+    name: str = "parquet",
+) -> DatasetInfo:
+    """Check the options without reading data: ``s3://`` paths name a valid bucket and a key,
+    columns are names, ``shape`` and ``num_classes`` are positive. That the paths exist is checked where the data
+    is read, by a run's pre-flight (:func:`check_readable`)."""
+    for field, value in (("label_column", label_column), ("feature_column", feature_column),
+                         ("split_column", split_column), ("name", name)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"dataset {name!r}: {field} must be a non-empty string, got {value!r}")
+    if isinstance(path, Mapping):
+        unknown = set(path) - set(_SPLIT_ALIASES)
+        if unknown:
+            raise ValueError(f"dataset {name!r}: unknown split name(s) {sorted(unknown)} in path; use train, val and test")
+        paths = list(path.values())
+    elif isinstance(path, str):
+        paths = [path]
+    else:
+        raise ValueError(f"dataset {name!r}: path must be a string or a mapping of split to path, got {path!r}")
+    for p in paths:
+        _check_path(p, name)
+    if shape is not None and (not isinstance(shape, (list, tuple)) or not shape
+                              or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise ValueError(f"dataset {name!r}: shape must be a list of positive integers such as [1, 40], got {shape!r}")
+    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2):
+        raise ValueError(f"dataset {name!r}: num_classes must be an integer >= 2, got {num_classes!r}")
+    return DatasetInfo(tuple(shape) if shape is not None else None, num_classes)
+
+
+def _check_path(path: object, name: str) -> None:
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"dataset {name!r}: a path must be a non-empty string, got {path!r}")
+    if path.startswith("s3://"):
+        bucket, _, key = path[len("s3://"):].partition("/")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or not key.strip("/"):
+            raise ValueError(f"dataset {name!r}: path {path!r} must be s3://BUCKET/KEY with a valid bucket name "
+                             "(3-63 lowercase letters, digits, '.', '-') and a key")
+    elif "://" in path:
+        raise ValueError(f"dataset {name!r}: path {path!r} must be a local path or s3://BUCKET/KEY")
+
+
+def check_readable(path: str | Mapping[str, str], name: str = "parquet") -> None:
+    """Raise ValueError naming the path when a path of the dataset does not exist where the data will be read: on
+    this machine, or in S3 (no such bucket or key). A run's pre-flight calls it; the config check cannot, as a
+    config submitted to a cluster names paths of the cluster's pods."""
+    from pyarrow import fs
+
+    paths = list(path.values()) if isinstance(path, Mapping) else [path]
+    for p in paths:
+        if not p.startswith("s3://"):
+            if not os.path.exists(p):
+                raise ValueError(f"dataset {name!r}: path {p!r} does not exist (relative paths are read from "
+                                 f"{os.getcwd()})")
+            continue
+        try:
+            info = s3_filesystem().get_file_info(p[len("s3://"):])
+        except OSError as exc:
+            raise ValueError(f"dataset {name!r}: cannot read {p!r}: {exc}") from None
+        if info.type == fs.FileType.NotFound:
+            raise ValueError(f"dataset {name!r}: {p!r} does not exist (no such bucket or key)")
 
 
 def endpoint_from_env() -> str | None:

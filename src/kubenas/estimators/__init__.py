@@ -21,24 +21,43 @@ PROXIES = ("synflow", "grad_norm", "nwot", "params", "macs")
 @dataclass(frozen=True)
 class Entry:
     """A registered estimator: ``target`` is ``"module:Class"``; ``field`` the config field that selects it
-    (None for the default base); ``wraps`` marks a wrapper around the base estimator."""
+    (None for the default base); ``wraps`` marks a wrapper around the base estimator; ``metrics`` the scalar
+    metrics a successful result reports (a wrapper's add to its base's), which an objective or a constraint may
+    name. The contract test checks them against real results."""
 
     target: str
     field: str | None
     wraps: bool = False
+    metrics: tuple[str, ...] = ()
 
     def load(self) -> type:
         module, _, name = self.target.partition(":")
         return getattr(importlib.import_module(module), name)
 
 
+_TRAINED = ("val_acc", "val_loss", "params", "macs", "train_seconds", "latency_ms", "epochs")
+
 ESTIMATORS: dict[str, Entry] = {
-    "training": Entry("kubenas.estimators.training:TrainingEstimator", None),
-    "table": Entry("kubenas.estimators.tabular:TabularEstimator", "table"),
-    "zero_cost": Entry("kubenas.estimators.zero_cost:ZeroCostEstimator", "proxy"),
-    "inherit": Entry("kubenas.estimators.inheritance:InheritingEstimator", "inherit", wraps=True),
-    "early_stop": Entry("kubenas.estimators.learning_curve:EarlyTerminationEstimator", "early_stop", wraps=True),
+    "training": Entry("kubenas.estimators.training:TrainingEstimator", None, metrics=_TRAINED),
+    "table": Entry("kubenas.estimators.tabular:TabularEstimator", "table",
+                   metrics=("val_acc", "params", "macs", "train_seconds", "latency_ms", "epochs")),
+    "zero_cost": Entry("kubenas.estimators.zero_cost:ZeroCostEstimator", "proxy", metrics=("zc_score", "params", "macs")),
+    "inherit": Entry("kubenas.estimators.inheritance:InheritingEstimator", "inherit", wraps=True,
+                     metrics=("epochs_trained",)),
+    "early_stop": Entry("kubenas.estimators.learning_curve:EarlyTerminationEstimator", "early_stop", wraps=True,
+                        metrics=("epochs_trained", "lc_epochs_saved")),
 }
+
+# What a one-shot search's rows report: the architecture's accuracy with the shared weights.
+ONESHOT_METRICS = ("val_acc",)
+
+
+def reported_metrics(section: Mapping[str, Any]) -> list[str]:
+    """The scalar metrics every successful result of the estimators a config section selects reports."""
+    names: list[str] = []
+    for entry in selected(section):
+        names += [m for m in ESTIMATORS[entry].metrics if m not in names]
+    return names
 
 
 def selected(section: Mapping[str, Any]) -> list[str]:
@@ -62,7 +81,8 @@ def make_estimator(section: Mapping[str, Any], store: Any = None) -> Any:
 _EXPORTS = {"Diverged": "training", "TrainingEstimator": "training", "count_macs": "training", "evaluate": "training",
             "Fidelity": "training"}
 
-__all__ = ["ESTIMATORS", "Entry", "PROXIES", "make_estimator", "selected", *_EXPORTS]
+__all__ = ["ESTIMATORS", "Entry", "ONESHOT_METRICS", "PROXIES", "make_estimator", "reported_metrics", "selected",
+           *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

@@ -27,12 +27,15 @@ METADATA_KEY = b"kubenas.protocol"  # the Parquet schema metadata that holds a t
 def table_path(name_or_path: str | Path) -> Path:
     """A path, or the name of a table shipped with kubenas (``kubenas/tables/<name>.parquet``)."""
     path = Path(name_or_path)
-    if path.suffix == ".parquet" or path.exists():
+    if path.is_file():
         return path
-    shipped = Path(str(resources.files("kubenas").joinpath("tables", f"{name_or_path}.parquet")))
-    if not shipped.exists():
-        raise ValueError(f"no benchmark table {name_or_path!r}: give a .parquet path or a shipped table name")
-    return shipped
+    shipped_dir = Path(str(resources.files("kubenas").joinpath("tables")))
+    shipped = shipped_dir / f"{name_or_path}.parquet"
+    if path.suffix != ".parquet" and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in shipped_dir.glob("*.parquet")))
+    raise ValueError(f"no benchmark table {str(name_or_path)!r}: give the path of an existing .parquet file (relative "
+                     f"to {Path.cwd()}) or a shipped table name: {names}")
 
 
 class TabularEstimator:
