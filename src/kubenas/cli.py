@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def _json_arg(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"width\": 8}'")
     return value
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _positive_int(text: str) -> int:
@@ -193,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command in ("run", "compile", "up", "down"):
+        if args.command == "run":  # a SIGTERM (kill, a CI timeout, a closed session) cleans up as Ctrl-C does
+            signal.signal(signal.SIGTERM, _interrupt)
         return _pipeline_command(args)
     if args.command in ("submit", "schedule", "upload"):
         return _cluster_command(args)

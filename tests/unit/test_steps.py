@@ -35,10 +35,16 @@ class Recorder:
     def __init__(self):
         self.runs: dict[str, dict] = {}
 
-    def start_candidate(self, parent_id, candidate, round_index, config, genotype):
+    def start_candidate(self, parent_id, candidate, round_index, config, genotype, run_id=None):
+        if run_id is not None:  # opened again
+            self.runs[run_id]["status"] = "RUNNING"
+            return run_id
         run_id = f"run-{uuid.uuid4().hex}"  # workers may run in threads
-        self.runs[run_id] = {"parent": parent_id, "name": candidate["id"], "status": "RUNNING"}
+        self.runs[run_id] = {"parent": parent_id, "name": candidate["id"], "status": "RUNNING", "round": round_index}
         return run_id
+
+    def candidate_runs(self, search, round_index, parent_id):
+        return {r["name"]: run_id for run_id, r in self.runs.items() if r["round"] == round_index}
 
     def finish_candidate(self, run_id, row):
         self.runs[run_id]["status"] = "FINISHED" if row["status"] == "ok" else "FAILED"
@@ -179,6 +185,9 @@ def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):
     assert len(store.read_results(0, 0)) == 2  # what it trained before the crash is kept
     rows = steps.train_candidates(cfg_json, item)  # the retried pod
     assert len(rows) == 4 and len(calls) == 5  # 2 before, the one in progress again, then the last one
+    # the candidate in progress at the crash is logged again in the run its first attempt opened
+    assert sorted(r["name"] for r in recorder.runs.values()) == sorted(r["id"] for r in rows)
+    assert {r["status"] for r in recorder.runs.values()} == {"FINISHED"}
     assert [r["id"] for r in rows] == [c["id"] for c in store.read_asked(0)["candidates"]]
 
 

@@ -1,0 +1,185 @@
+"""Faults injected into real runs (kubenas run, kfp.local, SeaweedFS, MLflow): a SIGKILLed run, a half-dead
+stack, a stack whose owner died, and what an outsider on the machine can reach. After each: no process left,
+no MLflow run RUNNING, no row lost or duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from kubenas import stack
+from kubenas.config import parse_config
+from kubenas.store import SearchStore
+from kubenas.tracking import Tracker
+from tests.e2e.test_lifecycle import ENV, kubenas, processes_under
+
+# Real training, small: 3 candidates a round, one worker, so a kill lands between candidates of a round.
+TRAINING = {"name": "killed", "seed": 3, "dataset": {"name": "digits"},
+            "space": {"name": "chain", "options": {"max_depth": 2}}, "strategy": {"name": "random"},
+            "fidelity": {"epochs": 6}, "budget": {"rounds": 2, "candidates_per_round": 3, "parallelism": 1},
+            "export": {"epochs": 1}}
+TABLE = {"name": "tabular", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201", "options": {"width": 8}},
+         "estimator": {"table": "nb201-4op-mnist1d"}, "fidelity": {"epochs": 4},
+         "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1}, "export": {"epochs": 1}}
+
+
+def _write(tmp_path: Path, config: dict) -> Path:
+    from kubenas.estimators.tabular import TabularEstimator
+
+    if "table" in config.get("estimator", {}):
+        config["space"]["options"] = TabularEstimator(config["estimator"]["table"]).protocol["space_options"]
+    path = tmp_path / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _gone(home: Path, timeout: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while processes_under(home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return processes_under(home)
+
+
+def _weed_ports(s: stack.Stack) -> dict[str, int]:
+    cmd = Path(f"/proc/{s.pgids['seaweedfs']}/cmdline").read_text().split("\0")
+    return {m.group(1): int(m.group(2)) for a in cmd if (m := re.match(r"-(master|volume|filer)\.port=(\d+)", a))}
+
+
+def _http(method: str, url: str, data: bytes | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_only_the_s3_gateway_with_the_keys_reaches_the_data(local_stack):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=local_stack.s3_endpoint, aws_access_key_id=local_stack.access_key,
+                      aws_secret_access_key=local_stack.secret_key, region_name="us-east-1")
+    s3.put_object(Bucket="kubenas", Key="searches/locked/history/h.parquet", Body=b"rows")
+    assert s3.get_object(Bucket="kubenas", Key="searches/locked/history/h.parquet")["Body"].read() == b"rows"
+    anonymous = boto3.client("s3", endpoint_url=local_stack.s3_endpoint, region_name="us-east-1",
+                             config=__import__("botocore.config").config.Config(signature_version=__import__(
+                                 "botocore").UNSIGNED))
+    try:
+        anonymous.get_object(Bucket="kubenas", Key="searches/locked/history/h.parquet")
+        raise AssertionError("an unsigned S3 request read the data")
+    except anonymous.exceptions.ClientError as exc:
+        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] in (401, 403)
+
+    ports = _weed_ports(local_stack)
+    filer = f"http://127.0.0.1:{ports['filer']}/buckets/kubenas/searches/locked"
+    assert _http("GET", f"{filer}/history/") == 401  # listing
+    assert _http("GET", f"{filer}/history/h.parquet") == 401  # reading
+    assert _http("PUT", f"{filer}/history/evil.parquet", b"x") == 401  # writing
+    assert _http("DELETE", f"{filer}/history/h.parquet") == 401
+    assign = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ports['master']}/dir/assign", timeout=5).read())
+    assert _http("PUT", f"http://{assign['url']}/{assign['fid']}", b"x") == 401  # a volume write without a JWT
+    assert s3.get_object(Bucket="kubenas", Key="searches/locked/history/h.parquet")["Body"].read() == b"rows"
+
+    home = local_stack.home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    private = [home / "credentials.json", home / "mlflow" / "mlflow.db", *home.glob("seaweedfs/*.dat"),
+               *home.glob("seaweedfs/*.idx")]
+    assert len(private) > 3 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in private)
+
+
+def test_a_sigkilled_run_leaves_nothing_running_and_its_resume_loses_and_repeats_nothing(tmp_path, stack_env):
+    # the same search uninterrupted (in this process, on the session's stack): the ids a resume must reproduce
+    from kubenas import steps
+
+    reference = parse_config({**TRAINING, "name": "uninterrupted"})
+    init = steps.init_search(reference.to_json())
+    for k in range(2):
+        for item in steps.sample_architectures(init["config_json"], k, 0, init["parent_run_id"]):
+            steps.train_candidates(init["config_json"], item)
+        steps.update_strategy(init["config_json"], k, 0, init["parent_run_id"])
+    expected = sorted(SearchStore.from_config(reference).read_history().column("id").to_pylist())
+
+    home, path = tmp_path / "home", _write(tmp_path, dict(TRAINING))
+    proc = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:  # kill after the first candidate of round 0: its second is training
+            if re.search(r"\[kubenas\] round 0 worker 0 candidate", line):
+                break
+        tasks = list(stack.run_dir(home, proc.pid).glob("*.json"))
+        os.kill(proc.pid, signal.SIGKILL)  # the run only: its tasks and servers are left to the watchdog
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert tasks, "the training task was recorded"
+    assert _gone(home) == []  # servers, the training task and the watchdog
+    assert not (home / "stack.json").exists()
+
+    rerun = kubenas("run", str(path), "--home", str(home))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _gone(home) == []
+    s = stack.start(home, quiet=True)
+    try:
+        os.environ.update(s.env())
+        cfg = parse_config(TRAINING)
+        ids = SearchStore.from_config(cfg).read_history().column("id").to_pylist()
+        assert sorted(ids) == expected  # 0 lost, 0 duplicated, the same candidates
+        tracker = Tracker.from_config(cfg)
+        runs = tracker._search_runs(f"tags.\"kubenas.search\" = '{cfg.name}'")
+        assert runs and all(r["info"]["status"] != "RUNNING" for r in runs)
+        killed = [r for r in runs if r["info"]["status"] == "KILLED"]
+        assert killed, "the killed run's parent run was ended as KILLED by the resume"
+        tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
+        per_candidate = Counter(t["kubenas.candidate"] for t in tags if t.get("kubenas.kind") == "candidate")
+        assert sorted(per_candidate) == expected and set(per_candidate.values()) == {1}  # one run per candidate
+    finally:
+        for key in s.env():
+            os.environ.pop(key, None)
+        s.stop()
+
+
+def test_a_half_dead_stack_is_reported_and_never_doubled(tmp_path):
+    home, path = tmp_path / "home", _write(tmp_path, dict(TABLE))
+    try:
+        assert kubenas("up", "--home", str(home)).returncode == 0
+        up = stack.load(home)
+        os.killpg(up.pgids["seaweedfs"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "seaweedfs" in up.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        run = kubenas("run", str(path), "--home", str(home))
+        assert run.returncode == 2 and "is half down: seaweedfs exited, mlflow still runs" in run.stderr, run.stderr
+        again = kubenas("up", "--home", str(home))
+        assert again.returncode == 2 and "still running (mlflow)" in again.stderr
+        assert [p for p in processes_under(home) if "weed" in p] == []  # no second SeaweedFS on the same data
+    finally:
+        down = kubenas("down", "--home", str(home))
+    assert down.returncode == 0
+    assert _gone(home) == []
+
+
+def test_a_stack_left_by_a_run_that_died_is_stopped_and_replaced(tmp_path):
+    home, path = tmp_path / "home", _write(tmp_path, dict(TABLE))
+    ghost = subprocess.Popen(["true"])
+    ghost.wait()  # a run that is gone (its pid is free)
+    left = stack.start(home, quiet=True, owner=ghost.pid)
+    try:
+        run = kubenas("run", str(path), "--home", str(home))
+        assert run.returncode == 0, run.stderr
+        assert f"stopping the stack started by `kubenas run` (pid {ghost.pid})" in run.stderr
+        assert "that run ended without stopping it" in run.stderr
+        assert _gone(home) == []
+    finally:
+        left.stop()
