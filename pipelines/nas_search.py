@@ -100,8 +100,8 @@ def build_pipeline(config: SearchConfig):
                               f"{config.dataset.name} data, up to {max_rounds} rounds")
     def nas_search(config_json: str = config.to_json(), rounds: int = max_rounds,
                    candidates_per_round: int = config.budget.candidates_per_round):
-        init = _settings(init_search(config_json=config_json, rounds=rounds,
-                                     candidates_per_round=candidates_per_round), config)
+        init = _settings(init_search(config_json=config_json, rounds=rounds, candidates_per_round=candidates_per_round,
+                                     job=dsl.PIPELINE_JOB_ID_PLACEHOLDER), config)
         init.set_display_name("init")
         # Every later task reads the config init validated (with the form's overrides): one source of truth.
         cfg, parent = init.outputs["config_json"], init.outputs["parent_run_id"]

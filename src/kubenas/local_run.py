@@ -121,6 +121,15 @@ def _close_runs(config: SearchConfig) -> None:
               flush=True)
 
 
+def _release_lease(config: SearchConfig, me: int) -> None:
+    """After a failure or Ctrl-C: give up the search's lease if this run holds it (best effort: a lease whose
+    local run has ended is taken over by the next run anyway)."""
+    try:
+        SearchStore.from_config(config).release_lease(pid=me)
+    except Exception:  # noqa: BLE001 - S3 may be what failed
+        pass
+
+
 def has_gpu() -> bool:
     """Whether this machine has an NVIDIA GPU, from its device files (without importing torch)."""
     return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
@@ -174,6 +183,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         pipeline = build_pipeline(config)
         original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
         os.environ[local_stack.TASKS_ENV] = str(tasks)
+        os.environ["KUBENAS_RUN_PID"] = str(me)  # the search's lease names this run
         with open(log_path, "w") as log, contextlib.redirect_stdout(_Filter(sys.stdout, log, verbose)), \
                 warnings.catch_warnings():
             if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
@@ -190,9 +200,11 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         ok = True
     finally:
         os.environ.pop(local_stack.TASKS_ENV, None)
+        os.environ.pop("KUBENAS_RUN_PID", None)
         local_stack.stop_tasks(tasks)  # a task still running after Ctrl-C or a failure
         if not ok:
             _close_runs(config)
+            _release_lease(config, me)
         if own_stack is not None:
             own_stack.stop()
         local_stack.stop_group(watchdog)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 import uuid
 from typing import Any
@@ -31,7 +33,7 @@ from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
 from kubenas.data import check_source
 from kubenas.core import Candidate, Fidelity, Result, history_row, top
-from kubenas.store import SearchStore, result_rows
+from kubenas.store import SearchStore, lease_info, result_rows
 from kubenas.tracking import SCALAR_METRICS, Tracker
 
 # Config sections that define what a search is; a search resumed under the same name must keep them.
@@ -59,8 +61,10 @@ def with_overrides(config_json: str, rounds: int | None = None, candidates_per_r
 
 
 # ---------------------------------------------------------------------- init
-def init_search(config_json: str, rounds: int | None = None, candidates_per_round: int | None = None) -> dict[str, Any]:
-    """Validate, check S3 and MLflow, record (or resume) the search, and open the MLflow parent run."""
+def init_search(config_json: str, rounds: int | None = None, candidates_per_round: int | None = None,
+                job: str = "") -> dict[str, Any]:
+    """Validate, check S3 and MLflow, take the search's lease for the pipeline run ``job`` (its KFP run id; this
+    process when empty), record (or resume) the search, and open the MLflow parent run."""
     cfg = with_overrides(config_json, rounds, candidates_per_round)
     store, tracker = SearchStore.from_config(cfg), Tracker.from_config(cfg)
     store.check()
@@ -76,9 +80,14 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
         if changed:
             raise ConfigError(f"search {cfg.name!r} already exists in {store.uri} with different {', '.join(changed)}; "
                               f"keep them, or give the search a new name")
+    holder = job or f"process-{socket.gethostname()}-{os.getpid()}"
+    note = store.acquire_lease(holder, lease_info())  # before anything is written: one run at a time
+    if note:
+        say(f"search {cfg.name!r}: {note}")
     store.write_config(current)
     start_round = store.last_committed_round() + 1
     parent = tracker.start_parent(cfg)
+    store.bind_lease(holder, parent)
     what = f"resuming after round {start_round - 1}" if start_round else "new search"
     say(f"search {cfg.name!r} ({what}) in {store.uri}; MLflow run {parent}")
     return {"config_json": cfg.to_json(), "parent_run_id": parent, "start_round": start_round}
@@ -99,6 +108,7 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
 
     The open round is the one after the last committed round; a re-run asks the same candidates again."""
     ctx = context(config_json)
+    ctx.store.renew_lease(parent_run_id)
     committed = ctx.store.read_committed()
     round_index = committed.last + 1
     asked = method(ctx).ask(round_index, committed.state, result_rows(committed.history), start_round)
@@ -148,6 +158,7 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     rows = store.read_all_results(round_index)
     past = result_rows(committed.history)
     rows, state, best = method(ctx).tell(round_index, asked, rows, past)
+    store.renew_lease(parent_run_id)  # a run whose lease was taken over must not commit
     store.commit_round(round_index, rows, state, committed)
 
     values = {"evaluations": float(len(past) + len(rows))}
@@ -319,6 +330,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
 
     ctx = context(config_json)
     cfg, store, tracker = ctx.cfg, ctx.store, ctx.tracker
+    store.renew_lease(parent_run_id)
     metric, mode = cfg.objective.metric, cfg.objective.mode
     last, table, state, _ = store.read_committed()
     history = result_rows(table)
@@ -389,6 +401,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         summary["pick"] = cfg.export.pick
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
     store.put_json("export.json", summary)
+    store.release_lease(parent_run_id)  # the run is complete: the next one may start
     say(f"export: {winner['genotype']} {rmetric}={m[rmetric]:.4f} test_acc={test_acc:.4f}; registered {name} "
         f"v{registered['version']} as {alias}")
     return summary

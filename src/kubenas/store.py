@@ -34,6 +34,7 @@ import io
 import json
 import os
 import re
+import socket
 import threading
 import time
 from typing import Any, Iterable, NamedTuple
@@ -43,6 +44,8 @@ from kubenas.data.parquet import endpoint_from_env
 _HISTORY_FILE = re.compile(r"history/rounds-(\d{5})-(\d{5})\.parquet$")  # every committed row, rounds A..B
 _ROUND_FILE = re.compile(r"history/round-(\d{5})\.parquet$")  # one round, as kubenas 0.1 wrote history
 STATE_KEY = b"kubenas.state"  # the Parquet metadata key of the strategy state committed with the history
+LEASE = "lease.json"
+LEASE_SECONDS = 6 * 3600.0  # renewed by every sample, update and export: longer than any step takes
 
 
 def history_schema():
@@ -212,19 +215,26 @@ class S3Blobs(Blobs):
                 raise StoreError(f"cannot create bucket {self.bucket!r}: {code}") from None
 
     @contextlib.contextmanager
-    def _request(self, count: int = 1):
-        """Count ``count`` requests and time them (for benchmarks and the request bounds tests check)."""
+    def _request(self, what: str, count: int = 1):
+        """Count ``count`` requests and time them (for benchmarks and the request bounds tests check). S3 out of
+        reach, after the client's bounded retries (3 attempts, 5 s to connect), is a :class:`StoreError` that says
+        what failed."""
+        from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
         start = time.perf_counter()
         self.requests += count
         try:
             yield
+        except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as exc:
+            raise StoreError(f"S3 at {self.endpoint_url or 'AWS'} did not answer ({what}, after 3 attempts): {exc}. "
+                             "The committed rounds are intact; run the search again to resume") from None
         finally:
             self.seconds += time.perf_counter() - start
 
     def get(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
 
-        with self._request():
+        with self._request(f"reading {key}"):
             try:
                 return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             except ClientError as exc:
@@ -233,14 +243,14 @@ class S3Blobs(Blobs):
                 raise
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        with self._request():
+        with self._request(f"writing {key}"):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def create(self, key: str, data: bytes) -> bool:
         """A conditional PUT (``If-None-Match: *``): S3 refuses it with 412 when the key exists."""
         from botocore.exceptions import ClientError
 
-        with self._request():
+        with self._request(f"creating {key}"):
             try:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
                 return True
@@ -251,13 +261,13 @@ class S3Blobs(Blobs):
 
     def delete(self, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-            with self._request():
+            with self._request(f"deleting {len(keys)} object(s)"):
                 self.client.delete_objects(Bucket=self.bucket,
                                            Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
 
     def list(self, prefix: str) -> list[str]:
         out = []
-        with self._request(count=0):
+        with self._request(f"listing {prefix}", count=0):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 self.requests += 1  # one per page
                 out += [obj["Key"] for obj in page.get("Contents", [])]
@@ -409,6 +419,64 @@ class SearchStore:
         if stale:
             self.blobs.delete([self.key(k) for k in stale])
 
+    # ----------------------------------------------------------------- the lease: one run writes a search at a time
+    def acquire_lease(self, holder: str, info: dict[str, Any] | None = None, ttl: float = LEASE_SECONDS) -> str | None:
+        """Take the search's lease for the pipeline run ``holder`` (its KFP run id: the same for every retry of its
+        tasks). A conditional write creates it; the same holder renews it. Another holder's lease is refused with
+        :class:`LeaseHeld` unless it expired, or its holder was a local run on this machine that has died. Returns
+        a note when it took over such a lease."""
+        now = time.time()
+        lease = {"holder": holder, **(info or {}), "renewed": now, "expires": now + ttl}
+        if self.blobs.create(self.key(LEASE), json.dumps(lease).encode()):
+            return None
+        current = self.get_json(LEASE) or {}
+        if current.get("holder") == holder:  # a retried init of the same run
+            self.put_json(LEASE, {**current, "renewed": now, "expires": now + ttl})
+            return None
+        why = _stale(current, now)
+        if why is None:
+            raise LeaseHeld(f"search {self.search!r} is being run by {_who(current)} (lease renewed "
+                            f"{_ago(current.get('renewed'), now)}, expires {_at(current.get('expires'))}). Two runs "
+                            f"must not write one search: wait for it to end, or run this one under another name. If "
+                            f"that run is gone, its lease expires by itself; or delete {self.uri}/{LEASE}")
+        self.put_json(LEASE, lease)
+        if (self.get_json(LEASE) or {}).get("holder") != holder:  # another run took it over at the same moment
+            raise LeaseHeld(f"search {self.search!r}: another run took over the expired lease at the same time")
+        return f"took over the lease of {_who(current)}: {why}"
+
+    def bind_lease(self, holder: str, parent_run_id: str) -> None:
+        """Record the MLflow parent run of the lease's holder: the later steps know their run by it."""
+        current = self.get_json(LEASE) or {}
+        if current.get("holder") != holder:
+            raise LeaseHeld(f"search {self.search!r}: the lease of run {holder!r} was taken by {_who(current)}")
+        self.put_json(LEASE, {**current, "parent_run_id": parent_run_id})
+
+    def renew_lease(self, parent_run_id: str, ttl: float = LEASE_SECONDS) -> None:
+        """Check that the run of ``parent_run_id`` still holds the lease, and extend it; raises :class:`LeaseHeld`
+        when another run took it over (this run's lease expired), so that a stale run stops instead of writing.
+        A search without a lease (run by an older kubenas) goes on."""
+        current = self.get_json(LEASE)
+        if current is None:
+            return
+        if current.get("parent_run_id") not in (None, parent_run_id):
+            raise LeaseHeld(f"search {self.search!r} is now run by {_who(current)}: this run's lease expired and "
+                            "was taken over, so this run stops without writing")
+        now = time.time()
+        if now - float(current.get("renewed") or 0) > ttl / 36:  # a write every 10 min at most, not every step
+            self.put_json(LEASE, {**current, "renewed": now, "expires": now + ttl})
+
+    def release_lease(self, parent_run_id: str | None = None, pid: int | None = None) -> bool:
+        """Give the lease up: the run of ``parent_run_id``, or the local run ``pid`` (after a failure). Returns
+        whether it was held (and is now released)."""
+        current = self.get_json(LEASE)
+        if current is None:
+            return False
+        if (parent_run_id is not None and current.get("parent_run_id") == parent_run_id) or \
+                (pid is not None and current.get("pid") == pid and current.get("host") == socket.gethostname()):
+            self.blobs.delete([self.key(LEASE)])
+            return True
+        return False
+
     def round_dir(self, round_index: int) -> str:
         return f"rounds/{round_index:05d}"
 
@@ -461,6 +529,43 @@ class SearchStore:
         if meta is None or data is None:
             return None
         return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"), meta["arch"]
+
+
+
+
+class LeaseHeld(StoreError):
+    """Another run holds the search's lease."""
+
+
+def lease_info() -> dict[str, Any]:
+    """Who takes a lease: this machine, and the local run (``kubenas run``'s pid), else this process. On a cluster
+    the pid is a pod's and the host its name: such a lease ends by expiring (or by its run's export)."""
+    return {"host": socket.gethostname(), "pid": int(os.environ.get("KUBENAS_RUN_PID") or os.getpid())}
+
+
+def _stale(lease: dict[str, Any], now: float) -> str | None:
+    """Why a lease no longer holds (expired, or its local run is dead), or None."""
+    if not isinstance(lease.get("expires"), (int, float)) or lease["expires"] < now:
+        return f"it expired {_at(lease.get('expires'))}"
+    if lease.get("pid") and lease.get("host") == socket.gethostname():
+        from kubenas.stack import pid_alive
+
+        if not pid_alive(int(lease["pid"])):
+            return f"its local run (pid {lease['pid']}) on this machine has ended"
+    return None
+
+
+def _who(lease: dict[str, Any]) -> str:
+    where = f"`kubenas run` pid {lease['pid']} on {lease.get('host')}" if lease.get("pid") else f"host {lease.get('host')}"
+    return f"pipeline run {lease.get('holder')!r} ({where})"
+
+
+def _at(t: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if isinstance(t, (int, float)) else "at an unknown time"
+
+
+def _ago(t: Any, now: float) -> str:
+    return f"{now - t:.0f} s ago" if isinstance(t, (int, float)) else "at an unknown time"
 
 
 def result_rows(table) -> list[dict[str, Any]]:

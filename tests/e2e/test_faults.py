@@ -183,3 +183,96 @@ def test_a_stack_left_by_a_run_that_died_is_stopped_and_replaced(tmp_path):
         assert _gone(home) == []
     finally:
         left.stop()
+
+
+def test_two_runs_of_one_search_cannot_both_write(stack_env, capsys):
+    """The search's lease, on the real store: a second pipeline run of a search is refused while the first holds
+    it; a retried init of the first goes on; another search in the same bucket is not affected; an expired lease is
+    taken over, and the run that lost it can no longer commit."""
+    import pytest
+
+    from kubenas import steps
+    from kubenas.store import LEASE, LeaseHeld
+
+    from kubenas.estimators.tabular import TabularEstimator
+
+    options = TabularEstimator(TABLE["estimator"]["table"]).protocol["space_options"]
+    cfg = parse_config({**TABLE, "name": "leased", "space": {"name": "nb201", "options": options}})
+    store = SearchStore.from_config(cfg)
+    first = steps.init_search(cfg.to_json(), job="run-a")
+    assert store.get_json(LEASE)["parent_run_id"] == first["parent_run_id"]
+    with pytest.raises(LeaseHeld, match=r"being run by pipeline run 'run-a'.*expires .* UTC.*another name"):
+        steps.init_search(cfg.to_json(), job="run-b")
+    assert steps.init_search(cfg.to_json(), job="run-a")["start_round"] == 0  # KFP retrying the same run's init
+    other = parse_config({**cfg.model_dump(), "name": "leased-other"})
+    steps.init_search(other.to_json(), job="run-b")  # one bucket, another search: isolated
+
+    second = steps.init_search(cfg.to_json(), job="run-a")  # the parent run of the latest attempt holds it
+    items = steps.sample_architectures(second["config_json"], 0, 0, second["parent_run_id"])
+    lease = store.get_json(LEASE)
+    store.put_json(LEASE, {**lease, "expires": time.time() - 1})  # run-a stalls past its lease
+    taken = steps.init_search(cfg.to_json(), job="run-b")
+    assert "took over the lease of pipeline run 'run-a'" in capsys.readouterr().out
+    for item in items:
+        steps.train_candidates(second["config_json"], item)
+    with pytest.raises(LeaseHeld, match="lease expired and was taken over"):
+        steps.update_strategy(second["config_json"], 0, 0, second["parent_run_id"])
+    assert store.last_committed_round() == -1  # the stale run committed nothing
+    steps.sample_architectures(taken["config_json"], 0, 0, taken["parent_run_id"])
+    assert steps.update_strategy(taken["config_json"], 0, 0, taken["parent_run_id"]) in ("continue", "stop")
+    assert store.last_committed_round() == 0
+
+
+def _fresh_contexts():
+    from kubenas import context
+
+    context._CONTEXTS.clear()  # a new pod: the step reads its environment afresh
+
+
+def _dead_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing listens there
+
+
+def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stack_env, monkeypatch):
+    import pytest
+
+    from kubenas import steps
+    from kubenas.store import StoreError
+    from kubenas.tracking import TrackingError
+
+    cfg = parse_config({**TRAINING, "name": "outage", "fidelity": {"epochs": 1},
+                        "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1}})
+    init = steps.init_search(cfg.to_json(), job="outage-1")
+    cfg_json, parent = init["config_json"], init["parent_run_id"]
+    for k in range(2):
+        items = steps.sample_architectures(cfg_json, k, 0, parent)
+        if k == 1:
+            down = f"http://127.0.0.1:{_dead_port()}"
+            # S3 goes down during round 1: the training step fails after bounded retries, naming S3
+            _fresh_contexts()
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", down)
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=r"S3 at http://127.0.0.1:\d+ did not answer .*after 3 attempts.*resume"):
+                steps.train_candidates(cfg_json, items[0])
+            assert time.monotonic() - started < 30
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", stack_env.s3_endpoint)
+            # MLflow goes down: the step fails fast (4 attempts in about 4 s), naming the server
+            _fresh_contexts()
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", down)
+            started = time.monotonic()
+            with pytest.raises(TrackingError, match=r"cannot reach the MLflow server at http://127.0.0.1:\d+"):
+                steps.train_candidates(cfg_json, items[0])
+            assert time.monotonic() - started < 30
+            assert SearchStore.from_config(cfg).committed_rounds() == [0]  # intact
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", stack_env.mlflow_uri)
+            _fresh_contexts()
+        for item in items:
+            steps.train_candidates(cfg_json, item)
+        assert steps.update_strategy(cfg_json, k, 0, parent) == "continue"
+    store = SearchStore.from_config(cfg)
+    assert store.committed_rounds() == [0, 1] and store.read_history().num_rows == 4
+    assert sorted(set(store.read_history().column("id").to_pylist())) == sorted(store.read_history().column("id").to_pylist())

@@ -204,10 +204,10 @@ def test_requests_and_state_do_not_grow_with_the_rounds(search):
         assert steps.update_strategy(cfg_json, k, 0, "parent") == "continue"
         requests[k] = (sample, store.requests - before)
         state_bytes[k] = len(json.dumps(store.read_committed().state))
-    # sample: list and read the history, write the round; update: the same two reads, the round, a listing of the
-    # workers' results and each file (one here: the workers ran one after the other, so the first took the whole
-    # round; two workers at once make it 8), then the new history file and the deletion of the old one
-    assert requests[1] == requests[67] == (3, 7), requests
+    # sample: read the lease, list and read the history, write the round; update: the same three reads, the round, a
+    # listing of the workers' results and each file (one here: the workers ran one after the other, so the first
+    # took the whole round; two workers at once make it 9), then the new history file and the deletion of the old one
+    assert requests[1] == requests[67] == (4, 8), requests
     assert state_bytes[67] < 1.5 * state_bytes[10], state_bytes  # the state holds no copy of the 400 results
     assert list(store.blobs.objects).count(store.key("history/rounds-00000-00067.parquet")) == 1
     assert [k for k in store.list("history/")] == ["history/rounds-00000-00067.parquet"]
