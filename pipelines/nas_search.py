@@ -16,10 +16,17 @@ from kubenas.components.image import IMAGE, image_for
 from kubenas.config import SearchConfig
 
 
+RETRIES = 2  # attempts after the first, per task
+
+
 def _settings(task, config: SearchConfig, *, train: bool = False):
     """Pod settings shared by every task: the image, no caching (steps read and write the store), credentials
     from Kubernetes Secrets; the CUDA image, GPUs, tolerations, node selector and resources for training tasks."""
     task.set_caching_options(False)
+    # A pod lost to a node failure, an eviction or a transient error is retried: every step is idempotent (a retried
+    # worker skips what it trained, a retried update after its commit only answers, a retried export deletes the
+    # version its failed attempt registered), so a retry leaves the state of a clean run.
+    task.set_retry(num_retries=RETRIES, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
     res = config.resources
     image = image_for(res.gpus if train else 0, res.image)
     if image != IMAGE:

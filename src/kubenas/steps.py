@@ -154,7 +154,10 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     cfg, store = ctx.cfg, ctx.store
     committed = store.read_committed()
     round_index = committed.last + 1
-    asked = store.read_asked(round_index) or {"candidates": [], "workers": 0, "state": None}
+    asked = store.read_asked(round_index)
+    if asked is None and committed.last >= 0:  # sample always writes the round it opens: this one is committed
+        return _decided(ctx, committed, run_round, start_round)  # a retry after this step committed its round
+    asked = asked or {"candidates": [], "workers": 0, "state": None}
     rows = store.read_all_results(round_index)
     past = result_rows(committed.history)
     rows, state, best = method(ctx).tell(round_index, asked, rows, past)
@@ -170,6 +173,17 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     best_text = f"{best['value']:.4f}" if best else "none yet"
     say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
         + (f"; stopping: {reason}" if reason else ""))
+    return "stop" if reason else "continue"
+
+
+def _decided(ctx: Context, committed, run_round: int, start_round: int) -> str:
+    """The decision of an update whose round is already committed (the step is retried after its commit, as KFP
+    retries a pod): the same answer from the committed rows, nothing written again."""
+    history = result_rows(committed.history)
+    rows = [r for r in history if r["round"] == committed.last]
+    reason = stop_reason(ctx.cfg, history, rows, run_round, start_round)
+    say(f"round {committed.last} was already committed (a retried update): "
+        + (f"stopping: {reason}" if reason else "continuing"))
     return "stop" if reason else "continue"
 
 
@@ -227,23 +241,28 @@ class StrategyRounds:
         """Train candidates of the round until none is left: every worker takes the next one that no worker has
         claimed from one queue, the costliest first (:meth:`queue`), so the workers of a round finish close
         together. Each candidate is claimed before it trains, so no two workers train the same one."""
-        store = self.ctx.store
+        store, tracker = self.ctx.store, self.ctx.tracker
         rows = store.read_results(round_index, worker)  # a retried worker keeps what it trained before
         done = {r["id"] for r in store.read_all_results(round_index)}  # and no attempt trains a candidate twice
         attempt = asked.get("attempt", "")
         estimator, opened = None, None
+        if rows:  # retried: end the runs of results written just before the previous attempt died
+            opened = tracker.candidate_runs(self.ctx.cfg.name, round_index, asked["parent_run_id"])
+            for row in rows:
+                if opened.get(row["id"], {}).get("status") == "RUNNING":
+                    tracker.finish_candidate(opened[row["id"]]["run_id"], row)
         for cand in self.queue([Candidate.from_dict(c) for c in asked["candidates"]]):
             if cand.id in done or not store.claim(round_index, attempt, cand.id, worker):
                 continue
             if estimator is None:
                 estimator = self._estimator()
-                # runs a killed attempt opened for this round's candidates: one run per candidate
-                opened = self.ctx.tracker.candidate_runs(self.ctx.cfg.name, round_index, asked["parent_run_id"])
+            if opened is None:  # runs a killed attempt opened for this round's candidates: one run per candidate
+                opened = tracker.candidate_runs(self.ctx.cfg.name, round_index, asked["parent_run_id"])
             row, run_id = self._train_one(round_index, worker, cand, estimator, asked["parent_run_id"],
-                                          opened.get(cand.id))
+                                          opened.get(cand.id, {}).get("run_id"))
             rows.append(row)
             store.write_results(round_index, worker, rows)  # committed before anything else can fail
-            self.ctx.tracker.finish_candidate(run_id, row)
+            tracker.finish_candidate(run_id, row)
         return rows
 
     def queue(self, candidates: list[Candidate]) -> list[Candidate]:
@@ -352,6 +371,10 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     space, data = ctx.space, ctx.full_data
     if not data.has_test:
         raise RuntimeError(f"dataset {cfg.dataset.name!r} has no test split; the export evaluates on it once")
+    dropped = tracker.discard_incomplete(cfg.model_name, cfg.name, parent_run_id)
+    if dropped:
+        say(f"export: deleted version(s) {', '.join(dropped)} of {cfg.model_name}, registered by an export of this "
+            "search that did not complete")
     ctx.pin_threads()
     estimator = ctx.estimator(train=True)
     fidelity = Fidelity(epochs=cfg.export.epochs)
@@ -401,6 +424,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         summary["pick"] = cfg.export.pick
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
     store.put_json("export.json", summary)
+    tracker.mark_complete(name, registered["version"])
     store.release_lease(parent_run_id)  # the run is complete: the next one may start
     say(f"export: {winner['genotype']} {rmetric}={m[rmetric]:.4f} test_acc={test_acc:.4f}; registered {name} "
         f"v{registered['version']} as {alias}")

@@ -38,6 +38,9 @@ SCALAR_METRICS = ("val_acc", "val_loss", "params", "macs", "train_seconds", "lat
                   "epochs_trained", "lc_predicted_val_acc", "lc_epochs_saved", "inherited_share")
 
 
+COMPLETE_TAG = "kubenas.export_complete"  # on a model version whose export completed
+
+
 class TrackingError(RuntimeError):
     """The MLflow server cannot be used; the message says why."""
 
@@ -159,7 +162,7 @@ class Tracker:
         if endpoint == "runs/search":
             page = c.search_runs(body["experiment_ids"], body["filter"], max_results=body["max_results"],
                                  page_token=body.get("page_token"))
-            return {"runs": [{"info": {"run_id": r.info.run_id, "run_name": r.info.run_name},
+            return {"runs": [{"info": {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status},
                               "data": {"tags": [{"key": k, "value": v} for k, v in r.data.tags.items()]}}
                              for r in page], "next_page_token": page.token}
         raise ValueError(f"no client call for {endpoint}")  # pragma: no cover - every endpoint used is above
@@ -200,16 +203,17 @@ class Tracker:
             self._call("POST", "runs/update", {"run_id": run["info"]["run_id"], "status": status, "end_time": _now_ms()})
         return len(stale)
 
-    def candidate_runs(self, search: str, round_index: int, parent_id: str) -> dict[str, str]:
+    def candidate_runs(self, search: str, round_index: int, parent_id: str) -> dict[str, dict[str, str]]:
         """The runs already opened for the candidates of a round (by an attempt that was killed or retried):
-        candidate id -> run id, so that a candidate trained again is logged in the same run."""
+        candidate id -> ``{"run_id", "status"}``, so that a candidate trained again is logged in the same run."""
         runs = self._search_runs(f"tags.\"kubenas.search\" = '{search}' and tags.\"kubenas.kind\" = 'candidate' "
                                  f"and tags.\"kubenas.round\" = '{round_index}'", self.parent_experiment(parent_id))
-        out: dict[str, str] = {}
+        out: dict[str, dict[str, str]] = {}
         for run in runs:
             tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
             if "kubenas.candidate" in tags:
-                out.setdefault(tags["kubenas.candidate"], run["info"]["run_id"])
+                out.setdefault(tags["kubenas.candidate"], {"run_id": run["info"]["run_id"],
+                                                           "status": run["info"].get("status", "")})
         return out
 
     def start_parent(self, config) -> str:
@@ -324,8 +328,39 @@ class Tracker:
                 (Path(tmp) / "state_dict.pt").write_bytes(weights)
                 mlflow.log_artifact(str(Path(tmp) / "state_dict.pt"))
             info = mlflow.pytorch.log_model(model, name="model", input_example=input_example,
-                                            registered_model_name=name, pip_requirements=pip_requirements)
-        return {"run_id": run_id, "version": str(info.registered_model_version), "weights": weights}
+                                            pip_requirements=pip_requirements)
+        # registered with the search's tags in the same call: a version whose export does not complete is known
+        # by them and deleted by the next export (discard_incomplete)
+        version = mlflow.register_model(info.model_uri, name, tags={"kubenas.search": config.name,
+                                                                    "kubenas.parent_run": parent_id})
+        return {"run_id": run_id, "version": str(version.version), "weights": weights}
+
+    def discard_incomplete(self, name: str, search: str, parent_id: str) -> list[str]:
+        """Before an export registers: delete the versions of ``name`` that an export of ``search`` registered but
+        did not complete (it was killed or failed before the end; a version holding an alias is kept), and end the
+        export runs of this pipeline run left RUNNING by a failed attempt. So the registry holds one version per
+        completed export, also when a step is retried. Returns the versions deleted."""
+        from mlflow.exceptions import MlflowException
+
+        for run in self._search_runs(f"tags.\"kubenas.search\" = '{search}' and tags.\"kubenas.kind\" = 'export' "
+                                     f"and tags.\"mlflow.parentRunId\" = '{parent_id}' and attributes.status = 'RUNNING'",
+                                     self.parent_experiment(parent_id)):
+            self.finish(run["info"]["run_id"], ok=False)
+        try:
+            held = {str(v) for v in self.client.get_registered_model(name).aliases.values()}
+            versions = self.client.search_model_versions(f"name='{name}'")  # (it leaves aliases out)
+        except MlflowException:  # no such registered model yet
+            return []
+        gone = []
+        for v in versions:
+            if v.tags.get("kubenas.search") == search and v.tags.get(COMPLETE_TAG) != "true" and str(v.version) not in held:
+                self.client.delete_model_version(name, v.version)
+                gone.append(str(v.version))
+        return gone
+
+    def mark_complete(self, name: str, version: str) -> None:
+        """The export that registered ``version`` has completed."""
+        self.client.set_model_version_tag(name, version, COMPLETE_TAG, "true")
 
     def promote(self, model_name: str, version: str, metric: str, value: float, mode: str) -> str:
         """Give ``version`` the alias ``champion`` if it beats the current champion on ``metric``, else

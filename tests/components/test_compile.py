@@ -105,6 +105,19 @@ def test_no_caching(tmp_path):
     assert all(t.get("cachingOptions", {}).get("enableCache") is not True for _, t in _tasks(spec))
 
 
+def test_every_step_is_retried_and_init_holds_the_run_id(tmp_path):
+    """KFP retries a lost pod twice, with backoff (each step is idempotent: tests/e2e/test_faults.py); init gets
+    the pipeline run's id, which holds the search's lease across those retries."""
+    spec, _, _ = compiled(tmp_path, 2)
+    steps = [(n, t) for n, t in _tasks(spec) if "executorLabel" in spec["components"][t["componentRef"]["name"]]]
+    assert len(steps) == 2 + 3 * 2  # init, export, and sample/train/update per round
+    for name, task in steps:
+        assert task["retryPolicy"] == {"maxRetryCount": 2, "backoffDuration": "30s", "backoffFactor": 2.0,
+                                       "backoffMaxDuration": "600s"}, name
+    init = spec["root"]["dag"]["tasks"]["init-search"]
+    assert init["inputs"]["parameters"]["job"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+
+
 def test_gpu_settings_on_training_and_export_tasks(tmp_path):
     spec, platform, _ = compiled(tmp_path, 3, **GPU)
     executors = spec["deploymentSpec"]["executors"]

@@ -170,19 +170,27 @@ def test_a_half_dead_stack_is_reported_and_never_doubled(tmp_path):
     assert _gone(home) == []
 
 
-def test_a_stack_left_by_a_run_that_died_is_stopped_and_replaced(tmp_path):
-    home, path = tmp_path / "home", _write(tmp_path, dict(TABLE))
+def test_a_stack_left_by_a_run_that_died_is_stopped_and_replaced(tmp_path, capsys, monkeypatch):
+    from kubenas import local_run
+
+    home = tmp_path / "home"
     ghost = subprocess.Popen(["true"])
     ghost.wait()  # a run that is gone (its pid is free)
     left = stack.start(home, quiet=True, owner=ghost.pid)
+    old_groups = dict(left.pgids)
+    for key in left.env():
+        monkeypatch.delenv(key, raising=False)
+    mine = local_run._stack_for_run(home, os.getpid())  # what `kubenas run` does first
     try:
-        run = kubenas("run", str(path), "--home", str(home))
-        assert run.returncode == 0, run.stderr
-        assert f"stopping the stack started by `kubenas run` (pid {ghost.pid})" in run.stderr
-        assert "that run ended without stopping it" in run.stderr
-        assert _gone(home) == []
+        err = capsys.readouterr().err
+        assert f"stopping the stack started by `kubenas run` (pid {ghost.pid})" in err
+        assert "that run ended without stopping it" in err
+        assert not any(stack.pid_alive(g) for g in old_groups.values())  # the old servers are gone
+        assert mine.owner[0] == os.getpid() and mine.alive() and stack.load(home).owner == mine.owner
     finally:
+        mine.stop()
         left.stop()
+    assert _gone(home) == []
 
 
 def test_two_runs_of_one_search_cannot_both_write(stack_env, capsys):

@@ -44,7 +44,8 @@ class Recorder:
         return run_id
 
     def candidate_runs(self, search, round_index, parent_id):
-        return {r["name"]: run_id for run_id, r in self.runs.items() if r["round"] == round_index}
+        return {r["name"]: {"run_id": run_id, "status": r["status"]} for run_id, r in self.runs.items()
+                if r["round"] == round_index}
 
     def finish_candidate(self, run_id, row):
         self.runs[run_id]["status"] = "FINISHED" if row["status"] == "ok" else "FAILED"
