@@ -19,14 +19,15 @@ from kubenas.config import SearchConfig
 RETRIES = 2  # attempts after the first, per task
 
 
-def _settings(task, config: SearchConfig, *, train: bool = False):
+def _settings(task, config: SearchConfig, *, train: bool = False, retries: int = RETRIES):
     """Pod settings shared by every task: the image, no caching (steps read and write the store), credentials
     from Kubernetes Secrets; the CUDA image, GPUs, tolerations, node selector and resources for training tasks."""
     task.set_caching_options(False)
     # A pod lost to a node failure, an eviction or a transient error is retried: every step is idempotent (a retried
     # worker skips what it trained, a retried update after its commit only answers, a retried export deletes the
     # version its failed attempt registered), so a retry leaves the state of a clean run.
-    task.set_retry(num_retries=RETRIES, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
     res = config.resources
     image = image_for(res.gpus if train else 0, res.image)
     if image != IMAGE:
@@ -60,12 +61,14 @@ def _settings(task, config: SearchConfig, *, train: bool = False):
 ROUNDS_PER_BLOCK = 10
 
 
-def build_pipeline(config: SearchConfig):
+def build_pipeline(config: SearchConfig, retries: int = RETRIES):
     """The pipeline function for ``config``: its rounds and parallelism are unrolled into the graph.
 
     Round k+1 runs inside round k's ``dsl.If(update == "continue")``; rounds come in sub-pipelines of
     ``ROUNDS_PER_BLOCK``, each running the next block inside its last round's condition. The export runs once,
-    after the first block, which ends when the round that stopped the search has ended."""
+    after the first block, which ends when the round that stopped the search has ended. ``retries``: KFP's
+    retries of a failed task (``kubenas run`` uses none: on one machine a failure is rarely transient, and
+    ``kfp.local`` would wait 30 s and 60 s before failing)."""
     max_rounds, parallelism = config.budget.rounds, config.budget.parallelism
 
     def block_pipeline(first: int, next_block):
@@ -75,15 +78,17 @@ def build_pipeline(config: SearchConfig):
         def block(config_json: str, parent_run_id: str, start_round: int):
             def round_at(k: int) -> None:
                 sample = _settings(sample_architectures(config_json=config_json, run_round=k, start_round=start_round,
-                                                        parent_run_id=parent_run_id), config)
+                                                        parent_run_id=parent_run_id), config, retries=retries)
                 sample.set_display_name(f"round {k + 1}: sample")
-                # One iteration per worker, each training its share of the round's candidates.
+                # One iteration per worker; the workers take the round's candidates from one queue.
                 with dsl.ParallelFor(sample.output, parallelism=parallelism) as item:
-                    train = _settings(train_candidates(config_json=config_json, item=item), config, train=True)
+                    train = _settings(train_candidates(config_json=config_json, item=item), config, train=True,
+                                      retries=retries)
                     train.set_display_name(f"round {k + 1}: train")
                 update = _settings(update_strategy(config_json=config_json, run_round=k, start_round=start_round,
                                                    parent_run_id=parent_run_id,
-                                                   statuses=dsl.Collected(train.outputs["Output"])), config)
+                                                   statuses=dsl.Collected(train.outputs["Output"])), config,
+                                   retries=retries)
                 update.set_display_name(f"round {k + 1}: update")
                 if k == max_rounds - 1:
                     return
@@ -108,14 +113,14 @@ def build_pipeline(config: SearchConfig):
     def nas_search(config_json: str = config.to_json(), rounds: int = max_rounds,
                    candidates_per_round: int = config.budget.candidates_per_round):
         init = _settings(init_search(config_json=config_json, rounds=rounds, candidates_per_round=candidates_per_round,
-                                     job=dsl.PIPELINE_JOB_ID_PLACEHOLDER), config)
+                                     job=dsl.PIPELINE_JOB_ID_PLACEHOLDER), config, retries=retries)
         init.set_display_name("init")
         # Every later task reads the config init validated (with the form's overrides): one source of truth.
         cfg, parent = init.outputs["config_json"], init.outputs["parent_run_id"]
         rounds_task = block(config_json=cfg, parent_run_id=parent, start_round=init.outputs["start_round"])
         rounds_task.set_display_name("rounds").set_caching_options(False)
         # The export reads the history from S3: it runs once the rounds, however many ran, have all ended.
-        export = _settings(export_winner(config_json=cfg, parent_run_id=parent), config, train=True)
+        export = _settings(export_winner(config_json=cfg, parent_run_id=parent), config, train=True, retries=retries)
         export.set_display_name("export").after(rounds_task)
 
     return nas_search

@@ -180,7 +180,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
             _check_source(config)
         before = store.last_committed_round()
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
-        pipeline = build_pipeline(config)
+        pipeline = build_pipeline(config, retries=0)  # a local failure is rarely transient: fail at once
         original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
         os.environ[local_stack.TASKS_ENV] = str(tasks)
         os.environ["KUBENAS_RUN_PID"] = str(me)  # the search's lease names this run

@@ -118,6 +118,16 @@ def test_every_step_is_retried_and_init_holds_the_run_id(tmp_path):
     assert init["inputs"]["parameters"]["job"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
 
 
+def test_local_runs_fail_at_once(tmp_path):
+    """`kubenas run` compiles without retries: kfp.local honours them, and would wait 90 s before a failure."""
+    from kubenas.pipelines import build_pipeline
+    from kfp import compiler
+
+    cfg = parse_config({**BASE, "budget": {**BASE["budget"], "rounds": 2}})
+    compiler.Compiler().compile(build_pipeline(cfg, retries=0), package_path=str(tmp_path / "local.yaml"))
+    assert "retryPolicy" not in (tmp_path / "local.yaml").read_text()
+
+
 def test_gpu_settings_on_training_and_export_tasks(tmp_path):
     spec, platform, _ = compiled(tmp_path, 3, **GPU)
     executors = spec["deploymentSpec"]["executors"]

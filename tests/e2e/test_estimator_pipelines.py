@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import pytest
 import torch
@@ -160,6 +161,7 @@ def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, 
     store = SearchStore.from_config(cfg)
     checkpoint = store.get_bytes("oneshot/latest.pt")
     assert store.last_committed_round() == -1
+    store.release_lease(pid=os.getpid())  # as `kubenas run` does when a task of it fails
     capsys.readouterr()
     # the search is run again: round 0 re-runs, its supernet is already at epoch 2, so nothing is retrained
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0

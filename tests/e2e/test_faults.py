@@ -28,7 +28,7 @@ from tests.e2e.test_lifecycle import ENV, kubenas, processes_under
 # Real training, small: 3 candidates a round, one worker, so a kill lands between candidates of a round.
 TRAINING = {"name": "killed", "seed": 3, "dataset": {"name": "digits"},
             "space": {"name": "chain", "options": {"max_depth": 2}}, "strategy": {"name": "random"},
-            "fidelity": {"epochs": 6}, "budget": {"rounds": 2, "candidates_per_round": 3, "parallelism": 1},
+            "fidelity": {"epochs": 4}, "budget": {"rounds": 2, "candidates_per_round": 3, "parallelism": 1},
             "export": {"epochs": 1}}
 TABLE = {"name": "tabular", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201", "options": {"width": 8}},
          "estimator": {"table": "nb201-4op-mnist1d"}, "fidelity": {"epochs": 4},
@@ -127,11 +127,10 @@ def test_a_sigkilled_run_leaves_nothing_running_and_its_resume_loses_and_repeats
     assert _gone(home) == []  # servers, the training task and the watchdog
     assert not (home / "stack.json").exists()
 
-    rerun = kubenas("run", str(path), "--home", str(home))
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert _gone(home) == []
-    s = stack.start(home, quiet=True)
+    s = stack.start(home, quiet=True)  # as `kubenas up`: the re-run uses it, and it stays up to be inspected
     try:
+        rerun = kubenas("run", str(path), "--home", str(home))
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         os.environ.update(s.env())
         cfg = parse_config(TRAINING)
         ids = SearchStore.from_config(cfg).read_history().column("id").to_pylist()
@@ -148,6 +147,7 @@ def test_a_sigkilled_run_leaves_nothing_running_and_its_resume_loses_and_repeats
         for key in s.env():
             os.environ.pop(key, None)
         s.stop()
+    assert _gone(home) == []
 
 
 def test_a_half_dead_stack_is_reported_and_never_doubled(tmp_path):
@@ -284,3 +284,14 @@ def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stac
     store = SearchStore.from_config(cfg)
     assert store.committed_rounds() == [0, 1] and store.read_history().num_rows == 4
     assert sorted(set(store.read_history().column("id").to_pylist())) == sorted(store.read_history().column("id").to_pylist())
+
+
+def test_a_dataset_in_a_missing_bucket_or_key_is_named_before_any_task(stack_env):
+    import pytest
+
+    from kubenas.data import check_source
+
+    with pytest.raises(ValueError, match=r"'s3://no-such-bucket-kubenas/x.parquet' does not exist"):
+        check_source("parquet", path="s3://no-such-bucket-kubenas/x.parquet")
+    with pytest.raises(ValueError, match=r"'s3://kubenas/no/such/data.parquet' does not exist"):
+        check_source("parquet", path={"train": "s3://kubenas/no/such/data.parquet", "val": "s3://kubenas/x"})
