@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,3 +95,15 @@ def test_ctrl_c_stops_the_stack(tmp_path):
     while processes_under(home) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_under(home) == []
+    assert re.search(r"ended \d MLflow run\(s\) of 'interrupted' left RUNNING, as KILLED", rest), rest
+    # and none is left RUNNING: look with the stack up again
+    from kubenas import stack
+    from kubenas.tracking import Tracker
+
+    s = stack.start(home, quiet=True)
+    try:
+        tracker = Tracker(s.mlflow_uri)
+        runs = tracker._search_runs("tags.\"kubenas.search\" = 'interrupted'")
+        assert runs and {r["info"]["status"] for r in runs} <= {"KILLED", "FINISHED"}
+    finally:
+        s.stop()
