@@ -29,7 +29,7 @@ from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
 
 # Lines of kfp.local's output shown without --verbose: kubenas's own progress and task/pipeline outcomes.
-_SHOWN = re.compile(r"\[kubenas\]|finished with status|Inner task failed|Error|error:")
+_SHOWN = re.compile(r"\[kubenas\]|finished with status|Inner task failed|Error|error:|LeaseHeld")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -174,6 +174,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         # Fail fast, before any task starts: the same checks init runs, here with clear messages.
         store = SearchStore.from_config(config)
         store.check()
+        store.check_lease()  # another run of this search is going on: refuse before starting anything
         tracker = Tracker.from_config(config)
         tracker.check()
         if not early:

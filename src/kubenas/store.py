@@ -435,14 +435,24 @@ class SearchStore:
             return None
         why = _stale(current, now)
         if why is None:
-            raise LeaseHeld(f"search {self.search!r} is being run by {_who(current)} (lease renewed "
-                            f"{_ago(current.get('renewed'), now)}, expires {_at(current.get('expires'))}). Two runs "
-                            f"must not write one search: wait for it to end, or run this one under another name. If "
-                            f"that run is gone, its lease expires by itself; or delete {self.uri}/{LEASE}")
+            raise LeaseHeld(self._held_message(current))
         self.put_json(LEASE, lease)
         if (self.get_json(LEASE) or {}).get("holder") != holder:  # another run took it over at the same moment
             raise LeaseHeld(f"search {self.search!r}: another run took over the expired lease at the same time")
         return f"took over the lease of {_who(current)}: {why}"
+
+    def check_lease(self) -> None:
+        """Raise :class:`LeaseHeld` when another run holds the search's lease now (a pre-flight, before a run
+        starts: any live lease is another run's)."""
+        current = self.get_json(LEASE)
+        if current is not None and _stale(current, time.time()) is None:
+            raise LeaseHeld(self._held_message(current))
+
+    def _held_message(self, current: dict[str, Any]) -> str:
+        return (f"search {self.search!r} is being run by {_who(current)} (lease renewed "
+                f"{_ago(current.get('renewed'), time.time())}, expires {_at(current.get('expires'))}). Two runs must "
+                f"not write one search: wait for it to end, or run this one under another name. If that run is gone, "
+                f"its lease expires by itself; or delete {self.uri}/{LEASE}")
 
     def bind_lease(self, holder: str, parent_run_id: str) -> None:
         """Record the MLflow parent run of the lease's holder: the later steps know their run by it."""

@@ -295,3 +295,29 @@ def test_a_dataset_in_a_missing_bucket_or_key_is_named_before_any_task(stack_env
         check_source("parquet", path="s3://no-such-bucket-kubenas/x.parquet")
     with pytest.raises(ValueError, match=r"'s3://kubenas/no/such/data.parquet' does not exist"):
         check_source("parquet", path={"train": "s3://kubenas/no/such/data.parquet", "val": "s3://kubenas/x"})
+
+
+def test_a_second_local_run_of_a_search_is_refused_while_the_first_runs(stack_env, tmp_path):
+    """Two `kubenas run` processes on one store: the second stops before it starts anything, naming the first."""
+    env = {**ENV, **stack_env.env()}  # both use the session's stack as services of their own
+    path = _write(tmp_path, {**TRAINING, "name": "twice"})
+    first = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(tmp_path / "a")],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in first.stdout:
+            if "[kubenas] round 0 (#1 of this run)" in line:
+                break
+        second = subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(tmp_path / "b")],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert re.search(r"search 'twice' is being run by pipeline run '.+' \(`kubenas run` pid "
+                         rf"{first.pid} on .+\).*expires .* UTC", second.stderr), second.stderr
+        other = subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(_write(tmp_path, dict(TABLE))),
+                                "--home", str(tmp_path / "c")], env=env, capture_output=True, text=True, timeout=300)
+        assert other.returncode == 0, other.stderr  # another search in the same bucket runs meanwhile
+        rest = first.communicate(timeout=300)[0]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, rest
+    assert SearchStore.from_config(parse_config({**TRAINING, "name": "twice"})).get_json("lease.json") is None
