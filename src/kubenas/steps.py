@@ -32,6 +32,7 @@ from typing import Any
 from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
 from kubenas.data import check_source
+from kubenas.failpoints import failpoint
 from kubenas.core import Candidate, Fidelity, Result, history_row, top
 from kubenas.store import SearchStore, lease_info, result_rows
 from kubenas.tracking import SCALAR_METRICS, Tracker
@@ -113,6 +114,7 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
     round_index = committed.last + 1
     asked = method(ctx).ask(round_index, committed.state, result_rows(committed.history), start_round)
     workers = min(ctx.cfg.budget.parallelism, len(asked["candidates"])) if "supernet" not in asked else 1
+    failpoint("sample")
     ctx.store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "workers": workers,
                                         "attempt": uuid.uuid4().hex[:12]})
     if "supernet" not in asked:
@@ -262,6 +264,7 @@ class StrategyRounds:
                                           opened.get(cand.id, {}).get("run_id"))
             rows.append(row)
             store.write_results(round_index, worker, rows)  # committed before anything else can fail
+            failpoint("train")
             tracker.finish_candidate(run_id, row)
         return rows
 
@@ -405,11 +408,15 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     metrics = {rmetric: float(m[rmetric]), "test_acc": test_acc, "test_acc_mean": sum(tests) / len(tests),
                "test_acc_min": min(tests), "params": m["params"], "macs": m["macs"], "latency_ms": m["latency_ms"],
                "retrain_seconds": retrain_seconds}
+    failpoint("export-before-registration")
     registered = tracker.register_model(
         parent_run_id, cfg, model, name=name, params=params, metrics=metrics,
         files={"arch.json": arch, "space.json": space.spec(), "config.json": cfg.model_dump(mode="json")},
         input_example=data.x_test[:2].numpy(), pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    failpoint("export-before-alias")
     alias = tracker.promote(name, registered["version"], rmetric, float(m[rmetric]), rmode)
+    tracker.mark_complete(name, registered["version"])  # right after the alias: a version that holds one is kept
+    failpoint("export-after-alias")
     store.put_bytes(f"weights/{winner['id']}.pt", registered["weights"])
     store.put_json(f"weights/{winner['id']}.json", {"arch": arch, "space": space.spec()})
     tracker.finish(parent_run_id)
@@ -424,7 +431,6 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         summary["pick"] = cfg.export.pick
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
     store.put_json("export.json", summary)
-    tracker.mark_complete(name, registered["version"])
     store.release_lease(parent_run_id)  # the run is complete: the next one may start
     say(f"export: {winner['genotype']} {rmetric}={m[rmetric]:.4f} test_acc={test_acc:.4f}; registered {name} "
         f"v{registered['version']} as {alias}")

@@ -40,6 +40,7 @@ import time
 from typing import Any, Iterable, NamedTuple
 
 from kubenas.data.parquet import endpoint_from_env
+from kubenas.failpoints import failpoint
 
 _HISTORY_FILE = re.compile(r"history/rounds-(\d{5})-(\d{5})\.parquet$")  # every committed row, rounds A..B
 _ROUND_FILE = re.compile(r"history/round-(\d{5})\.parquet$")  # one round, as kubenas 0.1 wrote history
@@ -413,6 +414,7 @@ class SearchStore:
         pq.write_table(table, buf)
         key = f"history/rounds-{first:05d}-{round_index:05d}.parquet"
         self.put_bytes(key, buf.getvalue())
+        failpoint("commit")  # between the writes that commit a round: the new file is there, the old one too
         stale = [k for _, k in whole if k != key] + single
         if single:  # the first commit over a search stored by kubenas 0.1: its states held copies of the history
             stale += self.list("state/")

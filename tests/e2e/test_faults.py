@@ -98,18 +98,9 @@ def test_only_the_s3_gateway_with_the_keys_reaches_the_data(local_stack):
     assert len(private) > 3 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in private)
 
 
-def test_a_sigkilled_run_leaves_nothing_running_and_its_resume_loses_and_repeats_nothing(tmp_path, stack_env):
-    # the same search uninterrupted (in this process, on the session's stack): the ids a resume must reproduce
-    from kubenas import steps
-
-    reference = parse_config({**TRAINING, "name": "uninterrupted"})
-    init = steps.init_search(reference.to_json())
-    for k in range(2):
-        for item in steps.sample_architectures(init["config_json"], k, 0, init["parent_run_id"]):
-            steps.train_candidates(init["config_json"], item)
-        steps.update_strategy(init["config_json"], k, 0, init["parent_run_id"])
-    expected = sorted(SearchStore.from_config(reference).read_history().column("id").to_pylist())
-
+def test_a_sigkilled_run_leaves_nothing_running(tmp_path):
+    """`kubenas run` SIGKILLed while a round trains (the run only, as `kill -9 PID` does): its watchdog stops the
+    training task and the stack the run started. What a re-run finds is checked at every stage below."""
     home, path = tmp_path / "home", _write(tmp_path, dict(TRAINING))
     proc = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -118,36 +109,15 @@ def test_a_sigkilled_run_leaves_nothing_running_and_its_resume_loses_and_repeats
             if re.search(r"\[kubenas\] round 0 worker 0 candidate", line):
                 break
         tasks = list(stack.run_dir(home, proc.pid).glob("*.json"))
-        os.kill(proc.pid, signal.SIGKILL)  # the run only: its tasks and servers are left to the watchdog
+        own = stack.load(home)
+        os.kill(proc.pid, signal.SIGKILL)  # the run only: its task and servers are left to the watchdog
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert tasks, "the training task was recorded"
+    assert tasks and own is not None and own.owner[0] == proc.pid  # a training task ran, on the run's own stack
     assert _gone(home) == []  # servers, the training task and the watchdog
     assert not (home / "stack.json").exists()
-
-    s = stack.start(home, quiet=True)  # as `kubenas up`: the re-run uses it, and it stays up to be inspected
-    try:
-        rerun = kubenas("run", str(path), "--home", str(home))
-        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        os.environ.update(s.env())
-        cfg = parse_config(TRAINING)
-        ids = SearchStore.from_config(cfg).read_history().column("id").to_pylist()
-        assert sorted(ids) == expected  # 0 lost, 0 duplicated, the same candidates
-        tracker = Tracker.from_config(cfg)
-        runs = tracker._search_runs(f"tags.\"kubenas.search\" = '{cfg.name}'")
-        assert runs and all(r["info"]["status"] != "RUNNING" for r in runs)
-        killed = [r for r in runs if r["info"]["status"] == "KILLED"]
-        assert killed, "the killed run's parent run was ended as KILLED by the resume"
-        tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
-        per_candidate = Counter(t["kubenas.candidate"] for t in tags if t.get("kubenas.kind") == "candidate")
-        assert sorted(per_candidate) == expected and set(per_candidate.values()) == {1}  # one run per candidate
-    finally:
-        for key in s.env():
-            os.environ.pop(key, None)
-        s.stop()
-    assert _gone(home) == []
 
 
 def test_a_half_dead_stack_is_reported_and_never_doubled(tmp_path):
@@ -321,3 +291,51 @@ def test_a_second_local_run_of_a_search_is_refused_while_the_first_runs(stack_en
             first.kill()
     assert first.returncode == 0, rest
     assert SearchStore.from_config(parse_config({**TRAINING, "name": "twice"})).get_json("lease.json") is None
+
+
+def test_a_sigkill_of_the_whole_run_at_every_stage_then_a_run_that_completes(stack_env, tmp_path):
+    """`kubenas run` SIGKILLed (run and task at once: a machine losing power) at each stage in turn, each time in a
+    new run of the same search; then a run that completes. Nothing is left running, no row is lost or written
+    twice, the candidates are those of a search never killed, and the registry holds one version per export that
+    moved the alias, the champion the best of them."""
+    from kubenas import steps
+    from kubenas.failpoints import POINTS
+    from kubenas.tracking import COMPLETE_TAG
+
+    config = {**TABLE, "name": "power-cut", "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1}}
+    path = _write(tmp_path, config)
+    env = {**ENV, **stack_env.env()}  # the session's stack, as services of its own: each run starts none
+    for point in (*POINTS, None):
+        home = tmp_path / (point or "last")
+        run = subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)],
+                             env={**env, "KUBENAS_FAILPOINT": point or ""}, capture_output=True, text=True, timeout=300)
+        assert run.returncode == (-signal.SIGKILL if point else 0), (point, run.stdout[-2000:], run.stderr[-2000:])
+        assert _gone(home) == [], point  # the watchdog stopped the task the kill left
+    cfg = parse_config(config)
+    ids = SearchStore.from_config(cfg).read_history().column("id").to_pylist()
+
+    # the same search, never killed, for as many rounds (rounds only: the exports do not choose candidates)
+    reference = parse_config({**config, "name": "power-cut-reference"})
+    init = steps.init_search(reference.to_json(), rounds=len(ids) // 2)
+    for k in range(len(ids) // 2):
+        for item in steps.sample_architectures(init["config_json"], k, 0, init["parent_run_id"]):
+            steps.train_candidates(init["config_json"], item)
+        steps.update_strategy(init["config_json"], k, 0, init["parent_run_id"])
+    expected = SearchStore.from_config(reference).read_history().column("id").to_pylist()
+    # rounds committed: by the runs killed at "commit" (the new history file was written) and later, and the last
+    assert len(ids) == 2 * 5 and ids == expected  # 0 lost, 0 duplicated, the same candidates
+
+    tracker = Tracker.from_config(cfg)
+    runs = tracker._search_runs(f"tags.\"kubenas.search\" = '{cfg.name}'")
+    assert runs and all(r["info"]["status"] != "RUNNING" for r in runs)
+    tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
+    per_candidate = Counter(t["kubenas.candidate"] for t in tags if t.get("kubenas.kind") == "candidate")
+    assert sorted(per_candidate) == sorted(ids) and set(per_candidate.values()) == {1}  # one run per candidate
+    versions = tracker.client.search_model_versions(f"name='{cfg.model_name}'")
+    aliases = tracker.client.get_registered_model(cfg.model_name).aliases
+    complete = [v for v in versions if v.tags.get(COMPLETE_TAG) == "true"]
+    # the exports that moved the alias: the one killed right after it, and the last; the one killed before the
+    # alias registered a version that the next export deleted
+    assert len(versions) == len(complete) == 2
+    accuracy = {str(v.version): tracker.client.get_run(v.run_id).data.metrics["val_acc"] for v in complete}
+    assert accuracy[str(aliases["champion"])] == max(accuracy.values())
