@@ -59,6 +59,18 @@ CONFIG_CASES = [
     ("resources.image", "kubenas", ["resources.image", "tag or a digest"]),
     ("budget.parallelism", 0, ["budget.parallelism", "greater than or equal to 1"]),
     ("name", "My Search", ["name", "lowercase"]),
+    # every other section, as the validation already refused them
+    ("space.options", {"width": -3}, ["space", "width must be a positive integer", "-3"]),
+    ("space.name", "nb202", ["space", "unknown search space 'nb202'", "nb201"]),
+    ("strategy.name", "genetic", ["strategy", "unknown strategy 'genetic'", "regularized_evolution"]),
+    ("strategy.options", {"population": 3}, ["strategy", "unknown option(s) ['population']", "population_size"]),
+    ("oneshot", {"method": "magic"}, ["oneshot", "unknown one-shot method 'magic'", "darts"]),
+    ("fidelity.data_fraction", 2, ["fidelity.data_fraction", "less than or equal to 1", "(got 2)"]),
+    ("fidelity.width_mult", 0, ["fidelity.width_mult", "greater than 0"]),
+    ("estimator.batch_size", 1, ["estimator.batch_size", "greater than or equal to 2"]),
+    ("objective.mode", "maximize", ["objective.mode", "'max' or 'min'", "maximize"]),
+    ("budget.rounds", 0, ["budget.rounds", "greater than or equal to 1"]),
+    ("export.epochs", 0, ["export.epochs", "greater than or equal to 1"]),
 ]
 
 
