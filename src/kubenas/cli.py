@@ -253,13 +253,10 @@ def _pipeline_command(args: argparse.Namespace) -> int:
             return 0
         if args.command == "down":
             s = stack.load(args.home)
-            if s is None or not s.alive():
-                if s is not None:
-                    s.stop()
-                print("no local stack is running")
-                return 0
-            s.stop()
-            print("local stack stopped")
+            running = s.running() if s is not None else []
+            if s is not None:
+                s.stop()  # also what is left of a half-down stack, and its record
+            print(f"local stack stopped ({', '.join(running)})" if running else "no local stack is running")
             return 0
         config = load_config(args.config)
         if args.command == "compile":

@@ -120,10 +120,15 @@ def test_a_sigkilled_run_leaves_nothing_running(tmp_path):
     assert not (home / "stack.json").exists()
 
 
-def test_a_half_dead_stack_is_reported_and_never_doubled(tmp_path):
+def test_up_down_and_a_half_dead_stack_is_reported_and_never_doubled(tmp_path):
     home, path = tmp_path / "home", _write(tmp_path, dict(TABLE))
     try:
-        assert kubenas("up", "--home", str(home)).returncode == 0
+        up = kubenas("up", "--home", str(home))
+        assert up.returncode == 0, up.stderr
+        assert "MLflow UI: http://127.0.0.1:" in up.stdout and "secret" not in up.stdout.lower()
+        assert len(processes_under(home)) >= 2
+        twice = kubenas("up", "--home", str(home))
+        assert twice.returncode == 2 and "is still running (seaweedfs, mlflow)" in twice.stderr, twice.stderr
         up = stack.load(home)
         os.killpg(up.pgids["seaweedfs"], signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -136,7 +141,7 @@ def test_a_half_dead_stack_is_reported_and_never_doubled(tmp_path):
         assert [p for p in processes_under(home) if "weed" in p] == []  # no second SeaweedFS on the same data
     finally:
         down = kubenas("down", "--home", str(home))
-    assert down.returncode == 0
+    assert down.returncode == 0 and "stopped" in down.stdout
     assert _gone(home) == []
 
 

@@ -25,21 +25,6 @@ def kubenas(*args, **kwargs):
                           timeout=300, **kwargs)
 
 
-def test_up_and_down(tmp_path):
-    home = tmp_path / "home"
-    try:
-        up = kubenas("up", "--home", str(home))
-        assert up.returncode == 0, up.stderr
-        assert "MLflow UI: http://127.0.0.1:" in up.stdout and "secret" not in up.stdout.lower()
-        assert len(processes_under(home)) >= 2
-        again = kubenas("up", "--home", str(home))
-        assert again.returncode == 2 and "is still running" in again.stderr
-    finally:
-        down = kubenas("down", "--home", str(home))
-    assert down.returncode == 0 and "stopped" in down.stdout
-    assert processes_under(home) == []
-
-
 def test_a_failed_run_stops_its_stack(tmp_path):
     home = tmp_path / "home"
     broken = tmp_path / "broken.parquet"
