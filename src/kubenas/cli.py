@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -179,10 +180,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def summary(target) -> str:
+    """One sentence on a registered class: its own docstring's first sentence (where two names share a module), else
+    its module's, joined across lines, without reST markup."""
+    text = (target.__doc__ or "").strip() or (sys.modules[target.__module__].__doc__ or "").strip()
+    paragraph = " ".join(text.split("\n\n")[0].split())
+    sentence = re.split(r"(?<=[.!?])(?<! al\.)(?<!e\.g\.)(?<!i\.e\.)\s+(?=[A-Z])", paragraph, maxsplit=1)[0]
+    sentence = re.sub(r"^``\w+``:\s*", "", sentence).replace("``", "")
+    return sentence[:1].upper() + sentence[1:]
+
+
 def _list(registry) -> None:
     for name, cls in registry.items():
-        summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines() or [""]
-        print(f"{name:22s} {summary[0]}")
+        print(f"{name:22s} {summary(cls)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,8 +303,13 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         metric = s.get("retrained_metric", config.objective.metric)
         print(f"winner {s['candidate_id']}: {metric}={s[metric]:.4f} test_acc={s['test_acc']:.4f} "
               f"params={s['params']:,} macs={s['macs']:,}\n  {s['genotype']}\n"
-              f"registered {s['model_name']} version {s['version']} as {s['alias']}\n"
-              f"MLflow UI: {s['mlflow_uri']}\nload it with: mlflow.pytorch.load_model(\"{s['model_uri']}\")")
+              f"registered {s['model_name']} version {s['version']} as {s['alias']}")
+        if report.stopped_stack is not None:  # the run's own stack is stopped: its address would lead nowhere
+            home = "" if report.stopped_stack == stack.DEFAULT_HOME else f" --home {report.stopped_stack}"
+            print(f"the local stack is stopped (its data is kept); `kubenas up{home}` serves the MLflow UI again")
+        else:
+            print(f"MLflow UI: {s['mlflow_uri']}")
+        print(f"load it with: mlflow.pytorch.load_model(\"{s['model_uri']}\")")
     return 0
 
 

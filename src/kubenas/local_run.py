@@ -42,6 +42,7 @@ class RunReport:
     evaluations: int = 0
     train_seconds: float = 0.0  # candidate training summed over tasks (they run `parallelism` at a time), or the
     # supernet's training in a one-shot search
+    stopped_stack: Path | None = None  # the home of the stack this run started and stopped at its end
 
 
 class _Filter(io.TextIOBase):
@@ -211,4 +212,5 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         local_stack.stop_group(watchdog)
         shutil.rmtree(tasks, ignore_errors=True)
     return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
-                     train_seconds=supernet if supernet is not None else sum(r["train_seconds"] or 0.0 for r in rows))
+                     train_seconds=supernet if supernet is not None else sum(r["train_seconds"] or 0.0 for r in rows),
+                     stopped_stack=home if own_stack is not None else None)

@@ -450,7 +450,8 @@ def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[s
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, r in enumerate(scored[:top], start=1):
         m = r["metrics"]
-        lines.append(f"| {i} | `{r['id']}` | {r['round']} | {r['epochs']} | {m[metric]:.4f} | {m.get('params', '')} | "
+        epochs = "-" if r["epochs"] is None else r["epochs"]  # a one-shot ranking trains no candidate
+        lines.append(f"| {i} | `{r['id']}` | {r['round']} | {epochs} | {m[metric]:.4f} | {m.get('params', '')} | "
                      f"{m.get('macs', '')} | {r['cost']:.1f} | `{_cell(r['genotype'])}` |")
     if summary.get("front") is not None:
         names = [k for k in summary["front"][0] if k != "candidate_id"] if summary["front"] else []

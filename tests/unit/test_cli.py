@@ -35,3 +35,15 @@ def test_listings(capsys):
     assert main(["spaces"]) == 0 and main(["strategies"]) == 0
     text = capsys.readouterr().out
     assert all(name in text for name in [*SPACES, *STRATEGIES])
+
+
+def test_the_listings_give_one_whole_distinct_sentence_per_name(capsys):
+    from kubenas.cli import main
+
+    for command in ("strategies", "spaces"):
+        assert main([command]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith("one-shot")]
+        texts = [line.split(None, 1)[1] for line in lines]
+        assert len(texts) >= 5 and len(set(texts)) == len(texts), texts  # no two names share a text
+        for text in texts:
+            assert text[0].isupper() and text.endswith((".", ")")) and "``" not in text, text

@@ -333,3 +333,13 @@ def test_a_process_builds_its_estimator_once(search):
     cfg_json, _, _ = search(config())
     ctx = steps.context(cfg_json)  # the config's checks built the table's estimator
     assert ctx.estimator() is TabularEstimator.load("nb201-4op-mnist1d")
+
+
+def test_the_leaderboard_of_a_oneshot_ranking_shows_no_epochs():
+    cfg = parse_config({**config(), "name": "board"})
+    row = {"id": "00000-a", "round": 0, "epochs": None, "metrics": {"val_acc": 0.5}, "cost": 1.0, "genotype": "|a|b|"}
+    summary = {"candidate_id": "00000-a", "retrained_metric": "val_acc", "val_acc": 0.5, "test_acc": 0.4,
+               "model_name": "m", "version": "1", "alias": "champion"}
+    board = steps.leaderboard(cfg, [row], summary)
+    assert "| 1 | `00000-a` | 0 | - | 0.5000 |" in board and "None" not in board
+    assert "`\\|a\\|b\\|`" in board  # the genotype's pipes do not split the table

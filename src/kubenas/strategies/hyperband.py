@@ -45,7 +45,7 @@ def rungs(min_resource: float, max_resource: float, eta: float, resource: str) -
 
 
 class Hyperband(Strategy):
-    """Asynchronous Hyperband (``brackets`` defaults to one per rung) around ``base``."""
+    """Asynchronous Hyperband around a base strategy: brackets of successive halving (by default one per rung)."""
 
     name = "hyperband"
     _one_bracket = False
