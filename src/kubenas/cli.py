@@ -53,25 +53,32 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="run a search in this process and write its results")
-    s.add_argument("--space", default="nb201", choices=sorted(SPACES))
-    s.add_argument("--space-options", type=_json_arg, default={}, metavar="JSON")
-    s.add_argument("--strategy", default="regularized_evolution", choices=sorted(STRATEGIES))
-    s.add_argument("--strategy-options", type=_json_arg, default={}, metavar="JSON")
-    s.add_argument("--dataset", default="mnist1d", choices=sorted(DATASETS))
-    s.add_argument("--dataset-options", type=_json_arg, default={}, metavar="JSON")
-    s.add_argument("--max-evals", type=int, default=20)
-    s.add_argument("--max-seconds", type=float, default=None)
+    s.add_argument("--space", default="nb201", choices=sorted(SPACES), help="search space (default nb201; see "
+                                                                         "`kubenas spaces`)")
+    s.add_argument("--space-options", type=_json_arg, default={}, metavar="JSON",
+                   help="the space's options, e.g. '{\"width\": 8}'")
+    s.add_argument("--strategy", default="regularized_evolution", choices=sorted(STRATEGIES),
+                   help="search strategy (default regularized_evolution; see `kubenas strategies`)")
+    s.add_argument("--strategy-options", type=_json_arg, default={}, metavar="JSON",
+                   help="the strategy's options, e.g. '{\"population_size\": 20}'")
+    s.add_argument("--dataset", default="mnist1d", choices=sorted(DATASETS), help="dataset (default mnist1d)")
+    s.add_argument("--dataset-options", type=_json_arg, default={}, metavar="JSON",
+                   help="the dataset's options, e.g. '{\"path\": \"data.parquet\", \"shape\": [1, 40]}'")
+    s.add_argument("--max-evals", type=int, default=20, help="candidates to evaluate (default 20)")
+    s.add_argument("--max-seconds", type=float, default=None, help="stop asking for candidates after this long")
     s.add_argument("--batch-size", type=int, default=1, help="candidates asked at a time")
-    s.add_argument("--epochs", type=int, default=3)
-    s.add_argument("--data-fraction", type=float, default=1.0)
-    s.add_argument("--width-mult", type=float, default=1.0)
-    s.add_argument("--resolution", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--epochs", type=int, default=3, help="training epochs per candidate (default 3)")
+    s.add_argument("--data-fraction", type=float, default=1.0, help="fraction of the training split a candidate "
+                                                                  "sees (a lower-fidelity proxy; default 1)")
+    s.add_argument("--width-mult", type=float, default=1.0, help="multiplies every layer width (default 1)")
+    s.add_argument("--resolution", type=int, default=None, help="input length or side to resize to (signals and "
+                                                                "images; default: the data's own)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the strategy and of training (default 0)")
     s.add_argument("--out", type=Path, default=Path("runs/search"), help="directory for history.json and state.json")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--quiet", action="store_true", help="print only the result")
 
     r = sub.add_parser("run", help="run a search config's pipeline locally (kfp.local) on the embedded stack")
-    r.add_argument("config", type=Path)
+    r.add_argument("config", type=Path, help="the search config (YAML), e.g. pipelines/configs/mnist1d-nb201.yaml")
     r.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
     r.add_argument("--rounds", type=_positive_int, default=None, help="run fewer rounds than the config")
     r.add_argument("--verbose", action="store_true", help="show every line kfp.local prints")
