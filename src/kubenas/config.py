@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kubenas.core import Fidelity
-from kubenas.data import dataset_info
+from kubenas.data import check_source, dataset_info
 from kubenas.estimators import ONESHOT_METRICS, PROXIES, reported_metrics
 from kubenas.registry import check
 from kubenas.spaces import make_space
@@ -513,6 +513,14 @@ class SearchConfig(_Strict):
             strategy = make_strategy(self.strategy.name, self.space.build(), seed=self.seed,
                                      metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
         return strategy
+
+    def check_data_source(self) -> None:
+        """That the dataset's files exist where they are read (this machine, or S3, which it may contact): a run's
+        pre-flight. Raises :class:`ConfigError` naming the path."""
+        try:
+            check_source(self.dataset.name, **self.dataset.options)
+        except ValueError as exc:
+            raise ConfigError(f"dataset.options.path: {exc}") from None
 
     @property
     def search_method(self) -> str:

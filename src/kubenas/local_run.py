@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kubenas import stack as local_stack
-from kubenas.config import ConfigError, SearchConfig
-from kubenas.data import check_source
+from kubenas.config import SearchConfig
 from kubenas.data.parquet import endpoint_from_env
 from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
@@ -71,13 +70,6 @@ class _Filter(io.TextIOBase):
 def _in_s3(path) -> bool:
     paths = path.values() if isinstance(path, dict) else [path]
     return any(isinstance(p, str) and p.startswith("s3://") for p in paths)
-
-
-def _check_source(config: SearchConfig) -> None:
-    try:
-        check_source(config.dataset.name, **config.dataset.options)
-    except ValueError as exc:
-        raise ConfigError(f"dataset.options.path: {exc}") from None
 
 
 def _stack_for_run(home: Path, me: int):
@@ -157,7 +149,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     # the dataset's files are checked before any stack starts, unless they are in the stack's own S3
     early = external or not _in_s3(config.dataset.options.get("path"))
     if early:
-        _check_source(config)
+        config.check_data_source()
     (home / "logs").mkdir(parents=True, exist_ok=True)
     # kfp.local sets the root logger to INFO; boto's INFO chatter ("Found credentials...") is not progress.
     for name in ("botocore", "boto3", "urllib3"):
@@ -179,7 +171,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         tracker = Tracker.from_config(config)
         tracker.check()
         if not early:
-            _check_source(config)
+            config.check_data_source()
         before = store.last_committed_round()
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
         pipeline = build_pipeline(config, retries=0)  # a local failure is rarely transient: fail at once

@@ -73,8 +73,7 @@ class Stack:
 
     def alive(self) -> bool:
         """Both servers run."""
-        servers = [g for n, g in self.pgids.items() if n in SERVERS]
-        return len(servers) == len(SERVERS) and all(_group_alive(g) for g in servers)
+        return set(SERVERS) <= set(self.running())
 
     def running(self) -> list[str]:
         """The servers whose process groups are alive."""
@@ -99,7 +98,7 @@ class Stack:
         for name in sorted(self.pgids, key=lambda n: n == "seaweedfs"):
             pgid = self.pgids.pop(name)
             if pgid != own_group:
-                _stop_group(pgid, grace if name != "seaweedfs" else min(grace, 1.0))
+                stop_group(pgid, grace if name != "seaweedfs" else min(grace, 1.0))
         state = self.home / "stack.json"
         if state.exists():
             state.unlink()
@@ -128,13 +127,20 @@ def _lock_down(home: Path) -> None:
                 os.chmod(path, 0o600)
 
 
-def start_ticks(pid: int) -> int | None:
-    """When a process started, in clock ticks since boot (Linux), to tell it from a later process with its pid."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (Linux), or None: [0] is the state, [19] the start
+    time in clock ticks since boot."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (Linux), to tell it from a later process with its pid."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
 
 
 def pid_alive(pid: int, ticks: int | None = None) -> bool:
@@ -145,13 +151,10 @@ def pid_alive(pid: int, ticks: int | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-    except (OSError, IndexError):
-        pass
-    return ticks is None or start_ticks(pid) in (None, ticks)
+    fields = _stat(pid)
+    if fields is None or len(fields) <= 19:
+        return True
+    return fields[0] != "Z" and (ticks is None or int(fields[19]) == ticks)
 
 
 def _credentials(home: Path) -> tuple[str, str]:
@@ -200,12 +203,8 @@ def _group_alive(pgid: int) -> bool:
 
 
 def stop_group(pgid: int, grace: float = 2.0) -> None:
-    """Stop a process group kubenas started (a server, a watchdog)."""
-    _stop_group(pgid, grace)
-
-
-def _stop_group(pgid: int, grace: float) -> None:
-    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL it; reap the leader if it is our child."""
+    """Stop a process group kubenas started (a server, a watchdog): SIGTERM the group, wait up to ``grace``
+    seconds, then SIGKILL it; reap the leader if it is our child."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pgid, sig)

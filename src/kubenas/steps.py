@@ -31,7 +31,6 @@ from typing import Any
 
 from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
-from kubenas.data import check_source
 from kubenas.failpoints import failpoint
 from kubenas.core import Candidate, Fidelity, Result, history_row, top
 from kubenas.store import SearchStore, lease_info, result_rows
@@ -70,10 +69,7 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
     store, tracker = SearchStore.from_config(cfg), Tracker.from_config(cfg)
     store.check()
     tracker.check()
-    try:
-        check_source(cfg.dataset.name, **cfg.dataset.options)
-    except ValueError as exc:
-        raise ConfigError(f"dataset.options.path: {exc}") from None
+    cfg.check_data_source()
     stored, current = store.read_config(), cfg.model_dump(mode="json")
     if stored is not None:
         stored = _normalised(stored)

@@ -195,10 +195,12 @@ class Tracker:
             body["page_token"] = page["next_page_token"]
 
     # ----------------------------------------------------------------- runs
-    def close_running(self, search: str, status: str = "KILLED") -> int:
-        """End every run of ``search`` still RUNNING (left by a killed or failed run of it) with ``status``;
-        returns how many. Search names are DNS labels, so the filter needs no escaping."""
-        stale = self._search_runs(f"tags.\"kubenas.search\" = '{search}' and attributes.status = 'RUNNING'")
+    def close_running(self, search: str, status: str = "KILLED", where: str = "",
+                      experiment_id: str | None = None) -> int:
+        """End every run of ``search`` still RUNNING (left by a killed or failed run of it; ``where`` narrows the
+        filter) with ``status``; returns how many. Search names are DNS labels, so the filter needs no escaping."""
+        stale = self._search_runs(f"tags.\"kubenas.search\" = '{search}' and attributes.status = 'RUNNING'{where}",
+                                  experiment_id)
         for run in stale:
             self._call("POST", "runs/update", {"run_id": run["info"]["run_id"], "status": status, "end_time": _now_ms()})
         return len(stale)
@@ -217,12 +219,13 @@ class Tracker:
         return out
 
     def start_parent(self, config) -> str:
-        closed = self.close_running(config.name)  # a killed run's, at the latest now
+        experiment = self.experiment_id()
+        closed = self.close_running(config.name, experiment_id=experiment)  # a killed run's, at the latest now
         if closed:
             print(f"[kubenas] ended {closed} MLflow run(s) of {config.name!r} that an earlier run left RUNNING, as "
                   "KILLED", flush=True)
         run_id = self._create_run(
-            self.experiment_id(), config.name,
+            experiment, config.name,
             {"kubenas.search": config.name, "kubenas.strategy": config.search_method,
              "kubenas.space": config.space.name, "kubenas.kind": "search"},
         )
@@ -342,10 +345,8 @@ class Tracker:
         completed export, also when a step is retried. Returns the versions deleted."""
         from mlflow.exceptions import MlflowException
 
-        for run in self._search_runs(f"tags.\"kubenas.search\" = '{search}' and tags.\"kubenas.kind\" = 'export' "
-                                     f"and tags.\"mlflow.parentRunId\" = '{parent_id}' and attributes.status = 'RUNNING'",
-                                     self.parent_experiment(parent_id)):
-            self.finish(run["info"]["run_id"], ok=False)
+        self.close_running(search, "FAILED", f" and tags.\"kubenas.kind\" = 'export' and "
+                           f"tags.\"mlflow.parentRunId\" = '{parent_id}'", self.parent_experiment(parent_id))
         try:
             held = {str(v) for v in self.client.get_registered_model(name).aliases.values()}
             versions = self.client.search_model_versions(f"name='{name}'")  # (it leaves aliases out)

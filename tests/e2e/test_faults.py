@@ -235,23 +235,21 @@ def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stac
         items = steps.sample_architectures(cfg_json, k, 0, parent)
         if k == 1:
             down = f"http://127.0.0.1:{_dead_port()}"
-            # S3 goes down during round 1: the training step fails after bounded retries, naming S3
-            _fresh_contexts()
-            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", down)
-            started = time.monotonic()
-            with pytest.raises(StoreError, match=r"S3 at http://127.0.0.1:\d+ did not answer .*after 3 attempts.*resume"):
-                steps.train_candidates(cfg_json, items[0])
-            assert time.monotonic() - started < 30
-            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", stack_env.s3_endpoint)
-            # MLflow goes down: the step fails fast (4 attempts in about 4 s), naming the server
-            _fresh_contexts()
-            monkeypatch.setenv("MLFLOW_TRACKING_URI", down)
-            started = time.monotonic()
-            with pytest.raises(TrackingError, match=r"cannot reach the MLflow server at http://127.0.0.1:\d+"):
-                steps.train_candidates(cfg_json, items[0])
-            assert time.monotonic() - started < 30
-            assert SearchStore.from_config(cfg).committed_rounds() == [0]  # intact
-            monkeypatch.setenv("MLFLOW_TRACKING_URI", stack_env.mlflow_uri)
+            for variable, up, error, message in (
+                    # S3 goes down during round 1: the training step fails after bounded retries, naming S3
+                    ("AWS_ENDPOINT_URL_S3", stack_env.s3_endpoint, StoreError,
+                     r"S3 at http://127.0.0.1:\d+ did not answer .*after 3 attempts.*resume"),
+                    # MLflow goes down: the step fails fast (4 attempts in about 4 s), naming the server
+                    ("MLFLOW_TRACKING_URI", stack_env.mlflow_uri, TrackingError,
+                     r"cannot reach the MLflow server at http://127.0.0.1:\d+")):
+                _fresh_contexts()
+                monkeypatch.setenv(variable, down)
+                started = time.monotonic()
+                with pytest.raises(error, match=message):
+                    steps.train_candidates(cfg_json, items[0])
+                assert time.monotonic() - started < 30
+                monkeypatch.setenv(variable, up)
+                assert SearchStore.from_config(cfg).committed_rounds() == [0]  # intact
             _fresh_contexts()
         for item in items:
             steps.train_candidates(cfg_json, item)
