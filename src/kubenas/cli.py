@@ -317,7 +317,30 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         else:
             print(f"MLflow UI: {s['mlflow_uri']}")
         print(f"load it with: mlflow.pytorch.load_model(\"{s['model_uri']}\")")
+    _print_top(config, report.top)
+    for kind, path in report.reports.items():
+        print(f"{'report of the search' if kind == 'search' else 'report of the winner'}: {path}")
     return 0
+
+
+def _print_top(config, top: list[dict]) -> None:
+    """The search's best candidates, best first (all its runs, not only this one)."""
+    if not top:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    metric = config.objective.metric
+    table = Table(title=f"top {len(top)} by {metric} ({config.objective.mode}; most epochs first)", title_justify="left",
+                  box=None, pad_edge=False)
+    for column in ("#", "candidate", "round", "epochs", metric, "params", "genotype"):
+        table.add_column(column, justify="right" if column in ("#", "round", "epochs", metric, "params") else "left",
+                         overflow="fold")
+    for i, r in enumerate(top, start=1):
+        params = r["metrics"].get("params")
+        table.add_row(str(i), r["id"], str(r["round"]), "-" if r.get("epochs") is None else str(r["epochs"]),
+                      f"{r['metrics'][metric]:.4f}", f"{params:,}" if isinstance(params, int) else "-", r["genotype"])
+    Console(soft_wrap=True).print(table)
 
 
 def _cluster_command(args: argparse.Namespace) -> int:

@@ -17,14 +17,15 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from kubenas import stack as local_stack
 from kubenas.config import SearchConfig
 from kubenas.data.parquet import endpoint_from_env
-from kubenas.store import SearchStore
+from kubenas.report import ranked
+from kubenas.store import SearchStore, result_rows
 from kubenas.tracking import Tracker
 
 # Lines of kfp.local's output shown without --verbose: kubenas's own progress and task/pipeline outcomes.
@@ -42,6 +43,8 @@ class RunReport:
     train_seconds: float = 0.0  # candidate training summed over tasks (they run `parallelism` at a time), or the
     # supernet's training in a one-shot search
     stopped_stack: Path | None = None  # the home of the stack this run started and stopped at its end
+    reports: dict[str, Path] = field(default_factory=dict)  # "search" (the last round's), "winner": HTML pages
+    top: list[dict] = field(default_factory=list)  # the search's best rows, best first
 
 
 class _Filter(io.TextIOBase):
@@ -154,7 +157,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     # kfp.local sets the root logger to INFO; boto's INFO chatter ("Found credentials...") is not progress.
     for name in ("botocore", "boto3", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.time()
     me = os.getpid()
     watchdog = local_stack.watch_run(home, me)  # stops what this run started if it dies, even by SIGKILL
     tasks = local_stack.run_dir(home, me)
@@ -188,7 +191,10 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
             finally:
                 builtins.print = original_print
         summary = store.get_json("export.json")
-        rows = [r for r in store.read_history().to_pylist() if r["round"] > before]
+        reports = collect_reports(home, config.name, since)
+        history = store.read_history()
+        top = ranked(result_rows(history), config.objective.metric, config.objective.mode)[:5]
+        rows = [r for r in history.to_pylist() if r["round"] > before]
         supernet = sum(row["cost"] for r in sorted({r["round"] for r in rows}) for row in store.read_results(r, 0)
                        ) if config.oneshot is not None else None
         ok = True
@@ -205,4 +211,21 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         shutil.rmtree(tasks, ignore_errors=True)
     return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
                      train_seconds=supernet if supernet is not None else sum(r["train_seconds"] or 0.0 for r in rows),
-                     stopped_stack=home if own_stack is not None else None)
+                     stopped_stack=home if own_stack is not None else None, reports=reports, top=top)
+
+
+def collect_reports(home: Path, name: str, since: float) -> dict[str, Path]:
+    """The HTML reports this run's tasks wrote (kfp.local keeps each output in a file named after it, without an
+    extension), copied to ``HOME/reports/NAME/``: ``search.html`` (the last round's) and ``winner.html``."""
+    written = [p for p in (home / "pipeline_root").glob("*/*/report") if p.stat().st_mtime >= since - 1]
+    newest = {}
+    for path in sorted(written, key=lambda p: p.stat().st_mtime):
+        newest["winner" if path.parent.name.startswith("export-winner") else "search"] = path
+    out = {}
+    folder = home / "reports" / name
+    for kind, path in newest.items():
+        if path.stat().st_size:
+            folder.mkdir(parents=True, exist_ok=True)
+            out[kind] = folder / f"{kind}.html"
+            shutil.copyfile(path, out[kind])
+    return out

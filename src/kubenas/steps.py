@@ -33,6 +33,7 @@ from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
 from kubenas.failpoints import failpoint
 from kubenas.core import Candidate, Fidelity, Result, history_row, top
+from kubenas.report import ranked
 from kubenas.store import SearchStore, lease_info, result_rows
 from kubenas.tracking import SCALAR_METRICS, Tracker
 
@@ -146,15 +147,20 @@ def scalar_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- update
-def update_strategy(config_json: str, run_round: int, start_round: int, parent_run_id: str) -> str:
-    """Tell the strategy the open round's results, commit the round, and decide ``continue`` or ``stop``."""
+def update_strategy(config_json: str, run_round: int, start_round: int, parent_run_id: str,
+                    report_path: str | None = None) -> str:
+    """Tell the strategy the open round's results, commit the round, and decide ``continue`` or ``stop``. Then
+    draw the search so far (:func:`report_round`) into the MLflow parent run and, given ``report_path``, into the
+    HTML page the Kubeflow UI shows."""
     ctx = context(config_json)
     cfg, store = ctx.cfg, ctx.store
     committed = store.read_committed()
     round_index = committed.last + 1
     asked = store.read_asked(round_index)
     if asked is None and committed.last >= 0:  # sample always writes the round it opens: this one is committed
-        return _decided(ctx, committed, run_round, start_round)  # a retry after this step committed its round
+        decision = _decided(ctx, committed, run_round, start_round)  # a retry after this step committed its round
+        report_round(ctx, result_rows(committed.history), committed.state, parent_run_id, report_path)
+        return decision
     asked = asked or {"candidates": [], "workers": 0, "state": None}
     rows = store.read_all_results(round_index)
     past = result_rows(committed.history)
@@ -171,7 +177,62 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
     best_text = f"{best['value']:.4f}" if best else "none yet"
     say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
         + (f"; stopping: {reason}" if reason else ""))
+    # this round's rows as the committed history holds them (the round and the epochs as columns of their own)
+    report_round(ctx, past + [{**r, "round": round_index, "epochs": (r.get("fidelity") or {}).get("epochs")}
+                              for r in rows], state, parent_run_id, report_path)
     return "stop" if reason else "continue"
+
+
+def report_round(ctx: Context, history: list[dict[str, Any]], state: dict | None, parent_run_id: str,
+                 report_path: str | None = None) -> None:
+    """The search so far as pictures (:mod:`kubenas.report`), on the MLflow parent run (refreshed every round) and
+    in ``report_path``. The round is committed before: a report that cannot be drawn is said, not raised."""
+    from kubenas import report
+
+    try:
+        page = report.build(f"kubenas search {ctx.cfg.name}: after round {max(r['round'] for r in history)}"
+                            if history else f"kubenas search {ctx.cfg.name}", search_summary(ctx.cfg, history),
+                            history, search_view(ctx, state))
+    except Exception as exc:  # noqa: BLE001 - a picture must not fail a committed round
+        say(f"the round's report could not be drawn: {type(exc).__name__}: {exc}")
+        return
+    ctx.tracker.log_report(parent_run_id, page)
+    if report_path:
+        with open(report_path, "w", encoding="utf-8") as fh:
+            fh.write(page.html)
+
+
+def search_view(ctx: Context, state: dict | None = None, exported: str | None = None):
+    """What the report needs besides the rows: a multi-objective strategy's objectives and constraints, a
+    one-shot method's statistics per epoch."""
+    from kubenas.report import View
+
+    cfg = ctx.cfg
+    view = View(cfg.objective.metric, cfg.objective.mode, exported=exported)
+    if cfg.oneshot is not None:
+        view.supernet_stats = (state or {}).get("stats")
+    else:
+        strategy = cfg.new_strategy()
+        view.objectives = getattr(strategy, "objectives", None)
+        view.constraints = getattr(strategy, "constraints", None) or {}
+    return view
+
+
+def search_summary(cfg: SearchConfig, history: list[dict[str, Any]]) -> str:
+    """A few Markdown lines: what is searched, how far it got, the best so far (the parent run's description)."""
+    failed = sum(r["status"] != "ok" for r in history)
+    rounds = len({r["round"] for r in history})
+    cost = sum(float(r.get("cost") or 0.0) for r in history)
+    lines = [f"Search `{cfg.name}`: space `{cfg.space.name}`, {cfg.search_method}, dataset `{cfg.dataset.name}`, "
+             f"objective {cfg.objective.metric} ({cfg.objective.mode}).",
+             f"Budget: {cfg.budget.rounds} round(s) of {cfg.budget.candidates_per_round} candidate(s) per run; "
+             f"so far {rounds} round(s), {len(history)} evaluation(s) ({failed} failed), {cost:.0f} s of compute."]
+    best = ranked(history, cfg.objective.metric, cfg.objective.mode)
+    if best:
+        b = best[0]
+        lines.append(f"Best so far: {cfg.objective.metric} **{b['metrics'][cfg.objective.metric]:.4f}**, candidate "
+                     f"`{b['id']}` (round {b['round']}): `{b['genotype']}`.")
+    return "\n".join(lines)
 
 
 def _decided(ctx: Context, committed, run_round: int, start_round: int) -> str:
@@ -352,11 +413,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     metric, mode = cfg.objective.metric, cfg.objective.mode
     last, table, state, _ = store.read_committed()
     history = result_rows(table)
-    rows = [r for r in history if r["status"] == "ok"]
-    scored = [r for r in rows if isinstance(r["metrics"].get(metric), (int, float))]
-    # Rows at the highest fidelity first (a multi-fidelity scheduler's top rung), then by the objective.
-    scored.sort(key=lambda r: (r["epochs"] or 0, r["metrics"][metric] if mode == "max" else -r["metrics"][metric]),
-                reverse=True)
+    scored = ranked(history, metric, mode)  # the highest fidelity (a scheduler's top rung) first, then the best
     pick, front = (None, None)
     if last >= 0:
         pick, front = method(ctx).winner(state, history)
@@ -393,6 +450,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     PROFILE["train_cpu"] += time.process_time() - cpu
     PROFILE["train_wall"] += retrain_seconds
     model = model.cpu().eval()
+    confusion = estimator.confusion(model, data.x_test, data.y_test, data.num_classes)
 
     name = cfg.model_name
     params = {"candidate_id": winner["id"], "arch_id": winner["arch_id"], "genotype": winner["genotype"],
@@ -415,7 +473,6 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     failpoint("export-after-alias")
     store.put_bytes(f"weights/{winner['id']}.pt", registered["weights"])
     store.put_json(f"weights/{winner['id']}.json", {"arch": arch, "space": space.spec()})
-    tracker.finish(parent_run_id)
 
     summary = {"candidate_id": winner["id"], "genotype": winner["genotype"], "arch": arch,
                rmetric: float(m[rmetric]), "retrained_metric": rmetric, "test_acc": test_acc, "params": m["params"],
@@ -426,11 +483,62 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
         summary["front"] = [{"candidate_id": f["id"], **f["objectives"]} for f in front]
         summary["pick"] = cfg.export.pick
     summary["leaderboard"] = leaderboard(cfg, scored, summary)
-    store.put_json("export.json", summary)
+    summary["confusion"] = confusion
+    summary["report"] = report_winner(ctx, history, state, summary, winner)
+    tracker.finish(parent_run_id)
+    store.put_json("export.json", {k: v for k, v in summary.items() if k != "report"})
     store.release_lease(parent_run_id)  # the run is complete: the next one may start
     say(f"export: {winner['genotype']} {rmetric}={m[rmetric]:.4f} test_acc={test_acc:.4f}; registered {name} "
         f"v{registered['version']} as {alias}")
     return summary
+
+
+def winner_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The export's scalars for the Kubeflow UI's Metrics view."""
+    keys = (summary.get("retrained_metric"), "test_acc", "params", "macs", "retrain_seconds")
+    return {k: float(summary[k]) for k in keys if k in summary and isinstance(summary[k], (int, float))}
+
+
+def report_winner(ctx: Context, history: list[dict[str, Any]], state: dict | None, summary: dict[str, Any],
+                  winner: dict[str, Any]) -> str:
+    """The export's report: the winner's architecture, its test confusion matrix and the whole search, on the
+    MLflow parent run (replacing the last round's), the diagram on the export run, a description and tags on the
+    registered version. Returns the HTML page ("" when it could not be drawn: the export has completed)."""
+    from kubenas import diagram, report
+
+    cfg, tracker = ctx.cfg, ctx.tracker
+    metric = summary["retrained_metric"]
+    try:
+        architecture = diagram.draw(diagram.panels(cfg.space.name, winner["arch"], winner["genotype"],
+                                                   ctx.space.spec().get("options")))
+        extra = {"architecture": architecture} if architecture else {}
+        extra["confusion"] = report.confusion_figure(summary["confusion"])
+        text = (search_summary(cfg, history) + f"\nExported `{winner['id']}`, retrained for {cfg.export.epochs} "
+                f"epoch(s): {metric} **{summary[metric]:.4f}**, test accuracy **{summary['test_acc']:.4f}**, "
+                f"{summary['params']:,} parameters; registered `{summary['model_name']}` version "
+                f"{summary['version']} as `{summary['alias']}`.")
+        page = report.build(f"kubenas search {cfg.name}: the winner", text, history,
+                            search_view(ctx, state, exported=winner["id"]), extra)
+    except Exception as exc:  # noqa: BLE001 - the model is registered: a picture must not fail the export
+        say(f"export: the report could not be drawn: {type(exc).__name__}: {exc}")
+        return ""
+    tracker.log_report(summary["parent_run_id"], page)
+    files = {"report.html": page.html.encode()}
+    if architecture:
+        files["architecture.png"] = architecture
+    tracker.put_artifacts(summary["export_run_id"], files)
+    link = f"runs:/{summary['export_run_id']}/architecture.png"
+    tracker.describe_version(
+        summary["model_name"], summary["version"],
+        f"Architecture `{winner['genotype']}` ({cfg.space.name} space), found by kubenas search `{cfg.name}` "
+        f"with {cfg.search_method} on {cfg.dataset.name}, retrained for {cfg.export.epochs} epoch(s): {metric} "
+        f"{summary[metric]:.4f}, test accuracy {summary['test_acc']:.4f}, {summary['params']:,} parameters, "
+        f"{summary['macs']:,} MACs. Diagram: {link}; report: runs:/{summary['export_run_id']}/report.html.",
+        {"kubenas.genotype": winner["genotype"], "kubenas.candidate": winner["id"], "kubenas.space": cfg.space.name,
+         "kubenas.source_run": summary["export_run_id"], "kubenas.architecture": link,
+         f"kubenas.{metric}": f"{summary[metric]:.4f}", "kubenas.test_acc": f"{summary['test_acc']:.4f}",
+         "kubenas.params": summary["params"], "kubenas.macs": summary["macs"]})
+    return page.html
 
 
 def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[str, Any], top: int = 10) -> str:

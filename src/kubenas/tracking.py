@@ -95,7 +95,7 @@ class Tracker:
         return ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
 
     def _call(self, method: str, endpoint: str, body: dict[str, Any] | None = None, *, tries: int = 4) -> dict[str, Any]:
-        """One REST call; connection errors and 5xx answers are retried with backoff, 4xx raise at once."""
+        """One REST call (:meth:`_send`), or its equivalent through the client for a tracking URI that is no server."""
         if not self._rest:
             return self._call_client(endpoint, body or {})
         url = f"{self.uri.rstrip('/')}/api/2.0/mlflow/{endpoint}"
@@ -104,21 +104,26 @@ class Tracker:
             url += "?" + urllib.parse.urlencode(body)
         elif body is not None:
             data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", **_auth_headers()}
+        return json.loads(self._send(url, data, method, "application/json", endpoint, tries) or b"{}")
+
+    def _send(self, url: str, data: bytes | None, method: str, content_type: str, what: str, tries: int = 4) -> bytes:
+        """One HTTP request to the server; connection errors and 5xx answers are retried with backoff, 4xx raise
+        at once."""
+        headers = {"Content-Type": content_type, **_auth_headers()}
         for attempt in range(tries):
             start = time.perf_counter()
             self.requests += 1
             try:
                 request = urllib.request.Request(url, data=data, method=method, headers=headers)
                 with urllib.request.urlopen(request, timeout=60, context=self._tls()) as resp:
-                    return json.loads(resp.read() or b"{}")
+                    return resp.read()
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:500]
                 if exc.code < 500 or attempt == tries - 1:
-                    raise TrackingError(f"MLflow at {self.uri} answered HTTP {exc.code} to {endpoint}: {detail}") from None
+                    raise TrackingError(f"MLflow at {self.uri} answered HTTP {exc.code} to {what}: {detail}") from None
             except (urllib.error.URLError, OSError) as exc:
                 if attempt == tries - 1:
-                    raise TrackingError(f"cannot reach the MLflow server at {self.uri} ({endpoint}): "
+                    raise TrackingError(f"cannot reach the MLflow server at {self.uri} ({what}): "
                                         f"{getattr(exc, 'reason', exc)}") from None
             finally:
                 self.seconds += time.perf_counter() - start
@@ -283,6 +288,41 @@ class Tracker:
             self._experiments[parent_id] = run["info"]["experiment_id"]
         return self._experiments[parent_id]
 
+    def artifact_root(self, run_id: str) -> str:
+        return self._call("GET", "runs/get", {"run_id": run_id})["run"]["info"].get("artifact_uri", "")
+
+    def put_artifacts(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Write ``files`` (artifact path -> bytes) into the run's artifacts, replacing what is there. Through the
+        server's artifact proxy (``mlflow-artifacts:/``, as the embedded stack and the manifests serve it) with a
+        plain HTTP PUT each; elsewhere through the MLflow client."""
+        root = self.artifact_root(run_id) if self._rest else ""
+        if root.startswith("mlflow-artifacts:/"):
+            base = f"{self.uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{root.split(':', 1)[1].lstrip('/')}"
+            for path, data in files.items():
+                kind = {"png": "image/png", "html": "text/html", "json": "application/json"}.get(
+                    path.rsplit(".", 1)[-1], "application/octet-stream")
+                self._send(f"{base}/{urllib.parse.quote(path)}", data, "PUT", kind, f"an upload of {path}")
+            return
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for path, data in files.items():
+                local = Path(tmp) / path
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(data)
+                self.client.log_artifact(run_id, str(local), path.rpartition("/")[0] or None)
+
+    def log_report(self, run_id: str, report, folder: str = "report") -> None:
+        """A :class:`kubenas.report.Report` on a run: its figures, its page and its leaderboard (a table the MLflow
+        UI lists), replaced on every call; its summary becomes the run's description."""
+        files = {f"{folder}/{name}.png": png for name, png in report.figures.items()}
+        files[f"{folder}/report.html"] = report.html.encode()
+        files[f"{folder}/leaderboard.json"] = json.dumps(report.table).encode()
+        self.put_artifacts(run_id, files)
+        self._log(run_id, tags={"mlflow.note.content": report.summary, "mlflow.loggedArtifacts": json.dumps(
+            [{"path": f"{folder}/leaderboard.json", "type": "table"}])})
+
     def log_round(self, parent_id: str, round_index: int, values: dict[str, float]) -> None:
         self._log(parent_id, metrics=[(k, v, round_index) for k, v in values.items()])
 
@@ -358,6 +398,12 @@ class Tracker:
                 self.client.delete_model_version(name, v.version)
                 gone.append(str(v.version))
         return gone
+
+    def describe_version(self, name: str, version: str, description: str, tags: dict[str, str]) -> None:
+        """A registered version's description (Markdown, shown on its page) and tags."""
+        self.client.update_model_version(name, version, description=description)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, key, str(value)[:5000])
 
     def mark_complete(self, name: str, version: str) -> None:
         """The export that registered ``version`` has completed."""

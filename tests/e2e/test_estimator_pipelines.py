@@ -18,6 +18,7 @@ from kubenas.estimators.tabular import TabularEstimator
 from kubenas.spaces import make_space
 from kubenas.spaces.morphisms import morphisms
 from kubenas.store import SearchStore
+from tests.e2e.reports import check_reports
 
 TABLE = "nb201-4op-mnist1d"
 
@@ -144,6 +145,7 @@ def test_a_oneshot_search_runs_as_the_four_stages(stack_env, tmp_path, capsys, m
     client = MlflowClient(stack_env.mlflow_uri)
     parent = client.get_run(export["parent_run_id"])
     assert "supernet_train_loss" in parent.data.metrics and parent.data.tags["kubenas.strategy"] == f"oneshot/{method}"
+    check_reports(tmp_path / "home", cfg.name, tmp_path, {"supernet"}, {"architecture", "supernet", "confusion"})
 
 
 def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, tmp_path, capsys):

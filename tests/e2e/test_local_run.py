@@ -17,6 +17,7 @@ from kubenas.data import load_dataset
 from kubenas.data.parquet import s3_filesystem
 from kubenas.pull import evaluate_onnx, load_module
 from kubenas.store import SearchStore
+from tests.e2e.reports import check_reports
 
 TINY = {
     "name": "e2e-tiny", "seed": 0,
@@ -49,6 +50,11 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     assert len(re.findall(r"\[kubenas\] round 0 worker \d candidate", out)) == 2
     assert len(re.findall(r"\[kubenas\] round 1 worker \d candidate", out)) == 2
     assert "models:/e2e-model@champion" in out and f"MLflow UI: {stack_env.mlflow_uri}" in out
+    home = tmp_path / "home"
+    assert f"report of the winner: {home / 'reports' / 'e2e-tiny' / 'winner.html'}" in out
+    assert re.search(r"top 4 by val_acc.*\n.*candidate.*\n1 ", out)  # the best candidates, best first
+    pages = check_reports(home, "e2e-tiny", tmp_path, {"progress"}, {"architecture", "confusion", "progress"})
+    assert "kubenas search e2e-tiny: after round 1" in pages["search"]
 
     # the history in SeaweedFS reads as one 4-row dataset with pyarrow
     table = history(cfg)
@@ -72,6 +78,15 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
         # the run was opened when training started (the UI shows it running), and closed after it
         assert child.info.status == "FINISHED"
         assert (child.info.end_time - child.info.start_time) / 1000 >= child.data.metrics["train_seconds"]
+    # the parent run carries the pictures, the leaderboard as a table, and a description of the search
+    parent = parents[0]
+    files = {f.path for f in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/progress.png", "report/architecture.png", "report/confusion.png", "report/report.html",
+            "report/leaderboard.json"} <= files
+    board = json.loads(open(client.download_artifacts(parent.info.run_id, "report/leaderboard.json", str(tmp_path))).read())
+    assert board["columns"][:2] == ["rank", "candidate"] and len(board["data"]) == 4
+    assert {"path": "report/leaderboard.json", "type": "table"} in json.loads(parent.data.tags["mlflow.loggedArtifacts"])
+    assert "Best so far: val_acc" in parent.data.tags["mlflow.note.content"]
     for run in runs:  # credentials never reach params or tags
         logged = json.dumps([run.data.params, run.data.tags])
         assert stack_env.secret_key not in logged and stack_env.access_key not in logged
@@ -87,6 +102,11 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     assert abs(test_acc - logged) < 1e-6
     info = mlflow.models.get_model_info("models:/e2e-model@champion")
     assert info.signature is not None and info.saved_input_example_info is not None
+    # the version says what it is: a description and tags, with a link to its architecture diagram
+    assert champion.description.startswith("Architecture `|") and "search `e2e-tiny`" in champion.description
+    assert champion.tags["kubenas.architecture"] == f"runs:/{champion.run_id}/architecture.png"
+    assert champion.tags["kubenas.test_acc"] == f"{logged:.4f}" and champion.tags["kubenas.genotype"].startswith("|")
+    assert "architecture.png" in {f.path for f in client.list_artifacts(champion.run_id)}
     for log in (tmp_path / "home" / "logs").glob("run-*.log"):  # nor do they reach the run's log
         assert stack_env.secret_key not in log.read_text()
 

@@ -6,6 +6,7 @@ in later rounds."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import yaml
@@ -15,9 +16,11 @@ from kubenas.config import load_config
 from kubenas.data import load_dataset
 from kubenas.estimators.zero_cost import proxy_scorer
 from kubenas.estimators.tabular import TabularEstimator
+from kubenas.report import ranked
 from kubenas.spaces import make_space
 from kubenas.store import SearchStore, result_rows
 from kubenas.strategies import make_strategy
+from tests.e2e.reports import check_reports
 
 TABLE = "nb201-4op-mnist1d"
 
@@ -61,6 +64,9 @@ def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
     assert [m["candidate_id"] for m in export["front"]] == [m["id"] for m in front]
     assert "Pareto front: " in export["leaderboard"] and "**(exported)**" in export["leaderboard"]
     assert export["leaderboard"].count("| `") >= len(front)
+    pages = check_reports(tmp_path / "home", "e2e-mo-tabular", tmp_path, {"progress", "pareto"},
+                          {"architecture", "pareto", "confusion"})
+    assert f'<tr class="exported"><td>' in pages["winner"] and f"exported {export['candidate_id']}" not in pages["search"]
 
 
 def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_env, tmp_path, capsys):
@@ -103,3 +109,7 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
     assert json.loads(winner["metrics"])["val_acc"] == max(
         json.loads(r["metrics"])["val_acc"] for r in rows.values() if r["epochs"] == 3)
     assert "| epochs |" in export["leaderboard"]
+    pages = check_reports(tmp_path / "home", "e2e-mf-tabular", tmp_path, {"progress", "rungs"}, {"architecture", "rungs"})
+    # the last round's report ranks every committed row, that round's included, as the export does
+    shown = re.findall(r'<td class="text id">([\w-]+)</td>', pages["search"])
+    assert shown == [r["id"] for r in ranked(result_rows(store.read_history()), "val_acc", "max")[:10]]

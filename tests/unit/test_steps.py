@@ -53,6 +53,9 @@ class Recorder:
     def log_round(self, parent_id, round_index, values):
         pass
 
+    def log_report(self, run_id, report):
+        self.reports = [*getattr(self, "reports", []), report]
+
 
 @pytest.fixture
 def search(monkeypatch):
@@ -269,6 +272,9 @@ class Silent:
     def log_round(self, *args):
         pass
 
+    def log_report(self, *args):
+        pass
+
 blobs = MemoryBlobs()
 def context(config_json):
     ctx = steps.Context(parse_config(config_json))
@@ -343,3 +349,24 @@ def test_the_leaderboard_of_a_oneshot_ranking_shows_no_epochs():
     board = steps.leaderboard(cfg, [row], summary)
     assert "| 1 | `00000-a` | 0 | - | 0.5000 |" in board and "None" not in board
     assert "`\\|a\\|b\\|`" in board  # the genotype's pipes do not split the table
+
+
+def test_every_update_draws_the_search_so_far_and_a_retried_one_draws_it_again(search, tmp_path):
+    cfg_json, store, recorder = search(config())
+    for k in range(2):
+        for item in steps.sample_architectures(cfg_json, k, 0, "parent"):
+            steps.train_candidates(cfg_json, item)
+        page = tmp_path / f"round-{k}.html"
+        assert steps.update_strategy(cfg_json, k, 0, "parent", str(page)) == "continue"
+        assert page.read_text().count('data-figure="progress"') == 1
+    first, second = recorder.reports
+    assert first.title.endswith("after round 0") and second.title.endswith("after round 1")
+    assert "12 evaluation(s) (0 failed)" in second.summary and "Best so far: val_acc **" in second.summary
+    assert len(first.table["data"]) == 6 and len(second.table["data"]) == 10
+    best = max(store.read_history().column("val_acc").to_pylist())
+    assert second.table["data"][0][6] == best  # the leaderboard's first row is the best committed one
+    # KFP retries the update after it committed: nothing is committed again, and the page is drawn again
+    again = tmp_path / "again.html"
+    assert steps.update_strategy(cfg_json, 1, 0, "parent", str(again)) == "continue"
+    assert recorder.reports[-1].table == second.table and again.read_text().count("data-figure") == 1
+    assert store.committed_rounds() == [0, 1]

@@ -190,6 +190,18 @@ class TrainingEstimator:
         return loss_sum / len(x), correct / len(x)
 
     @torch.no_grad()
+    def confusion(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[list[int]]:
+        """The confusion matrix of ``model`` on ``(x, y)``: row = true class, column = predicted class."""
+        model.eval()
+        counts = torch.zeros(num_classes * num_classes, dtype=torch.long)
+        with self._autocast(x.device):
+            for start in range(0, len(x), 1024):
+                predicted = model(x[start:start + 1024]).argmax(1).cpu()
+                counts += torch.bincount(y[start:start + 1024].cpu() * num_classes + predicted,
+                                         minlength=num_classes * num_classes)
+        return counts.view(num_classes, num_classes).tolist()
+
+    @torch.no_grad()
     def latency_ms(self, model: nn.Module, x1: torch.Tensor) -> float:
         """Median wall time of a batch-1 forward pass on the model's device, in milliseconds."""
         model.eval()
