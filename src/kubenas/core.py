@@ -5,8 +5,10 @@ estimators, the store and the pipeline steps can all use them without importing 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from kubenas.arch import Arch, arch_id
 
@@ -123,3 +125,27 @@ def history_row(space: Any, cand: Candidate, res: Result, fidelity: Fidelity | N
         "cost": res.cost,
         "fidelity": fidelity.to_dict() if fidelity else None,
     }
+
+
+# Told after every epoch of any training in the current context: (epoch, epochs planned, {train_loss, val_loss,
+# val_acc}). The pipeline streams a candidate's curves to MLflow with it, and the export shows its progress.
+EpochHook = Callable[[int, int, dict[str, float]], None]
+_EPOCH_HOOK: contextvars.ContextVar[EpochHook | None] = contextvars.ContextVar("kubenas_epoch_hook", default=None)
+
+
+@contextlib.contextmanager
+def epoch_hook(hook: EpochHook | None) -> Iterator[None]:
+    """Give ``hook`` every epoch of the training that runs inside, whichever estimator wraps it (learning-curve
+    termination, weight inheritance)."""
+    token = _EPOCH_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _EPOCH_HOOK.reset(token)
+
+
+def tell_epoch(epoch: int, epochs: int, values: dict[str, float]) -> None:
+    """What a training loop calls after each epoch."""
+    hook = _EPOCH_HOOK.get()
+    if hook is not None:
+        hook(epoch, epochs, values)

@@ -47,23 +47,104 @@ class RunReport:
     top: list[dict] = field(default_factory=list)  # the search's best rows, best first
 
 
-class _Filter(io.TextIOBase):
-    """A stdout that copies everything to a log file and shows only the lines that matter."""
+class Progress:
+    """Where a local run stands, read from its steps' lines: rounds done of this run's total, the open round's
+    candidates, failures, the best so far and the time left (the mean round so far times the rounds left).
 
-    def __init__(self, out: TextIO, log: TextIO, verbose: bool):
-        self.out, self.log, self.verbose, self._buf = out, log, verbose, ""
+    On a terminal it is a status bar (rich) under the lines as they stream; elsewhere (a pipe, a log, CI) a
+    ``progress:`` line after every committed round."""
+
+    _OPEN = re.compile(r"\[kubenas\] round (\d+) \(#(\d+) of this run\): (\d+) candidate")
+    _SUPERNET = re.compile(r"\[kubenas\] round (\d+): train the \w+ supernet")
+    _DONE = re.compile(r"\[kubenas\] round \d+ worker \d+ candidate \S+: (?:(FAILED)|\w+=(-?[\d.]+(?:e-?\d+)?))")
+    _COMMITTED = re.compile(r"\[kubenas\] round (\d+) committed: .*best \S+ (-?[\d.]+|none yet)")
+    _EXPORT = re.compile(r"\[kubenas\] export: (retraining|seed \S+ epoch (\d+)/(\d+))")
+
+    def __init__(self, rounds: int, metric: str, mode: str, clock=time.monotonic):
+        self.rounds, self.metric, self.mode, self.clock = rounds, metric, mode, clock
+        self.started = clock()
+        self.done_rounds, self.open_round, self.in_round, self.trained, self.failed = 0, None, 0, 0, 0
+        self.round_size, self.best, self.phase = 0, None, "starting"
+
+    def see(self, line: str) -> str | None:
+        """Take one line of output; returns a progress line to print when a round is committed."""
+        if m := self._OPEN.search(line):
+            self.open_round, self.round_size, self.in_round, self.phase = int(m.group(1)), int(m.group(3)), 0, "round"
+        elif m := self._SUPERNET.search(line):
+            self.open_round, self.round_size, self.in_round, self.phase = int(m.group(1)), 0, 0, "supernet"
+        elif m := self._DONE.search(line):
+            self.in_round += 1
+            self.trained += 1
+            self.failed += bool(m.group(1))
+        elif m := self._COMMITTED.search(line):
+            self.done_rounds += 1
+            if m.group(2) != "none yet":
+                self.best = float(m.group(2))
+            return "[kubenas] progress: " + self.text()
+        elif m := self._EXPORT.search(line):
+            self.phase = "export" if m.group(2) is None else f"export epoch {m.group(2)}/{m.group(3)}"
+        return None
+
+    def left(self) -> float | None:
+        """Seconds left for this run's rounds, from the mean round so far (None before the first round ends)."""
+        if not self.done_rounds:
+            return None
+        return (self.clock() - self.started) / self.done_rounds * max(0, self.rounds - self.done_rounds)
+
+    def text(self) -> str:
+        parts = [f"{self.done_rounds} of {self.rounds} round(s) done"]
+        if self.phase == "round" and self.open_round is not None and self.in_round < self.round_size:
+            parts.append(f"round {self.open_round}: {self.in_round}/{self.round_size} candidate(s) trained")
+        elif self.phase.startswith("export") or self.phase == "supernet":
+            parts.append(self.phase if self.phase != "supernet" else f"round {self.open_round}: training the supernet")
+        parts.append(f"{self.trained} evaluated ({self.failed} failed)")
+        parts.append(f"best {self.metric} {self.best:.4f}" if self.best is not None else "no best yet")
+        parts.append(f"{self.clock() - self.started:.0f} s elapsed")
+        left = self.left()
+        if left is not None and self.done_rounds < self.rounds:
+            parts.append(f"about {left:.0f} s left before the export")
+        return ", ".join(parts)
+
+
+class _Filter(io.TextIOBase):
+    """A stdout that copies everything to a log file and shows only the lines that matter, with the run's
+    :class:`Progress`: a live status bar on a terminal, a line per round elsewhere."""
+
+    def __init__(self, out: TextIO, log: TextIO, verbose: bool, progress: Progress | None = None):
+        self.out, self.log, self.verbose, self._buf, self.progress = out, log, verbose, "", progress
+        self.live = None
+        if progress is not None and out.isatty():
+            from rich.console import Console
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            self._spinner = Spinner("dots", text=progress.text())
+            self.live = Live(self._spinner, console=Console(file=out), refresh_per_second=4, transient=True)
+            self.live.start()
 
     def write(self, text: str) -> int:
         self.log.write(text)
         self._buf += text
         *lines, self._buf = self._buf.split("\n")
         for line in lines:
-            if self.verbose:
-                self.out.write(line + "\n")
-            elif _SHOWN.search(line):
-                self.out.write(_ANSI.sub("", line.strip()) + "\n")
+            shown = line if self.verbose else (_ANSI.sub("", line.strip()) if _SHOWN.search(line) else None)
+            extra = self.progress.see(line) if self.progress is not None else None
+            if self.live is not None:
+                if shown is not None:
+                    self.live.console.print(shown, markup=False, highlight=False, soft_wrap=True)
+                self._spinner.update(text=self.progress.text())
+                continue
+            if shown is not None:
+                self.out.write(shown + "\n")
+            if extra is not None:
+                self.out.write(extra + "\n")
         self.out.flush()
         return len(text)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
     def flush(self) -> None:
         self.log.flush()
@@ -181,7 +262,9 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
         os.environ[local_stack.TASKS_ENV] = str(tasks)
         os.environ["KUBENAS_RUN_PID"] = str(me)  # the search's lease names this run
-        with open(log_path, "w") as log, contextlib.redirect_stdout(_Filter(sys.stdout, log, verbose)), \
+        progress = Progress(rounds or config.budget.rounds, config.objective.metric, config.objective.mode)
+        shown = _Filter(sys.stdout, open(log_path, "w"), verbose, progress)
+        with contextlib.closing(shown), contextlib.closing(shown.log), contextlib.redirect_stdout(shown), \
                 warnings.catch_warnings():
             if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
                 warnings.filterwarnings("ignore", module=r"kfp\.")

@@ -32,7 +32,7 @@ from typing import Any
 from kubenas.config import ConfigError, SearchConfig, parse_config
 from kubenas.context import PROFILE, Context, context, end_promptly, say  # noqa: F401 - the components call these
 from kubenas.failpoints import failpoint
-from kubenas.core import Candidate, Fidelity, Result, history_row, top
+from kubenas.core import Candidate, Fidelity, Result, epoch_hook, history_row, top
 from kubenas.report import ranked
 from kubenas.store import SearchStore, lease_info, result_rows
 from kubenas.tracking import SCALAR_METRICS, Tracker
@@ -359,9 +359,16 @@ class StrategyRounds:
         run_id = ctx.tracker.start_candidate(parent_run_id, cand.to_dict(), round_index, cfg, space.genotype(cand.arch),
                                              run_id)
         context = {"parent_id": cand.parent_id} if getattr(estimator, "inherits", False) else {}
+        streamed = []
+
+        def stream(epoch: int, epochs: int, values: dict[str, float]) -> None:  # the run's curves, as they grow
+            ctx.tracker.log_epoch(run_id, epoch, values)
+            streamed.append(epoch)
+
         cpu, wall = time.process_time(), time.perf_counter()
-        result = estimator.evaluate(cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed, candidate_id=cand.id,
-                                    **context)
+        with epoch_hook(stream):
+            result = estimator.evaluate(cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed,
+                                        candidate_id=cand.id, **context)
         PROFILE["train_cpu"] += time.process_time() - cpu
         PROFILE["train_wall"] += time.perf_counter() - wall
         PROFILE["candidates"] += 1
@@ -370,6 +377,7 @@ class StrategyRounds:
         shown = (f"{cfg.objective.metric}={value:.4f}" if result.ok and isinstance(value, (int, float))
                  else f"FAILED: {result.error}")
         say(f"round {round_index} worker {worker} candidate {cand.id}: {shown} ({result.cost:.1f} s) {row['genotype']}")
+        row["streamed_epochs"] = len(streamed)  # (not a history column: the run's curves already hold them)
         return row, run_id
 
     def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]], history: list[dict[str, Any]]):
@@ -438,8 +446,15 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
 
     trained = []
     start, cpu = time.perf_counter(), time.process_time()
-    for seed in cfg.export.seeds:
-        model, m = estimator.fit(arch, space, data.without_test(), fidelity, seed)
+    for i, seed in enumerate(cfg.export.seeds):
+        def progress(epoch: int, epochs: int, values: dict[str, float], seed=seed, i=i) -> None:
+            spent = time.perf_counter() - start
+            left = spent / (i * epochs + epoch) * ((len(cfg.export.seeds) - i) * epochs - epoch)
+            say(f"export: seed {seed} epoch {epoch}/{epochs}: train_loss {values['train_loss']:.4f}, val_acc "
+                f"{values['val_acc']:.4f} ({spent:.0f} s, about {left:.0f} s left)")
+
+        with epoch_hook(progress):
+            model, m = estimator.fit(arch, space, data.without_test(), fidelity, seed)
         _, test_acc = estimator.score(model, data.x_test, data.y_test)
         trained.append((seed, model, m, test_acc))
     # the retrained model is judged on the objective when training reports it, else (a proxy's zc_score) on val_acc

@@ -265,9 +265,10 @@ class Tracker:
         """The candidate's params, per-epoch metrics, status and failure reason; the run ends FINISHED or FAILED."""
         m = row.get("metrics") or {}
         metrics = []
+        streamed = row.get("streamed_epochs") or 0  # epochs logged while it trained (log_epoch)
         for name, curve in (("val_acc", m.get("val_acc_curve")), ("val_loss", m.get("val_loss_curve")),
                             ("train_loss", m.get("train_loss_curve"))):
-            metrics += [(name, v, epoch) for epoch, v in enumerate(curve or [], start=1)]
+            metrics += [(name, v, epoch) for epoch, v in enumerate(curve or [], start=1) if epoch > streamed]
         metrics += [(k, m[k], 0) for k in SCALAR_METRICS if k in m and k not in ("val_acc", "val_loss")]
         metrics.append(("cost_seconds", row.get("cost") or 0.0, 0))
         tags = {"kubenas.status": row["status"]}
@@ -322,6 +323,10 @@ class Tracker:
         self.put_artifacts(run_id, files)
         self._log(run_id, tags={"mlflow.note.content": report.summary, "mlflow.loggedArtifacts": json.dumps(
             [{"path": f"{folder}/leaderboard.json", "type": "table"}])})
+
+    def log_epoch(self, run_id: str, epoch: int, values: dict[str, float]) -> None:
+        """One epoch of a candidate's curves, while it trains (the MLflow UI's charts grow with it)."""
+        self._log(run_id, metrics=[(k, v, epoch) for k, v in values.items()])
 
     def log_round(self, parent_id: str, round_index: int, values: dict[str, float]) -> None:
         self._log(parent_id, metrics=[(k, v, round_index) for k, v in values.items()])

@@ -53,6 +53,9 @@ class Recorder:
     def log_round(self, parent_id, round_index, values):
         pass
 
+    def log_epoch(self, run_id, epoch, values):
+        self.runs[run_id].setdefault("epochs", []).append(epoch)
+
     def log_report(self, run_id, report):
         self.reports = [*getattr(self, "reports", []), report]
 
@@ -370,3 +373,18 @@ def test_every_update_draws_the_search_so_far_and_a_retried_one_draws_it_again(s
     assert steps.update_strategy(cfg_json, 1, 0, "parent", str(again)) == "continue"
     assert recorder.reports[-1].table == second.table and again.read_text().count("data-figure") == 1
     assert store.committed_rounds() == [0, 1]
+
+
+def test_a_candidate_streams_each_epoch_to_its_run_while_it_trains(search):
+    cfg_json, _, recorder = search({"name": "stream", "dataset": {"name": "digits"},
+                                    "space": {"name": "chain", "options": {"max_depth": 2}}, "strategy": {"name": "random"},
+                                    "fidelity": {"epochs": 3}, "budget": {"rounds": 1, "candidates_per_round": 2,
+                                                                          "parallelism": 1}})
+    seen = []
+    recorder.log_epoch = lambda run_id, epoch, values: seen.append((recorder.runs[run_id]["status"], epoch, sorted(values)))
+    [item] = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    rows = steps.train_candidates(cfg_json, item)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert seen == [("RUNNING", e, ["train_loss", "val_acc", "val_loss"]) for _ in rows for e in (1, 2, 3)]
+    assert [r["streamed_epochs"] for r in rows] == [3, 3]  # so that the run's end does not log them twice
+    assert all(run["status"] == "FINISHED" for run in recorder.runs.values())

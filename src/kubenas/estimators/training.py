@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kubenas.arch import Arch
-from kubenas.core import Fidelity, Result  # noqa: F401 - Fidelity re-exported
+from kubenas.core import Fidelity, Result, tell_epoch  # noqa: F401 - Fidelity re-exported
 from kubenas.data.base import Dataset
 from kubenas.spaces.base import SearchSpace
 
@@ -32,6 +32,7 @@ from kubenas.spaces.base import SearchSpace
 OnEpoch = Callable[[list[float]], bool]
 # Called with the built, untrained model and its input shape; sets its initial weights.
 Init = Callable[[nn.Module, tuple], Any]
+
 
 
 class Diverged(RuntimeError):
@@ -154,6 +155,7 @@ class TrainingEstimator:
             curves["train_loss"].append(total / max(seen, 1))
             curves["val_loss"].append(val_loss)
             curves["val_acc"].append(val_acc)
+            tell_epoch(epoch + 1, fidelity.epochs, {k: v[-1] for k, v in curves.items()})
             if on_epoch is not None and epoch + 1 < fidelity.epochs and on_epoch(list(curves["val_acc"])):
                 break
         if device.type == "cuda":
