@@ -21,6 +21,7 @@ _EXPORTS = {
     "SPACES": "kubenas.spaces", "InvalidArchitecture": "kubenas.spaces", "SearchSpace": "kubenas.spaces",
     "make_space": "kubenas.spaces", "space_from_spec": "kubenas.spaces",
     "STRATEGIES": "kubenas.strategies", "Strategy": "kubenas.strategies", "make_strategy": "kubenas.strategies",
+    "connect": "kubenas.stack",
 }
 
 # ``search`` is both a module and its main function: import it now, so that the function wins the name.

@@ -182,6 +182,24 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
 
+    e = sub.add_parser("env", help="print `export` lines that point a shell at the running local stack",
+                       description="Print `export` lines for MLflow, boto3 and pyarrow to use the local stack of "
+                                   "`kubenas up`: eval \"$(kubenas env)\". The keys are read from the stack's "
+                                   "credentials file when the lines run, so they are never printed.")
+    e.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
+    st = sub.add_parser("status", help="where a search stands, from its store: rounds, best, in flight, errors",
+                        description="Read a search's state from its store (S3): rounds committed, best so far, the "
+                                    "open round's candidates in flight, the run holding it, the last error and the "
+                                    "last export. Works for a search on a cluster given its S3 endpoint (and the AWS_* "
+                                    "keys in the environment); without one, reads the local stack, starting it for "
+                                    "the moment when it is stopped.")
+    st.add_argument("name", help="the search's name")
+    st.add_argument("--endpoint", default=None, help="S3 endpoint of the store (default: AWS_ENDPOINT_URL_S3, "
+                                                     "else the local stack)")
+    st.add_argument("--bucket", default="kubenas", help="the store's bucket (storage.bucket; default kubenas)")
+    st.add_argument("--prefix", default="searches", help="the searches' prefix in it (storage.prefix)")
+    st.add_argument("--home", type=Path, default=None, help="work directory of the local stack (default ~/.kubenas)")
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
     sub.add_parser("spaces", help="list the registered search spaces")
     sub.add_parser("strategies", help="list the registered strategies")
     return parser
@@ -222,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cluster_command(args)
     if args.command == "pull":
         return _pull_command(args)
+    if args.command == "env":
+        return _env_command(args)
+    if args.command == "status":
+        return _status_command(args)
     if args.command == "bench":
         return _bench_command(args)
 
@@ -340,7 +362,7 @@ def _print_top(config, top: list[dict]) -> None:
         params = r["metrics"].get("params")
         table.add_row(str(i), r["id"], str(r["round"]), "-" if r.get("epochs") is None else str(r["epochs"]),
                       f"{r['metrics'][metric]:.4f}", f"{params:,}" if isinstance(params, int) else "-", r["genotype"])
-    Console(soft_wrap=True).print(table)
+    Console(width=None if sys.stdout.isatty() else 250).print(table)  # a log or a pipe: no folded genotypes
 
 
 def _cluster_command(args: argparse.Namespace) -> int:
@@ -516,6 +538,63 @@ def _pull_command(args: argparse.Namespace) -> int:
         same = abs(done.onnx_test_acc - m.get("test_acc", -1)) < 1e-9
         print(f"model.onnx test_acc={done.onnx_test_acc:.4f} ({'matches' if same else 'DIFFERS FROM'} the logged value)")
         return 0 if same else 1
+    return 0
+
+
+def _env_command(args: argparse.Namespace) -> int:
+    import shlex
+
+    from kubenas import stack
+
+    home = Path(args.home or stack.DEFAULT_HOME).expanduser()
+    local = stack.load(home)
+    if local is None or not local.alive():
+        print(f"kubenas: error: no local stack runs under {home}: start it with `kubenas up`"
+              + ("" if args.home is None else f" --home {home}"), file=sys.stderr)
+        return 2
+    read = (f"$({shlex.quote(sys.executable)} -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "
+            f"{shlex.quote(str(local.home / 'credentials.json'))} {{}})")
+    print(f"# the local stack under {local.home}; use it from this shell with: eval \"$(kubenas env"
+          + ("" if args.home is None else f" --home {shlex.quote(str(home))}") + ")\"")
+    for key, value in local.env().items():
+        if key == "AWS_ACCESS_KEY_ID":
+            value = read.format("access_key")
+        elif key == "AWS_SECRET_ACCESS_KEY":
+            value = read.format("secret_key")
+        else:
+            value = shlex.quote(value)
+        print(f"export {key}=\"{value}\"" if value.startswith("$(") else f"export {key}={value}")
+    return 0
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    import os
+
+    from kubenas import stack
+    from kubenas.data.parquet import endpoint_from_env
+    from kubenas.status import NoSuchSearch, render, search_status
+    from kubenas.store import SearchStore, StoreError
+
+    endpoint, started = args.endpoint or endpoint_from_env(), None
+    try:
+        if endpoint is None:  # the local stack: running, or started for the moment
+            local = stack.load(args.home)
+            if local is not None and not local.alive():
+                raise stack.StackError(f"{local.describe()} is not answering; `kubenas down` then `kubenas up` "
+                                       "restarts it over the same data")
+            if local is None:  # stopped, as `kubenas run` leaves its own: started for this look, then stopped
+                local = started = stack.start(args.home, quiet=True)
+            os.environ.update(local.env())
+            endpoint = local.s3_endpoint
+        store = SearchStore(args.bucket, args.prefix, args.name, endpoint)
+        state = search_status(store, args.prefix)
+    except (NoSuchSearch, StoreError, stack.StackError) as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if started is not None:
+            started.stop()
+    print(json.dumps(state, indent=1) if args.json else render(state))
     return 0
 
 

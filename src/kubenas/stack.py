@@ -308,6 +308,25 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
     return stack
 
 
+def connect(home: Path | str | None = None) -> dict[str, str]:
+    """Point this process's MLflow, boto3 and pyarrow clients at the running local stack (``kubenas up``): its
+    addresses and keys go into ``os.environ``. Services already named by ``MLFLOW_TRACKING_URI`` and
+    ``AWS_ENDPOINT_URL_S3`` are kept. Returns the variables set (their names and the addresses; keys are not
+    returned). Raises :class:`StackError` saying how to start the stack when none runs."""
+    if os.environ.get("MLFLOW_TRACKING_URI") and (os.environ.get("AWS_ENDPOINT_URL_S3")
+                                                   or os.environ.get("AWS_ENDPOINT_URL")):
+        return {}
+    home = Path(home or DEFAULT_HOME).expanduser()
+    stack = load(home)
+    if stack is None or not stack.alive():
+        option = "" if home == DEFAULT_HOME.expanduser() else f" --home {home}"
+        raise StackError(f"no local stack runs under {home}: start it with `kubenas up{option}` (its data from "
+                         "earlier runs is kept), or set MLFLOW_TRACKING_URI and AWS_ENDPOINT_URL_S3")
+    env = stack.env()
+    os.environ.update(env)
+    return {k: v for k, v in env.items() if "KEY" not in k}
+
+
 def load(home: Path | str | None = None) -> Stack | None:
     """The stack recorded under ``home`` by ``kubenas up``, or None."""
     home = Path(home or DEFAULT_HOME).expanduser()
