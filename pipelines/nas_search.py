@@ -110,10 +110,14 @@ def build_pipeline(config: SearchConfig, retries: int = RETRIES):
     @dsl.pipeline(name=f"kubenas-{config.name}",
                   description=f"kubenas NAS: {config.space.name} space, {config.search_method} strategy, "
                               f"{config.dataset.name} data, up to {max_rounds} rounds")
-    def nas_search(config_json: str = config.to_json(), rounds: int = max_rounds,
-                   candidates_per_round: int = config.budget.candidates_per_round):
+    def nas_search(name: str = config.name, seed: int = config.seed, strategy: str = config.strategy.name,
+                   epochs: int = config.fidelity.epochs, data_fraction: float = config.fidelity.data_fraction,
+                   candidates_per_round: int = config.budget.candidates_per_round, rounds: int = max_rounds,
+                   config_json: str = config.to_json()):
+        # the fields people change most are typed in the run form, and take precedence over config_json
         init = _settings(init_search(config_json=config_json, rounds=rounds, candidates_per_round=candidates_per_round,
-                                     job=dsl.PIPELINE_JOB_ID_PLACEHOLDER), config, retries=retries)
+                                     job=dsl.PIPELINE_JOB_ID_PLACEHOLDER, name=name, seed=seed, strategy=strategy,
+                                     epochs=epochs, data_fraction=data_fraction), config, retries=retries)
         init.set_display_name("init")
         # Every later task reads the config init validated (with the form's overrides): one source of truth.
         cfg, parent = init.outputs["config_json"], init.outputs["parent_run_id"]

@@ -66,9 +66,12 @@ def check_cron(expression: str) -> str:
 
 
 def pipeline_arguments(config: SearchConfig) -> dict[str, Any]:
-    """The run parameters of ``nas_search``: the whole config, and the two budget values the UI form shows."""
+    """The run parameters of ``nas_search``: the whole config, and the values of the form's typed fields (they take
+    precedence over the config, so a package compiled from an older config runs this one)."""
     args = {"config_json": config.to_json(), "rounds": config.budget.rounds,
-            "candidates_per_round": config.budget.candidates_per_round}
+            "candidates_per_round": config.budget.candidates_per_round, "name": config.name, "seed": config.seed,
+            "strategy": config.strategy.name, "epochs": config.fidelity.epochs,
+            "data_fraction": config.fidelity.data_fraction}
     size = len(json.dumps(args).encode())
     if size > PARAMETERS_LIMIT:
         raise ClusterError(f"the config is {size:,} bytes as run parameters; the KFP API server accepts at most "

@@ -56,6 +56,9 @@ def test_submit_creates_a_run_with_the_compiled_spec_and_the_config(kfp_server, 
     assert json.loads(params["config_json"]) == config.model_dump(mode="json")
     assert int(params["rounds"]) == config.budget.rounds
     assert int(params["candidates_per_round"]) == config.budget.candidates_per_round
+    # the typed fields are sent too: they take precedence, so a pipeline compiled from an older config runs this one
+    assert (params["name"], int(params["seed"]), params["strategy"], int(params["epochs"])) == (
+        config.name, config.seed, config.strategy.name, config.fidelity.epochs)
     # every request carried the token, as a bearer token
     assert kfp_server.requests and {r.headers["authorization"] for r in kfp_server.requests} == {f"Bearer {TOKEN}"}
 

@@ -56,8 +56,13 @@ def test_task_graph(tmp_path, rounds):
     assert all(c.endswith("== 'continue'") and "update-strategy" in c and "Output" in c for c in conditions)
 
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"config_json", "rounds", "candidates_per_round"}
-    assert params["rounds"]["defaultValue"] == rounds and len(params["config_json"]["defaultValue"]) < 10_000
+    # the run form: the fields people change most, typed, with the config's values as defaults; then the config
+    assert {k: (p["parameterType"], p["defaultValue"]) for k, p in params.items() if k != "config_json"} == {
+        "name": ("STRING", "compile-test"), "seed": ("NUMBER_INTEGER", 0),
+        "strategy": ("STRING", "regularized_evolution"), "epochs": ("NUMBER_INTEGER", 3),
+        "data_fraction": ("NUMBER_DOUBLE", 1.0),
+        "candidates_per_round": ("NUMBER_INTEGER", 4), "rounds": ("NUMBER_INTEGER", rounds)}
+    assert len(params["config_json"]["defaultValue"]) < 10_000
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {IMAGE} and IMAGE.endswith(f":{__version__}")
     # linear in the rounds (about 12.6 KB a round), and under the 1.5 MiB an Argo Workflow object may hold

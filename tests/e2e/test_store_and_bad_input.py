@@ -127,3 +127,20 @@ def test_parquet_datasets_load_from_s3(stack_env):
     data = load_dataset("parquet", path="s3://kubenas/datasets/tiny/")
     assert data.input_shape == (1, 4, 4) and len(data.x_train) == 6 and data.has_test
     assert np.allclose(data.x_train.numpy(), x[:6])
+
+
+def test_a_bad_value_in_the_run_form_fails_the_init_task_in_seconds_naming_the_field(stack_env, tmp_path, capfd):
+    import kfp.local
+
+    from kubenas.pipelines import build_pipeline
+
+    cfg = parse_config({**CONFIG, "name": "form"})
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="init-search"):
+        build_pipeline(cfg, retries=0)(epochs=0)  # as a user would type it in the run form
+    assert time.monotonic() - started < 30
+    logged = capfd.readouterr()
+    assert "fidelity.epochs: Input should be greater than or equal to 1 (got 0)" in logged.out + logged.err
+    assert "sample-architectures" not in logged.out + logged.err  # nothing ran after it
+    assert SearchStore.from_config(cfg).read_config() is None  # and nothing was written

@@ -7,6 +7,7 @@ blobs are shared as S3 is. MLflow is replaced by a recorder of kubenas's own tra
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,7 @@ import uuid
 import pytest
 
 from kubenas import steps
-from kubenas.config import parse_config
+from kubenas.config import ConfigError, parse_config
 from kubenas.store import MemoryBlobs, SearchStore, result_rows
 
 def config(**budget) -> dict:
@@ -268,7 +269,7 @@ def test_a_search_stored_by_kubenas_0_1_resumes_and_is_rewritten(search):
 SUBPROCESS = """
 import json, sys
 from kubenas import steps
-from kubenas.config import parse_config
+from kubenas.config import ConfigError, parse_config
 from kubenas.store import MemoryBlobs, SearchStore, result_rows
 
 class Silent:
@@ -388,3 +389,20 @@ def test_a_candidate_streams_each_epoch_to_its_run_while_it_trains(search):
     assert seen == [("RUNNING", e, ["train_loss", "val_acc", "val_loss"]) for _ in rows for e in (1, 2, 3)]
     assert [r["streamed_epochs"] for r in rows] == [3, 3]  # so that the run's end does not log them twice
     assert all(run["status"] == "FINISHED" for run in recorder.runs.values())
+
+
+def test_the_run_forms_typed_fields_take_precedence_and_a_bad_one_names_its_field():
+    base = parse_config({**config(), "strategy": {"name": "regularized_evolution",
+                                                  "options": {"population_size": 4, "sample_size": 2}}}).to_json()
+    cfg = steps.with_overrides(base, 3, 2, name="renamed", seed=7, strategy="random", epochs=4, data_fraction=0.5)
+    assert (cfg.name, cfg.seed, cfg.strategy.name, cfg.strategy.options) == ("renamed", 7, "random", {})
+    assert (cfg.fidelity.epochs, cfg.fidelity.data_fraction, cfg.budget.rounds, cfg.budget.candidates_per_round) == (
+        4, 0.5, 3, 2)
+    same = steps.with_overrides(base, strategy="regularized_evolution", name="")  # unchanged: options kept
+    assert same.strategy.options == {"population_size": 4, "sample_size": 2} and same.name == "unit"
+    summary = steps.form_summary(cfg, base)
+    assert "`name`: 'unit' → 'renamed'" in summary and "`epochs`: 3 → 4" in summary and "`seed`: 0 → 7" in summary
+    for field, value, named in (("epochs", 0, "fidelity.epochs"), ("data_fraction", 1.5, "fidelity.data_fraction"),
+                                ("strategy", "simulated_annealing", "strategy"), ("name", "Bad Name!", "name")):
+        with pytest.raises(ConfigError, match=rf"(?s)run form.s values.*{re.escape(named)}"):
+            steps.with_overrides(base, **{field: value})
