@@ -242,7 +242,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     me = os.getpid()
     watchdog = local_stack.watch_run(home, me)  # stops what this run started if it dies, even by SIGKILL
     tasks = local_stack.run_dir(home, me)
-    own_stack, ok = None, False
+    own_stack, ok, cache_set = None, False, False
     try:
         if not external:
             own_stack = _stack_for_run(home, me)
@@ -261,6 +261,9 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         pipeline = build_pipeline(config, retries=0)  # a local failure is rarely transient: fail at once
         original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
         os.environ[local_stack.TASKS_ENV] = str(tasks)
+        cache_set = "KUBENAS_CACHE" not in os.environ  # generated datasets live with the run's other data
+        if cache_set:
+            os.environ["KUBENAS_CACHE"] = str(home / "cache")
         os.environ["KUBENAS_RUN_PID"] = str(me)  # the search's lease names this run
         progress = Progress(rounds or config.budget.rounds, config.objective.metric, config.objective.mode)
         shown = _Filter(sys.stdout, open(log_path, "w"), verbose, progress)
@@ -283,6 +286,8 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         ok = True
     finally:
         os.environ.pop(local_stack.TASKS_ENV, None)
+        if cache_set:
+            os.environ.pop("KUBENAS_CACHE", None)
         os.environ.pop("KUBENAS_RUN_PID", None)
         local_stack.stop_tasks(tasks)  # a task still running after Ctrl-C or a failure
         if not ok:

@@ -156,7 +156,9 @@ def model_card(*, name: str, alias: str, version: str, run_id: str, params: dict
         f"{params.get('chosen_seed', '?')} (of {params.get('export_seeds', '?')}).", "",
         "## Metrics", "", "| metric | value |", "| --- | --- |",
         *[f"| {k} | {fmt.get(k, '{:.4f}').format(v)} |" for k, v in rows], "",
-        "Validation accuracy chose the architecture; the test split was used once, after retraining.", "",
+        "Validation accuracy chose the architecture; the test split was used once, after retraining."
+        + (f" `latency_ms`: {params['latency']}, on the machine that ran the export." if params.get("latency") else ""),
+        "",
         "## Architecture", "", f"Genotype: `{params.get('genotype', space.genotype(arch))}`", "",
         f"Input shape per example: `{json.loads(params['input_shape'])}`, classes: {params['num_classes']}.", "",
         "## Data", "",

@@ -37,6 +37,8 @@ from kubenas.report import ranked
 from kubenas.store import SearchStore, lease_info, result_rows
 from kubenas.tracking import SCALAR_METRICS, Tracker
 
+LATENCY_REPS, LATENCY_WARMUP = 100, 20  # the exported model's latency: a median of many passes after a warm-up
+
 # Config sections that define what a search is; a search resumed under the same name must keep them.
 IDENTITY = ("dataset", "space", "strategy", "oneshot", "objective", "fidelity", "seed")
 
@@ -421,6 +423,8 @@ class StrategyRounds:
         PROFILE["train_cpu"] += time.process_time() - cpu
         PROFILE["train_wall"] += time.perf_counter() - wall
         PROFILE["candidates"] += 1
+        if "search_data" in vars(ctx):  # the estimator looked at the data (a table answers without it)
+            ctx.tracker.log_dataset(run_id, ctx.search_data, cfg, "training")
         row = history_row(space, cand, result, fidelity)
         value = result.metrics.get(cfg.objective.metric)
         shown = (f"{cfg.objective.metric}={value:.4f}" if result.ok and isinstance(value, (int, float))
@@ -515,22 +519,29 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     PROFILE["train_wall"] += retrain_seconds
     model = model.cpu().eval()
     confusion = estimator.confusion(model, data.x_test, data.y_test, data.num_classes)
+    # the model card's latency: measured again on the CPU model as registered, longer than during the search
+    from kubenas.estimators.training import latency_protocol
+
+    latency = estimator.latency_ms(model, data.x_test[:1], reps=LATENCY_REPS, warmup=LATENCY_WARMUP)
 
     name = cfg.model_name
     params = {"candidate_id": winner["id"], "arch_id": winner["arch_id"], "genotype": winner["genotype"],
               "export_epochs": cfg.export.epochs, "export_seeds": json.dumps(cfg.export.seeds),
               "chosen_seed": seed, "space": cfg.space.name, "dataset": cfg.dataset.name,
               "search": cfg.name, "input_shape": json.dumps(list(data.input_shape)),
-              "num_classes": data.num_classes, "data_split": json.dumps(
+              "num_classes": data.num_classes,
+              "latency": latency_protocol(LATENCY_REPS, LATENCY_WARMUP), "data_split": json.dumps(
                   {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)})}
     metrics = {rmetric: float(m[rmetric]), "test_acc": test_acc, "test_acc_mean": sum(tests) / len(tests),
-               "test_acc_min": min(tests), "params": m["params"], "macs": m["macs"], "latency_ms": m["latency_ms"],
+               "test_acc_min": min(tests), "params": m["params"], "macs": m["macs"], "latency_ms": latency,
                "retrain_seconds": retrain_seconds}
     failpoint("export-before-registration")
     registered = tracker.register_model(
         parent_run_id, cfg, model, name=name, params=params, metrics=metrics,
         files={"arch.json": arch, "space.json": space.spec(), "config.json": cfg.model_dump(mode="json")},
         input_example=data.x_test[:2].numpy(), pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    tracker.log_dataset(registered["run_id"], data, cfg, "evaluation")  # trained on train+val, tested on test
+    tracker.log_dataset(parent_run_id, data, cfg, "search")
     failpoint("export-before-alias")
     alias = tracker.promote(name, registered["version"], rmetric, float(m[rmetric]), rmode)
     tracker.mark_complete(name, registered["version"])  # right after the alias: a version that holds one is kept

@@ -164,6 +164,12 @@ class Tracker:
             else:
                 c.set_terminated(body["run_id"], body["status"], body.get("end_time"))
             return {}
+        if endpoint == "runs/log-inputs":
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+
+            c.log_inputs(body["run_id"], [DatasetInput(Dataset(**d["dataset"]), [InputTag(**t) for t in d["tags"]])
+                                          for d in body["datasets"]])
+            return {}
         if endpoint == "runs/search":
             page = c.search_runs(body["experiment_ids"], body["filter"], max_results=body["max_results"],
                                  page_token=body.get("page_token"))
@@ -323,6 +329,17 @@ class Tracker:
         self.put_artifacts(run_id, files)
         self._log(run_id, tags={"mlflow.note.content": report.summary, "mlflow.loggedArtifacts": json.dumps(
             [{"path": f"{folder}/leaderboard.json", "type": "table"}])})
+
+    def log_dataset(self, run_id: str, data, config, context: str) -> None:
+        """The run's dataset as an MLflow input (the runs table's Dataset column): name, digest, source, split
+        sizes; ``context`` says how the run used it (``training``, ``evaluation``)."""
+        source = {"loader": config.dataset.name, "options": config.dataset.options}
+        dataset = {"name": config.dataset.name, "digest": data.digest(), "source_type": "kubenas",
+                   "source": json.dumps(source, sort_keys=True)[:PARAM_LIMIT],
+                   "profile": json.dumps({"splits": data.splits(), "input_shape": list(data.input_shape),
+                                          "num_classes": data.num_classes})}
+        self._call("POST", "runs/log-inputs", {"run_id": run_id, "datasets": [
+            {"dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": context}]}]})
 
     def log_epoch(self, run_id: str, epoch: int, values: dict[str, float]) -> None:
         """One epoch of a candidate's curves, while it trains (the MLflow UI's charts grow with it)."""

@@ -55,6 +55,7 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     home = tmp_path / "home"
     assert f"report of the winner: {home / 'reports' / 'e2e-tiny' / 'winner.html'}" in out
     assert re.search(r"top 4 by val_acc.*\n.*candidate.*\n1 ", out)  # the best candidates, best first
+    assert list((home / "cache").glob("mnist1d-*.npz"))  # the generated dataset is cached under --home
     pages = check_reports(home, "e2e-tiny", tmp_path, {"progress"}, {"architecture", "confusion", "progress"})
     assert "kubenas search e2e-tiny: after round 1" in pages["search"]
 
@@ -79,6 +80,11 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")] == [1]
         # the run was opened when training started (the UI shows it running), and closed after it
         assert child.info.status == "FINISHED"
+        # its dataset is an input of the run (the runs table's Dataset column): name, digest, split sizes
+        (used,) = child.inputs.dataset_inputs
+        assert used.dataset.name == "mnist1d" and len(used.dataset.digest) == 8
+        assert json.loads(used.dataset.profile)["splits"] == {"train": 3200, "val": 800}
+        assert {t.key: t.value for t in used.tags}["mlflow.data.context"] == "training"
         assert (child.info.end_time - child.info.start_time) / 1000 >= child.data.metrics["train_seconds"]
     # the parent run carries the pictures, the leaderboard as a table, and a description of the search
     parent = parents[0]
@@ -145,6 +151,7 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
                  f"test {len(data.y_test):,}", f"| test_acc | {logged:.4f} |"):
         assert text in card, text
     assert stack_env.secret_key not in card
+    assert re.search(r"`latency_ms`: median of 100 batch-1 forward passes after 20 warm-up passes, \d+ CPU thread", card)
 
     # another alias, and a clear error for a missing one
     assert main(["pull", "e2e-model@challenger", "-o", str(tmp_path / "challenger")]) == 0

@@ -57,6 +57,9 @@ class Recorder:
     def log_epoch(self, run_id, epoch, values):
         self.runs[run_id].setdefault("epochs", []).append(epoch)
 
+    def log_dataset(self, run_id, data, config, context):
+        self.runs[run_id]["dataset"] = (data.name, data.digest(), context)
+
     def log_report(self, run_id, report):
         self.reports = [*getattr(self, "reports", []), report]
 
@@ -389,6 +392,7 @@ def test_a_candidate_streams_each_epoch_to_its_run_while_it_trains(search):
     assert seen == [("RUNNING", e, ["train_loss", "val_acc", "val_loss"]) for _ in rows for e in (1, 2, 3)]
     assert [r["streamed_epochs"] for r in rows] == [3, 3]  # so that the run's end does not log them twice
     assert all(run["status"] == "FINISHED" for run in recorder.runs.values())
+    assert {run["dataset"][0::2] for run in recorder.runs.values()} == {("digits", "training")}
 
 
 def test_the_run_forms_typed_fields_take_precedence_and_a_bad_one_names_its_field():

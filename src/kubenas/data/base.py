@@ -72,6 +72,27 @@ class Dataset:
         """The same dataset with the test split removed, for anything that runs during search."""
         return replace(self, x_test=None, y_test=None)
 
+    def splits(self) -> dict[str, int]:
+        """The split sizes."""
+        out = {"train": len(self.x_train), "val": len(self.x_val)}
+        if self.x_test is not None:
+            out["test"] = len(self.x_test)
+        return out
+
+    def digest(self, rows: int = 10_000) -> str:
+        """A short fingerprint of the data (MLflow's dataset digest): every split's shape, and its first ``rows``
+        examples and labels, hashed (bounded work on a large dataset)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for x, y in ((self.x_train, self.y_train), (self.x_val, self.y_val), (self.x_test, self.y_test)):
+            if x is None:
+                continue
+            h.update(repr((tuple(x.shape), tuple(y.shape), str(x.dtype))).encode())
+            h.update(x[:rows].contiguous().numpy().tobytes())
+            h.update(y[:rows].contiguous().numpy().tobytes())
+        return h.hexdigest()[:8]
+
     def describe(self) -> str:
         test = len(self.x_test) if self.x_test is not None else 0
         return (f"{self.name}: input {self.input_shape}, {self.num_classes} classes, "

@@ -204,18 +204,20 @@ class TrainingEstimator:
         return counts.view(num_classes, num_classes).tolist()
 
     @torch.no_grad()
-    def latency_ms(self, model: nn.Module, x1: torch.Tensor) -> float:
-        """Median wall time of a batch-1 forward pass on the model's device, in milliseconds."""
+    def latency_ms(self, model: nn.Module, x1: torch.Tensor, reps: int | None = None, warmup: int = 3) -> float:
+        """Median wall time of a batch-1 forward pass on the model's device, in milliseconds: ``warmup`` passes
+        first (kernels, caches, lazy initialisation), then the median of ``reps`` (default ``latency_reps``),
+        with torch's current thread count (:func:`latency_protocol` says it in words)."""
         model.eval()
         sync = torch.cuda.synchronize if x1.device.type == "cuda" else (lambda: None)
         times = []
         with self._autocast(x1.device):
-            for rep in range(self.latency_reps + 3):
+            for rep in range(warmup + (reps or self.latency_reps)):
                 sync()
                 t0 = time.perf_counter()
                 model(x1)
                 sync()
-                if rep >= 3:  # the first passes warm up kernels and caches
+                if rep >= warmup:
                     times.append(time.perf_counter() - t0)
         return 1000.0 * statistics.median(times)
 
@@ -292,3 +294,9 @@ def evaluate(arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelit
              candidate_id: str = "") -> Result:
     """Train and measure one architecture with the default :class:`TrainingEstimator`."""
     return _DEFAULT.evaluate(arch, space, dataset, fidelity, seed, candidate_id)
+
+
+def latency_protocol(reps: int, warmup: int, device: str = "cpu") -> str:
+    """How a latency was measured, for the model card."""
+    where = f"{torch.get_num_threads()} CPU thread(s)" if device == "cpu" else device
+    return f"median of {reps} batch-1 forward passes after {warmup} warm-up passes, {where}"
