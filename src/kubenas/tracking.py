@@ -39,6 +39,7 @@ SCALAR_METRICS = ("val_acc", "val_loss", "params", "macs", "train_seconds", "lat
 
 
 COMPLETE_TAG = "kubenas.export_complete"  # on a model version whose export completed
+KIND_TAG = {"key": "mlflow.experimentKind", "value": "custom_model_development"}  # what MLflow's UI opens it on
 
 
 class TrackingError(RuntimeError):
@@ -140,12 +141,17 @@ class Tracker:
             exp = c.get_experiment_by_name(body["experiment_name"])
             if exp is None:
                 raise TrackingError(f"RESOURCE_DOES_NOT_EXIST: experiment {body['experiment_name']!r}")
-            return {"experiment": {"experiment_id": exp.experiment_id}}
+            return {"experiment": {"experiment_id": exp.experiment_id,
+                                   "tags": [{"key": k, "value": v} for k, v in exp.tags.items()]}}
         if endpoint == "experiments/create":
             try:
-                return {"experiment_id": c.create_experiment(body["name"])}
+                return {"experiment_id": c.create_experiment(body["name"], tags={t["key"]: t["value"]
+                                                                                 for t in body.get("tags", [])})}
             except MlflowException as exc:
                 raise TrackingError(str(exc)) from None
+        if endpoint == "experiments/set-experiment-tag":
+            c.set_experiment_tag(body["experiment_id"], body["key"], body["value"])
+            return {}
         if endpoint == "runs/create":
             tags = {t["key"]: t["value"] for t in body.get("tags", [])}
             run = c.create_run(body["experiment_id"], run_name=body.get("run_name"), tags=tags)
@@ -179,15 +185,21 @@ class Tracker:
         raise ValueError(f"no client call for {endpoint}")  # pragma: no cover - every endpoint used is above
 
     def experiment_id(self) -> str:
+        """The search's experiment, created when missing, and marked as model development: MLflow 3's UI then opens
+        it on its runs, not on the GenAI overview."""
         try:
-            return self._call("GET", "experiments/get-by-name", {"experiment_name": self.experiment})["experiment"]["experiment_id"]
+            found = self._call("GET", "experiments/get-by-name", {"experiment_name": self.experiment})["experiment"]
         except TrackingError as exc:
             if "RESOURCE_DOES_NOT_EXIST" not in str(exc):
                 raise
-        try:
-            return self._call("POST", "experiments/create", {"name": self.experiment})["experiment_id"]
-        except TrackingError:  # created meanwhile by a parallel task
-            return self._call("GET", "experiments/get-by-name", {"experiment_name": self.experiment})["experiment"]["experiment_id"]
+            try:
+                created = self._call("POST", "experiments/create", {"name": self.experiment, "tags": [KIND_TAG]})
+                return created["experiment_id"]
+            except TrackingError:  # created meanwhile by a parallel task
+                found = self._call("GET", "experiments/get-by-name", {"experiment_name": self.experiment})["experiment"]
+        if not any(t.get("key") == KIND_TAG["key"] for t in found.get("tags", [])):
+            self._call("POST", "experiments/set-experiment-tag", {"experiment_id": found["experiment_id"], **KIND_TAG})
+        return found["experiment_id"]
 
     def _create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
         body = {"experiment_id": experiment_id, "run_name": name, "start_time": _now_ms(),

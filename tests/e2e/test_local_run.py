@@ -68,6 +68,7 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     # MLflow: one parent run and 4 nested candidate runs with params, per-epoch metrics and status
     client = MlflowClient()
     exp = client.get_experiment_by_name("kubenas")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens it on its runs
     runs = client.search_runs([exp.experiment_id], "tags.`kubenas.search` = 'e2e-tiny'")
     parents = [r for r in runs if r.data.tags.get("kubenas.kind") == "search"]
     assert len(parents) == 1
