@@ -282,12 +282,12 @@ def _pipeline_command(args: argparse.Namespace) -> int:
     from kubenas import stack
     from kubenas.config import ConfigError, load_config
     from kubenas.store import StoreError
-    from kubenas.tracking import TrackingError
+    from kubenas.tracking import TrackingError, ui_url
 
     try:
         if args.command == "up":
             s = stack.start(args.home)
-            print(f"MLflow UI: {s.mlflow_uri}\nS3 endpoint: {s.s3_endpoint} (credentials in {s.home / 'credentials.json'})\n"
+            print(f"MLflow UI: {ui_url(s.mlflow_uri)}\nS3 endpoint: {s.s3_endpoint} (credentials in {s.home / 'credentials.json'})\n"
                   f"`kubenas run` uses this stack until `kubenas down`.")
             return 0
         if args.command == "down":
@@ -337,7 +337,7 @@ def _pipeline_command(args: argparse.Namespace) -> int:
             home = "" if report.stopped_stack == stack.DEFAULT_HOME else f" --home {report.stopped_stack}"
             print(f"the local stack is stopped (its data is kept); `kubenas up{home}` serves the MLflow UI again")
         else:
-            print(f"MLflow UI: {s['mlflow_uri']}")
+            print(f"MLflow UI: {ui_url(s['mlflow_uri'])}")
         print(f"load it with: mlflow.pytorch.load_model(\"{s['model_uri']}\")")
     _print_top(config, report.top)
     for kind, path in report.reports.items():

@@ -490,6 +490,12 @@ class Tracker:
                 "metrics": dict(run.data.metrics), "files": files}
 
 
+def ui_url(uri: str) -> str:
+    """The MLflow UI's address for a tracking server, in its model-training view: MLflow 3 otherwise opens on its
+    GenAI pages, whatever the experiment holds."""
+    return f"{uri.rstrip('/')}/#/experiments?workflowType=machine_learning"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 

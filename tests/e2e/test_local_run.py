@@ -49,7 +49,7 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert len(re.findall(r"\[kubenas\] round 0 worker \d candidate", out)) == 2
     assert len(re.findall(r"\[kubenas\] round 1 worker \d candidate", out)) == 2
-    assert "models:/e2e-model@champion" in out and f"MLflow UI: {stack_env.mlflow_uri}" in out
+    assert "models:/e2e-model@champion" in out and f"MLflow UI: {stack_env.mlflow_uri}/#/experiments?workflowType=machine_learning" in out
     assert "[kubenas] progress: 1 of 2 round(s) done, 2 evaluated (0 failed), best val_acc" in out
     assert re.search(r"\[kubenas\] export: seed 0 epoch 4/4: train_loss [\d.]+, val_acc [\d.]+", out)  # not silent
     home = tmp_path / "home"
