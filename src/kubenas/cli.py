@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", action="store_true", help="show every line kfp.local prints")
 
     c = sub.add_parser("compile", help="compile a search config into a pipeline package for the Kubeflow UI")
-    c.add_argument("config", type=Path)
+    c.add_argument("config", type=Path, help="the search config (YAML)")
     c.add_argument("-o", "--output", type=Path, default=None, help="default: <search name>.yaml")
 
     kfp_help = "Kubeflow Pipelines API URL (default: $KF_PIPELINES_ENDPOINT); token: $KF_PIPELINES_TOKEN"
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("schedule", "create a recurring run of a search config on a Kubeflow cluster"),
                        ("upload", "upload a search config's pipeline (or a new version) to the Kubeflow UI")):
         k = sub.add_parser(name, help=text, description=text + ". " + _CLUSTER_AUTH)
-        k.add_argument("config", type=Path)
+        k.add_argument("config", type=Path, help="the search config (YAML)")
         k.add_argument("--host", default=None, help=kfp_help)
         k.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user clusters)")
         if name == "upload":
@@ -126,13 +126,13 @@ def _parser() -> argparse.ArgumentParser:
                                      "fixed protocol, into a Parquet table. Resumable; --shard I/N splits the work "
                                      "between processes or machines, --merge joins the shards.")
     bb.add_argument("--preset", default=None, help="a named protocol: " + ", ".join(_bench_presets()))
-    bb.add_argument("--space", default=None)
-    bb.add_argument("--space-options", type=_json_arg, default=None, metavar="JSON")
-    bb.add_argument("--dataset", default=None)
-    bb.add_argument("--dataset-options", type=_json_arg, default=None, metavar="JSON")
-    bb.add_argument("--epochs", type=int, default=None)
-    bb.add_argument("--lr", type=float, default=None)
-    bb.add_argument("--seed", type=int, default=None)
+    bb.add_argument("--space", default=None, help="a finite registered space, without --preset")
+    bb.add_argument("--space-options", type=_json_arg, default=None, metavar="JSON", help="the space's options")
+    bb.add_argument("--dataset", default=None, help="the dataset to train on, without --preset")
+    bb.add_argument("--dataset-options", type=_json_arg, default=None, metavar="JSON", help="the dataset's options")
+    bb.add_argument("--epochs", type=int, default=None, help="training epochs per architecture (the protocol's)")
+    bb.add_argument("--lr", type=float, default=None, help="learning rate of the protocol")
+    bb.add_argument("--seed", type=int, default=None, help="training seed of the protocol")
     bb.add_argument("--sample", type=int, default=None, help="train this many random architectures, not all")
     bb.add_argument("--out", type=Path, default=None, help="default: benchmarks/<preset or space>.parquet")
     bb.add_argument("--shard", default="0/1", metavar="I/N", help="train every N-th architecture from the I-th")
@@ -147,9 +147,9 @@ def _parser() -> argparse.ArgumentParser:
                          "local_search, bananas, reinforce, bohb, hyperband, optuna_tpe, optuna_random); variants: "
                          "bohb, hyperband, regularized_evolution+synflow, regularized_evolution+nwot, "
                          "regularized_evolution+lc (early termination; +lc@0.5 sets its threshold)")
-    bc.add_argument("--seeds", type=int, default=30)
+    bc.add_argument("--seeds", type=int, default=30, help="runs per strategy, one seed each (default 30)")
     bc.add_argument("--budget", type=int, default=400, help="queries per run")
-    bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
+    bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"), help="directory for the CSV, table and plot")
     bc.add_argument("--multi-objective", action="store_true",
                     help="hypervolume of accuracy against parameters: nsga2, pareto_evolution, optuna_nsga2, random")
 
@@ -159,10 +159,10 @@ def _parser() -> argparse.ArgumentParser:
                                      "table's validation accuracy, and the cost per architecture.")
     be.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
     be.add_argument("--sample", type=int, default=200, help="architectures in the fixed sample")
-    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--seed", type=int, default=0, help="seed of the sample and of the estimators")
     be.add_argument("--estimators", default=None,
                     help="comma-separated kinds: training, curves, zero_cost, oneshot, inheritance (default: all)")
-    be.add_argument("--out", type=Path, default=Path("runs/bench-estimators"))
+    be.add_argument("--out", type=Path, default=Path("runs/bench-estimators"), help="directory for the results")
 
     bu = bsub.add_parser("budget", help="every estimator in a real search under a budget of CPU seconds",
                          description="Search a table's space with real training under the table's protocol, one "
@@ -172,10 +172,10 @@ def _parser() -> argparse.ArgumentParser:
     bu.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
     bu.add_argument("--methods", default=None, help="comma-separated (default: all; see --list)")
     bu.add_argument("--list", action="store_true", help="list the methods and exit")
-    bu.add_argument("--seeds", type=int, default=3)
+    bu.add_argument("--seeds", type=int, default=3, help="searches per method, one seed each (default 3)")
     bu.add_argument("--seconds", type=float, default=300.0, help="CPU seconds per search")
     bu.add_argument("--jobs", type=int, default=1, help="searches at a time (one CPU thread each)")
-    bu.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
+    bu.add_argument("--out", type=Path, default=Path("runs/bench-budget"), help="directory for the results")
 
     for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
                        ("down", "stop the local stack started by `kubenas up`")):

@@ -30,6 +30,7 @@ from kubenas.tracking import Tracker
 
 # Lines of kfp.local's output shown without --verbose: kubenas's own progress and task/pipeline outcomes.
 _SHOWN = re.compile(r"\[kubenas\]|finished with status|Inner task failed|Error|error:|LeaseHeld")
+_STARTED = re.compile(r"\[kubenas\] round \d+ worker \d+ candidate (\S+): training \(")  # for the live view only
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -56,7 +57,7 @@ class Progress:
 
     _OPEN = re.compile(r"\[kubenas\] round (\d+) \(#(\d+) of this run\): (\d+) candidate")
     _SUPERNET = re.compile(r"\[kubenas\] round (\d+): train the \w+ supernet")
-    _DONE = re.compile(r"\[kubenas\] round \d+ worker \d+ candidate \S+: (?:(FAILED)|\w+=(-?[\d.]+(?:e-?\d+)?))")
+    _DONE = re.compile(r"\[kubenas\] round \d+ worker \d+ candidate (\S+): (?:(FAILED)|\w+=(-?[\d.]+(?:e-?\d+)?))")
     _COMMITTED = re.compile(r"\[kubenas\] round (\d+) committed: .*best \S+ (-?[\d.]+|none yet)")
     _EXPORT = re.compile(r"\[kubenas\] export: (retraining|seed \S+ epoch (\d+)/(\d+))")
 
@@ -65,17 +66,23 @@ class Progress:
         self.started = clock()
         self.done_rounds, self.open_round, self.in_round, self.trained, self.failed = 0, None, 0, 0, 0
         self.round_size, self.best, self.phase = 0, None, "starting"
+        self.candidates: dict[str, str] = {}  # the open round's: id -> "training", its value, or "FAILED"
 
     def see(self, line: str) -> str | None:
         """Take one line of output; returns a progress line to print when a round is committed."""
         if m := self._OPEN.search(line):
             self.open_round, self.round_size, self.in_round, self.phase = int(m.group(1)), int(m.group(3)), 0, "round"
+            self.candidates = {}
         elif m := self._SUPERNET.search(line):
             self.open_round, self.round_size, self.in_round, self.phase = int(m.group(1)), 0, 0, "supernet"
+            self.candidates = {}
+        elif m := _STARTED.search(line):
+            self.candidates[m.group(1)] = "training"
         elif m := self._DONE.search(line):
             self.in_round += 1
             self.trained += 1
-            self.failed += bool(m.group(1))
+            self.failed += bool(m.group(2))
+            self.candidates[m.group(1)] = "FAILED" if m.group(2) else f"{self.metric} {float(m.group(3)):.4f}"
         elif m := self._COMMITTED.search(line):
             self.done_rounds += 1
             if m.group(2) != "none yet":
@@ -84,6 +91,19 @@ class Progress:
         elif m := self._EXPORT.search(line):
             self.phase = "export" if m.group(2) is None else f"export epoch {m.group(2)}/{m.group(3)}"
         return None
+
+    def view(self, rows: int = 12):
+        """The live view: the status line, and the open round's candidates (training first, then the latest)."""
+        from rich.console import Group
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table = Table(box=None, show_header=False, pad_edge=False)
+        order = sorted(self.candidates.items(), key=lambda kv: kv[1] != "training")
+        for cid, state in order[:rows]:
+            style = "yellow" if state == "training" else ("red" if state == "FAILED" else "green")
+            table.add_row(f"  {cid}", f"[{style}]{state}[/{style}]")
+        return Group(Spinner("dots", text=self.text()), table) if self.candidates else Spinner("dots", text=self.text())
 
     def left(self) -> float | None:
         """Seconds left for this run's rounds, from the mean round so far (None before the first round ends)."""
@@ -116,10 +136,8 @@ class _Filter(io.TextIOBase):
         if progress is not None and out.isatty():
             from rich.console import Console
             from rich.live import Live
-            from rich.spinner import Spinner
 
-            self._spinner = Spinner("dots", text=progress.text())
-            self.live = Live(self._spinner, console=Console(file=out), refresh_per_second=4, transient=True)
+            self.live = Live(progress.view(), console=Console(file=out), refresh_per_second=4, transient=True)
             self.live.start()
 
     def write(self, text: str) -> int:
@@ -127,12 +145,13 @@ class _Filter(io.TextIOBase):
         self._buf += text
         *lines, self._buf = self._buf.split("\n")
         for line in lines:
-            shown = line if self.verbose else (_ANSI.sub("", line.strip()) if _SHOWN.search(line) else None)
+            quiet = not self.verbose and (_STARTED.search(line) or not _SHOWN.search(line))
+            shown = None if quiet else (line if self.verbose else _ANSI.sub("", line.strip()))
             extra = self.progress.see(line) if self.progress is not None else None
             if self.live is not None:
                 if shown is not None:
                     self.live.console.print(shown, markup=False, highlight=False, soft_wrap=True)
-                self._spinner.update(text=self.progress.text())
+                self.live.update(self.progress.view())
                 continue
             if shown is not None:
                 self.out.write(shown + "\n")

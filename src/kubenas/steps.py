@@ -416,6 +416,7 @@ class StrategyRounds:
             ctx.tracker.log_epoch(run_id, epoch, values)
             streamed.append(epoch)
 
+        say(f"round {round_index} worker {worker} candidate {cand.id}: training ({fidelity.epochs} epoch(s))")
         cpu, wall = time.process_time(), time.perf_counter()
         with epoch_hook(stream):
             result = estimator.evaluate(cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed,

@@ -350,8 +350,19 @@ class Tracker:
                    "source": json.dumps(source, sort_keys=True)[:PARAM_LIMIT],
                    "profile": json.dumps({"splits": data.splits(), "input_shape": list(data.input_shape),
                                           "num_classes": data.num_classes})}
-        self._call("POST", "runs/log-inputs", {"run_id": run_id, "datasets": [
-            {"dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": context}]}]})
+        body = {"run_id": run_id, "datasets": [{"dataset": dataset,
+                                                 "tags": [{"key": "mlflow.data.context", "value": context}]}]}
+        for attempt in range(3):
+            try:
+                self._call("POST", "runs/log-inputs", body)
+                return
+            except TrackingError as exc:
+                # two workers logging a dataset the experiment does not hold yet: the server inserts it twice and
+                # one insert fails on its unique key; the next attempt finds the row the other one made
+                text = str(exc).lower()
+                if not ("unique constraint" in text or "duplicate" in text) or attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def log_epoch(self, run_id: str, epoch: int, values: dict[str, float]) -> None:
         """One epoch of a candidate's curves, while it trains (the MLflow UI's charts grow with it)."""

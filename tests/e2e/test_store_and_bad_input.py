@@ -144,3 +144,38 @@ def test_a_bad_value_in_the_run_form_fails_the_init_task_in_seconds_naming_the_f
     assert "fidelity.epochs: Input should be greater than or equal to 1 (got 0)" in logged.out + logged.err
     assert "sample-architectures" not in logged.out + logged.err  # nothing ran after it
     assert SearchStore.from_config(cfg).read_config() is None  # and nothing was written
+
+
+def test_workers_logging_a_new_dataset_at_once_all_succeed(stack_env):
+    """Two workers of a round open their first candidates at the same moment: both log the dataset as an input,
+    which the MLflow server inserts twice (one insert fails on its unique key). Every run still gets its input."""
+    import threading
+    from types import SimpleNamespace
+
+    from kubenas.tracking import Tracker
+
+    tracker = Tracker()
+    experiment = tracker.experiment_id()
+    for attempt in range(3):  # a new dataset each time: a digest the experiment does not hold yet
+        data = SimpleNamespace(digest=lambda a=attempt: f"race{a:04d}", splits=lambda: {"train": 1},
+                               input_shape=(4,), num_classes=2)
+        config = SimpleNamespace(dataset=SimpleNamespace(name=f"raced-{time.time_ns()}", options={}))
+        runs = [tracker._create_run(experiment, f"race-{i}", {}) for i in range(6)]
+        start, errors = threading.Barrier(len(runs)), []
+
+        def log(run_id):
+            start.wait()
+            try:
+                tracker.log_dataset(run_id, data, config, "training")
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        for run_id in runs:
+            assert [d.dataset.name for d in tracker.client.get_run(run_id).inputs.dataset_inputs] == [config.dataset.name]
+            tracker.finish(run_id)

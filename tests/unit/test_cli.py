@@ -49,12 +49,20 @@ def test_the_listings_give_one_whole_distinct_sentence_per_name(capsys):
             assert text[0].isupper() and text.endswith((".", ")")) and "``" not in text, text
 
 
-def test_every_option_of_run_and_search_says_what_it_does():
+def test_every_option_of_every_command_says_what_it_does():
     import argparse
 
     from kubenas.cli import _parser
 
-    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
-    for command in ("run", "search"):
-        missing = [a.dest for a in subparsers.choices[command]._actions if not a.help]
-        assert missing == [], (command, missing)
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not action.help:
+                missing.append((" ".join(path), action.dest))
+
+    walk(_parser(), [])
+    assert missing == []

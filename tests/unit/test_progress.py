@@ -46,3 +46,21 @@ def test_the_filter_prints_the_lines_that_matter_and_a_progress_line_per_round()
     printed = out.getvalue().splitlines()
     assert printed[:2] == LINES[1:3] and "kfp chatter" not in printed
     assert printed[3].startswith("[kubenas] progress: 1 of 2 round(s) done") and "kfp chatter" in log.getvalue()
+
+
+def test_the_live_view_lists_the_open_rounds_candidates_training_first():
+    from rich.console import Console
+
+    p = Progress(2, "val_acc", "max")
+    for line in (LINES[1], "[kubenas] round 0 worker 0 candidate 00000-bb: training (2 epoch(s))",
+                 "[kubenas] round 0 worker 1 candidate 00001-aa: training (2 epoch(s))", LINES[2]):
+        p.see(line)
+    console = Console(file=io.StringIO(), width=120)
+    console.print(p.view())
+    shown = console.file.getvalue()
+    assert shown.index("00000-bb") < shown.index("00001-aa")  # still training, listed first
+    assert "training" in shown and "val_acc 0.8213" in shown
+    out = io.StringIO()
+    _Filter(out, io.StringIO(), verbose=False, progress=p).write(
+        "[kubenas] round 0 worker 0 candidate 00002-cc: training (2 epoch(s))\n")
+    assert out.getvalue() == "" and p.candidates["00002-cc"] == "training"  # the live view's, not a printed line
