@@ -2,12 +2,16 @@
 # Build the kubenas component image (CPU and CUDA variants) and push it to a registry of yours.
 #
 #   images/build.sh REGISTRY [--variant cpu|cuda|all] [--push] [--dry-run]
+#                   [--base IMAGE] [--index-url URL] [--torch-index URL] [--wheels DIR] [--ca-bundle FILE]
 #   images/build.sh --lock        # regenerate images/constraints.txt from pyproject.toml
 #
 # REGISTRY is the image repository without a tag, e.g. registry.example.com/ml/kubenas. The tags are the
 # package version (CPU) and <version>-cuda (CUDA); compile or submit pipelines with the same repository:
 #   KUBENAS_IMAGE_REPO=REGISTRY kubenas upload CONFIG --host ...
-# The engine is `docker` unless CONTAINER_ENGINE names another (podman, nerdctl) with the same CLI.
+# The engine is podman, else docker (CONTAINER_ENGINE names another with the same CLI). For a site without
+# Docker Hub, PyPI or PyTorch's index: --base (images/base.sh makes one from Debian packages), --index-url (a
+# mirror), --torch-index or --wheels (a directory holding the torch==2.13.0+cpu wheel; podman mounts it),
+# --ca-bundle (a TLS-intercepting proxy's CA, mounted for pip; podman).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,10 +36,18 @@ PY
 fi
 
 usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-registry="" variant=all push=0 dry=0
+registry="" variant=all push=0 dry=0 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) variant=${2:-}; shift 2 ;;
+    --base) extra+=(--build-arg "PYTHON_IMAGE=${2:?}"); shift 2 ;;
+    --index-url) extra+=(--build-arg "PIP_INDEX_URL=${2:?}"); shift 2 ;;
+    --torch-index) extra+=(--build-arg "TORCH_INDEX_URL=${2:?}"); shift 2 ;;
+    --wheels) [ -d "${2:?}" ] || { echo "build.sh: --wheels $2 is not a directory" >&2; exit 2; }
+              extra+=(--volume "$(cd "$2" && pwd):/wheels:ro" --build-arg TORCH_FIND_LINKS=/wheels); shift 2 ;;
+    --ca-bundle) [ -f "${2:?}" ] || { echo "build.sh: --ca-bundle $2 is not a file" >&2; exit 2; }
+                 extra+=(--volume "$(cd "$(dirname "$2")" && pwd)/$(basename "$2"):/etc/kubenas-build-ca.crt:ro"
+                         --build-arg PIP_CERT=/etc/kubenas-build-ca.crt); shift 2 ;;
     --push) push=1; shift ;;
     --dry-run) dry=1; shift ;;
     -h|--help) usage ;;
@@ -47,10 +59,10 @@ done
 case "$registry" in *:*/*|*@*) ;; *:*) echo "build.sh: give REGISTRY without a tag; the tag is the version ($version)" >&2; exit 2 ;; esac
 case "$variant" in cpu|cuda|all) ;; *) echo "build.sh: --variant must be cpu, cuda or all, not '$variant'" >&2; exit 2 ;; esac
 
-engine=${CONTAINER_ENGINE:-docker}
+engine=${CONTAINER_ENGINE:-$(command -v podman >/dev/null && echo podman || echo docker)}
 run() { echo "+ $*"; [ "$dry" -eq 1 ] || "$@"; }
 build() {  # build VARIANT DOCKERFILE TAG
-  run "$engine" build --file "$2" --tag "$registry:$3" \
+  run "$engine" build --file "$2" --tag "$registry:$3" ${extra[@]+"${extra[@]}"} \
       --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.title=kubenas-$1" .
   [ "$push" -eq 0 ] || run "$engine" push "$registry:$3"
 }
