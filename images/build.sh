@@ -44,7 +44,8 @@ while [ $# -gt 0 ]; do
     --index-url) extra+=(--build-arg "PIP_INDEX_URL=${2:?}"); shift 2 ;;
     --torch-index) extra+=(--build-arg "TORCH_INDEX_URL=${2:?}"); shift 2 ;;
     --wheels) [ -d "${2:?}" ] || { echo "build.sh: --wheels $2 is not a directory" >&2; exit 2; }
-              extra+=(--volume "$(cd "$2" && pwd):/wheels:ro" --build-arg TORCH_FIND_LINKS=/wheels); shift 2 ;;
+              extra+=(--volume "$(cd "$2" && pwd):/wheels:ro" --build-arg TORCH_FIND_LINKS=/wheels
+                      --build-arg TORCH_INDEX_URL=); shift 2 ;;
     --ca-bundle) [ -f "${2:?}" ] || { echo "build.sh: --ca-bundle $2 is not a file" >&2; exit 2; }
                  extra+=(--volume "$(cd "$(dirname "$2")" && pwd)/$(basename "$2"):/etc/kubenas-build-ca.crt:ro"
                          --build-arg PIP_CERT=/etc/kubenas-build-ca.crt); shift 2 ;;
