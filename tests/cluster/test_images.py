@@ -136,3 +136,26 @@ def test_build_script_refuses_a_tagged_repository():
     run = subprocess.run(["bash", str(ROOT / "images" / "build.sh"), "registry.test/kubenas:latest", "--dry-run"],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "without a tag" in run.stderr
+
+
+def test_the_build_fails_when_an_installed_package_differs_from_its_pin(tmp_path, monkeypatch, capsys):
+    """images/check_pins.py, which the Dockerfile runs after installing: names unpinned and mispinned packages."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("check_pins", Path(__file__).resolve().parents[2] / "images" / "check_pins.py")
+    check_pins = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_pins)
+    pins = tmp_path / "constraints.txt"
+    pins.write_text("# header\nmlflow==3.17.2\npython-dateutil==2.9.0\n")
+
+    def installed(*names):
+        return lambda: [SimpleNamespace(metadata={"Name": n}, version=v) for n, v in names]
+
+    monkeypatch.setattr(check_pins, "distributions", installed(("MLflow", "3.17.2"), ("python_dateutil", "2.9.0"),
+                                                               ("torch", "2.13.0+cpu"), ("pip", "24.0")))
+    assert check_pins.main(str(pins)) == 0  # names normalised; torch and pip are not pinned by design
+    monkeypatch.setattr(check_pins, "distributions", installed(("mlflow", "3.17.1"), ("requests", "2.32.3")))
+    assert check_pins.main(str(pins)) == 1
+    err = capsys.readouterr().err
+    assert "mlflow==3.17.1 (constraints: 3.17.2)" in err and "requests==2.32.3 (constraints: not pinned)" in err
