@@ -61,25 +61,24 @@ class Progress:
     _COMMITTED = re.compile(r"\[kubenas\] round (\d+) committed: .*best \S+ (-?[\d.]+|none yet)")
     _EXPORT = re.compile(r"\[kubenas\] export: (retraining|seed \S+ epoch (\d+)/(\d+))")
 
-    def __init__(self, rounds: int, metric: str, mode: str, clock=time.monotonic):
-        self.rounds, self.metric, self.mode, self.clock = rounds, metric, mode, clock
+    def __init__(self, rounds: int, metric: str, clock=time.monotonic):
+        self.rounds, self.metric, self.clock = rounds, metric, clock
         self.started = clock()
-        self.done_rounds, self.open_round, self.in_round, self.trained, self.failed = 0, None, 0, 0, 0
+        self.done_rounds, self.open_round, self.trained, self.failed = 0, None, 0, 0
         self.round_size, self.best, self.phase = 0, None, "starting"
         self.candidates: dict[str, str] = {}  # the open round's: id -> "training", its value, or "FAILED"
 
     def see(self, line: str) -> str | None:
         """Take one line of output; returns a progress line to print when a round is committed."""
         if m := self._OPEN.search(line):
-            self.open_round, self.round_size, self.in_round, self.phase = int(m.group(1)), int(m.group(3)), 0, "round"
+            self.open_round, self.round_size, self.phase = int(m.group(1)), int(m.group(3)), "round"
             self.candidates = {}
         elif m := self._SUPERNET.search(line):
-            self.open_round, self.round_size, self.in_round, self.phase = int(m.group(1)), 0, 0, "supernet"
+            self.open_round, self.round_size, self.phase = int(m.group(1)), 0, "supernet"
             self.candidates = {}
         elif m := _STARTED.search(line):
             self.candidates[m.group(1)] = "training"
         elif m := self._DONE.search(line):
-            self.in_round += 1
             self.trained += 1
             self.failed += bool(m.group(2))
             self.candidates[m.group(1)] = "FAILED" if m.group(2) else f"{self.metric} {float(m.group(3)):.4f}"
@@ -113,8 +112,9 @@ class Progress:
 
     def text(self) -> str:
         parts = [f"{self.done_rounds} of {self.rounds} round(s) done"]
-        if self.phase == "round" and self.open_round is not None and self.in_round < self.round_size:
-            parts.append(f"round {self.open_round}: {self.in_round}/{self.round_size} candidate(s) trained")
+        done = sum(state != "training" for state in self.candidates.values())  # of the open round
+        if self.phase == "round" and self.open_round is not None and done < self.round_size:
+            parts.append(f"round {self.open_round}: {done}/{self.round_size} candidate(s) trained")
         elif self.phase.startswith("export") or self.phase == "supernet":
             parts.append(self.phase if self.phase != "supernet" else f"round {self.open_round}: training the supernet")
         parts.append(f"{self.trained} evaluated ({self.failed} failed)")
@@ -284,7 +284,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         if cache_set:
             os.environ["KUBENAS_CACHE"] = str(home / "cache")
         os.environ["KUBENAS_RUN_PID"] = str(me)  # the search's lease names this run
-        progress = Progress(rounds or config.budget.rounds, config.objective.metric, config.objective.mode)
+        progress = Progress(rounds or config.budget.rounds, config.objective.metric)
         shown = _Filter(sys.stdout, open(log_path, "w"), verbose, progress)
         with contextlib.closing(shown), contextlib.closing(shown.log), contextlib.redirect_stdout(shown), \
                 warnings.catch_warnings():

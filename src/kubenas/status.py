@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from kubenas.report import ranked
-from kubenas.store import LEASE, SearchStore, _stale, _who, result_rows
+from kubenas.store import LEASE, SearchStore, lease_holder, lease_stale, result_rows
 
 
 class NoSuchSearch(LookupError):
@@ -56,8 +56,8 @@ def search_status(store: SearchStore, prefix: str = "searches") -> dict[str, Any
             out["last_error"] = {"round": open_round, **out["open_round"]["failed"][-1]}
     lease = store.get_json(LEASE)
     if lease is not None:
-        why = _stale(lease, time.time())
-        out["run"] = {"holder": _who(lease), "expires": lease.get("expires"), "stale": why}
+        why = lease_stale(lease, time.time())
+        out["run"] = {"holder": lease_holder(lease), "expires": lease.get("expires"), "stale": why}
     export = store.get_json("export.json")
     if export is not None:
         out["export"] = {k: export.get(k) for k in ("candidate_id", "model_name", "version", "alias", "test_acc")}

@@ -254,18 +254,21 @@ def report_round(ctx: Context, history: list[dict[str, Any]], state: dict | None
 
 
 def search_view(ctx: Context, state: dict | None = None, exported: str | None = None):
-    """What the report needs besides the rows: a multi-objective strategy's objectives and constraints, a
-    one-shot method's statistics per epoch."""
+    """What the report needs besides the rows: a multi-objective strategy's objectives and constraints (read from
+    its options as the strategy reads them, without building a second strategy), a one-shot method's statistics
+    per epoch."""
     from kubenas.report import View
+    from kubenas.strategies import STRATEGIES
+    from kubenas.strategies.pareto import MultiObjective, parse_constraints, parse_objectives
 
     cfg = ctx.cfg
     view = View(cfg.objective.metric, cfg.objective.mode, exported=exported)
     if cfg.oneshot is not None:
         view.supernet_stats = (state or {}).get("stats")
-    else:
-        strategy = cfg.new_strategy()
-        view.objectives = getattr(strategy, "objectives", None)
-        view.constraints = getattr(strategy, "constraints", None) or {}
+    elif issubclass(STRATEGIES[cfg.strategy.name], MultiObjective):
+        options = cfg.strategy.options
+        view.objectives = parse_objectives(options.get("objectives"), cfg.strategy.name)
+        view.constraints = parse_constraints(options.get("constraints"), cfg.strategy.name)
     return view
 
 

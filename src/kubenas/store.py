@@ -435,23 +435,23 @@ class SearchStore:
         if current.get("holder") == holder:  # a retried init of the same run
             self.put_json(LEASE, {**current, "renewed": now, "expires": now + ttl})
             return None
-        why = _stale(current, now)
+        why = lease_stale(current, now)
         if why is None:
             raise LeaseHeld(self._held_message(current))
         self.put_json(LEASE, lease)
         if (self.get_json(LEASE) or {}).get("holder") != holder:  # another run took it over at the same moment
             raise LeaseHeld(f"search {self.search!r}: another run took over the expired lease at the same time")
-        return f"took over the lease of {_who(current)}: {why}"
+        return f"took over the lease of {lease_holder(current)}: {why}"
 
     def check_lease(self) -> None:
         """Raise :class:`LeaseHeld` when another run holds the search's lease now (a pre-flight, before a run
         starts: any live lease is another run's)."""
         current = self.get_json(LEASE)
-        if current is not None and _stale(current, time.time()) is None:
+        if current is not None and lease_stale(current, time.time()) is None:
             raise LeaseHeld(self._held_message(current))
 
     def _held_message(self, current: dict[str, Any]) -> str:
-        return (f"search {self.search!r} is being run by {_who(current)} (lease renewed "
+        return (f"search {self.search!r} is being run by {lease_holder(current)} (lease renewed "
                 f"{_ago(current.get('renewed'), time.time())}, expires {_at(current.get('expires'))}). Two runs must "
                 f"not write one search: wait for it to end, or run this one under another name. If that run is gone, "
                 f"its lease expires by itself; or delete {self.uri}/{LEASE}")
@@ -460,7 +460,7 @@ class SearchStore:
         """Record the MLflow parent run of the lease's holder: the later steps know their run by it."""
         current = self.get_json(LEASE) or {}
         if current.get("holder") != holder:
-            raise LeaseHeld(f"search {self.search!r}: the lease of run {holder!r} was taken by {_who(current)}")
+            raise LeaseHeld(f"search {self.search!r}: the lease of run {holder!r} was taken by {lease_holder(current)}")
         self.put_json(LEASE, {**current, "parent_run_id": parent_run_id})
 
     def renew_lease(self, parent_run_id: str, ttl: float = LEASE_SECONDS) -> None:
@@ -471,7 +471,7 @@ class SearchStore:
         if current is None:
             return
         if current.get("parent_run_id") not in (None, parent_run_id):
-            raise LeaseHeld(f"search {self.search!r} is now run by {_who(current)}: this run's lease expired and "
+            raise LeaseHeld(f"search {self.search!r} is now run by {lease_holder(current)}: this run's lease expired and "
                             "was taken over, so this run stops without writing")
         now = time.time()
         if now - float(current.get("renewed") or 0) > ttl / 36:  # a write every 10 min at most, not every step
@@ -555,7 +555,7 @@ def lease_info() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": int(os.environ.get("KUBENAS_RUN_PID") or os.getpid())}
 
 
-def _stale(lease: dict[str, Any], now: float) -> str | None:
+def lease_stale(lease: dict[str, Any], now: float) -> str | None:
     """Why a lease no longer holds (expired, or its local run is dead), or None."""
     if not isinstance(lease.get("expires"), (int, float)) or lease["expires"] < now:
         return f"it expired {_at(lease.get('expires'))}"
@@ -567,7 +567,7 @@ def _stale(lease: dict[str, Any], now: float) -> str | None:
     return None
 
 
-def _who(lease: dict[str, Any]) -> str:
+def lease_holder(lease: dict[str, Any]) -> str:
     where = f"`kubenas run` pid {lease['pid']} on {lease.get('host')}" if lease.get("pid") else f"host {lease.get('host')}"
     return f"pipeline run {lease.get('holder')!r} ({where})"
 

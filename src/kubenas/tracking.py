@@ -52,7 +52,7 @@ class Tracker:
         if not self.uri:
             raise TrackingError("no MLflow server: set tracking.uri in the config or MLFLOW_TRACKING_URI")
         self.experiment = experiment
-        self._experiments: dict[str, str] = {}  # parent run id -> experiment id
+        self._runs: dict[str, dict[str, Any]] = {}  # run id -> its info (runs/get), see _run_info
         self.requests, self.seconds = 0, 0.0  # REST calls made, and the time they took
 
     @classmethod
@@ -301,14 +301,17 @@ class Tracker:
         self.finish_candidate(run_id, row)
         return run_id
 
+    def _run_info(self, run_id: str) -> dict[str, Any]:
+        """A run's info (experiment, artifact root), asked once per run: neither changes."""
+        if run_id not in self._runs:
+            self._runs[run_id] = self._call("GET", "runs/get", {"run_id": run_id})["run"]["info"]
+        return self._runs[run_id]
+
     def parent_experiment(self, parent_id: str) -> str:
-        if parent_id not in self._experiments:
-            run = self._call("GET", "runs/get", {"run_id": parent_id})["run"]
-            self._experiments[parent_id] = run["info"]["experiment_id"]
-        return self._experiments[parent_id]
+        return self._run_info(parent_id)["experiment_id"]
 
     def artifact_root(self, run_id: str) -> str:
-        return self._call("GET", "runs/get", {"run_id": run_id})["run"]["info"].get("artifact_uri", "")
+        return self._run_info(run_id).get("artifact_uri", "")
 
     def put_artifacts(self, run_id: str, files: dict[str, bytes]) -> None:
         """Write ``files`` (artifact path -> bytes) into the run's artifacts, replacing what is there. Through the

@@ -25,7 +25,7 @@ class Clock:
 
 def test_progress_counts_candidates_and_rounds_and_estimates_the_time_left():
     clock = Clock()
-    p = Progress(rounds=3, metric="val_acc", mode="max", clock=clock)
+    p = Progress(rounds=3, metric="val_acc", clock=clock)
     assert all(p.see(line) is None for line in LINES)
     assert p.text().startswith("0 of 3 round(s) done, round 0: 2/3 candidate(s) trained, 2 evaluated (1 failed)")
     assert "no best yet" in p.text() and "left" not in p.text()
@@ -41,7 +41,7 @@ def test_progress_counts_candidates_and_rounds_and_estimates_the_time_left():
 
 def test_the_filter_prints_the_lines_that_matter_and_a_progress_line_per_round():
     out, log = io.StringIO(), io.StringIO()
-    shown = _Filter(out, log, verbose=False, progress=Progress(2, "val_acc", "max"))
+    shown = _Filter(out, log, verbose=False, progress=Progress(2, "val_acc"))
     shown.write("\n".join(LINES[1:3]) + "\nkfp chatter\n[kubenas] round 0 committed: 1 row(s), best val_acc 0.8213\n")
     printed = out.getvalue().splitlines()
     assert printed[:2] == LINES[1:3] and "kfp chatter" not in printed
@@ -51,7 +51,7 @@ def test_the_filter_prints_the_lines_that_matter_and_a_progress_line_per_round()
 def test_the_live_view_lists_the_open_rounds_candidates_training_first():
     from rich.console import Console
 
-    p = Progress(2, "val_acc", "max")
+    p = Progress(2, "val_acc")
     for line in (LINES[1], "[kubenas] round 0 worker 0 candidate 00000-bb: training (2 epoch(s))",
                  "[kubenas] round 0 worker 1 candidate 00001-aa: training (2 epoch(s))", LINES[2]):
         p.see(line)

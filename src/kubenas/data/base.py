@@ -7,6 +7,7 @@ the final export touches ``test``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from typing import TYPE_CHECKING
 
@@ -79,11 +80,16 @@ class Dataset:
             out["test"] = len(self.x_test)
         return out
 
-    def digest(self, rows: int = 10_000) -> str:
-        """A short fingerprint of the data (MLflow's dataset digest): every split's shape, and its first ``rows``
-        examples and labels, hashed (bounded work on a large dataset)."""
+    def digest(self) -> str:
+        """A short fingerprint of the data (MLflow's dataset digest): every split's shape, and its first 10,000
+        examples and labels, hashed (bounded work on a large dataset); computed once per dataset object."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
         import hashlib
 
+        rows = 10_000
         h = hashlib.sha256()
         for x, y in ((self.x_train, self.y_train), (self.x_val, self.y_val), (self.x_test, self.y_test)):
             if x is None:
