@@ -7,6 +7,7 @@ pipeline is compiled; the form's ``rounds`` can lower the rounds of a run, not r
 
 # No `from __future__ import annotations` here: kfp reads the pipeline signature's annotations as types.
 
+import functools
 from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
@@ -19,7 +20,7 @@ from kubenas.config import SearchConfig
 RETRIES = 2  # attempts after the first, per task
 
 
-def _settings(task, config: SearchConfig, *, train: bool = False, retries: int = RETRIES):
+def _task_settings(task, config: SearchConfig, *, train: bool = False, retries: int = RETRIES, image: str | None = None):
     """Pod settings shared by every task: the image, no caching (steps read and write the store), credentials
     from Kubernetes Secrets; the CUDA image, GPUs, tolerations, node selector and resources for training tasks."""
     task.set_caching_options(False)
@@ -29,7 +30,7 @@ def _settings(task, config: SearchConfig, *, train: bool = False, retries: int =
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
     res = config.resources
-    image = image_for(res.gpus if train else 0, res.image)
+    image = image or image_for(res.gpus if train else 0, res.image)
     if image != IMAGE:
         task.set_container_image(image)
     kubernetes.use_secret_as_env(task, secret_name=config.storage.secret, secret_key_to_env={
@@ -61,15 +62,17 @@ def _settings(task, config: SearchConfig, *, train: bool = False, retries: int =
 ROUNDS_PER_BLOCK = 10
 
 
-def build_pipeline(config: SearchConfig, retries: int = RETRIES):
+def build_pipeline(config: SearchConfig, retries: int = RETRIES, image: str | None = None):
     """The pipeline function for ``config``: its rounds and parallelism are unrolled into the graph.
 
     Round k+1 runs inside round k's ``dsl.If(update == "continue")``; rounds come in sub-pipelines of
     ``ROUNDS_PER_BLOCK``, each running the next block inside its last round's condition. The export runs once,
     after the first block, which ends when the round that stopped the search has ended. ``retries``: KFP's
     retries of a failed task (``kubenas run`` uses none: on one machine a failure is rarely transient, and
-    ``kfp.local`` would wait 30 s and 60 s before failing)."""
+    ``kfp.local`` would wait 30 s and 60 s before failing). ``image``: one image for every task (``kubenas run
+    --runner container --image``), instead of the config's."""
     max_rounds, parallelism = config.budget.rounds, config.budget.parallelism
+    _settings = functools.partial(_task_settings, image=image)
 
     def block_pipeline(first: int, next_block):
         last = min(first + ROUNDS_PER_BLOCK, max_rounds) - 1

@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from kubenas import __version__
 from kubenas.data import DATASETS, load_dataset
 from kubenas.estimators import Fidelity
 from kubenas.search import search
@@ -82,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
     r.add_argument("--rounds", type=_positive_int, default=None, help="run fewer rounds than the config")
     r.add_argument("--verbose", action="store_true", help="show every line kfp.local prints")
+    r.add_argument("--runner", default="subprocess", choices=("subprocess", "container"),
+                   help="subprocess (default): each task is a process of this Python; container: each task runs in "
+                        "the component image, as on a cluster (needs podman or docker and the built image)")
+    r.add_argument("--image", default=None, help="with --runner container: the image, e.g. localhost/kubenas:"
+                                                 f"{__version__} (default: the config's resources.image, else "
+                                                 f"ghcr.io/kubenas/kubenas:{__version__})")
 
     c = sub.add_parser("compile", help="compile a search config into a pipeline package for the Kubeflow UI")
     c.add_argument("config", type=Path, help="the search config (YAML)")
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 def _pipeline_command(args: argparse.Namespace) -> int:
     from kubenas import stack
     from kubenas.config import ConfigError, load_config
+    from kubenas.containers import ContainerError
     from kubenas.store import StoreError
     from kubenas.tracking import TrackingError, ui_url
 
@@ -307,8 +315,11 @@ def _pipeline_command(args: argparse.Namespace) -> int:
             return 0
         from kubenas import local_run
 
-        report = local_run.run(config, args.home, verbose=args.verbose, rounds=args.rounds)
-    except (ConfigError, StoreError, TrackingError, stack.StackError) as exc:
+        if args.image and args.runner != "container":
+            raise ConfigError("--image applies to --runner container only")
+        report = local_run.run(config, args.home, verbose=args.verbose, rounds=args.rounds, runner=args.runner,
+                               image=args.image)
+    except (ConfigError, StoreError, TrackingError, stack.StackError, ContainerError) as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from kubenas import containers
 from kubenas import stack as local_stack
 from kubenas.config import SearchConfig
 from kubenas.data.parquet import endpoint_from_env
 from kubenas.report import ranked
-from kubenas.store import SearchStore, result_rows
+from kubenas.store import SearchStore, pid_namespace, result_rows
 from kubenas.tracking import Tracker
 
 # Lines of kfp.local's output shown without --verbose: kubenas's own progress and task/pipeline outcomes.
@@ -238,14 +239,26 @@ def external_services(config: SearchConfig) -> bool:
     return bool(s3 and mlflow)
 
 
-def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, rounds: int | None = None) -> RunReport:
-    """Run the search's pipeline locally; returns the export summary and timings."""
+RUNNERS = ("subprocess", "container")
+
+
+def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, rounds: int | None = None,
+        runner: str = "subprocess", image: str | None = None) -> RunReport:
+    """Run the search's pipeline locally; returns the export summary and timings. ``runner``: "subprocess" runs
+    every task as a process of this Python; "container" runs it in the component image ``image`` (default: the
+    config's, else kubenas's for this version) under the manifests' security settings (:mod:`kubenas.containers`)."""
     import kfp.local
 
+    from kubenas.components.image import image_for
     from kubenas.pipelines import build_pipeline
 
     home = Path(home or local_stack.DEFAULT_HOME).expanduser()
-    if config.resources.gpus and not has_gpu():
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    if config.resources.gpus and runner == "container":
+        print(f"kubenas: warning: resources.gpus is {config.resources.gpus}, but the container runner gives tasks no "
+              "GPU: they train on the CPU (the request applies on a cluster)", file=sys.stderr, flush=True)
+    elif config.resources.gpus and not has_gpu():
         print(f"kubenas: warning: resources.gpus is {config.resources.gpus}, but this machine has no NVIDIA GPU: "
               "kfp.local trains on the CPU (the request applies on a cluster)", file=sys.stderr, flush=True)
     external = external_services(config)
@@ -261,8 +274,10 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     me = os.getpid()
     watchdog = local_stack.watch_run(home, me)  # stops what this run started if it dies, even by SIGKILL
     tasks = local_stack.run_dir(home, me)
-    own_stack, ok, cache_set = None, False, False
+    own_stack, ok, cache_set, engine = None, False, False, None
     try:
+        if runner == "container":  # the engine and the image are checked before the stack starts
+            engine, image = _container_engine(home, tasks, me, image or image_for(0, config.resources.image))
         if not external:
             own_stack = _stack_for_run(home, me)
         stack_seconds = time.perf_counter() - started
@@ -276,14 +291,21 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         if not early:
             config.check_data_source()
         before = store.last_committed_round()
-        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "pipeline_root"))
-        pipeline = build_pipeline(config, retries=0)  # a local failure is rarely transient: fail at once
         original_print = builtins.print  # kfp.local swaps print per task; parallel tasks can leave it swapped
         os.environ[local_stack.TASKS_ENV] = str(tasks)
         cache_set = "KUBENAS_CACHE" not in os.environ  # generated datasets live with the run's other data
         if cache_set:
             os.environ["KUBENAS_CACHE"] = str(home / "cache")
         os.environ["KUBENAS_RUN_PID"] = str(me)  # the search's lease names this run
+        os.environ["KUBENAS_RUN_PIDNS"] = pid_namespace() or ""  # where that pid means this run
+        pipeline_root = home / "pipeline_root"
+        if engine is None:
+            task_runner = kfp.local.SubprocessRunner(use_venv=False)
+        else:
+            task_runner = kfp.local.DockerRunner(**_container_args(config, home, pipeline_root, cache_set, me))
+        kfp.local.init(runner=task_runner, pipeline_root=str(pipeline_root))
+        # a local failure is rarely transient: fail at once
+        pipeline = build_pipeline(config, retries=0, image=image if engine is not None else None)
         progress = Progress(rounds or config.budget.rounds, config.objective.metric)
         shown = _Filter(sys.stdout, open(log_path, "w"), verbose, progress)
         with contextlib.closing(shown), contextlib.closing(shown.log), contextlib.redirect_stdout(shown), \
@@ -291,8 +313,9 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
             if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
                 warnings.filterwarnings("ignore", module=r"kfp\.")
             try:
-                pipeline(config_json=config.to_json(), rounds=rounds or config.budget.rounds,
-                         candidates_per_round=config.budget.candidates_per_round)
+                with containers.kfp_runs_containers(engine) if engine is not None else contextlib.nullcontext():
+                    pipeline(config_json=config.to_json(), rounds=rounds or config.budget.rounds,
+                             candidates_per_round=config.budget.candidates_per_round)
             finally:
                 builtins.print = original_print
         summary = store.get_json("export.json")
@@ -308,7 +331,10 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         if cache_set:
             os.environ.pop("KUBENAS_CACHE", None)
         os.environ.pop("KUBENAS_RUN_PID", None)
+        os.environ.pop("KUBENAS_RUN_PIDNS", None)
         local_stack.stop_tasks(tasks)  # a task still running after Ctrl-C or a failure
+        if engine is not None:  # and its containers, then the podman service this run started
+            containers.cleanup(tasks)
         if not ok:
             _close_runs(config)
             _release_lease(config, me)
@@ -319,6 +345,45 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
                      train_seconds=supernet if supernet is not None else sum(r["train_seconds"] or 0.0 for r in rows),
                      stopped_stack=home if own_stack is not None else None, reports=reports, top=top)
+
+
+def _container_engine(home: Path, tasks: Path, me: int, image: str):
+    """Start (or find) the container engine, leave the watchdog its record, and check the image is there."""
+    engine = containers.start_engine(home / "logs" / "podman.log")
+    containers.record(tasks, engine, me)
+    try:
+        containers.check_image(engine, image)
+    except BaseException:
+        containers.cleanup(tasks)
+        raise
+    print(f"kubenas: tasks run in containers of {image} ({engine.url})", flush=True)
+    return engine, image
+
+
+def _container_args(config: SearchConfig, home: Path, pipeline_root: Path, own_cache: bool, me: int) -> dict:
+    """DockerRunner's arguments for this run: the pipeline root and the cache (if the run's own) made writable by
+    the task user; a dataset's local files mounted read-only, with the working directory for relative paths."""
+    containers.share(pipeline_root)  # kfp.local mounts it itself
+    writable = []
+    cache = Path(os.environ["KUBENAS_CACHE"])
+    if own_cache:
+        containers.share(cache)
+    if cache.is_dir():
+        writable.append(cache)
+    if os.environ.get("KUBENAS_PROFILE"):
+        writable.append(Path(os.environ["KUBENAS_PROFILE"]).parent)
+    readable, relative = [], False
+    path = config.dataset.options.get("path")
+    for p in (path.values() if isinstance(path, dict) else [path]):
+        if isinstance(p, str) and not p.startswith("s3://"):
+            relative |= not Path(p).is_absolute()
+            readable.append(Path(p).resolve().parent)
+    if relative:
+        readable.append(Path.cwd())
+    args = containers.runner_args(dict(os.environ), me, writable, sorted(set(readable)))
+    if relative:
+        args["working_dir"] = str(Path.cwd())
+    return args
 
 
 def collect_reports(home: Path, name: str, since: float) -> dict[str, Path]:

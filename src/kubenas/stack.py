@@ -410,6 +410,9 @@ def _watch(home: Path, pid: int) -> None:
     ticks = start_ticks(pid)
     _wait_for_exit(pid, ticks)
     tasks = stop_tasks(run_dir(home, pid))
+    from kubenas.containers import cleanup
+
+    tasks += cleanup(run_dir(home, pid))  # the containers of `kubenas run --runner container`, and its podman
     stack = load(home)
     owned = stack is not None and stack.owner is not None and stack.owner[0] == pid
     if owned:

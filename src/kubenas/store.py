@@ -549,17 +549,31 @@ class LeaseHeld(StoreError):
     """Another run holds the search's lease."""
 
 
+def pid_namespace() -> str | None:
+    """This process's pid namespace (Linux), e.g. ``pid:[4026531836]``: a pid means something only inside it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def lease_info() -> dict[str, Any]:
-    """Who takes a lease: this machine, and the local run (``kubenas run``'s pid), else this process. On a cluster
-    the pid is a pod's and the host its name: such a lease ends by expiring (or by its run's export)."""
-    return {"host": socket.gethostname(), "pid": int(os.environ.get("KUBENAS_RUN_PID") or os.getpid())}
+    """Who takes a lease: this machine, and the local run (``kubenas run``'s pid, in the run's pid namespace: a task
+    in a container is in another), else this process. On a cluster the pid is a pod's and the host its name: such
+    a lease ends by expiring (or by its run's export)."""
+    if os.environ.get("KUBENAS_RUN_PID"):
+        return {"host": socket.gethostname(), "pid": int(os.environ["KUBENAS_RUN_PID"]),
+                "pidns": os.environ.get("KUBENAS_RUN_PIDNS") or pid_namespace()}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pid_namespace()}
 
 
 def lease_stale(lease: dict[str, Any], now: float) -> str | None:
     """Why a lease no longer holds (expired, or its local run is dead), or None."""
     if not isinstance(lease.get("expires"), (int, float)) or lease["expires"] < now:
         return f"it expired {_at(lease.get('expires'))}"
-    if lease.get("pid") and lease.get("host") == socket.gethostname():
+    # the pid is checked only where it means the same process: this machine, in the same pid namespace
+    if lease.get("pid") and lease.get("host") == socket.gethostname() and lease.get("pidns", pid_namespace()) == \
+            pid_namespace():
         from kubenas.stack import pid_alive
 
         if not pid_alive(int(lease["pid"])):

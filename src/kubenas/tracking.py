@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import ssl
@@ -27,6 +28,9 @@ from typing import Any
 
 # A "View run at ..." line per run would drown the search's own progress output.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# The component image has no git: MLflow's three warnings per logged model that it cannot read a git SHA (of the
+# task's working directory, which is not the search's source anyway) are noise.
+logging.getLogger("mlflow.utils.git_utils").setLevel(logging.ERROR)
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
 CHAMPION, CHALLENGER = "champion", "challenger"
