@@ -3,6 +3,7 @@
 #
 #   images/build.sh REGISTRY [--variant cpu|cuda|all] [--push] [--dry-run]
 #                   [--base IMAGE] [--index-url URL] [--torch-index URL] [--wheels DIR] [--ca-bundle FILE]
+#                   [--no-layer-cache]
 #   images/build.sh --lock        # regenerate images/constraints.txt from pyproject.toml
 #
 # REGISTRY is the image repository without a tag, e.g. registry.example.com/ml/kubenas. The tags are the
@@ -11,7 +12,8 @@
 # The engine is podman, else docker (CONTAINER_ENGINE names another with the same CLI). For a site without
 # Docker Hub, PyPI or PyTorch's index: --base (images/base.sh makes one from Debian packages), --index-url (a
 # mirror), --torch-index or --wheels (a directory holding the torch==2.13.0+cpu wheel; podman mounts it),
-# --ca-bundle (a TLS-intercepting proxy's CA, mounted for pip; podman).
+# --ca-bundle (a TLS-intercepting proxy's CA, mounted for pip; podman). --no-layer-cache builds every layer anew
+# and keeps no intermediate images (CI machines: the disk stays bounded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +37,8 @@ PY
   exit 0
 fi
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-registry="" variant=all push=0 dry=0 extra=()
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+registry="" variant=all push=0 dry=0 fresh=0 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) variant=${2:-}; shift 2 ;;
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
     --ca-bundle) [ -f "${2:?}" ] || { echo "build.sh: --ca-bundle $2 is not a file" >&2; exit 2; }
                  extra+=(--volume "$(cd "$(dirname "$2")" && pwd)/$(basename "$2"):/etc/kubenas-build-ca.crt:ro"
                          --build-arg PIP_CERT=/etc/kubenas-build-ca.crt); shift 2 ;;
+    --no-layer-cache) fresh=1; shift ;;
     --push) push=1; shift ;;
     --dry-run) dry=1; shift ;;
     -h|--help) usage ;;
@@ -61,10 +64,20 @@ case "$registry" in *:*/*|*@*) ;; *:*) echo "build.sh: give REGISTRY without a t
 case "$variant" in cpu|cuda|all) ;; *) echo "build.sh: --variant must be cpu, cuda or all, not '$variant'" >&2; exit 2 ;; esac
 
 engine=${CONTAINER_ENGINE:-$(command -v podman >/dev/null && echo podman || echo docker)}
+if [ "$fresh" -eq 1 ]; then  # every layer built anew, and (podman) no intermediate image kept: bounded disk, for CI
+  extra+=(--no-cache); [ "$(basename "$engine")" != podman ] || extra+=(--layers=false)
+fi
 run() { echo "+ $*"; [ "$dry" -eq 1 ] || "$@"; }
 build() {  # build VARIANT DOCKERFILE TAG
+  local old
+  old=$("$engine" image inspect --format '{{.Id}}' "$registry:$3" 2>/dev/null || true)
   run "$engine" build --file "$2" --tag "$registry:$3" ${extra[@]+"${extra[@]}"} \
       --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.title=kubenas-$1" .
+  # the image this tag named before, now untagged: removed, or every rebuild would leave one behind (2 GB)
+  if [ "$dry" -eq 0 ] && [ -n "$old" ] && [ "$("$engine" image inspect --format '{{len .RepoTags}}' "$old" \
+       2>/dev/null || echo 1)" = 0 ]; then
+    "$engine" rmi "$old" >/dev/null 2>&1 || true
+  fi
   [ "$push" -eq 0 ] || run "$engine" push "$registry:$3"
 }
 [ "$variant" = cuda ] || build cpu images/Dockerfile "$version"
