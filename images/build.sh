@@ -2,15 +2,16 @@
 # Build the kubenas component image (CPU and CUDA variants) and push it to a registry of yours.
 #
 #   images/build.sh REGISTRY [--variant cpu|cuda|all] [--push] [--dry-run]
-#                   [--base IMAGE] [--index-url URL] [--torch-index URL] [--wheels DIR] [--ca-bundle FILE]
-#                   [--no-layer-cache]
+#                   [--base IMAGE] [--cuda-base IMAGE] [--index-url URL] [--torch-index URL] [--wheels DIR]
+#                   [--ca-bundle FILE] [--no-layer-cache]
 #   images/build.sh --lock        # regenerate images/constraints.txt from pyproject.toml
 #
 # REGISTRY is the image repository without a tag, e.g. registry.example.com/ml/kubenas. The tags are the
 # package version (CPU) and <version>-cuda (CUDA); compile or submit pipelines with the same repository:
 #   KUBENAS_IMAGE_REPO=REGISTRY kubenas upload CONFIG --host ...
 # The engine is podman, else docker (CONTAINER_ENGINE names another with the same CLI). For a site without
-# Docker Hub, PyPI or PyTorch's index: --base (images/base.sh makes one from Debian packages), --index-url (a
+# Docker Hub, PyPI or PyTorch's index: --base (images/base.sh makes one from Debian packages; --cuda-base for the
+# CUDA variant, a PyTorch CUDA runtime image or your mirror of it), --index-url (a
 # mirror), --torch-index or --wheels (a directory holding the torch==2.13.0+cpu wheel; podman mounts it),
 # --ca-bundle (a TLS-intercepting proxy's CA, mounted for pip; podman). --no-layer-cache builds every layer anew
 # and keeps no intermediate images (CI machines: the disk stays bounded).
@@ -37,12 +38,13 @@ PY
   exit 0
 fi
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set /{/^set /!p}' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 registry="" variant=all push=0 dry=0 fresh=0 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) variant=${2:-}; shift 2 ;;
     --base) extra+=(--build-arg "PYTHON_IMAGE=${2:?}"); shift 2 ;;
+    --cuda-base) extra+=(--build-arg "CUDA_IMAGE=${2:?}"); shift 2 ;;
     --index-url) extra+=(--build-arg "PIP_INDEX_URL=${2:?}"); shift 2 ;;
     --torch-index) extra+=(--build-arg "TORCH_INDEX_URL=${2:?}"); shift 2 ;;
     --wheels) [ -d "${2:?}" ] || { echo "build.sh: --wheels $2 is not a directory" >&2; exit 2; }

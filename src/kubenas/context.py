@@ -38,6 +38,8 @@ def end_promptly(task: str = "") -> None:
     hook = sys.excepthook
     PROFILE.update(task=task, pid=os.getpid(), started=_process_start(), step_start=time.time(),
                    startup_cpu=time.process_time())
+    if os.environ.get("KUBENAS_TASK_REQUESTED"):  # the container runner asked the engine for this task's container
+        PROFILE["requested"] = float(os.environ["KUBENAS_TASK_REQUESTED"])
     record_path = None
     if os.environ.get("KUBENAS_TASKS_DIR"):  # a task of `kubenas run`: its cleanup can find this process
         from kubenas.stack import register_task

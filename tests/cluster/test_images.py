@@ -1,13 +1,13 @@
 """Static checks of the component image: the Dockerfiles, their pins, and one version everywhere.
 
-No Docker engine runs here, so the Dockerfiles are parsed (dockerfile-parse) and checked for what an image
-review would check: pinned bases, several stages, no build tools in the final stage, a non-root user, and
+The Dockerfiles are parsed (dockerfile-parse) and checked for what an image review would check: pinned bases, several stages, no build tools in the final stage, a non-root user, and
 pip installs held to the committed constraints."""
 
 import io
 import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -149,8 +149,12 @@ def test_the_build_fails_when_an_installed_package_differs_from_its_pin(tmp_path
     pins = tmp_path / "constraints.txt"
     pins.write_text("# header\nmlflow==3.17.2\npython-dateutil==2.9.0\n")
 
-    def installed(*names):
-        return lambda: [SimpleNamespace(metadata={"Name": n}, version=v) for n, v in names]
+    venv = Path(sys.prefix) / "lib" / "site-packages"
+    base = tmp_path / "base-image" / "site-packages"  # outside this environment, as --system-site-packages shows it
+
+    def installed(*names, where=venv):
+        return lambda: [SimpleNamespace(metadata={"Name": n}, version=v, locate_file=lambda _, w=w: w)
+                        for n, v, *w in names for w in (w[0] if w else where,)]
 
     monkeypatch.setattr(check_pins, "distributions", installed(("MLflow", "3.17.2"), ("python_dateutil", "2.9.0"),
                                                                ("torch", "2.13.0+cpu"), ("pip", "24.0")))
@@ -159,3 +163,11 @@ def test_the_build_fails_when_an_installed_package_differs_from_its_pin(tmp_path
     assert check_pins.main(str(pins)) == 1
     err = capsys.readouterr().err
     assert "mlflow==3.17.1 (constraints: 3.17.2)" in err and "requests==2.32.3 (constraints: not pinned)" in err
+    # the CUDA variant's base: its own packages need no pin; a pinned one must match, unless this environment's
+    # copy (first on sys.path) shadows it
+    monkeypatch.setattr(check_pins, "distributions", installed(
+        ("mlflow", "3.17.2"), ("python-dateutil", "2.9.0"), ("conda", "24.1", base), ("mlflow", "3.0.0", base)))
+    assert check_pins.main(str(pins)) == 0
+    monkeypatch.setattr(check_pins, "distributions", installed(("mlflow", "3.17.2"), ("python-dateutil", "2.8.0", base)))
+    assert check_pins.main(str(pins)) == 1
+    assert "python-dateutil==2.8.0 (constraints: 2.9.0) from the base image" in capsys.readouterr().err

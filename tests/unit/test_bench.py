@@ -218,3 +218,20 @@ def test_the_pipeline_benchmark_splits_a_run_by_what_its_tasks_recorded():
     assert workers["startup_wall_s"] == 0.5 and result["tasks"]["sample_architectures"]["fixed_cpu_per_candidate_s"] is None
     assert result["split_s"]["step work (summed)"] == 2 * (10.0 - 8.0 - 0.5 - 0.5) + (10.0 - 0.5 - 0.5)
     assert "share outside training: 50 %" in render(result)
+
+
+def test_the_pipeline_benchmark_times_a_containers_start_when_tasks_ran_in_containers():
+    from types import SimpleNamespace
+
+    from kubenas.bench.pipeline import render, summarise
+
+    cfg = SimpleNamespace(name="s", budget=SimpleNamespace(parallelism=1), fidelity=SimpleNamespace(epochs=1))
+    task = {"task": "update_strategy", "requested": 100.0, "started": 100.25, "step_start": 101.0, "ended": 102.0,
+            "startup_cpu": 0.6, "cpu": 1.0, "train_cpu": 0.0, "train_wall": 0.0}
+    result = summarise(cfg, wall=5.0, stack_seconds=1.0, rows=[], export={}, tasks=[task, {**task, "started": 100.75}])
+    assert result["tasks"]["update_strategy"]["container_start_s"] == 0.5
+    assert result["split_s"]["container start (summed over tasks)"] == 1.0
+    assert "| update_strategy | 2 | 0.50 | " in render(result)
+    plain = summarise(cfg, wall=5.0, stack_seconds=1.0, rows=[], export={}, tasks=[{k: v for k, v in task.items()
+                                                                                   if k != "requested"}])
+    assert plain["tasks"]["update_strategy"]["container_start_s"] is None
