@@ -57,7 +57,7 @@ class Engine:
         return docker.DockerClient(base_url=self.url, timeout=timeout)
 
     def stop(self) -> None:
-        from kubenas.stack import stop_group
+        from kubenas.procs import stop_group
 
         if self.service_pgid is not None:
             stop_group(self.service_pgid)
@@ -69,14 +69,14 @@ class Engine:
 
 def start_engine(log: Path, timeout: float = 30.0) -> Engine:
     """The Docker API this run uses: ``DOCKER_HOST``; else a podman service of its own; else Docker's socket."""
-    from kubenas.stack import _spawn, stop_group
+    from kubenas.procs import spawn
 
     if os.environ.get("DOCKER_HOST"):
         engine = Engine(os.environ["DOCKER_HOST"])
     elif shutil.which("podman"):
         folder = tempfile.mkdtemp(prefix="kubenas-podman-")  # short: a socket's path has at most 107 bytes
         url = f"unix://{folder}/podman.sock"
-        pgid = _spawn(["podman", "system", "service", "--time=0", url], log, dict(os.environ))
+        pgid = spawn(["podman", "system", "service", "--time=0", url], log, dict(os.environ))
         engine = Engine(url, pgid, folder)
         deadline = time.monotonic() + timeout
         while not _answers(engine):

@@ -26,12 +26,13 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kubenas.procs import group_alive, reap, spawn, stop_group
 
 DEFAULT_HOME = Path(os.environ.get("KUBENAS_HOME", Path.home() / ".kubenas"))
 STACK_BUCKET = "kubenas"
@@ -77,7 +78,7 @@ class Stack:
 
     def running(self) -> list[str]:
         """The servers whose process groups are alive."""
-        return [n for n, g in self.pgids.items() if _group_alive(g)]
+        return [n for n, g in self.pgids.items() if group_alive(g)]
 
     def owner_alive(self) -> bool:
         return self.owner is not None and pid_alive(*self.owner)
@@ -192,47 +193,6 @@ def _free_ports(count: int, with_grpc: bool) -> list[int]:
     raise StackError("no free loopback ports found")
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def stop_group(pgid: int, grace: float = 2.0) -> None:
-    """Stop a process group kubenas started (a server, a watchdog): SIGTERM the group, wait up to ``grace``
-    seconds, then SIGKILL it; reap the leader if it is our child."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pgid)  # an unreaped leader would keep the group "alive" as a zombie
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.05)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _spawn(cmd: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> int:
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True, umask=0o077, cwd=cwd)
-    return proc.pid  # with a new session, the pid is also the process group id
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -279,7 +239,7 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
                                for k in ("SIGNING", "SIGNING_READ", "FILER_SIGNING", "FILER_SIGNING_READ")},
                 "WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED": "false", "WEED_ACCESS_UI": "false"}
     try:
-        stack.pgids["seaweedfs"] = _spawn([
+        stack.pgids["seaweedfs"] = spawn([
             weed, "server", f"-dir={home / 'seaweedfs'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
             "-s3", f"-s3.port={s3}", f"-s3.config={identities}",
@@ -290,7 +250,7 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
         stack.save()
         mlflow_env = {**base_env, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret,
                       "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        stack.pgids["mlflow"] = _spawn([
+        stack.pgids["mlflow"] = spawn([
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
             "--artifacts-destination", f"s3://{STACK_BUCKET}/mlflow-artifacts",
@@ -384,7 +344,7 @@ def watch_run(home: Path, pid: int) -> int:
     when it ends normally."""
     (Path(home) / "logs").mkdir(parents=True, exist_ok=True)
     run_dir(home, pid).mkdir(parents=True, exist_ok=True)
-    return _spawn([sys.executable, "-m", "kubenas.stack", "watch", str(home), str(pid)],
+    return spawn([sys.executable, "-m", "kubenas.stack", "watch", str(home), str(pid)],
                   Path(home) / "logs" / "watchdog.log", dict(os.environ))
 
 
@@ -437,8 +397,8 @@ def _wait_s3(stack: Stack, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        _reap(stack.pgids["seaweedfs"])
-        if not _group_alive(stack.pgids["seaweedfs"]):
+        reap(stack.pgids["seaweedfs"])
+        if not group_alive(stack.pgids["seaweedfs"]):
             raise StackError(f"SeaweedFS exited at start; its log ends with:\n{_tail(log)}")
         try:
             names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
@@ -455,8 +415,8 @@ def _wait_http(url: str, timeout: float, log: Path, what: str, pgid: int | None 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pgid is not None:
-            _reap(pgid)
-            if not _group_alive(pgid):
+            reap(pgid)
+            if not group_alive(pgid):
                 raise StackError(f"{what} exited at start; its log ends with:\n{_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:

@@ -105,7 +105,9 @@ def _third_party(path: Path) -> set[str]:
     ("mlflow", {"kubenas.tracking"}),                      # every MLflow call, the export's and pull's too
     ("boto3", {"kubenas.store", "kubenas.stack"}),          # the S3 store, and the stack probing its own S3
     ("botocore", {"kubenas.store", "kubenas.stack"}),
-    ("kfp", {"kubenas.local_run", "kubenas.cluster"}),       # plus components/ and pipelines/, the KFP wiring
+    ("kfp", {"kubenas.local_run", "kubenas.cluster",         # plus components/ and pipelines/, the KFP wiring,
+             "kubenas.containers"}),                        # and kfp.local's DockerRunner
+    ("docker", {"kubenas.containers"}),                     # the container runner's engine
 ])
 def test_each_sdk_is_used_by_its_adapter_only(sdk, adapters):
     users = {m for m, p in FILES.items() if sdk in _third_party(p)}
