@@ -274,7 +274,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     me = os.getpid()
     watchdog = local_stack.watch_run(home, me)  # stops what this run started if it dies, even by SIGKILL
     tasks = local_stack.run_dir(home, me)
-    own_stack, ok, cache_set, engine = None, False, False, None
+    own_stack, ok, cache_set, engine, launched = None, False, False, None, False
     try:
         if runner == "container":  # the engine and the image are checked before the stack starts
             engine, image = _container_engine(home, tasks, me, image or image_for(0, config.resources.image))
@@ -313,6 +313,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
             if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
                 warnings.filterwarnings("ignore", module=r"kfp\.")
             try:
+                launched = True  # from here on, MLflow runs and the lease may be this run's
                 with containers.kfp_runs_containers(engine) if engine is not None else contextlib.nullcontext():
                     pipeline(config_json=config.to_json(), rounds=rounds or config.budget.rounds,
                              candidates_per_round=config.budget.candidates_per_round)
@@ -335,7 +336,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         local_stack.stop_tasks(tasks)  # a task still running after Ctrl-C or a failure
         if engine is not None:  # and its containers, then the podman service this run started
             containers.cleanup(tasks)
-        if not ok:
+        if not ok and launched:  # a run refused before its tasks (another run's lease) touches no one's runs
             _close_runs(config)
             _release_lease(config, me)
         if own_stack is not None:

@@ -285,6 +285,7 @@ def test_a_second_local_run_of_a_search_is_refused_while_the_first_runs(stack_en
         assert second.returncode == 2, second.stdout + second.stderr
         assert re.search(r"search 'twice' is being run by pipeline run '.+' \(`kubenas run` pid "
                          rf"{first.pid} on .+\).*expires .* UTC", second.stderr), second.stderr
+        assert "as KILLED" not in second.stderr  # the refused run leaves the first run's MLflow runs RUNNING
         other = subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(_write(tmp_path, dict(TABLE))),
                                 "--home", str(tmp_path / "c")], env=env, capture_output=True, text=True, timeout=300)
         assert other.returncode == 0, other.stderr  # another search in the same bucket runs meanwhile
