@@ -51,10 +51,10 @@ class Engine:
     service_pgid: int | None = None
     socket_dir: str | None = None
 
-    def client(self, timeout: int = 60):
+    def client(self, timeout: int = 60, version: str | None = None):
         import docker
 
-        return docker.DockerClient(base_url=self.url, timeout=timeout)
+        return docker.DockerClient(base_url=self.url, timeout=timeout, version=version)
 
     def stop(self) -> None:
         from kubenas.procs import stop_group
@@ -183,21 +183,41 @@ def run_container(client, image: str, command: list[str], volumes: dict[str, Any
 
 @contextlib.contextmanager
 def kfp_runs_containers(engine: Engine) -> Iterator[None]:
-    """While open, kfp.local's DockerRunner reaches ``engine`` (it reads ``DOCKER_HOST``) and starts tasks with
-    :func:`run_container`."""
-    from kfp.local import docker_task_handler
+    """While open, kfp.local's DockerRunner runs each task on ``engine`` with :func:`run_container`.
 
-    original, host = docker_task_handler.run_docker_container, os.environ.get("DOCKER_HOST")
-    docker_task_handler.run_docker_container = run_container
-    os.environ["DOCKER_HOST"] = engine.url
+    kfp.local's own handler asks the engine for its API version and its host information before every task:
+    podman answers each in 0.2-0.3 s (measured: 0.33 s and 0.22 s), some 10 s of an 85 s example search. Both are
+    asked once here. The volumes are kfp.local's own (the pipeline root, and its workspace if any)."""
+    from kfp.local import docker_task_handler, status
+
+    client = engine.client()
+    try:
+        version = client.version()["ApiVersion"]
+        selinux = "name=selinux" in client.info().get("SecurityOptions", [])
+    finally:
+        client.close()
+
+    def run(handler) -> status.Status:
+        volumes = handler.get_volumes_to_mount()  # without a client: no per-task SELinux question
+        if selinux:
+            for volume in volumes.values():
+                volume["mode"] += ",z"
+        args = dict(handler.runner.container_run_args)
+        if handler.env_vars:  # the task's variables, with the runner's merged in (kfp.local's task dispatcher)
+            args["environment"] = handler.env_vars
+        task_client = engine.client(version=version)
+        try:
+            code = run_container(task_client, handler.image, handler.full_command, volumes, **args)
+        finally:
+            task_client.close()
+        return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
+
+    original = docker_task_handler.DockerTaskHandler.run
+    docker_task_handler.DockerTaskHandler.run = run
     try:
         yield
     finally:
-        docker_task_handler.run_docker_container = original
-        if host is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = host
+        docker_task_handler.DockerTaskHandler.run = original
 
 
 def record(run_dir: Path, engine: Engine, pid: int) -> None:
