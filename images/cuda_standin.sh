@@ -26,13 +26,13 @@ mounts=() env=()
 [ -z "$wheels" ] || { mounts+=(--volume "$wheels:/wheels:ro"); env+=(--env PIP_FIND_LINKS=/wheels); }
 [ -z "$cert" ] || { mounts+=(--volume "$cert:/etc/kubenas-build-ca.crt:ro"); env+=(--env PIP_CERT=/etc/kubenas-build-ca.crt); }
 if ! "$engine" image exists "$standin" 2>/dev/null; then
-  # the PyTorch image's layout: a Python environment of its own, first on PATH, with torch installed
+  # the PyTorch image's layout: torch and its dependencies in the base interpreter's own site-packages (there,
+  # /opt/conda's), which a venv made with --system-site-packages sees
   cid=$("$engine" run -d ${mounts[@]+"${mounts[@]}"} ${env[@]+"${env[@]}"} localhost/kubenas-base:bookworm sh -c \
-        'python -m venv /opt/conda && /opt/conda/bin/pip install -q "torch==2.13.0"')
+        'python -m venv /tmp/pip && /tmp/pip/bin/pip install -q --target "$(python -c "import site; print(site.getsitepackages()[0])")" "torch==2.13.0"')
   status=$("$engine" wait "$cid")
   [ "$status" = 0 ] || { "$engine" logs "$cid" >&2; "$engine" rm "$cid" >/dev/null; exit 1; }
-  "$engine" commit --change 'ENV PATH=/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    "$cid" "$standin" >/dev/null
+  "$engine" commit "$cid" "$standin" >/dev/null
   "$engine" rm "$cid" >/dev/null
 fi
 images/build.sh localhost/kubenas-standin --variant cuda --cuda-base "$standin" ${args[@]+"${args[@]}"}
