@@ -156,7 +156,11 @@ def _parser() -> argparse.ArgumentParser:
                          "regularized_evolution+lc (early termination; +lc@0.5 sets its threshold)")
     bc.add_argument("--seeds", type=int, default=30, help="runs per strategy, one seed each (default 30)")
     bc.add_argument("--budget", type=int, default=400, help="queries per run")
-    bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"), help="directory for the CSV, table and plot")
+    bc.add_argument("--jobs", type=int, default=1, help="processes running seeds at a time, one BLAS thread each "
+                                                        "(default 1: in this process)")
+    bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"),
+                    help="directory for the CSVs (regret per query; queries.csv: each query's architecture, "
+                         "validation and test accuracy, cost), the Markdown table and the plot")
     bc.add_argument("--multi-objective", action="store_true",
                     help="hypervolume of accuracy against parameters: nsga2, pareto_evolution, optuna_nsga2, random")
 
@@ -489,11 +493,12 @@ def _bench_compare(args: argparse.Namespace) -> int:
 
     chosen = tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else None
     try:
-        if args.seeds < 1 or args.budget < 1:
-            raise ValueError("--seeds and --budget must be positive")
+        if args.seeds < 1 or args.budget < 1 or args.jobs < 1:
+            raise ValueError("--seeds, --budget and --jobs must be positive")
         try:
             import matplotlib  # noqa: F401
             import optuna  # noqa: F401
+            import threadpoolctl  # noqa: F401
         except ImportError as exc:
             raise ValueError(f"bench compare needs the bench extra ({exc.name} is missing): "
                              "pip install 'kubenas[bench]'") from None
@@ -509,7 +514,7 @@ def _bench_compare(args: argparse.Namespace) -> int:
             print("\n".join(lines))
             return 0
         traces = compare.compare(args.table, chosen or compare.DEFAULT_STRATEGIES, seeds=args.seeds,
-                                 budget=args.budget)
+                                 budget=args.budget, jobs=args.jobs)
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2

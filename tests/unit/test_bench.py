@@ -97,6 +97,49 @@ def test_compare_runs_evolution_behind_early_termination_and_reports_the_epochs_
     assert "Share of training epochs saved" in text.read_text() and "| regularized_evolution+lc |" in text.read_text()
 
 
+def test_compare_reports_validation_regret_and_every_query_and_credits_rejected_proposals_no_savings(tmp_path):
+    table = "nb201-4op-mnist1d"
+    traces = compare.compare(table, ("optuna_random", "random"), seeds=2, budget=60, progress=False)
+    est = TabularEstimator(table)
+    for t in traces:
+        assert len(t.val_regret) == len(t.queries) == 60 and all(a >= b for a, b in zip(t.val_regret, t.val_regret[1:]))
+        answered = [q for q in t.queries if q[1] is not None]
+        # the validation regret is the table's best validation accuracy minus the best one answered so far
+        assert t.val_regret[-1] == pytest.approx(est.best_val_acc - max(q[1] for q in answered))
+        assert t.regret[-1] == pytest.approx(est.best_test_acc - max(answered, key=lambda q: q[1])[2])
+        assert t.answered[-1] == len(answered) and t.saved(60) == 0  # every answered query was trained fully
+        assert all(q[4] == 3 and q[3] > 0 for q in answered)
+    # a proposal that is never trained (the space rejects it, as Optuna's can be on spaces with "none", or the table
+    # has no answer) is recorded without values, and is not credited as epochs saved
+    from types import SimpleNamespace
+
+    good = json.loads(next(iter(est.rows.values()))["arch"])
+    asks = iter([SimpleNamespace(arch=good, id="a"), SimpleNamespace(arch=dict.fromkeys(good, "no_such_op"), id="b")] * 3)
+    mixed = compare._loop("mixed", 0, 6, est, est.space, lambda: next(asks), lambda cand, res: None)
+    assert [q[1] is None for q in mixed.queries] == [False, True] * 3 and mixed.queries[1][1:] == [None, None, 0.0, 0]
+    assert mixed.answered == [1, 1, 2, 2, 3, 3] and mixed.saved(6) == 0
+    summary = compare.summarise(traces, (10, 60))
+    paths = compare.write_outputs(traces, summary, tmp_path, {"table": table, "seeds": 2, "budget": 60})
+    text = paths["markdown"].read_text()
+    assert text.index("Validation regret") < text.index("Test regret") and "Share of training epochs" not in text
+    rows = paths["queries"].read_text().splitlines()
+    assert rows[0] == "strategy,seed,query,arch_id,val_acc,test_acc,cost_seconds,epochs" and len(rows) == 1 + 4 * 60
+    assert paths["csv"].read_text().splitlines()[0].endswith("regret,val_regret,simulated_seconds")
+
+
+def test_compare_spreads_seeds_over_processes_with_the_same_results(capsys):
+    kwargs = dict(table="nb201-4op-mnist1d", strategies=("bananas", "optuna_tpe"), seeds=2, budget=15)
+    alone = compare.compare(**kwargs, progress=False)
+    spread = compare.compare(**kwargs, jobs=2)
+    assert [(t.strategy, t.seed, t.regret, t.val_regret) for t in spread] == \
+           [(t.strategy, t.seed, t.regret, t.val_regret) for t in alone]
+    out = capsys.readouterr().out
+    assert re.search(r"bananas seed [01] \([12]/2\): test regret [\d.]+, validation regret [\d.]+ points after 15 "
+                     r"queries", out) and "optuna_tpe: 2 seeds x 15 queries in" in out
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        compare.compare(**kwargs, jobs=0)
+
+
 def test_an_early_termination_variant_takes_its_threshold_after_an_at_sign():
     assert compare.variant("regularized_evolution+lc@0.5").early_stop == {"threshold": 0.5}
     assert compare.variant("regularized_evolution+lc").early_stop == {}

@@ -15,15 +15,17 @@ Simulated time adds the table's training seconds of each query.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from kubenas.arch import arch_id
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.estimators.training import Fidelity
 from kubenas.strategies import STRATEGIES, make_strategy
@@ -74,17 +76,25 @@ OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries befo
 class Trace:
     strategy: str
     seed: int
-    regret: list[float]      # after each query
+    regret: list[float]      # test regret of the incumbent after each query
     seconds: list[float]     # cumulative simulated training seconds after each query
     ask_ms: float            # mean per ask over the last OVERHEAD_WINDOW queries
     tell_ms: float
     epochs: list[int] = field(default_factory=list)  # cumulative training epochs after each query
     full_epochs: int = 0  # the table's epochs: what a query costs without early termination or lower rungs
+    val_regret: list[float] = field(default_factory=list)  # the table's best validation accuracy minus the best
+    # full-fidelity validation accuracy seen so far: what the strategy itself optimises
+    answered: list[int] = field(default_factory=list)  # cumulative queries the table answered (not rejected)
+    # per query: architecture id (None when the space rejected it), validation and test accuracy at the epochs
+    # trained (None when not answered), simulated training seconds, epochs trained
+    queries: list[list[Any]] = field(default_factory=list)
 
     def saved(self, q: int) -> float:
-        """The share of training epochs saved in the first ``q`` queries, against full training of each."""
+        """The share of training epochs saved in the first ``q`` queries, against full training of each query the
+        table answered: a proposal the space rejects was never trained, and saves nothing."""
         q = min(q, len(self.epochs))
-        return 1.0 - self.epochs[q - 1] / (q * self.full_epochs) if q and self.full_epochs else 0.0
+        n = self.answered[q - 1] if q and self.answered else q
+        return 1.0 - self.epochs[q - 1] / (n * self.full_epochs) if n and self.full_epochs else 0.0
 
 
 def variant(name: str) -> Variant:
@@ -175,6 +185,7 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
     best_val, incumbent_test = -np.inf, None
     full_epochs = int(table.protocol["epochs"])
     regret, seconds, total, epochs, trained = [], [], 0.0, [], 0
+    val_regret, answered, queries, n_ok = [], [], [], 0
     ask_times, tell_times = [], []
     for q in range(budget):
         t0 = time.perf_counter()
@@ -193,17 +204,25 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
         if q >= budget - OVERHEAD_WINDOW:
             ask_times.append(t1 - t0)
             tell_times.append(t3 - t2)
+        m = result.metrics if result.ok else {}
         if result.ok:
+            n_ok += 1
             total += result.cost
-            trained += len(result.metrics["val_acc_curve"])
+            trained += len(m["val_acc_curve"])
             # only full-fidelity results can become the incumbent: a low-rung accuracy is not what a search exports
-            if result.metrics["epochs"] == full_epochs and result.metrics["val_acc"] > best_val:
-                best_val, incumbent_test = result.metrics["val_acc"], table.test_acc(cand.arch)
+            if m["epochs"] == full_epochs and m["val_acc"] > best_val:
+                best_val, incumbent_test = m["val_acc"], table.test_acc(cand.arch)
         regret.append(table.best_test_acc - incumbent_test if incumbent_test is not None else table.best_test_acc)
+        val_regret.append(table.best_val_acc - best_val if incumbent_test is not None else table.best_val_acc)
         seconds.append(total)
         epochs.append(trained)
+        answered.append(n_ok)
+        queries.append([arch_id(cand.arch) if valid else None, m.get("val_acc"),
+                        table.test_acc(cand.arch) if result.ok else None, round(result.cost, 4) if result.ok else 0.0,
+                        len(m["val_acc_curve"]) if result.ok else 0])
     ms = lambda xs: 1000 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs, full_epochs)
+    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs, full_epochs, val_regret,
+                 answered, queries)
 
 
 def _invalid(cid: str):
@@ -212,25 +231,64 @@ def _invalid(cid: str):
     return Result(cid, "failed", error="not an architecture of the space")
 
 
-def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGIES, seeds: int = 30,
-            budget: int = 400, options: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> list[Trace]:
+def run_one(table: str | Path, name: str, options: dict[str, Any], seed: int, budget: int) -> dict[str, Any]:
+    """One strategy, one seed, on one BLAS thread (numpy's threads slow BANANAS' small fits about fivefold, with
+    the same results); returns the trace as plain data, with its wall seconds."""
+    from threadpoolctl import threadpool_limits
+
     estimator = TabularEstimator(table)
-    space = estimator.space
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        if name.startswith("optuna_"):
+            trace = run_optuna(name, estimator, estimator.space, seed, budget)
+        else:
+            trace = run_kubenas(name, options, estimator, estimator.space, seed, budget)
+    return {**asdict(trace), "wall": time.perf_counter() - start}
+
+
+def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGIES, seeds: int = 30,
+            budget: int = 400, options: dict[str, dict[str, Any]] | None = None, progress: bool = True,
+            jobs: int = 1) -> list[Trace]:
+    """Every (strategy, seed), ``jobs`` processes at a time (one in this process), each on one BLAS thread; a line
+    per finished seed when ``progress``."""
+    TabularEstimator(table)  # a missing or foreign table fails here
     options = options or {}
     for name in strategies:
         if name not in ("optuna_tpe", "optuna_random"):
             variant(name)  # unknown names fail here, before any run
-    traces = []
-    for name in strategies:
-        start = time.perf_counter()
-        for seed in range(seeds):
-            if name.startswith("optuna_"):
-                traces.append(run_optuna(name, estimator, space, seed, budget))
-            else:
-                traces.append(run_kubenas(name, options.get(name, {}), estimator, space, seed, budget))
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    todo = [(name, seed) for name in strategies for seed in range(seeds)]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    counts = dict.fromkeys(strategies, 0)
+    walls = dict.fromkeys(strategies, 0.0)
+
+    def finished(out: dict[str, Any]) -> None:
+        done[out["strategy"], out["seed"]] = out
+        counts[out["strategy"]] += 1
+        walls[out["strategy"]] += out["wall"]
         if progress:
-            print(f"{name}: {seeds} seeds x {budget} queries in {time.perf_counter() - start:.1f} s", flush=True)
-    return traces
+            n = counts[out["strategy"]]
+            print(f"{out['strategy']} seed {out['seed']} ({n}/{seeds}): test regret {100 * out['regret'][-1]:.2f}, "
+                  f"validation regret {100 * out['val_regret'][-1]:.2f} points after {len(out['regret'])} queries, "
+                  f"{out['wall']:.1f} s", flush=True)
+            if n == seeds:
+                print(f"{out['strategy']}: {seeds} seeds x {budget} queries in {walls[out['strategy']]:.1f} s of "
+                      "work", flush=True)
+
+    if jobs == 1:
+        for name, seed in todo:
+            finished(run_one(table, name, options.get(name, {}), seed, budget))
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(run_one, table, name, options.get(name, {}), seed, budget) for name, seed in todo]
+            for future in cf.as_completed(futures):
+                finished(future.result())
+    fields = {f.name for f in dataclasses.fields(Trace)}
+    return [Trace(**{k: v for k, v in done[key].items() if k in fields}) for key in todo]
 
 
 def summarise(traces: list[Trace], checkpoints=CHECKPOINTS, unit_seconds: float | None = None,
@@ -244,6 +302,8 @@ def summarise(traces: list[Trace], checkpoints=CHECKPOINTS, unit_seconds: float 
                                "tell_ms": float(np.median([t.tell_ms for t in mine]))}
         for q in checkpoints:
             row[q] = _quartiles([t.regret[min(q, len(t.regret)) - 1] for t in mine])
+            if all(t.val_regret for t in mine):
+                row[f"val{q}"] = _quartiles([t.val_regret[min(q, len(t.val_regret)) - 1] for t in mine])
             row[f"saved{q}"] = _quartiles([t.saved(q) for t in mine])
         for k in time_checkpoints if unit_seconds else ():
             row[f"t{k}"] = _quartiles([_regret_at(t, k * unit_seconds) for t in mine])
@@ -270,19 +330,36 @@ def unit_seconds(table: TabularEstimator) -> float:
 def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, png_path = out_dir / "compare.csv", out_dir / "compare.md", out_dir / "compare.png"
-    with csv_path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["strategy", "seed", "queries", "regret", "simulated_seconds"])
+    queries_path = out_dir / "queries.csv"
+    with csv_path.open("w", newline="") as fh, queries_path.open("w", newline="") as qh:
+        w, wq = csv.writer(fh), csv.writer(qh)
+        w.writerow(["strategy", "seed", "queries", "regret", "val_regret", "simulated_seconds"])
+        wq.writerow(["strategy", "seed", "query", "arch_id", "val_acc", "test_acc", "cost_seconds", "epochs"])
         for t in traces:
-            for q, (r, s) in enumerate(zip(t.regret, t.seconds), start=1):
-                w.writerow([t.strategy, t.seed, q, f"{r:.6f}", f"{s:.3f}"])
+            vals = t.val_regret or [float("nan")] * len(t.regret)
+            for q, (r, v, s) in enumerate(zip(t.regret, vals, t.seconds), start=1):
+                w.writerow([t.strategy, t.seed, q, f"{r:.6f}", f"{v:.6f}", f"{s:.3f}"])
+            for q, row in enumerate(t.queries, start=1):
+                wq.writerow([t.strategy, t.seed, q, *("" if x is None else x for x in row)])
     checkpoints = [k for k in next(iter(summary.values())) if isinstance(k, int)]
-    lines = [f"Regret (test accuracy, percentage points) on `{meta['table']}`: median [IQR] over "
-             f"{meta['seeds']} seeds; lower is better.", "",
-             "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " | ask ms | tell ms |",
-             "| --- |" + " --- |" * (len(checkpoints) + 2)]
+    cell = lambda c: f"{100 * c['median']:.2f} [{100 * c['q1']:.2f}, {100 * c['q3']:.2f}]"  # noqa: E731
+    lines = []
+    if all(f"val{checkpoints[0]}" in row for row in summary.values()):
+        lines += [f"Validation regret (the table's best validation accuracy minus the best a strategy found, "
+                  f"percentage points) on `{meta['table']}`: median [IQR] over {meta['seeds']} seeds; lower is "
+                  "better. This measures the search itself.", "",
+                  "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " |",
+                  "| --- |" + " --- |" * len(checkpoints)]
+        lines += [f"| {name} | " + " | ".join(cell(row[f"val{q}"]) for q in checkpoints) + " |"
+                  for name, row in summary.items()]
+        lines.append("")
+    lines += [f"Test regret (the table's best test accuracy minus the test accuracy of the incumbent, chosen by "
+              f"validation; percentage points) on `{meta['table']}`: median [IQR] over {meta['seeds']} seeds; lower "
+              "is better.", "",
+              "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " | ask ms | tell ms |",
+              "| --- |" + " --- |" * (len(checkpoints) + 2)]
     for name, row in summary.items():
-        cells = [f"{100 * row[q]['median']:.2f} [{100 * row[q]['q1']:.2f}, {100 * row[q]['q3']:.2f}]" for q in checkpoints]
+        cells = [cell(row[q]) for q in checkpoints]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['ask_ms']:.2f} | {row['tell_ms']:.2f} |")
     timed = [k for k in next(iter(summary.values())) if isinstance(k, str) and k[0] == "t" and k[1:].isdigit()]
     if timed:
@@ -307,7 +384,7 @@ def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[
     _plot(traces, png_path, meta)
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "summary": {
         k: {str(q): v for q, v in row.items()} for k, row in summary.items()}}, indent=1))
-    return {"csv": csv_path, "markdown": md_path, "plot": png_path}
+    return {"csv": csv_path, "queries": queries_path, "markdown": md_path, "plot": png_path}
 
 
 def _plot(traces: list[Trace], path: Path, meta: dict[str, Any]) -> None:
