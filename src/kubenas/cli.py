@@ -145,6 +145,16 @@ def _parser() -> argparse.ArgumentParser:
     bb.add_argument("--shard", default="0/1", metavar="I/N", help="train every N-th architecture from the I-th")
     bb.add_argument("--merge", action="store_true", help="join the N shards' files into the table")
 
+    bi = bsub.add_parser("import", help="someone else's results (CSV or Parquet) as a kubenas benchmark table",
+                         description="Map a CSV or Parquet file of architectures and their accuracies onto a "
+                                     "registered space (the mapping names the columns, renames operations and "
+                                     "decisions, and states the training protocol) and write a kubenas table. Rows "
+                                     "the space rejects are reported and left out.")
+    bi.add_argument("source", type=Path, help="a .csv or .parquet file")
+    bi.add_argument("--mapping", type=Path, required=True, help="YAML: space, arch, metrics, scale, protocol "
+                                                                "(see kubenas.bench.importer)")
+    bi.add_argument("--out", type=Path, required=True, help="the table to write (.parquet)")
+
     bc = bsub.add_parser("compare", help="strategies and Optuna's samplers on a table: regret over seeds",
                          description="Run strategies (and Optuna's samplers, through Optuna's ask/tell) against a "
                                      "tabular benchmark for many seeds; write a CSV, a Markdown table and a plot.")
@@ -418,6 +428,8 @@ def _bench_command(args: argparse.Namespace) -> int:
 
     if args.bench_command == "compare":
         return _bench_compare(args)
+    if args.bench_command == "import":
+        return _bench_import(args)
     if args.bench_command == "estimators":
         return _bench_estimators(args)
     if args.bench_command == "budget":
@@ -485,6 +497,20 @@ def _bench_budget(args: argparse.Namespace) -> int:
     text = budget.markdown([r for r in results if r["method"] in methods], str(args.table), args.seconds)
     (args.out / "budget.md").write_text(text)
     print(text + f"wrote {args.out / 'budget.md'}")
+    return 0
+
+
+def _bench_import(args: argparse.Namespace) -> int:
+    from kubenas.bench import importer
+
+    try:
+        report = importer.import_table(args.source, importer.load_mapping(args.mapping), args.out)
+    except ValueError as exc:
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {report['out']}: {report['kept']} of {report['read']} rows")
+    for reason, count in report["left_out"].items():
+        print(f"left out {count} row(s): {reason} (e.g. {report['examples'][reason]})")
     return 0
 
 

@@ -278,3 +278,53 @@ def test_the_pipeline_benchmark_times_a_containers_start_when_tasks_ran_in_conta
     plain = summarise(cfg, wall=5.0, stack_seconds=1.0, rows=[], export={}, tasks=[{k: v for k, v in task.items()
                                                                                    if k != "requested"}])
     assert plain["tasks"]["update_strategy"]["container_start_s"] is None
+
+
+def test_import_maps_a_foreign_table_onto_a_space_and_reports_what_it_left_out(tmp_path, capsys):
+    """An NB-201-style CSV of someone else's: other operation names, percentages, learning curves; with a row the
+    space rejects, a repeat, and one without accuracies. The table it makes works in bench compare."""
+    import itertools
+
+    space = make_space("nb201", ops=["skip_connect", "nor_conv_1x1", "avg_pool_3x3"], width=4)
+    theirs = {"skip_connect": "skip", "nor_conv_1x1": "conv1x1", "avg_pool_3x3": "pool"}
+    lines = ["arch_str,valid_acc,test_acc,curve,time,n_params"]
+    cells = list(itertools.islice(itertools.product(theirs, repeat=6), 40))
+    for k, ops in enumerate(cells):
+        arch = dict(zip(sorted(space.sample(0).keys()), ops))
+        genotype = space.genotype(arch)
+        for ours, other in theirs.items():
+            genotype = genotype.replace(f"|{ours}~", f"|{other}~")
+        val = 50 + k  # percent
+        lines.append(f'"{genotype}",{val},{val - 1},"[{val / 2}, {val}]",{10 + k},{1000 + k}')
+    lines.append('"|conv5x5~0|+|skip~0|skip~1|+|skip~0|skip~1|skip~2|",90,90,"[1, 90]",1,1')  # not an operation
+    lines.append(lines[1])                                                                 # a repeat
+    lines.append('"|skip~0|+|pool~0|pool~1|+|pool~0|pool~1|pool~2|",,,"[]",1,1')          # no accuracies
+    source = tmp_path / "theirs.csv"
+    source.write_text("\n".join(lines) + "\n")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(yaml_text := """
+space: nb201
+space_options: {ops: [skip_connect, nor_conv_1x1, avg_pool_3x3], width: 4}
+arch: {column: arch_str, format: genotype, ops: {skip: skip_connect, conv1x1: nor_conv_1x1, pool: avg_pool_3x3}}
+metrics: {val_acc: valid_acc, test_acc: test_acc, val_acc_curve: curve, train_seconds: time, params: n_params}
+scale: 0.01
+protocol: {dataset: cifar10, epochs: 200, optimizer: sgd, schedule: cosine, lr: 0.1}
+""")
+    out = tmp_path / "t.parquet"
+    assert main(["bench", "import", str(source), "--mapping", str(mapping), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(cells)} of {len(cells) + 3} rows" in printed
+    assert "left out 1 row(s): not an architecture of the space (e.g. row 41:" in printed and "conv5x5" in printed
+    assert "left out 1 row(s): a repeat of an architecture" in printed
+    assert "left out 1 row(s): no validation or test accuracy" in printed
+    est = TabularEstimator(out)
+    assert len(est.rows) == len(cells) and est.protocol["optimizer"] == "sgd" and est.protocol["trained_epochs"] == 200
+    assert est.protocol["epochs"] == 2 and est.best_val_acc == pytest.approx((50 + len(cells) - 1) / 100)
+    first = dict(zip(sorted(space.sample(0).keys()), cells[0]))
+    assert est.test_acc(first) == pytest.approx(0.49) and est.row(first)["val_acc_curve"] == pytest.approx([0.25, 0.5])
+    traces = compare.compare(out, ("random",), seeds=1, budget=len(cells), progress=False)
+    assert traces[0].val_regret[-1] == 0  # the whole table searched: its best found
+    # a mapping with a mistake is named before anything is read
+    mapping.write_text(yaml_text.replace("val_acc: valid_acc", "val_accuracy: valid_acc"))
+    assert main(["bench", "import", str(source), "--mapping", str(mapping), "--out", str(out)]) == 2
+    assert "metrics.val_acc: Field required" in capsys.readouterr().err
