@@ -145,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
     bb.add_argument("--shard", default="0/1", metavar="I/N", help="train every N-th architecture from the I-th")
     bb.add_argument("--merge", action="store_true", help="join the N shards' files into the table")
 
+    bm = bsub.add_parser("mean", help="average tables of one protocol built with different training seeds",
+                         description="Average two or more tables that differ only in the training seed (bench build "
+                                     "--seed): accuracies, curves and times become means, and each seed's values are "
+                                     "kept beside them.")
+    bm.add_argument("tables", nargs="+", type=Path, help="the per-seed tables")
+    bm.add_argument("--out", type=Path, required=True, help="the mean table to write (.parquet)")
+
     bi = bsub.add_parser("import", help="someone else's results (CSV or Parquet) as a kubenas benchmark table",
                          description="Map a CSV or Parquet file of architectures and their accuracies onto a "
                                      "registered space (the mapping names the columns, renames operations and "
@@ -430,6 +437,14 @@ def _bench_command(args: argparse.Namespace) -> int:
         return _bench_compare(args)
     if args.bench_command == "import":
         return _bench_import(args)
+    if args.bench_command == "mean":
+        try:
+            out = table.mean(args.tables, args.out)
+        except ValueError as exc:
+            print(f"kubenas: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {out}: the mean of {len(args.tables)} seeds")
+        return 0
     if args.bench_command == "estimators":
         return _bench_estimators(args)
     if args.bench_command == "budget":

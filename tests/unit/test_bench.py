@@ -328,3 +328,48 @@ protocol: {dataset: cifar10, epochs: 200, optimizer: sgd, schedule: cosine, lr: 
     mapping.write_text(yaml_text.replace("val_acc: valid_acc", "val_accuracy: valid_acc"))
     assert main(["bench", "import", str(source), "--mapping", str(mapping), "--out", str(out)]) == 2
     assert "metrics.val_acc: Field required" in capsys.readouterr().err
+
+
+def test_mean_averages_tables_built_with_different_seeds_and_keeps_each_seed(built, tmp_path, capsys):
+    import pyarrow as pa
+
+    data, meta = table.read_table(built)
+
+    def reseeded(seed, shift, fail=None):
+        rows = data.to_pylist()
+        for r in rows:
+            if r["status"] == "ok":
+                r.update(val_acc=r["val_acc"] + shift, test_acc=r["test_acc"] - shift, seed=seed,
+                         val_acc_curve=[x + shift for x in r["val_acc_curve"]])
+        if fail is not None:
+            rows[fail].update(status="failed", error="CUDA out of memory")
+        path = tmp_path / f"seed{seed}.parquet"
+        m = {**meta, "protocol": {**meta["protocol"], "seed": seed}}
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.SCHEMA).replace_schema_metadata(
+            {table.METADATA_KEY: json.dumps(m).encode()}), path)
+        return path
+
+    a, b = reseeded(10, 0.0), reseeded(11, 0.02, fail=3)
+    out = tmp_path / "mean.parquet"
+    assert main(["bench", "mean", str(a), str(b), "--out", str(out)]) == 0
+    assert "the mean of 2 seeds" in capsys.readouterr().out
+    est = TabularEstimator(out)
+    assert est.meta["seeds"] == [10, 11] and est.protocol["seed"] is None
+    rows = {r["arch_id"]: r for r in data.to_pylist()}
+    failed_id = data.to_pylist()[3]["arch_id"]
+    assert est.rows[failed_id]["status"] == "failed" and "seed 11: CUDA out of memory" in est.rows[failed_id]["error"]
+    for key, r in est.rows.items():
+        if key == failed_id or rows[key]["status"] != "ok":
+            continue
+        assert r["val_acc"] == pytest.approx(rows[key]["val_acc"] + 0.01)
+        assert r["val_acc_by_seed"] == pytest.approx([rows[key]["val_acc"], rows[key]["val_acc"] + 0.02])
+        assert r["test_acc"] == pytest.approx(rows[key]["test_acc"] - 0.01)
+        assert r["val_acc_curve"] == pytest.approx([x + 0.01 for x in rows[key]["val_acc_curve"]])
+    # seeds of other protocols, or the same seed twice, are refused
+    other = reseeded(12, 0.0)
+    m = {**meta, "protocol": {**meta["protocol"], "seed": 12, "lr": 0.5}}
+    pq.write_table(pq.read_table(other).replace_schema_metadata({table.METADATA_KEY: json.dumps(m).encode()}), other)
+    assert main(["bench", "mean", str(a), str(other), "--out", str(out)]) == 2
+    assert "protocols differ beyond the seed" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="repeat a seed"):
+        table.mean([a, a], out)

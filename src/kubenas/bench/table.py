@@ -200,3 +200,55 @@ def _splits(protocol: Protocol) -> dict[str, int]:
 
     data = load_dataset(protocol.dataset, **protocol.dataset_options)
     return {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}
+
+
+# Per-seed values of a table averaged over training seeds: the mean goes in the usual columns, each seed's value
+# in these (in the order of the metadata's "seeds").
+MEAN_SCHEMA = SCHEMA.append(pa.field("val_acc_by_seed", pa.list_(pa.float64()))).append(
+    pa.field("test_acc_by_seed", pa.list_(pa.float64()))).append(
+    pa.field("val_acc_curve_by_seed", pa.list_(pa.list_(pa.float64()))))
+
+
+def mean(tables: list[str | Path], out: str | Path) -> Path:
+    """One table whose accuracies, curves and times are the means over ``tables``: builds of one protocol that
+    differ only in the training seed, over the same architectures. An architecture that failed under any seed
+    is failed. Each seed's values are kept beside the mean (``MEAN_SCHEMA``)."""
+    if len(tables) < 2:
+        raise ValueError("give two or more tables of the same protocol, built with different seeds")
+    loaded = [read_table(p) for p in tables]
+    protocols = [dict(meta["protocol"]) for _, meta in loaded]
+    seeds = [p.pop("seed") for p in protocols]
+    if any(p != protocols[0] for p in protocols[1:]):
+        raise ValueError("the tables' protocols differ beyond the seed: " + "; ".join(
+            f"{t}: {json.dumps(p, sort_keys=True)}" for t, p in zip(tables, protocols)))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the tables repeat a seed: {seeds}")
+    by_id = [{r["arch_id"]: r for r in data.to_pylist()} for data, _ in loaded]
+    ids = set(by_id[0])
+    if any(set(rows) != ids for rows in by_id[1:]):
+        raise ValueError("the tables hold different architectures: build each from the same protocol")
+    rows = []
+    for key in sorted(ids):
+        same = [rows_[key] for rows_ in by_id]
+        first = same[0]
+        if any(r["status"] != "ok" for r in same):
+            errors = "; ".join(f"seed {s}: {r.get('error')}" for s, r in zip(seeds, same) if r["status"] != "ok")
+            rows.append({**{k: first.get(k) for k in ("arch_id", "arch", "genotype")}, "status": "failed",
+                         "error": errors[:500]})
+            continue
+        curves = np.array([r["val_acc_curve"] for r in same], dtype=float)
+        avg = lambda name: float(np.mean([r[name] for r in same]))  # noqa: E731
+        rows.append({**{k: first.get(k) for k in ("arch_id", "arch", "genotype", "params", "macs")},
+                     "status": "ok", "val_acc": avg("val_acc"), "test_acc": avg("test_acc"),
+                     "val_loss": avg("val_loss"), "val_acc_curve": [float(x) for x in curves.mean(0)],
+                     "train_seconds": avg("train_seconds"), "latency_ms": avg("latency_ms"), "seed": None,
+                     "error": None, "val_acc_by_seed": [r["val_acc"] for r in same],
+                     "test_acc_by_seed": [r["test_acc"] for r in same],
+                     "val_acc_curve_by_seed": [r["val_acc_curve"] for r in same]})
+    table = pa.Table.from_pylist([{n: r.get(n) for n in MEAN_SCHEMA.names} for r in rows], schema=MEAN_SCHEMA)
+    meta = {**loaded[0][1], "protocol": {**protocols[0], "seed": None}, "seeds": seeds, "rows": len(rows),
+            "mean_of": [Path(t).name for t in tables], "kubenas": __version__, "built": time.strftime("%Y-%m-%d")}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), out, compression="zstd")
+    return out
