@@ -2,7 +2,7 @@
 ``kfp.local.DockerRunner``, under the settings the manifests give kubenas's pods.
 
 - **Engine.** ``DOCKER_HOST`` when set; else podman, whose Docker-compatible API this run serves itself
-  (``podman system service`` on a socket in the run's directory, stopped with the run); else Docker's socket.
+  (``podman system service`` on a private socket in a temporary folder, stopped with the run); else Docker's socket.
 - **Security** (``manifests/``): user 10001:10001, a read-only root filesystem, a ``/tmp`` tmpfs as the only
   scratch space (``HOME`` is ``/tmp/home``), every capability dropped, no privilege escalation.
 - **Network and credentials.** Tasks use the host's network, so they reach the embedded stack on loopback. The

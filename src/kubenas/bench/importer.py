@@ -37,6 +37,7 @@ from kubenas.bench.table import SCHEMA
 from kubenas.estimators.tabular import METADATA_KEY
 from kubenas.spaces import SPACES, make_space
 from kubenas.spaces.base import InvalidArchitecture
+from kubenas.spaces.nb201 import NB201Space
 
 
 class _Strict(BaseModel):
@@ -159,11 +160,11 @@ def import_table(source: str | Path, mapping: Mapping, out: str | Path) -> dict[
             continue
         key = arch_id(arch)
         if key in kept:
-            skip("a repeat of an architecture", n, space.genotype(arch) if hasattr(space, "genotype") else key)
+            skip("a repeat of an architecture", n, space.genotype(arch))
             continue
         kept[key] = {
             "arch_id": key, "arch": json.dumps(arch, sort_keys=True),
-            "genotype": space.genotype(arch) if hasattr(space, "genotype") else json.dumps(arch, sort_keys=True),
+            "genotype": space.genotype(arch),
             "status": "ok", "val_acc": val, "test_acc": test, "val_loss": None, "val_acc_curve": curve,
             "params": int(row[m.params]) if m.params and row[m.params] is not None else None,
             "macs": int(row[m.macs]) if m.macs and row[m.macs] is not None else 0,
@@ -191,15 +192,12 @@ def _arch(raw: Any, mapping: Mapping, space) -> dict[str, Any]:
     if raw is None:
         raise ValueError("empty")
     if mapping.arch.format == "genotype":
-        if not isinstance(raw, str) or "~" not in raw:
-            raise ValueError(f"not an NB-201 genotype: {raw!r}")
-        arch = {}
-        for j, node in enumerate(raw.split("+"), start=1):
-            for item in filter(None, node.strip().strip("|").split("|")):
-                op, _, frm = item.rpartition("~")
-                if not frm.isdigit():
-                    raise ValueError(f"not an NB-201 genotype: {raw!r}")
-                arch[f"edge_{j}_{frm}"] = mapping.arch.ops.get(op, op)
+        try:
+            if not isinstance(raw, str) or "~" not in raw:
+                raise ValueError
+            arch = {k: mapping.arch.ops.get(v, v) for k, v in NB201Space.from_genotype(raw).items()}
+        except ValueError:
+            raise ValueError(f"not an NB-201 genotype: {raw!r}") from None
     else:
         try:
             data = json.loads(raw) if isinstance(raw, str) else raw
