@@ -8,6 +8,7 @@ from kubenas.registry import create
 from kubenas.spaces.base import SearchSpace
 from kubenas.strategies.bananas import Bananas
 from kubenas.strategies.base import Candidate, Result, Strategy
+from kubenas.strategies.bayes_quadratic import BayesQuadratic
 from kubenas.strategies.grid import GridSearch
 from kubenas.strategies.hyperband import Hyperband, SuccessiveHalving
 from kubenas.strategies.local_search import LocalSearch
@@ -26,6 +27,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "grid": GridSearch,
     "reinforce": Reinforce,
     "bananas": Bananas,
+    "bayes_quadratic": BayesQuadratic,
     "nsga2": NSGA2,
     "pareto_evolution": ParetoEvolution,
     "successive_halving": SuccessiveHalving,
@@ -39,5 +41,5 @@ def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
 
 
 __all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
-           "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas",
+           "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas", "BayesQuadratic",
            "NSGA2", "ParetoEvolution", "SuccessiveHalving", "Hyperband", "NetworkMorphism"]
