@@ -67,8 +67,8 @@ def _scorer(table: TabularEstimator, proxy: str):
     return proxy_scorer(proxy, table.space, table.search_data())
 
 
-DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "reinforce", "bohb",
-                      "hyperband", "optuna_tpe", "optuna_random")
+DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "bayes_quadratic", "reinforce",
+                      "bohb", "hyperband", "optuna_tpe", "optuna_random")
 OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries before the budget
 
 
