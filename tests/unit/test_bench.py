@@ -355,6 +355,7 @@ def test_mean_averages_tables_built_with_different_seeds_and_keeps_each_seed(bui
     assert "the mean of 2 seeds" in capsys.readouterr().out
     est = TabularEstimator(out)
     assert est.meta["seeds"] == [10, 11] and est.protocol["seed"] is None
+    assert est.training_seed == 10 and TabularEstimator(a).training_seed == 10  # what bench budget retrains with
     rows = {r["arch_id"]: r for r in data.to_pylist()}
     failed_id = data.to_pylist()[3]["arch_id"]
     assert est.rows[failed_id]["status"] == "failed" and "seed 11: CUDA out of memory" in est.rows[failed_id]["error"]

@@ -48,10 +48,11 @@ def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, op
         from kubenas.estimators.zero_cost import proxy_scorer
 
         strategy = with_prefilter(strategy, proxy_scorer(prefilter[0], table.space, data, seed), prefilter[1])
-    # the strategy varies with the seed; training uses the table's seed, so that a network trained here is the
-    # table's network (deterministic on CPU) and the noise between the two is not counted as regret
+    # the strategy varies with the seed; training uses the table's seed (the first, for a mean of seeds), so that
+    # a network trained here is the table's network (deterministic on CPU) and the noise between the two is not
+    # counted as regret
     res = search(table.space, strategy, dataset=data, fidelity=Fidelity(epochs=full),
-                 estimator=estimator or _protocol_estimator(table), max_seconds=seconds, seed=int(table.protocol["seed"]))
+                 estimator=estimator or _protocol_estimator(table), max_seconds=seconds, seed=table.training_seed)
     done = [r for r in res.history if r["status"] == "ok" and "lc_stopped_at" not in r["metrics"]]
     pick = max(done, key=lambda r: r["metrics"]["val_acc"])["arch"] if done else None
     epochs = sum(r["metrics"].get("epochs_trained", len(r["metrics"].get("val_acc_curve", []))) for r in res.history)

@@ -53,6 +53,13 @@ class TabularEstimator:
         self.best_test_acc = max(r["test_acc"] for r in ok)
         self.best_val_acc = max(r["val_acc"] for r in ok)
 
+    @property
+    def training_seed(self) -> int:
+        """The seed to train with to reproduce the table's networks: the protocol's, or for a table that averages
+        several seeds (``bench mean``), the first of them."""
+        seed = self.protocol.get("seed")
+        return int(seed if seed is not None else self.meta["seeds"][0])
+
     @classmethod
     def load(cls, table: str | Path = DEFAULT_TABLE) -> "TabularEstimator":
         """The estimator of a table, built once per process (it only answers look-ups, so it is shared: the
