@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from kubenas.arch import arch_id
+from kubenas.spaces.base import _key
 from kubenas.strategies.base import Strategy
 
 # interactions="auto" models pairwise interactions when there are at most this many pair features: the fit's
@@ -74,18 +75,31 @@ class BayesQuadratic(Strategy):
 
     # ----------------------------------------------------------------- features
     def _features(self, archs: list[dict]) -> np.ndarray:
+        """Feature rows of ``archs``, cached by id."""
         new = [a for a in archs if arch_id(a) not in self._codes]
         if new:
-            onehot = np.stack([self.space.encode(a, "onehot") for a in new]).astype(np.float64)
-            parts = [onehot]
-            if self._pairs is not None:
-                left, right = self._pairs
-                parts.append(self.interaction_scale * onehot[:, left] * onehot[:, right])
-            if self.path:
-                parts.append(np.stack([self.space.encode(a, "path") for a in new]).astype(np.float64))
-            for arch, row in zip(new, np.hstack(parts)):
+            rows = self._encode([self.space.validate(a) for a in new])
+            for arch, row in zip(new, rows):
                 self._codes[arch_id(arch)] = row
         return np.stack([self._codes[arch_id(a)] for a in archs])
+
+    def _encode(self, archs: list[dict]) -> np.ndarray:
+        """Feature rows of valid architectures (the space's encodings, computed in bulk)."""
+        onehot = np.zeros((len(archs), self.space.encoding_size("onehot")))
+        offset = 0
+        for d in self.space.decisions:
+            index = self.space._index[d.name]
+            for row, arch in enumerate(archs):
+                if d.name in arch:
+                    onehot[row, offset + index[_key(arch[d.name])]] = 1.0
+            offset += len(d.choices)
+        parts = [onehot]
+        if self._pairs is not None:
+            left, right = self._pairs
+            parts.append(self.interaction_scale * onehot[:, left] * onehot[:, right])
+        if self.path:
+            parts.append(np.stack([self.space._path_encode(a) for a in archs]).astype(np.float64))
+        return np.hstack(parts)
 
     # ----------------------------------------------------------------- proposals
     def _propose(self):
@@ -116,8 +130,7 @@ class BayesQuadratic(Strategy):
             if size is None or size > self.enumerate_limit:
                 return None
             archs = list(self.space.enumerate())
-            self._everything = (archs, [arch_id(a) for a in archs], self._features(archs))
-            self._codes = {}  # the matrix holds them now
+            self._everything = (archs, [arch_id(a) for a in archs], self._encode(archs))
         return self._everything
 
     def _pool(self, ok: list[dict[str, Any]]) -> tuple[list[dict], list[str | None]]:
