@@ -127,6 +127,18 @@ def test_compare_reports_validation_regret_and_every_query_and_credits_rejected_
     assert paths["csv"].read_text().splitlines()[0].endswith("regret,val_regret,simulated_seconds")
 
 
+def test_compare_names_the_best_strategy_against_optuna_tpe_at_each_checkpoint():
+    def row(**medians):
+        return {f"val{q}": {"median": m, "q1": m, "q3": m} for q, m in ((int(k[1:]), v) for k, v in medians.items())}
+
+    summary = {"random": row(q25=0.04, q100=0.02), "bayes_quadratic": row(q25=0.03, q100=0.005),
+               "optuna_tpe": row(q25=0.03, q100=0.01), "optuna_random": row(q25=0.001, q100=0.0)}
+    (line,) = compare._against("optuna_tpe", summary, [25, 100])
+    # Optuna's samplers are peers, not candidates for the best kubenas strategy
+    assert line.endswith("25: bayes_quadratic 3.00 (1.00x); 100: bayes_quadratic 0.50 (0.50x).")
+    assert compare._against("optuna_tpe", {"random": summary["random"]}, [25]) == []
+
+
 def test_compare_spreads_seeds_over_processes_with_the_same_results(capsys):
     kwargs = dict(table="nb201-4op-mnist1d", strategies=("bananas", "optuna_tpe"), seeds=2, budget=15)
     alone = compare.compare(**kwargs, progress=False)

@@ -352,7 +352,7 @@ def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[
                   "| --- |" + " --- |" * len(checkpoints)]
         lines += [f"| {name} | " + " | ".join(cell(row[f"val{q}"]) for q in checkpoints) + " |"
                   for name, row in summary.items()]
-        lines.append("")
+        lines += ["", *_against("optuna_tpe", summary, checkpoints), ""]
     lines += [f"Test regret (the table's best test accuracy minus the test accuracy of the incumbent, chosen by "
               f"validation; percentage points) on `{meta['table']}`: median [IQR] over {meta['seeds']} seeds; lower "
               "is better.", "",
@@ -385,6 +385,21 @@ def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[
     (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "summary": {
         k: {str(q): v for q, v in row.items()} for k, row in summary.items()}}, indent=1))
     return {"csv": csv_path, "queries": queries_path, "markdown": md_path, "plot": png_path}
+
+
+def _against(peer: str, summary: dict, checkpoints: list[int]) -> list[str]:
+    """A line naming, per checkpoint, the kubenas strategy with the lowest median validation regret and its ratio
+    to ``peer``'s (an Optuna sampler); nothing when ``peer`` or no kubenas strategy was run."""
+    ours = [name for name in summary if not name.startswith("optuna_")]
+    if peer not in summary or not ours:
+        return []
+    parts = []
+    for q in checkpoints:
+        best = min(ours, key=lambda name: summary[name][f"val{q}"]["median"])
+        mine, theirs = summary[best][f"val{q}"]["median"], summary[peer][f"val{q}"]["median"]
+        ratio = f"{mine / theirs:.2f}x" if theirs > 0 else ("equal" if mine == 0 else "worse")
+        parts.append(f"{q}: {best} {100 * mine:.2f} ({ratio})")
+    return [f"Best kubenas strategy by median validation regret against {peer}'s: " + "; ".join(parts) + "."]
 
 
 def _plot(traces: list[Trace], path: Path, meta: dict[str, Any]) -> None:
