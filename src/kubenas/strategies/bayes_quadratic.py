@@ -70,7 +70,8 @@ class BayesQuadratic(Strategy):
         """Caches recomputed from the options: never part of the state."""
         self._codes: dict[str, np.ndarray] = {}
         self._pairs = _block_pairs([len(d.choices) for d in self.space.decisions]) if self.interactions else None
-        self._everything: tuple[list[dict], list[str], np.ndarray] | None = None
+        # every architecture of an enumerable space, their ids, each id's row, and the feature matrix
+        self._everything: tuple[list[dict], list[str], dict[str, int], np.ndarray] | None = None
         self._posterior: tuple[int, tuple] | None = None
 
     # ----------------------------------------------------------------- features
@@ -110,7 +111,7 @@ class BayesQuadratic(Strategy):
         weights = self._draw(ok)
         everything = self._all()
         if everything is not None:
-            archs, ids, phi = everything
+            archs, ids, _, phi = everything
             score = phi @ weights
             for i in np.argsort(-score):
                 if ids[i] not in self._seen:
@@ -130,7 +131,8 @@ class BayesQuadratic(Strategy):
             if size is None or size > self.enumerate_limit:
                 return None
             archs = list(self.space.enumerate())
-            self._everything = (archs, [arch_id(a) for a in archs], self._encode(archs))
+            ids = [arch_id(a) for a in archs]
+            self._everything = (archs, ids, {aid: i for i, aid in enumerate(ids)}, self._encode(archs))
         return self._everything
 
     def _pool(self, ok: list[dict[str, Any]]) -> tuple[list[dict], list[str | None]]:
@@ -162,9 +164,8 @@ class BayesQuadratic(Strategy):
         everything = self._all()
         if everything is None:
             return self._features(archs)
-        _, ids, phi = everything
-        where = {aid: i for i, aid in enumerate(ids)}
-        return phi[[where[arch_id(a)] for a in archs]]
+        _, _, row, phi = everything
+        return phi[[row[arch_id(a)] for a in archs]]
 
     def _extra_state(self):
         return {k: getattr(self, k) for k in ("n_init", "interactions", "interaction_scale", "path",
