@@ -205,21 +205,21 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
             ask_times.append(t1 - t0)
             tell_times.append(t3 - t2)
         m = result.metrics if result.ok else {}
+        test = table.test_acc(cand.arch) if result.ok else None
         if result.ok:
             n_ok += 1
             total += result.cost
             trained += len(m["val_acc_curve"])
             # only full-fidelity results can become the incumbent: a low-rung accuracy is not what a search exports
             if m["epochs"] == full_epochs and m["val_acc"] > best_val:
-                best_val, incumbent_test = m["val_acc"], table.test_acc(cand.arch)
+                best_val, incumbent_test = m["val_acc"], test
         regret.append(table.best_test_acc - incumbent_test if incumbent_test is not None else table.best_test_acc)
         val_regret.append(table.best_val_acc - best_val if incumbent_test is not None else table.best_val_acc)
         seconds.append(total)
         epochs.append(trained)
         answered.append(n_ok)
-        queries.append([arch_id(cand.arch) if valid else None, m.get("val_acc"),
-                        table.test_acc(cand.arch) if result.ok else None, round(result.cost, 4) if result.ok else 0.0,
-                        len(m["val_acc_curve"]) if result.ok else 0])
+        queries.append([arch_id(cand.arch) if valid else None, m.get("val_acc"), test,
+                        round(result.cost, 4) if result.ok else 0.0, len(m["val_acc_curve"]) if result.ok else 0])
     ms = lambda xs: 1000 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs, full_epochs, val_regret,
                  answered, queries)
