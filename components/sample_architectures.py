@@ -12,4 +12,4 @@ def sample_architectures(config_json: str, run_round: int, start_round: int, par
     from kubenas import steps
 
     steps.end_promptly("sample_architectures")
-    return steps.sample_architectures(config_json, run_round, start_round, parent_run_id)
+    return steps.ask_round(config_json, run_round, start_round, parent_run_id)

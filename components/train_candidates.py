@@ -11,7 +11,7 @@ def train_candidates(config_json: str, item: str, metrics: Output[Metrics]) -> s
     from kubenas import steps
 
     steps.end_promptly("train_candidates")
-    rows = steps.train_candidates(config_json, item)
+    rows = steps.train_round(config_json, item)
     for name, value in steps.scalar_metrics(rows).items():
         metrics.log_metric(name, value)
     ok = sum(r["status"] == "ok" for r in rows)

@@ -15,4 +15,4 @@ def update_strategy(config_json: str, run_round: int, start_round: int, parent_r
 
     steps.end_promptly("update_strategy")
     steps.say(f"workers: {'; '.join(statuses) or 'none'}")
-    return steps.update_strategy(config_json, run_round, start_round, parent_run_id, report.path)
+    return steps.tell_round(config_json, run_round, start_round, parent_run_id, report.path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kubenas import __version__
 from kubenas.data import DATASETS, load_dataset
-from kubenas.estimators import Fidelity
+from kubenas.core import Fidelity
 from kubenas.search import search
 from kubenas.spaces import SPACES, make_space
 from kubenas.strategies import STRATEGIES
@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--sample", type=int, default=200, help="architectures in the fixed sample")
     be.add_argument("--seed", type=int, default=0, help="seed of the sample and of the estimators")
     be.add_argument("--estimators", default=None,
-                    help="comma-separated kinds: training, curves, zero_cost, oneshot, inheritance (default: all)")
+                    help="comma-separated estimator kinds (default: all of them; a wrong one is named with the list)")
     be.add_argument("--out", type=Path, default=Path("runs/bench-estimators"), help="directory for the results")
 
     bu = bsub.add_parser("budget", help="every estimator in a real search under a budget of CPU seconds",
@@ -250,14 +250,16 @@ def _list(registry) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("spaces", "strategies"):
-        from kubenas.oneshot import ONESHOT
+    if args.command == "spaces":
+        _list(SPACES)
+        return 0
+    if args.command == "strategies":
+        from kubenas.rounds import methods
 
-        registry = SPACES if args.command == "spaces" else STRATEGIES
-        _list(registry)
-        if args.command == "strategies":
-            print("\none-shot methods (the config's oneshot.method, for nb201 and cell):")
-            _list(ONESHOT)
+        for i, (heading, registry) in enumerate(methods().items()):
+            if i:
+                print(f"\n{heading}:")
+            _list(registry)
         return 0
 
     if args.command in ("run", "compile", "up", "down"):
@@ -352,13 +354,7 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         return 1
     s = report.summary
     retrain = (report.summary or {}).get("retrain_seconds", 0.0)
-    if config.oneshot is not None:
-        work = (f"{report.evaluations} architectures ranked with a {config.oneshot.method} supernet trained for "
-                f"{report.train_seconds:.0f} s")
-    else:
-        work = (f"{report.evaluations} candidates trained for {report.train_seconds:.0f} s in all "
-                f"({config.budget.parallelism} at a time)")
-    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s: {work}, winner retrained in {retrain:.0f} s, "
+    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s: {report.work}, winner retrained in {retrain:.0f} s, "
           f"stack start {report.stack_seconds:.0f} s\nfull log: {report.log}")
     if s:
         metric = s.get("retrained_metric", config.objective.metric)

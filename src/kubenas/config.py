@@ -457,7 +457,7 @@ class SearchConfig(_Strict):
         if inherit is not None and inherit.epochs >= epochs:
             raise ValueError(f"estimator.inherit.epochs ({inherit.epochs}) must be below fidelity.epochs ({epochs}): "
                              "a child trains for fewer epochs than a network from scratch")
-        if self.export.pick == "knee" and not hasattr(strategy, "pick"):
+        if self.export.pick == "knee" and not strategy.multi_objective:
             raise ValueError(f"export.pick 'knee' chooses from a Pareto front, but strategy {self.strategy.name!r} "
                              "has one objective: use a multi-objective strategy (nsga2, pareto_evolution) or "
                              "pick 'best'")
@@ -525,7 +525,12 @@ class SearchConfig(_Strict):
     @property
     def search_method(self) -> str:
         """What chooses the architectures: the strategy's name, or ``oneshot/<method>``."""
-        return f"oneshot/{self.oneshot.method}" if self.oneshot is not None else self.strategy.name
+        return search_method(self.model_dump(mode="json"))
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        """The options of what chooses the architectures: the strategy's, or the whole one-shot section."""
+        return self.oneshot.model_dump() if self.oneshot is not None else self.strategy.options
 
     @property
     def model_name(self) -> str:
@@ -533,6 +538,18 @@ class SearchConfig(_Strict):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+# Config sections that define what a search is; a search resumed under the same name must keep them.
+IDENTITY = ("dataset", "space", "strategy", "oneshot", "objective", "fidelity", "seed")
+
+
+def search_method(config: dict[str, Any]) -> str:
+    """What chooses a config's architectures (a config as a dict, e.g. one a store holds): its strategy's name, or
+    ``oneshot/<method>``."""
+    if config.get("oneshot"):
+        return f"oneshot/{config['oneshot']['method']}"
+    return (config.get("strategy") or {}).get("name") or "regularized_evolution"
 
 
 def _objective_metrics(cfg: SearchConfig) -> list[str]:

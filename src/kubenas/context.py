@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from kubenas.config import SearchConfig, parse_config
+from kubenas.lease import Lease
 from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
 
@@ -99,6 +100,10 @@ class Context:
 
     def __post_init__(self) -> None:
         self.store = SearchStore.from_config(self.cfg)
+
+    @cached_property
+    def lease(self) -> Lease:
+        return Lease(self.store)
 
     @cached_property
     def tracker(self) -> Tracker:

@@ -1,5 +1,5 @@
 """The types every layer shares: a candidate to evaluate, its result, the fidelity it is evaluated at, and the
-history row that records all three. They depend on nothing but the standard library, so spaces, strategies,
+checks of plain values that configs and results need (:mod:`kubenas.history` records the three as a row). They depend on nothing but the standard library, so spaces, strategies,
 estimators, the store and the pipeline steps can all use them without importing one another.
 """
 
@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from kubenas.arch import Arch, arch_id
+from kubenas.arch import Arch
 
 
 @dataclass(frozen=True)
@@ -110,21 +111,19 @@ def top(best: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any] | 
     return (best[0] if best else None) if isinstance(best, list) else best
 
 
-def history_row(space: Any, cand: Candidate, res: Result, fidelity: Fidelity | None) -> dict[str, Any]:
-    """One history row: the candidate, its result and the fidelity it was evaluated at (``space`` names the
-    architecture's genotype)."""
-    return {
-        "id": cand.id,
-        "arch_id": arch_id(cand.arch),
-        "arch": cand.arch,
-        "genotype": space.genotype(cand.arch),
-        "parent_id": cand.parent_id,
-        "status": res.status,
-        "error": res.error,
-        "metrics": res.metrics,
-        "cost": res.cost,
-        "fidelity": fidelity.to_dict() if fidelity else None,
-    }
+def is_int(value: Any) -> bool:
+    """An integer, and not a bool (``True`` is an ``int`` to Python, never to a config)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float, and not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite(value: Any) -> bool:
+    """A number that is neither NaN nor infinite."""
+    return is_number(value) and math.isfinite(value)
 
 
 # Told after every epoch of any training in the current context: (epoch, epochs planned, {train_loss, val_loss,

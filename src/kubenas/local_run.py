@@ -24,9 +24,12 @@ from typing import TextIO
 from kubenas import containers
 from kubenas import stack as local_stack
 from kubenas.config import SearchConfig
+from kubenas.context import Context
+from kubenas.rounds import rounds as search_rounds
 from kubenas.data.parquet import endpoint_from_env
-from kubenas.report import ranked
-from kubenas.store import SearchStore, pid_namespace, result_rows
+from kubenas import history
+from kubenas.lease import Lease, pid_namespace
+from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
 
 # Lines of kfp.local's output shown without --verbose: kubenas's own progress and task/pipeline outcomes.
@@ -42,8 +45,8 @@ class RunReport:
     stack_seconds: float
     log: Path
     evaluations: int = 0
-    train_seconds: float = 0.0  # candidate training summed over tasks (they run `parallelism` at a time), or the
-    # supernet's training in a one-shot search
+    train_seconds: float = 0.0  # the training behind this run's rows (kubenas.rounds.Rounds.train_seconds)
+    work: str = ""  # what the run did, in words (kubenas.rounds.Rounds.describe)
     stopped_stack: Path | None = None  # the home of the stack this run started and stopped at its end
     reports: dict[str, Path] = field(default_factory=dict)  # "search" (the last round's), "winner": HTML pages
     top: list[dict] = field(default_factory=list)  # the search's best rows, best first
@@ -222,7 +225,7 @@ def _release_lease(config: SearchConfig, me: int) -> None:
     """After a failure or Ctrl-C: give up the search's lease if this run holds it (best effort: a lease whose
     local run has ended is taken over by the next run anyway)."""
     try:
-        SearchStore.from_config(config).release_lease(pid=me)
+        Lease(SearchStore.from_config(config)).release(pid=me)
     except Exception:  # noqa: BLE001 - S3 may be what failed
         pass
 
@@ -285,7 +288,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         # Fail fast, before any task starts: the same checks init runs, here with clear messages.
         store = SearchStore.from_config(config)
         store.check()
-        store.check_lease()  # another run of this search is going on: refuse before starting anything
+        Lease(store).check()  # another run of this search is going on: refuse before starting anything
         tracker = Tracker.from_config(config)
         tracker.check()
         if not early:
@@ -321,11 +324,12 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
                 builtins.print = original_print
         summary = store.get_json("export.json")
         reports = collect_reports(home, config.name, since)
-        history = store.read_history()
-        top = ranked(result_rows(history), config.objective.metric, config.objective.mode)[:5]
-        rows = [r for r in history.to_pylist() if r["round"] > before]
-        supernet = sum(row["cost"] for r in sorted({r["round"] for r in rows}) for row in store.read_results(r, 0)
-                       ) if config.oneshot is not None else None
+        every = history.rows(store.read_history())
+        top = history.ranked(every, config.objective.metric, config.objective.mode)[:5]
+        rows = [r for r in every if r["round"] > before]
+        method = search_rounds(Context(config))
+        seconds = method.train_seconds(rows)
+        work = method.describe(rows, seconds)
         ok = True
     finally:
         os.environ.pop(local_stack.TASKS_ENV, None)
@@ -344,8 +348,8 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         local_stack.stop_group(watchdog)
         shutil.rmtree(tasks, ignore_errors=True)
     return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
-                     train_seconds=supernet if supernet is not None else sum(r["train_seconds"] or 0.0 for r in rows),
-                     stopped_stack=home if own_stack is not None else None, reports=reports, top=top)
+                     train_seconds=seconds, work=work, stopped_stack=home if own_stack is not None else None,
+                     reports=reports, top=top)
 
 
 def _container_engine(home: Path, tasks: Path, me: int, image: str):

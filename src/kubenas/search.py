@@ -7,13 +7,13 @@ process per step.
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from kubenas import history as hist
 from kubenas.arch import Arch
-from kubenas.core import Candidate, Fidelity, Result, history_row, top
+from kubenas.core import Candidate, Fidelity, Result, is_int, top
 from kubenas.data.base import Dataset
 from kubenas.spaces import SearchSpace, make_space
 from kubenas.strategies import Strategy, make_strategy
@@ -27,8 +27,8 @@ class SearchResult:
 
     Attributes:
         best: the best successful row of ``history``, or None when every evaluation failed.
-        history: one row per evaluation: id, arch_id, arch, genotype, parent_id, status, error, metrics,
-            cost (seconds) and fidelity.
+        history: one row per evaluation (:mod:`kubenas.history`'s rows: id, arch_id, arch, genotype, parent_id,
+            status, error, metrics, cost in seconds, fidelity and epochs; no round).
         state: the strategy's final ``state_dict()``, from which the search can be resumed.
         stopped: why the loop ended: ``max_evals``, ``max_seconds`` or ``exhausted``.
     """
@@ -71,11 +71,11 @@ def search(
         raise ValueError("search: pass exactly one of dataset= (train candidates) or objective= (a function)")
     if max_evals is None and max_seconds is None:
         raise ValueError("search: set a budget, max_evals and/or max_seconds")
-    if max_evals is not None and (not isinstance(max_evals, int) or max_evals < 1):
+    if max_evals is not None and (not is_int(max_evals) or max_evals < 1):
         raise ValueError(f"search: max_evals must be a positive integer, got {max_evals!r}")
     if max_seconds is not None and not max_seconds > 0:
         raise ValueError(f"search: max_seconds must be > 0, got {max_seconds!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"search: batch_size must be a positive integer, got {batch_size!r}")
     space = make_space(space) if isinstance(space, str) else space
     if isinstance(strategy, str):
@@ -114,8 +114,8 @@ def search(
             results = [evaluate(c) for c in candidates]
             strategy.tell(results)
             for cand, res in zip(candidates, results):
-                row = history_row(space, cand, res, fidelity.override(cand.fidelity)
-                                  if dataset is not None or cand.fidelity else None)
+                row = hist.row(space, cand, res, fidelity.override(cand.fidelity)
+                               if dataset is not None or cand.fidelity else None)
                 history.append(row)
                 bar.update(row, top(strategy.best()))
                 if on_result is not None:
@@ -140,11 +140,11 @@ def _call_objective(objective: Objective, cand: Candidate, metric: str, fidelity
     except Exception as exc:  # noqa: BLE001 - a crashing candidate is a failed result, and the search goes on
         return Result(cand.id, "failed", cost=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
     metrics = dict(out) if isinstance(out, Mapping) else {metric: out}
-    value = metrics.get(metric)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return Result(cand.id, "failed", metrics, cost=time.perf_counter() - start,
-                      error=f"objective returned no finite {metric!r}: {value!r}")
-    return Result(cand.id, "ok", metrics, cost=time.perf_counter() - start)
+    result = Result(cand.id, "ok", metrics, cost=time.perf_counter() - start)
+    if hist.value(result, metric) is None:
+        return Result(cand.id, "failed", metrics, cost=result.cost,
+                      error=f"objective returned no finite {metric!r}: {metrics.get(metric)!r}")
+    return result
 
 
 class _Progress:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kubenas.report import ranked
-from kubenas.store import LEASE, SearchStore, lease_holder, lease_stale, result_rows
+from kubenas import history
+from kubenas import lease as leases
+from kubenas.config import search_method
+from kubenas.store import SearchStore
 
 
 class NoSuchSearch(LookupError):
@@ -30,13 +32,12 @@ def search_status(store: SearchStore, prefix: str = "searches") -> dict[str, Any
     objective = config.get("objective") or {}
     metric, mode = objective.get("metric", "val_acc"), objective.get("mode", "max")
     committed = store.read_committed()
-    rows = result_rows(committed.history) if committed.last >= 0 else []
-    best = ranked(rows, metric, mode)
+    rows = committed.rows
+    best = history.ranked(rows, metric, mode)
     failed = [r for r in rows if r["status"] != "ok"]
     out: dict[str, Any] = {
         "search": store.search, "uri": store.uri, "space": (config.get("space") or {}).get("name"),
-        "method": (f"oneshot/{config['oneshot']['method']}" if config.get("oneshot")
-                   else (config.get("strategy") or {}).get("name")),
+        "method": search_method(config),
         "dataset": (config.get("dataset") or {}).get("name"), "metric": metric, "mode": mode,
         "rounds_committed": committed.last + 1, "evaluations": len(rows), "failed": len(failed),
         "best": None if not best else {"id": best[0]["id"], "value": best[0]["metrics"][metric],
@@ -54,10 +55,10 @@ def search_status(store: SearchStore, prefix: str = "searches") -> dict[str, Any
                              "failed": [{"id": r["id"], "error": r.get("error")} for r in done if r["status"] != "ok"]}
         if out["open_round"]["failed"]:
             out["last_error"] = {"round": open_round, **out["open_round"]["failed"][-1]}
-    lease = store.get_json(LEASE)
+    lease = leases.Lease(store).read()
     if lease is not None:
-        why = lease_stale(lease, time.time())
-        out["run"] = {"holder": lease_holder(lease), "expires": lease.get("expires"), "stale": why}
+        why = leases.stale(lease, time.time())
+        out["run"] = {"holder": leases.holder_text(lease), "expires": lease.get("expires"), "stale": why}
     export = store.get_json("export.json")
     if export is not None:
         out["export"] = {k: export.get(k) for k in ("candidate_id", "model_name", "version", "alias", "test_acc")}

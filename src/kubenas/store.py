@@ -13,6 +13,7 @@ Layout under ``s3://BUCKET/PREFIX/<search>/``::
     rounds/00004/results/worker-1.json   the rows worker 1 has trained so far, rewritten after each candidate
     weights/<id>.pt                      state_dict of a candidate, where a later step needs it
     weights/<id>.json                    its architecture
+    lease.json                           which run writes the search now (:mod:`kubenas.lease`)
 
 The history lives in the Parquet file only: a strategy's state holds what its algorithm carries (RNG, population,
 policy), and its told results are read back from the history. A round is committed by one write, the new history
@@ -20,8 +21,8 @@ file; the file it replaces is deleted after it. So a crash leaves a whole round 
 history in two requests (a listing and the newest file) however long the search. Re-running an uncommitted round
 asks the same candidates (ids are deterministic) and overwrites the same keys, so no row is ever written twice; a
 retried worker skips the candidates its results file already holds. Read the history with ``pyarrow.dataset``,
-pandas or DuckDB. A search stored by kubenas 0.1 (``history/round-N.parquet`` per round, ``state/round-N.json``)
-resumes; its next commit rewrites its history in this layout.
+pandas or DuckDB (:mod:`kubenas.history` owns its schema). The lease that lets one run write a search at a time is
+:mod:`kubenas.lease`.
 
 Endpoint and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles) unless given explicitly.
@@ -34,56 +35,34 @@ import io
 import json
 import os
 import re
-import socket
 import threading
 import time
-from typing import Any, Iterable, NamedTuple
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Iterable
 
+from kubenas import history
 from kubenas.data.parquet import endpoint_from_env
 from kubenas.failpoints import failpoint
 
 _HISTORY_FILE = re.compile(r"history/rounds-(\d{5})-(\d{5})\.parquet$")  # every committed row, rounds A..B
-_ROUND_FILE = re.compile(r"history/round-(\d{5})\.parquet$")  # one round, as kubenas 0.1 wrote history
 STATE_KEY = b"kubenas.state"  # the Parquet metadata key of the strategy state committed with the history
-LEASE = "lease.json"
-LEASE_SECONDS = 6 * 3600.0  # renewed by every sample, update and export: longer than any step takes
 
 
-def history_schema():
-    """The history's Parquet schema (pyarrow is imported on first use)."""
-    import pyarrow as pa
-
-    return pa.schema([
-        ("id", pa.string()),
-        ("arch_id", pa.string()),
-        ("arch", pa.string()),          # JSON
-        ("genotype", pa.string()),
-        ("parent_id", pa.string()),
-        ("round", pa.int32()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("val_acc", pa.float64()),
-        ("val_loss", pa.float64()),
-        ("params", pa.int64()),
-        ("macs", pa.int64()),
-        ("train_seconds", pa.float64()),
-        ("latency_ms", pa.float64()),
-        ("val_acc_curve", pa.list_(pa.float64())),
-        ("metrics", pa.string()),       # JSON: every metric, including ones without a column
-        ("cost", pa.float64()),
-        ("fidelity", pa.string()),      # JSON
-        ("epochs", pa.int32()),
-    ])
-
-
-class Committed(NamedTuple):
-    """What a search has committed: its last round (-1 before any), every row (a pyarrow table), the strategy
-    state committed with them, and the history files they were read from."""
+@dataclass
+class Committed:
+    """What a search has committed: its last round (-1 before any), every row as a history table, the strategy
+    state committed with them, and the history files they were read from (newest first)."""
 
     last: int
-    history: Any
+    table: Any
     state: dict | None
-    files: tuple[list[tuple[int, str]], list[str]]
+    files: list[tuple[int, str]]
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        """The table as history rows (:func:`kubenas.history.rows`), converted once."""
+        return history.rows(self.table)
 
 
 class StoreError(RuntimeError):
@@ -340,59 +319,39 @@ class SearchStore:
     def write_config(self, config: dict) -> None:
         self.put_json("config.json", config)
 
-    def _history_files(self) -> tuple[list[tuple[int, str]], list[str]]:
-        """The history's files: the newest whole-history file ``(last round, key)`` first (and older ones left by a
-        crash), and one-round files of kubenas 0.1 (one request)."""
+    def _history_files(self) -> list[tuple[int, str]]:
+        """The history's files, ``(last round, key)``, the newest first (older ones are left by a crash between a
+        commit's two writes); one request."""
         keys = self.list("history/")
-        whole = sorted(((int(m.group(2)), k) for k in keys if (m := _HISTORY_FILE.search(k))), reverse=True)
-        return whole, [k for k in keys if _ROUND_FILE.search(k)]
+        return sorted(((int(m.group(2)), k) for k in keys if (m := _HISTORY_FILE.search(k))), reverse=True)
 
     def committed_rounds(self) -> list[int]:
-        whole, single = self._history_files()
-        rounds = set(range(whole[0][0] + 1)) if whole else set()
-        rounds |= {int(_ROUND_FILE.search(k).group(1)) for k in single}
-        return sorted(rounds)
+        files = self._history_files()
+        return list(range(files[0][0] + 1)) if files else []
 
     def last_committed_round(self) -> int:
         """The last committed round, or -1 before any."""
-        return max(self.committed_rounds(), default=-1)
+        files = self._history_files()
+        return files[0][0] if files else -1
 
-    def read_committed(self) -> Committed:
-        """The last committed round, every committed row (a pyarrow table) and the strategy state committed with
-        them, in two requests whatever the number of rounds: the history is one file, rewritten at each commit,
-        with the state in its metadata. A search stored by kubenas 0.1 (a file per round, and the state, history
-        included, in ``state/round-N.json``) reads the same until its next commit rewrites it."""
-        import pyarrow as pa
+    def read_committed(self, columns: list[str] | None = None) -> Committed:
+        """The last committed round, every committed row and the strategy state committed with them, in two
+        requests whatever the number of rounds: the history is one file, rewritten at each commit, with the state
+        in its metadata. ``columns`` reads only those columns of the table."""
         import pyarrow.parquet as pq
 
-        whole, single = self._history_files()
-        tables, state, last = [], None, -1
-        if whole:
-            last, key = whole[0]
-            table = pq.read_table(io.BytesIO(self.get_bytes(key)))
-            raw = (table.schema.metadata or {}).get(STATE_KEY)
-            state = json.loads(raw) if raw else None
-            tables.append(table.replace_schema_metadata(None))
-        newer = sorted((int(_ROUND_FILE.search(k).group(1)), k) for k in single)
-        newer = [(r, k) for r, k in newer if r > last]
-        for r, k in newer:
-            tables.append(pq.read_table(io.BytesIO(self.get_bytes(k))))
-        if newer:
-            last = newer[-1][0]
-            state = self.get_json(f"state/round-{last:05d}.json")
-        schema = history_schema()
-        table = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
-        return Committed(last, table, state, (whole, single))
+        files = self._history_files()
+        if not files:
+            table = history.schema().empty_table()
+            return Committed(-1, table.select(columns) if columns else table, None, files)
+        last, key = files[0]
+        table = pq.read_table(io.BytesIO(self.get_bytes(key)), columns=columns)
+        raw = (table.schema.metadata or {}).get(STATE_KEY)
+        return Committed(last, table.replace_schema_metadata(None), json.loads(raw) if raw else None, files)
 
-    def read_history(self):
-        """All committed rows, one pyarrow table (empty with the schema before any round)."""
-        return self.read_committed().history
-
-    def read_state(self, round_index: int) -> dict | None:
-        """The strategy state committed with ``round_index``, if that is the last committed round (or a round of a
-        search stored by kubenas 0.1)."""
-        last, _, state, _ = self.read_committed()
-        return state if round_index == last else self.get_json(f"state/round-{round_index:05d}.json")
+    def read_history(self, columns: list[str] | None = None):
+        """All committed rows as a history table (empty, with the schema, before any round)."""
+        return self.read_committed(columns).table
 
     def commit_round(self, round_index: int, rows: Iterable[dict[str, Any]], state: dict,
                      committed: Committed | None = None) -> None:
@@ -405,9 +364,9 @@ class SearchStore:
         import pyarrow.parquet as pq
 
         committed = committed if committed is not None else self.read_committed()
-        (whole, single), previous = committed.files, committed.history
+        previous = committed.table
         previous = previous.filter(pc.less(previous.column("round"), round_index))  # a re-run replaces its rows
-        table = pa.concat_tables([previous.cast(history_schema()), history_table(rows, round_index)])
+        table = pa.concat_tables([previous.cast(history.schema()), history.to_table(rows, round_index)])
         table = table.replace_schema_metadata({STATE_KEY: json.dumps(state, allow_nan=False).encode()})
         first = min(table.column("round").to_pylist(), default=round_index)
         buf = io.BytesIO()
@@ -415,79 +374,9 @@ class SearchStore:
         key = f"history/rounds-{first:05d}-{round_index:05d}.parquet"
         self.put_bytes(key, buf.getvalue())
         failpoint("commit")  # between the writes that commit a round: the new file is there, the old one too
-        stale = [k for _, k in whole if k != key] + single
-        if single:  # the first commit over a search stored by kubenas 0.1: its states held copies of the history
-            stale += self.list("state/")
+        stale = [k for _, k in committed.files if k != key]
         if stale:
             self.blobs.delete([self.key(k) for k in stale])
-
-    # ----------------------------------------------------------------- the lease: one run writes a search at a time
-    def acquire_lease(self, holder: str, info: dict[str, Any] | None = None, ttl: float = LEASE_SECONDS) -> str | None:
-        """Take the search's lease for the pipeline run ``holder`` (its KFP run id: the same for every retry of its
-        tasks). A conditional write creates it; the same holder renews it. Another holder's lease is refused with
-        :class:`LeaseHeld` unless it expired, or its holder was a local run on this machine that has died. Returns
-        a note when it took over such a lease."""
-        now = time.time()
-        lease = {"holder": holder, **(info or {}), "renewed": now, "expires": now + ttl}
-        if self.blobs.create(self.key(LEASE), json.dumps(lease).encode()):
-            return None
-        current = self.get_json(LEASE) or {}
-        if current.get("holder") == holder:  # a retried init of the same run
-            self.put_json(LEASE, {**current, "renewed": now, "expires": now + ttl})
-            return None
-        why = lease_stale(current, now)
-        if why is None:
-            raise LeaseHeld(self._held_message(current))
-        self.put_json(LEASE, lease)
-        if (self.get_json(LEASE) or {}).get("holder") != holder:  # another run took it over at the same moment
-            raise LeaseHeld(f"search {self.search!r}: another run took over the expired lease at the same time")
-        return f"took over the lease of {lease_holder(current)}: {why}"
-
-    def check_lease(self) -> None:
-        """Raise :class:`LeaseHeld` when another run holds the search's lease now (a pre-flight, before a run
-        starts: any live lease is another run's)."""
-        current = self.get_json(LEASE)
-        if current is not None and lease_stale(current, time.time()) is None:
-            raise LeaseHeld(self._held_message(current))
-
-    def _held_message(self, current: dict[str, Any]) -> str:
-        return (f"search {self.search!r} is being run by {lease_holder(current)} (lease renewed "
-                f"{_ago(current.get('renewed'), time.time())}, expires {_at(current.get('expires'))}). Two runs must "
-                f"not write one search: wait for it to end, or run this one under another name. If that run is gone, "
-                f"its lease expires by itself; or delete {self.uri}/{LEASE}")
-
-    def bind_lease(self, holder: str, parent_run_id: str) -> None:
-        """Record the MLflow parent run of the lease's holder: the later steps know their run by it."""
-        current = self.get_json(LEASE) or {}
-        if current.get("holder") != holder:
-            raise LeaseHeld(f"search {self.search!r}: the lease of run {holder!r} was taken by {lease_holder(current)}")
-        self.put_json(LEASE, {**current, "parent_run_id": parent_run_id})
-
-    def renew_lease(self, parent_run_id: str, ttl: float = LEASE_SECONDS) -> None:
-        """Check that the run of ``parent_run_id`` still holds the lease, and extend it; raises :class:`LeaseHeld`
-        when another run took it over (this run's lease expired), so that a stale run stops instead of writing.
-        A search without a lease (run by an older kubenas) goes on."""
-        current = self.get_json(LEASE)
-        if current is None:
-            return
-        if current.get("parent_run_id") not in (None, parent_run_id):
-            raise LeaseHeld(f"search {self.search!r} is now run by {lease_holder(current)}: this run's lease expired and "
-                            "was taken over, so this run stops without writing")
-        now = time.time()
-        if now - float(current.get("renewed") or 0) > ttl / 36:  # a write every 10 min at most, not every step
-            self.put_json(LEASE, {**current, "renewed": now, "expires": now + ttl})
-
-    def release_lease(self, parent_run_id: str | None = None, pid: int | None = None) -> bool:
-        """Give the lease up: the run of ``parent_run_id``, or the local run ``pid`` (after a failure). Returns
-        whether it was held (and is now released)."""
-        current = self.get_json(LEASE)
-        if current is None:
-            return False
-        if (parent_run_id is not None and current.get("parent_run_id") == parent_run_id) or \
-                (pid is not None and current.get("pid") == pid and current.get("host") == socket.gethostname()):
-            self.blobs.delete([self.key(LEASE)])
-            return True
-        return False
 
     def round_dir(self, round_index: int) -> str:
         return f"rounds/{round_index:05d}"
@@ -541,86 +430,3 @@ class SearchStore:
         if meta is None or data is None:
             return None
         return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"), meta["arch"]
-
-
-
-
-class LeaseHeld(StoreError):
-    """Another run holds the search's lease."""
-
-
-def pid_namespace() -> str | None:
-    """This process's pid namespace (Linux), e.g. ``pid:[4026531836]``: a pid means something only inside it."""
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def lease_info() -> dict[str, Any]:
-    """Who takes a lease: this machine, and the local run (``kubenas run``'s pid, in the run's pid namespace: a task
-    in a container is in another), else this process. On a cluster the pid is a pod's and the host its name: such
-    a lease ends by expiring (or by its run's export)."""
-    if os.environ.get("KUBENAS_RUN_PID"):
-        return {"host": socket.gethostname(), "pid": int(os.environ["KUBENAS_RUN_PID"]),
-                "pidns": os.environ.get("KUBENAS_RUN_PIDNS") or pid_namespace()}
-    return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pid_namespace()}
-
-
-def lease_stale(lease: dict[str, Any], now: float) -> str | None:
-    """Why a lease no longer holds (expired, or its local run is dead), or None."""
-    if not isinstance(lease.get("expires"), (int, float)) or lease["expires"] < now:
-        return f"it expired {_at(lease.get('expires'))}"
-    # the pid is checked only where it means the same process: this machine, in the same pid namespace
-    if lease.get("pid") and lease.get("host") == socket.gethostname() and lease.get("pidns", pid_namespace()) == \
-            pid_namespace():
-        from kubenas.stack import pid_alive
-
-        if not pid_alive(int(lease["pid"])):
-            return f"its local run (pid {lease['pid']}) on this machine has ended"
-    return None
-
-
-def lease_holder(lease: dict[str, Any]) -> str:
-    where = f"`kubenas run` pid {lease['pid']} on {lease.get('host')}" if lease.get("pid") else f"host {lease.get('host')}"
-    return f"pipeline run {lease.get('holder')!r} ({where})"
-
-
-def _at(t: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if isinstance(t, (int, float)) else "at an unknown time"
-
-
-def _ago(t: Any, now: float) -> str:
-    return f"{now - t:.0f} s ago" if isinstance(t, (int, float)) else "at an unknown time"
-
-
-def result_rows(table) -> list[dict[str, Any]]:
-    """History rows as the search loop makes them (arch, metrics and fidelity as dicts, plus the round)."""
-    out = []
-    for r in table.to_pylist():
-        out.append({**r, "arch": json.loads(r["arch"]), "metrics": json.loads(r["metrics"]),
-                    "fidelity": json.loads(r["fidelity"]) if r["fidelity"] else None})
-    return out
-
-
-def history_table(rows: Iterable[dict[str, Any]], round_index: int):
-    """Rows as produced by the search loop (``kubenas.search``) turned into the history schema."""
-    import pyarrow as pa
-
-    schema = history_schema()
-    cols: dict[str, list] = {f.name: [] for f in schema}
-    for row in rows:
-        m = row.get("metrics") or {}
-        fidelity = row.get("fidelity") or {}
-        values = {
-            "id": row["id"], "arch_id": row["arch_id"], "arch": json.dumps(row["arch"], sort_keys=True),
-            "genotype": row["genotype"], "parent_id": row.get("parent_id"), "round": round_index,
-            "status": row["status"], "error": row.get("error"),
-            "val_acc": m.get("val_acc"), "val_loss": m.get("val_loss"), "params": m.get("params"),
-            "macs": m.get("macs"), "train_seconds": m.get("train_seconds"), "latency_ms": m.get("latency_ms"),
-            "val_acc_curve": m.get("val_acc_curve"), "metrics": json.dumps(m, sort_keys=True),
-            "cost": row.get("cost"), "fidelity": json.dumps(fidelity, sort_keys=True), "epochs": fidelity.get("epochs"),
-        }
-        for name in cols:
-            cols[name].append(values[name])
-    return pa.table(cols, schema=schema)

@@ -260,7 +260,7 @@ class Tracker:
                   "strategy": config.search_method, "objective": f"{config.objective.metric} ({config.objective.mode})",
                   "fidelity": json.dumps(config.fidelity.model_dump()), "seed": config.seed,
                   "space_options": json.dumps(config.space.options),
-                  "strategy_options": json.dumps(config.oneshot.model_dump() if config.oneshot else config.strategy.options),
+                  "strategy_options": json.dumps(config.method_options),
                   "rounds": config.budget.rounds, "candidates_per_round": config.budget.candidates_per_round}
         self._log(run_id, params=params)
         return run_id

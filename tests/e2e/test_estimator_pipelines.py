@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from kubenas.cli import main
 from kubenas.config import load_config
 from kubenas.estimators.tabular import TabularEstimator
+from kubenas.lease import Lease
 from kubenas.spaces import make_space
 from kubenas.spaces.morphisms import morphisms
 from kubenas.store import SearchStore
@@ -134,7 +135,7 @@ def test_a_oneshot_search_runs_as_the_four_stages(stack_env, tmp_path, capsys, m
     for r in rows:
         assert json.loads(r["fidelity"]) == {"oneshot": method, "supernet_epochs": 1}
         assert 0 <= r["val_acc"] <= 1 and r["params"] > 0
-    state = store.read_state(0)
+    state = store.read_committed().state
     assert state["method"] == method and state["epochs_done"] == 1
     blob = torch.load(io.BytesIO(store.get_bytes("oneshot/latest.pt")), weights_only=True)
     assert json.loads(blob["state_json"])["epochs_done"] == 1 and "net" in blob
@@ -157,13 +158,13 @@ def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, 
     cfg = load_config(path)
     # round 0 as a pipeline would run it, up to a crash of its update task: the supernet is trained and saved
     init = steps.init_search(cfg.to_json())
-    [item] = steps.sample_architectures(init["config_json"], 0, 0, init["parent_run_id"])
-    [trained] = steps.train_candidates(init["config_json"], item)
+    [item] = steps.ask_round(init["config_json"], 0, 0, init["parent_run_id"])
+    [trained] = steps.train_round(init["config_json"], item)
     assert trained["status"] == "ok" and trained["metrics"]["epochs_trained"] == 2
     store = SearchStore.from_config(cfg)
     checkpoint = store.get_bytes("oneshot/latest.pt")
     assert store.last_committed_round() == -1
-    store.release_lease(pid=os.getpid())  # as `kubenas run` does when a task of it fails
+    Lease(store).release(pid=os.getpid())  # as `kubenas run` does when a task of it fails
     capsys.readouterr()
     # the search is run again: round 0 re-runs, its supernet is already at epoch 2, so nothing is retrained
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
@@ -171,7 +172,7 @@ def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, 
     assert "supernet epoch" not in out
     assert store.read_results(0, 0)[0]["metrics"]["epochs_trained"] == 0
     assert store.get_bytes("oneshot/latest.pt") == checkpoint
-    state = store.read_state(0)
+    state = store.read_committed().state
     assert state["method"] == "enas" and state["epochs_done"] == 2 and len(store.read_history()) == 4
     # the controller learned during training: its policy is no longer uniform
     logits = state["extra"]["policy"]["logits"]

@@ -175,7 +175,7 @@ def test_two_runs_of_one_search_cannot_both_write(stack_env, capsys):
     import pytest
 
     from kubenas import steps
-    from kubenas.store import LEASE, LeaseHeld
+    from kubenas.lease import KEY as LEASE, LeaseHeld
 
     from kubenas.estimators.tabular import TabularEstimator
 
@@ -191,18 +191,18 @@ def test_two_runs_of_one_search_cannot_both_write(stack_env, capsys):
     steps.init_search(other.to_json(), job="run-b")  # one bucket, another search: isolated
 
     second = steps.init_search(cfg.to_json(), job="run-a")  # the parent run of the latest attempt holds it
-    items = steps.sample_architectures(second["config_json"], 0, 0, second["parent_run_id"])
+    items = steps.ask_round(second["config_json"], 0, 0, second["parent_run_id"])
     lease = store.get_json(LEASE)
     store.put_json(LEASE, {**lease, "expires": time.time() - 1})  # run-a stalls past its lease
     taken = steps.init_search(cfg.to_json(), job="run-b")
     assert "took over the lease of pipeline run 'run-a'" in capsys.readouterr().out
     for item in items:
-        steps.train_candidates(second["config_json"], item)
+        steps.train_round(second["config_json"], item)
     with pytest.raises(LeaseHeld, match="lease expired and was taken over"):
-        steps.update_strategy(second["config_json"], 0, 0, second["parent_run_id"])
+        steps.tell_round(second["config_json"], 0, 0, second["parent_run_id"])
     assert store.last_committed_round() == -1  # the stale run committed nothing
-    steps.sample_architectures(taken["config_json"], 0, 0, taken["parent_run_id"])
-    assert steps.update_strategy(taken["config_json"], 0, 0, taken["parent_run_id"]) in ("continue", "stop")
+    steps.ask_round(taken["config_json"], 0, 0, taken["parent_run_id"])
+    assert steps.tell_round(taken["config_json"], 0, 0, taken["parent_run_id"]) in ("continue", "stop")
     assert store.last_committed_round() == 0
 
 
@@ -232,7 +232,7 @@ def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stac
     init = steps.init_search(cfg.to_json(), job="outage-1")
     cfg_json, parent = init["config_json"], init["parent_run_id"]
     for k in range(2):
-        items = steps.sample_architectures(cfg_json, k, 0, parent)
+        items = steps.ask_round(cfg_json, k, 0, parent)
         if k == 1:
             down = f"http://127.0.0.1:{_dead_port()}"
             for variable, up, error, message in (
@@ -246,14 +246,14 @@ def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stac
                 monkeypatch.setenv(variable, down)
                 started = time.monotonic()
                 with pytest.raises(error, match=message):
-                    steps.train_candidates(cfg_json, items[0])
+                    steps.train_round(cfg_json, items[0])
                 assert time.monotonic() - started < 30
                 monkeypatch.setenv(variable, up)
                 assert SearchStore.from_config(cfg).committed_rounds() == [0]  # intact
             _fresh_contexts()
         for item in items:
-            steps.train_candidates(cfg_json, item)
-        assert steps.update_strategy(cfg_json, k, 0, parent) == "continue"
+            steps.train_round(cfg_json, item)
+        assert steps.tell_round(cfg_json, k, 0, parent) == "continue"
     store = SearchStore.from_config(cfg)
     assert store.committed_rounds() == [0, 1] and store.read_history().num_rows == 4
     assert sorted(set(store.read_history().column("id").to_pylist())) == sorted(store.read_history().column("id").to_pylist())
@@ -322,9 +322,9 @@ def test_a_sigkill_of_the_whole_run_at_every_stage_then_a_run_that_completes(sta
     reference = parse_config({**config, "name": "power-cut-reference"})
     init = steps.init_search(reference.to_json(), rounds=len(ids) // 2)
     for k in range(len(ids) // 2):
-        for item in steps.sample_architectures(init["config_json"], k, 0, init["parent_run_id"]):
-            steps.train_candidates(init["config_json"], item)
-        steps.update_strategy(init["config_json"], k, 0, init["parent_run_id"])
+        for item in steps.ask_round(init["config_json"], k, 0, init["parent_run_id"]):
+            steps.train_round(init["config_json"], item)
+        steps.tell_round(init["config_json"], k, 0, init["parent_run_id"])
     expected = SearchStore.from_config(reference).read_history().column("id").to_pylist()
     # rounds committed: by the runs killed at "commit" (the new history file was written) and later, and the last
     assert len(ids) == 2 * 5 and ids == expected  # 0 lost, 0 duplicated, the same candidates

@@ -66,10 +66,10 @@ def test_status_shows_rounds_the_best_candidates_in_flight_the_holder_and_the_la
     cfg = parse_config(tabular("watched", rounds=3, candidates_per_round=3))
     init = steps.init_search(cfg.to_json(), job="run-watched")
     for k in range(2):  # round 0 committed; round 1 open: one result of three, a failed one
-        [item] = steps.sample_architectures(init["config_json"], k, 0, init["parent_run_id"])
+        [item] = steps.ask_round(init["config_json"], k, 0, init["parent_run_id"])
         if k == 0:
-            steps.train_candidates(init["config_json"], item)
-            steps.update_strategy(init["config_json"], 0, 0, init["parent_run_id"])
+            steps.train_round(init["config_json"], item)
+            steps.tell_round(init["config_json"], 0, 0, init["parent_run_id"])
     store = SearchStore.from_config(cfg)
     asked = store.read_asked(1)
     store.write_results(1, 0, [{"id": asked["candidates"][0]["id"], "status": "failed", "metrics": {},

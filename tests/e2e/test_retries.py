@@ -7,9 +7,12 @@ from __future__ import annotations
 import pytest
 
 from kubenas import steps
+from kubenas.rounds.strategy import StrategyRounds
 from kubenas.config import parse_config
 from kubenas.estimators.tabular import TabularEstimator
-from kubenas.store import LEASE, S3Blobs, SearchStore
+from kubenas.lease import KEY as LEASE
+from kubenas.lease import Lease
+from kubenas.store import S3Blobs, SearchStore
 from kubenas.tracking import COMPLETE_TAG, Tracker
 
 TABLE = "nb201-4op-mnist1d"
@@ -60,14 +63,14 @@ def run(cfg: dict, job: str, rounds: int | None = None, retry: bool = False, exp
     cfg_json, parent, start = init["config_json"], init["parent_run_id"], init["start_round"]
     decisions = []
     for k in range(rounds or ROUNDS):
-        items = call(steps.sample_architectures, cfg_json, k, start, parent)
+        items = call(steps.ask_round, cfg_json, k, start, parent)
         for item in items:
-            call(steps.train_candidates, cfg_json, item)
-        decisions.append(call(steps.update_strategy, cfg_json, k, start, parent))
+            call(steps.train_round, cfg_json, item)
+        decisions.append(call(steps.tell_round, cfg_json, k, start, parent))
         if decisions[-1] == "stop":
             break
     if not export:  # the run ends here, as a run that stops before its export: its lease is left to expire
-        SearchStore.from_config(parse_config(cfg)).release_lease(parent)
+        Lease(SearchStore.from_config(parse_config(cfg))).release(parent)
         return {"decisions": decisions, "parent": parent}
     summary = call(steps.export_winner, cfg_json, parent)
     return {"decisions": decisions, "summary": summary, "parent": parent}
@@ -116,7 +119,7 @@ def test_every_step_failing_once_and_retried_leaves_the_state_of_a_clean_run(sta
         once(monkeypatch, Tracker, "log_round"),
         # export: dies after registering the model, before the alias moves
         once(monkeypatch, Tracker, "promote"),
-        once(monkeypatch, steps.StrategyRounds, "ask"),  # sample dies before it writes its round
+        once(monkeypatch, StrategyRounds, "ask"),  # sample dies before it writes its round
     ]
     faulty = run(_config("retry-faulty"), "faulty-1", retry=True)
     assert died and all(faults), "every fault was injected once"

@@ -22,22 +22,22 @@ def test_an_uncommitted_round_rerun_duplicates_nothing(stack_env):
     cfg_json, parent = init["config_json"], init["parent_run_id"]
     store = SearchStore.from_config(parse_config(CONFIG))
 
-    items = steps.sample_architectures(cfg_json, 0, 0, parent)
+    items = steps.ask_round(cfg_json, 0, 0, parent)
     assert items == ["00000/0"]  # parallelism 1: one worker trains both candidates
     asked = [c["id"] for c in store.read_asked(0)["candidates"]]
-    first = steps.train_candidates(cfg_json, items[0])
+    first = steps.train_round(cfg_json, items[0])
     # the pod dies here: the round has results but no commit; the next attempt starts the round again
     assert store.last_committed_round() == -1
-    again = steps.sample_architectures(cfg_json, 0, 0, parent)
+    again = steps.ask_round(cfg_json, 0, 0, parent)
     assert again == items and [c["id"] for c in store.read_asked(0)["candidates"]] == asked  # deterministic ids
-    assert steps.train_candidates(cfg_json, again[0]) == first  # the retried worker keeps what it trained
-    assert steps.update_strategy(cfg_json, 0, 0, parent) == "continue"
+    assert steps.train_round(cfg_json, again[0]) == first  # the retried worker keeps what it trained
+    assert steps.tell_round(cfg_json, 0, 0, parent) == "continue"
     rows = store.read_history()
     assert rows.num_rows == 2 and sorted(rows.column("id").to_pylist()) == sorted(asked)
 
     # a failed training task leaves no result: the round still commits, with the candidates marked failed
-    items = steps.sample_architectures(cfg_json, 1, 0, parent)
-    steps.update_strategy(cfg_json, 1, 0, parent)
+    items = steps.ask_round(cfg_json, 1, 0, parent)
+    steps.tell_round(cfg_json, 1, 0, parent)
     rows = store.read_history().to_pylist()
     assert [r["status"] for r in rows if r["round"] == 1] == ["failed", "failed"]
     assert any(r["error"] == "no result: the training task failed" for r in rows)

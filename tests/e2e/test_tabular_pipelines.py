@@ -16,9 +16,9 @@ from kubenas.config import load_config
 from kubenas.data import load_dataset
 from kubenas.estimators.zero_cost import proxy_scorer
 from kubenas.estimators.tabular import TabularEstimator
-from kubenas.report import ranked
+from kubenas.history import ranked, rows as history_rows
 from kubenas.spaces import make_space
-from kubenas.store import SearchStore, result_rows
+from kubenas.store import SearchStore
 from kubenas.strategies import make_strategy
 from tests.e2e.reports import check_reports
 
@@ -54,7 +54,7 @@ def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
     strategy = make_strategy("nsga2", make_space("nb201", **table.protocol["space_options"]), **config["strategy"]["options"])
     committed = store.read_committed()
     assert committed.last == 1 and "history" not in committed.state  # the rows live in the Parquet history only
-    strategy.load_state_dict(committed.state, history=result_rows(committed.history))
+    strategy.load_state_dict(committed.state, history=committed.rows)
     front = strategy.best()
     assert front and all(m["objectives"]["params"] <= limit for m in front)
     assert "registered e2e-mo version 1" in capsys.readouterr().out
@@ -112,4 +112,4 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
     pages = check_reports(tmp_path / "home", "e2e-mf-tabular", tmp_path, {"progress", "rungs"}, {"architecture", "rungs"})
     # the last round's report ranks every committed row, that round's included, as the export does
     shown = re.findall(r'<td class="text id">([\w-]+)</td>', pages["search"])
-    assert shown == [r["id"] for r in ranked(result_rows(store.read_history()), "val_acc", "max")[:10]]
+    assert shown == [r["id"] for r in ranked(history_rows(store.read_history()), "val_acc", "max")[:10]]

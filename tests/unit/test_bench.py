@@ -9,7 +9,7 @@ import pytest
 
 from kubenas.bench import compare, table
 from kubenas.cli import main
-from kubenas.estimators import Fidelity
+from kubenas.core import Fidelity
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.spaces import make_space
 

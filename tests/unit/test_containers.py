@@ -14,7 +14,8 @@ import yaml
 
 from kubenas import containers, stack
 from kubenas.cli import main
-from kubenas.store import lease_stale, pid_namespace
+from kubenas.lease import pid_namespace
+from kubenas.lease import stale as lease_stale
 
 ROOT = Path(__file__).resolve().parents[2]
 

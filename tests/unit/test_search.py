@@ -14,7 +14,9 @@ def test_budget_by_evaluations_and_rows():
     result = search(GRID, "random", objective=lambda a: a["a"] + a["b"], max_evals=5, metric="score", seed=0)
     assert len(result.history) == 5 and result.stopped == "max_evals"
     row = result.history[0]
-    assert set(row) == {"id", "arch_id", "arch", "genotype", "parent_id", "status", "error", "metrics", "cost", "fidelity"}
+    assert set(row) == {"id", "arch_id", "arch", "genotype", "parent_id", "round", "status", "error", "metrics", "cost",
+                        "fidelity", "epochs"}
+    assert row["round"] is None and row["epochs"] is None  # in process: no round; a black box: no fidelity
     assert result.best["metrics"]["score"] == max(r["metrics"]["score"] for r in result.history)
 
 

@@ -14,9 +14,11 @@ import uuid
 
 import pytest
 
+from kubenas import context as contexts
 from kubenas import steps
+from kubenas.core import Result
 from kubenas.config import ConfigError, parse_config
-from kubenas.store import MemoryBlobs, SearchStore, result_rows
+from kubenas.store import MemoryBlobs, SearchStore
 
 def config(**budget) -> dict:
     """A search answered by the shipped benchmark table: real steps, no training."""
@@ -78,6 +80,7 @@ def search(monkeypatch):
             ctx.tracker = recorder
             return ctx
 
+        monkeypatch.setattr(contexts, "context", context)
         monkeypatch.setattr(steps, "context", context)
         return parsed.to_json(), SearchStore.in_memory(parsed.name, blobs=blobs), recorder
 
@@ -85,21 +88,21 @@ def search(monkeypatch):
 
 
 def run_round(cfg_json: str, k: int, start: int = 0) -> str:
-    items = steps.sample_architectures(cfg_json, k, start, "parent")
+    items = steps.ask_round(cfg_json, k, start, "parent")
     for item in items:
-        steps.train_candidates(cfg_json, item)
-    return steps.update_strategy(cfg_json, k, start, "parent")
+        steps.train_round(cfg_json, item)
+    return steps.tell_round(cfg_json, k, start, "parent")
 
 
 def test_a_round_splits_its_candidates_over_the_workers(search):
     cfg_json, store, recorder = search(config(candidates_per_round=5, parallelism=2))
-    items = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    items = steps.ask_round(cfg_json, 0, 0, "parent")
     assert items == ["00000/0", "00000/1"]
     asked = [c["id"] for c in store.read_asked(0)["candidates"]]
     # one worker after the other: the first takes the whole queue (a table answers at once: in asked order)
-    rows = [steps.train_candidates(cfg_json, item) for item in items]
+    rows = [steps.train_round(cfg_json, item) for item in items]
     assert [r["id"] for r in rows[0]] == asked and rows[1] == []
-    assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"
+    assert steps.tell_round(cfg_json, 0, 0, "parent") == "continue"
     assert store.read_history().column("id").to_pylist() == asked  # committed in asked order
     # every candidate got its own MLflow run, opened before training and closed after it
     assert sorted(r["name"] for r in recorder.runs.values()) == sorted(asked)
@@ -111,7 +114,7 @@ def test_workers_at_the_same_time_share_the_round_and_train_each_candidate_once(
     import time
 
     cfg_json, store, recorder = search(config(candidates_per_round=8, parallelism=2))
-    items = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    items = steps.ask_round(cfg_json, 0, 0, "parent")
     estimator_type = type(steps.context(cfg_json).estimator())
     original, slow = estimator_type.evaluate, {c["id"] for c in store.read_asked(0)["candidates"][:2]}
     by_worker: dict[str, list[str]] = {}
@@ -123,7 +126,7 @@ def test_workers_at_the_same_time_share_the_round_and_train_each_candidate_once(
 
     monkeypatch.setattr(estimator_type, "evaluate", evaluate)
     out = {}
-    threads = [threading.Thread(target=lambda item=item: out.setdefault(item, steps.train_candidates(cfg_json, item)),
+    threads = [threading.Thread(target=lambda item=item: out.setdefault(item, steps.train_round(cfg_json, item)),
                                 name=item) for item in items]
     for t in threads:
         t.start()
@@ -144,11 +147,11 @@ def test_training_workers_take_the_costliest_candidates_first(search, monkeypatc
     cfg["estimator"] = {"batch_size": 32}
     cfg["dataset"] = {"name": "mnist1d"}
     cfg_json, store, recorder = search(cfg)
-    [item] = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    [item] = steps.ask_round(cfg_json, 0, 0, "parent")
     order = []
     monkeypatch.setattr(TrainingEstimator, "evaluate", lambda self, arch, space, data, fidelity, **kw: (
-        order.append(kw["candidate_id"]) or steps.Result(kw["candidate_id"], "ok", {"val_acc": 0.5}, cost=0.0)))
-    steps.train_candidates(cfg_json, item)
+        order.append(kw["candidate_id"]) or Result(kw["candidate_id"], "ok", {"val_acc": 0.5}, cost=0.0)))
+    steps.train_round(cfg_json, item)
     ctx = steps.context(cfg_json)
     fidelity = ctx.cfg.fidelity.to_fidelity()
     cost = {c["id"]: estimated_cost(c["arch"], ctx.space, ctx.search_data, fidelity)
@@ -178,7 +181,7 @@ def test_estimated_cost_grows_with_the_operations_epochs_and_data():
 
 def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):
     cfg_json, store, recorder = search(config(candidates_per_round=4, parallelism=1))
-    [item] = steps.sample_architectures(cfg_json, 0, 0, "parent")
+    [item] = steps.ask_round(cfg_json, 0, 0, "parent")
     ctx = steps.context(cfg_json)
     estimator_type = type(ctx.estimator())
     calls = []
@@ -192,9 +195,9 @@ def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):
 
     monkeypatch.setattr(estimator_type, "evaluate", crash_on_third)
     with pytest.raises(MemoryError):
-        steps.train_candidates(cfg_json, item)
+        steps.train_round(cfg_json, item)
     assert len(store.read_results(0, 0)) == 2  # what it trained before the crash is kept
-    rows = steps.train_candidates(cfg_json, item)  # the retried pod
+    rows = steps.train_round(cfg_json, item)  # the retried pod
     assert len(rows) == 4 and len(calls) == 5  # 2 before, the one in progress again, then the last one
     # the candidate in progress at the crash is logged again in the run its first attempt opened
     assert sorted(r["name"] for r in recorder.runs.values()) == sorted(r["id"] for r in rows)
@@ -203,17 +206,17 @@ def test_a_retried_worker_trains_only_what_it_had_not(search, monkeypatch):
 
 
 def test_requests_and_state_do_not_grow_with_the_rounds(search, monkeypatch):
-    monkeypatch.setattr(steps, "report_round", lambda *args: None)  # pictures make no S3 request; 68 cost 18 s
+    monkeypatch.setattr(steps.rounds, "report_round", lambda *args: None)  # pictures make no S3 request; 68 cost 18 s
     cfg_json, store, _ = search(config())
     requests, state_bytes = {}, {}
     for k in range(68):
         before = store.requests
-        steps.sample_architectures(cfg_json, k, 0, "parent")
+        steps.ask_round(cfg_json, k, 0, "parent")
         sample = store.requests - before
         for item in [f"{k:05d}/0", f"{k:05d}/1"]:
-            steps.train_candidates(cfg_json, item)
+            steps.train_round(cfg_json, item)
         before = store.requests
-        assert steps.update_strategy(cfg_json, k, 0, "parent") == "continue"
+        assert steps.tell_round(cfg_json, k, 0, "parent") == "continue"
         requests[k] = (sample, store.requests - before)
         state_bytes[k] = len(json.dumps(store.read_committed().state))
     # sample: read the lease, list and read the history, write the round; update: the same three reads, the round, a
@@ -246,35 +249,42 @@ def test_max_evals_asks_no_more_than_the_budget(search):
     assert store.read_history().num_rows == 8
 
 
-def test_a_search_stored_by_kubenas_0_1_resumes_and_is_rewritten(search):
-    # kubenas 0.1 kept a Parquet file per round and the strategy state, history included, in state/round-N.json
+def test_a_history_that_stored_each_metric_twice_resumes(search):
+    # before kubenas.history, a row kept its metrics both in their columns and in the metrics JSON
     import io
+    import json
 
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401 - pa.compute
     import pyarrow.parquet as pq
-
-    from kubenas.store import history_table
 
     cfg_json, store, _ = search(config())
     run_round(cfg_json, 0)
-    _, table, state, _ = store.read_committed()
-    strategy = steps.context(cfg_json).strategy()
-    strategy.load_state_dict(state, history=result_rows(table))
-    store.blobs.delete([store.key(k) for k in store.list("history/")])
+    committed = store.read_committed()
+    table = committed.table
+    assert all("val_acc" not in json.loads(m) for m in table.column("metrics").to_pylist())  # stored once
+    doubled = table.set_column(table.schema.get_field_index("metrics"), "metrics", pa.array(
+        [json.dumps(r["metrics"], sort_keys=True) for r in committed.rows]))
     buf = io.BytesIO()
-    pq.write_table(history_table(result_rows(table), 0), buf)
-    store.put_bytes("history/round-00000.parquet", buf.getvalue())
-    store.put_json("state/round-00000.json", strategy.state_dict())  # with its history, as 0.1 wrote it
-    assert store.last_committed_round() == 0 and store.read_history().num_rows == 6
+    pq.write_table(doubled.replace_schema_metadata(
+        {b"kubenas.state": json.dumps(committed.state).encode()}), buf)
+    store.put_bytes(committed.files[0][1], buf.getvalue())
+    again = store.read_committed()
+    assert again.rows == committed.rows  # the same rows, read from either layout
     assert run_round(cfg_json, 1) == "continue"
-    assert store.list("history/") == ["history/rounds-00000-00001.parquet"] and store.list("state/") == []
-    assert store.read_history().column("round").to_pylist() == [0] * 6 + [1] * 6
+    assert store.list("history/") == ["history/rounds-00000-00001.parquet"]
+    rewritten = store.read_history()
+    assert rewritten.column("round").to_pylist() == [0] * 6 + [1] * 6
+    stored = rewritten.filter(pa.compute.equal(rewritten.column("round"), 1)).column("metrics").to_pylist()
+    assert all("val_acc" not in json.loads(m) for m in stored)  # new rows store each metric once
+    assert [r for r in store.read_committed().rows if r["round"] == 0] == committed.rows  # old rows read the same
 
 
 SUBPROCESS = """
 import json, sys
 from kubenas import steps
 from kubenas.config import ConfigError, parse_config
-from kubenas.store import MemoryBlobs, SearchStore, result_rows
+from kubenas.store import MemoryBlobs, SearchStore
 
 class Silent:
     def log_round(self, *args):
@@ -289,10 +299,12 @@ def context(config_json):
     ctx.store, ctx.tracker = SearchStore.in_memory(ctx.cfg.name, blobs=blobs), Silent()
     return ctx
 steps.context = context
+import kubenas.context
+kubenas.context.context = context
 cfg_json = parse_config(json.loads(sys.argv[1])).to_json()
-items = steps.sample_architectures(cfg_json, 0, 0, "parent")
+items = steps.ask_round(cfg_json, 0, 0, "parent")
 assert len(items) == 2
-assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"  # no worker ran: 6 failed rows
+assert steps.tell_round(cfg_json, 0, 0, "parent") == "continue"  # no worker ran: 6 failed rows
 print(json.dumps(sorted(m for m in ("torch", "mlflow", "scipy") if m in sys.modules)))
 """
 
@@ -322,22 +334,22 @@ def test_a_process_builds_the_space_and_strategy_once(search, monkeypatch):
     assert spaces_module.make_space is not config_module.make_space
     cfg_json, _, _ = search(config())
     built.update(space=0, strategy=0)
-    steps.sample_architectures(cfg_json, 0, 0, "parent")  # parse, validate and ask, as a sample task does
+    steps.ask_round(cfg_json, 0, 0, "parent")  # parse, validate and ask, as a sample task does
     assert built == {"space": 1, "strategy": 1}
 
 
 def test_a_round_sampled_again_with_fewer_workers_trains_what_is_left_once(search, monkeypatch):
     cfg_json, store, _ = search(config(candidates_per_round=6, parallelism=3))
-    assert len(steps.sample_architectures(cfg_json, 0, 0, "parent")) == 3
-    first = steps.train_candidates(cfg_json, "00000/2")  # one worker of three ran, then the run died
+    assert len(steps.ask_round(cfg_json, 0, 0, "parent")) == 3
+    first = steps.train_round(cfg_json, "00000/2")  # one worker of three ran, then the run died
     assert len(first) == 6  # alone, it took every candidate
     # the round is sampled again by a run with parallelism 1; the trained candidates are not trained again
     blobs = store.blobs
     cfg_json, store, _ = search(config(candidates_per_round=6, parallelism=1))
     store.blobs = blobs
-    assert steps.sample_architectures(cfg_json, 0, 0, "parent") == ["00000/0"]
-    assert steps.train_candidates(cfg_json, "00000/0") == []
-    assert steps.update_strategy(cfg_json, 0, 0, "parent") == "continue"
+    assert steps.ask_round(cfg_json, 0, 0, "parent") == ["00000/0"]
+    assert steps.train_round(cfg_json, "00000/0") == []
+    assert steps.tell_round(cfg_json, 0, 0, "parent") == "continue"
     assert sorted(store.read_history().column("id").to_pylist()) == sorted(r["id"] for r in first)
 
 
@@ -362,10 +374,10 @@ def test_the_leaderboard_of_a_oneshot_ranking_shows_no_epochs():
 def test_every_update_draws_the_search_so_far_and_a_retried_one_draws_it_again(search, tmp_path):
     cfg_json, store, recorder = search(config())
     for k in range(2):
-        for item in steps.sample_architectures(cfg_json, k, 0, "parent"):
-            steps.train_candidates(cfg_json, item)
+        for item in steps.ask_round(cfg_json, k, 0, "parent"):
+            steps.train_round(cfg_json, item)
         page = tmp_path / f"round-{k}.html"
-        assert steps.update_strategy(cfg_json, k, 0, "parent", str(page)) == "continue"
+        assert steps.tell_round(cfg_json, k, 0, "parent", str(page)) == "continue"
         assert page.read_text().count('data-figure="progress"') == 1
     first, second = recorder.reports
     assert first.title.endswith("after round 0") and second.title.endswith("after round 1")
@@ -375,7 +387,7 @@ def test_every_update_draws_the_search_so_far_and_a_retried_one_draws_it_again(s
     assert second.table["data"][0][6] == best  # the leaderboard's first row is the best committed one
     # KFP retries the update after it committed: nothing is committed again, and the page is drawn again
     again = tmp_path / "again.html"
-    assert steps.update_strategy(cfg_json, 1, 0, "parent", str(again)) == "continue"
+    assert steps.tell_round(cfg_json, 1, 0, "parent", str(again)) == "continue"
     assert recorder.reports[-1].table == second.table and again.read_text().count("data-figure") == 1
     assert store.committed_rounds() == [0, 1]
 
@@ -387,8 +399,8 @@ def test_a_candidate_streams_each_epoch_to_its_run_while_it_trains(search):
                                                                           "parallelism": 1}})
     seen = []
     recorder.log_epoch = lambda run_id, epoch, values: seen.append((recorder.runs[run_id]["status"], epoch, sorted(values)))
-    [item] = steps.sample_architectures(cfg_json, 0, 0, "parent")
-    rows = steps.train_candidates(cfg_json, item)
+    [item] = steps.ask_round(cfg_json, 0, 0, "parent")
+    rows = steps.train_round(cfg_json, item)
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert seen == [("RUNNING", e, ["train_loss", "val_acc", "val_loss"]) for _ in rows for e in (1, 2, 3)]
     assert [r["streamed_epochs"] for r in rows] == [3, 3]  # so that the run's end does not log them twice

@@ -38,7 +38,7 @@ def _protocol_estimator(table: TabularEstimator):
 
 
 def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, options=None):
-    from kubenas.estimators.training import Fidelity
+    from kubenas.core import Fidelity
     from kubenas.search import search
     from kubenas.strategies import make_strategy
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from kubenas.arch import arch_id
 from kubenas.estimators.tabular import TabularEstimator
-from kubenas.estimators.training import Fidelity
+from kubenas.core import Fidelity
 from kubenas.strategies import STRATEGIES, make_strategy
 from kubenas.strategies.prefilter import prefilter
 

@@ -158,7 +158,7 @@ def _inheritance_rows(est: TabularEstimator, rows, truth, seed: int, progress: b
     child's alone: in a search the parent was trained anyway."""
     from kubenas.bench.budget import _protocol_estimator
     from kubenas.estimators.inheritance import InheritingEstimator, MemoryWeights
-    from kubenas.estimators.training import Fidelity
+    from kubenas.core import Fidelity
 
     data, rng = est.search_data(), np.random.default_rng(seed)
     fidelity = Fidelity(epochs=int(est.protocol["epochs"]))

@@ -117,7 +117,8 @@ def build_shard(protocol: Protocol, out: Path, shard: int = 0, shards: int = 1, 
     import torch
 
     from kubenas.data import load_dataset
-    from kubenas.estimators import Fidelity, TrainingEstimator
+    from kubenas.core import Fidelity
+    from kubenas.estimators.training import TrainingEstimator
 
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} of {shards}: expected 0 <= shard < shards")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kubenas.arch import Arch
-from kubenas.core import Fidelity, Result, tell_epoch  # noqa: F401 - Fidelity re-exported
+from kubenas.core import Fidelity, Result, tell_epoch
 from kubenas.data.base import Dataset
 from kubenas.spaces.base import SearchSpace
 

@@ -12,13 +12,13 @@ pending candidates, duplicates, failures, ``best()`` and serialisation.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import numpy as np
 
+from kubenas import history as hist  # (its name is also a parameter here)
 from kubenas.arch import Arch, arch_id
-from kubenas.core import Candidate, Result, top  # noqa: F401 - re-exported: strategies' public names
+from kubenas.core import Candidate, Result, is_int, top
 from kubenas.spaces.base import SearchSpace
 
 STATE_VERSION = 1
@@ -57,7 +57,7 @@ def _str_to_ints(obj: Any) -> Any:
 
 
 def check_ask(n: Any) -> None:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"ask(n): n must be a positive integer, got {n!r}")
 
 
@@ -72,11 +72,11 @@ class Strategy:
     """
 
     name: ClassVar[str] = "base"
+    multi_objective: ClassVar[bool] = False  # best() is a Pareto front, and pick() chooses from it
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, metric: str = "val_acc", mode: str = "max"):
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
+        hist.sign(mode)  # checks it
+        if not is_int(seed):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.space, self.metric, self.mode, self.seed = space, metric, mode, seed
         self.rng = np.random.default_rng(seed)
@@ -108,7 +108,7 @@ class Strategy:
 
     def utility(self, value: float) -> float:
         """The metric turned so that higher is better."""
-        return value if self.mode == "max" else -value
+        return hist.sign(self.mode) * value
 
     def _unique(self, propose: Callable[[], Arch]) -> Arch | None:
         """An architecture not evaluated or pending yet: from ``propose`` if it finds one, else uniformly among
@@ -180,12 +180,7 @@ class Strategy:
             self._observe(record, info["tag"])
 
     def _value(self, res: Result) -> float | None:
-        if not res.ok:
-            return None
-        value = res.metrics.get(self.metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None  # an ok result without a usable objective counts as failed for the search
-        return float(value)
+        return hist.value(res, self.metric)
 
     def best(self) -> dict[str, Any] | None:
         """The best told result so far: ``{"id", "arch", "value"}``, or None before any success."""
@@ -194,6 +189,12 @@ class Strategy:
             return None
         top = max(ok, key=lambda h: self.utility(h["value"]))
         return {"id": top["id"], "arch": top["arch"], "value": top["value"]}
+
+    def pick(self, rule: str = "best") -> dict[str, Any] | None:
+        """The one result to export: :meth:`best` (a multi-objective strategy picks from its front by ``rule``)."""
+        if rule != "best":
+            raise ValueError(f"pick: {self.name} has one objective; the rule must be 'best', got {rule!r}")
+        return self.best()
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -249,8 +250,7 @@ class Strategy:
 
     def _record(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The history record :meth:`tell` made of a result, rebuilt from its result row."""
-        res = Result(row["id"], row["status"], dict(row.get("metrics") or {}), float(row.get("cost") or 0.0),
-                     row.get("error"))
+        res = hist.result(row)
         value = self._value(res)
         record = {"id": res.candidate_id, "arch": dict(row["arch"]), "status": "ok" if value is not None else "failed",
                   "value": value}

@@ -103,7 +103,7 @@ class Hyperband(Strategy):
                                   **self.base_options)
         except ValueError as exc:
             raise ValueError(f"{self.name}: base: {exc}") from None
-        if hasattr(inner, "objectives"):
+        if inner.multi_objective:
             raise ValueError(f"{self.name}: base {self.base_name!r} is multi-objective; the scheduler ranks by one "
                              f"metric ({self.metric!r}), so wrap a single-objective strategy")
         return inner

@@ -176,6 +176,7 @@ class MultiObjective:
     only answer when it is infeasible (then the front is empty).
     """
 
+    multi_objective = True
     objectives: list[dict[str, str]]
     constraints: dict[str, dict[str, float]]
 

@@ -1,5 +1,5 @@
-"""A one-shot search's rounds (``oneshot:`` in the config): the same four pipeline stages, with a supernet where a
-strategy's candidates would be. :func:`kubenas.steps.method` dispatches here.
+"""A one-shot search's rounds (``oneshot:`` in the config): the same pipeline stages, with a supernet where a
+strategy's candidates would be (the :class:`~kubenas.rounds.Rounds` that :func:`kubenas.rounds.rounds` chooses).
 
 - *sample*: the round's supernet job, the epoch count to reach, for one worker;
 - *train* (the GPU node): resume the supernet from its checkpoint in S3 and train it to that epoch,
@@ -21,11 +21,12 @@ from typing import Any
 
 import torch
 
+from kubenas import history
 from kubenas.arch import arch_id
-from kubenas.core import Candidate, Result, history_row
+from kubenas.context import Context, say
+from kubenas.core import Candidate, Result
 from kubenas.estimators.training import count_macs
 from kubenas.oneshot import OneShot, make_oneshot
-from kubenas.context import Context, say
 from kubenas.store import SearchStore
 
 SUPERNET = "supernet"  # the id of a one-shot round's training result
@@ -55,18 +56,19 @@ def _save(store: SearchStore, m: OneShot) -> None:
 
 
 class OneShotRounds:
-    """A round of a one-shot search: train the supernet further, then rank architectures with its weights."""
+    """The :class:`~kubenas.rounds.Rounds` of a one-shot search: each round trains the supernet further, then ranks
+    architectures with its weights."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    def ask(self, round_index: int, state, history, start_round: int) -> dict[str, Any]:
-        """The round's supernet job: the epoch to train to, of how many in all."""
+    def ask(self, round_index: int, committed, start_round: int) -> dict[str, Any]:
+        """The round's supernet job, for one worker: the epoch to train to, of how many in all."""
         cfg = self.ctx.cfg
         job = {"target_epochs": (round_index + 1) * cfg.oneshot.epochs,
                "total_epochs": (start_round + cfg.budget.rounds) * cfg.oneshot.epochs}
         say(f"round {round_index}: train the {cfg.oneshot.method} supernet to epoch {job['target_epochs']}")
-        return {"candidates": [], "supernet": job}
+        return {"candidates": [], "supernet": job, "state": None, "workers": 1}
 
     def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
         """Train the supernet to the round's epoch; a crash (a non-finite loss, out of memory) is recorded as the
@@ -100,7 +102,7 @@ class OneShotRounds:
                                                               if isinstance(v, (int, float)) and k != "epoch"})
         return [row]
 
-    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]], history):
+    def tell(self, round_index: int, asked: dict[str, Any], rows: list[dict[str, Any]], past):
         """Rank the round's architectures with the trained supernet; returns the rows, the method's state and the
         best row."""
         ctx, cfg = self.ctx, self.ctx.cfg
@@ -126,9 +128,8 @@ class OneShotRounds:
             metrics = {"val_acc": score, "oneshot_score": m.score_kind, "supernet_epochs": m.epochs_done,
                        "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, data.x_val[:1])}
             cand = Candidate(f"{round_index:05d}-{arch_id(arch)[:8]}", arch)
-            row = history_row(space, cand, Result(cand.id, "ok", metrics, cost=seconds), None)
-            row["fidelity"] = {"oneshot": cfg.oneshot.method, "supernet_epochs": m.epochs_done}
-            out.append(row)
+            out.append(history.row(space, cand, Result(cand.id, "ok", metrics, cost=seconds),
+                                   {"oneshot": cfg.oneshot.method, "supernet_epochs": m.epochs_done}, round_index))
         out.sort(key=lambda r: -r["metrics"]["val_acc"])
         for row in out[:LOGGED_PER_ROUND]:
             ctx.tracker.log_candidate(asked["parent_run_id"], row, round_index, cfg)
@@ -138,12 +139,29 @@ class OneShotRounds:
         best_entry = None if best is None else {"id": best["id"], "arch": best["arch"], "value": best["metrics"]["val_acc"]}
         return out, m.state_dict(), best_entry
 
-    def winner(self, state, history: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, None]:
+    def winner(self, state, past: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, None]:
         """The best-ranked architecture of the last committed round (earlier rounds were ranked by a supernet
         trained for fewer epochs)."""
-        if not history:
+        if not past:
             return None, None
-        last = max(r["round"] for r in history)
-        best = max((r for r in history if r["round"] == last and r["status"] == "ok"), key=lambda r: r["val_acc"],
-                   default=None)
-        return (None if best is None else {"id": best["id"], "arch": best["arch"], "value": best["val_acc"]}), None
+        last = max(r["round"] for r in past)
+        best = next(iter(history.ranked([r for r in past if r["round"] == last], "val_acc", "max")), None)
+        return (None if best is None else {"id": best["id"], "arch": best["arch"],
+                                           "value": best["metrics"]["val_acc"]}), None
+
+    def train_seconds(self, rows: list[dict[str, Any]]) -> float:
+        """The supernet's training in the rounds of ``rows`` (one worker trains it)."""
+        store = self.ctx.store
+        return sum(r["cost"] for k in sorted({r["round"] for r in rows}) for r in store.read_results(k, 0))
+
+    def describe(self, rows: list[dict[str, Any]], seconds: float) -> str:
+        return (f"{len(rows)} architectures ranked with a {self.ctx.cfg.oneshot.method} supernet trained for "
+                f"{seconds:.0f} s")
+
+    def report(self, state: dict[str, Any] | None, exported: str | None = None):
+        """The objective, and the supernet's statistics per epoch."""
+        from kubenas.report import View
+
+        cfg = self.ctx.cfg
+        return View(cfg.objective.metric, cfg.objective.mode, exported=exported,
+                    supernet_stats=(state or {}).get("stats"))
