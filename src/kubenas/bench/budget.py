@@ -30,7 +30,8 @@ from kubenas.strategies.prefilter import prefilter as with_prefilter
 DEFAULT_SECONDS = 300.0
 
 
-def _protocol_estimator(table: TabularEstimator):
+def protocol_estimator(table: TabularEstimator):
+    """The CPU training estimator with the optimiser settings a table was built with."""
     from kubenas.estimators.training import TrainingEstimator
 
     p = table.protocol
@@ -52,7 +53,7 @@ def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, op
     # a network trained here is the table's network (deterministic on CPU) and the noise between the two is not
     # counted as regret
     res = search(table.space, strategy, dataset=data, fidelity=Fidelity(epochs=full),
-                 estimator=estimator or _protocol_estimator(table), max_seconds=seconds, seed=table.training_seed)
+                 estimator=estimator or protocol_estimator(table), max_seconds=seconds, seed=table.training_seed)
     done = [r for r in res.history if r["status"] == "ok" and "lc_stopped_at" not in r["metrics"]]
     pick = max(done, key=lambda r: r["metrics"]["val_acc"])["arch"] if done else None
     epochs = sum(r["metrics"].get("epochs_trained", len(r["metrics"].get("val_acc_curve", []))) for r in res.history)
@@ -63,14 +64,14 @@ def _early_stop(table, data, seed, seconds):
     from kubenas.estimators.learning_curve import EarlyTermination, EarlyTerminationEstimator
 
     rule = EarlyTermination(min_epochs=max(1, int(table.protocol["epochs"]) // 3))
-    return _evolution(table, data, seed, seconds, estimator=EarlyTerminationEstimator(_protocol_estimator(table), rule))
+    return _evolution(table, data, seed, seconds, estimator=EarlyTerminationEstimator(protocol_estimator(table), rule))
 
 
 def _inherit(epochs):
     def run(table, data, seed, seconds):
         from kubenas.estimators.inheritance import InheritingEstimator
 
-        return _evolution(table, data, seed, seconds, estimator=InheritingEstimator(_protocol_estimator(table),
+        return _evolution(table, data, seed, seconds, estimator=InheritingEstimator(protocol_estimator(table),
                                                                                    epochs=epochs))
     return run
 

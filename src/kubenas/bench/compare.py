@@ -194,7 +194,7 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
         except StopIteration:  # a finite space searched to exhaustion
             break
         t1 = time.perf_counter()
-        valid = space._check(cand.arch) is None and all(d.name in cand.arch for d in space._active(cand.arch))
+        valid = space.is_valid(cand.arch)
         fidelity = Fidelity(epochs=full_epochs).override(getattr(cand, "fidelity", None))
         result = (evaluator.evaluate(cand.arch, None, None, fidelity, candidate_id=cand.id) if valid
                   else _invalid(cand.id))
@@ -459,7 +459,7 @@ def run_multiobjective(name: str, table: TabularEstimator, space, seed: int, bud
         for _ in range(budget):
             trial = study.ask()
             arch = _suggest(trial, space)
-            result = table.evaluate(arch) if space._check(arch) is None else _invalid(str(trial.number))
+            result = table.evaluate(arch) if space.is_valid(arch) else _invalid(str(trial.number))
             if result.ok:
                 study.tell(trial, [result.metrics["val_acc"], result.metrics["params"]])
                 seen.append(point(result.metrics))

@@ -156,13 +156,13 @@ def _inheritance_rows(est: TabularEstimator, rows, truth, seed: int, progress: b
     """Each sampled architecture as a child: its parent (a random one-decision mutation of it) is trained with
     the table's protocol, then the child inherits the parent's weights and trains one epoch. The cost is the
     child's alone: in a search the parent was trained anyway."""
-    from kubenas.bench.budget import _protocol_estimator
+    from kubenas.bench.budget import protocol_estimator
     from kubenas.estimators.inheritance import InheritingEstimator, MemoryWeights
     from kubenas.core import Fidelity
 
     data, rng = est.search_data(), np.random.default_rng(seed)
     fidelity = Fidelity(epochs=int(est.protocol["epochs"]))
-    inner, scores, cost = _protocol_estimator(est), [], 0.0
+    inner, scores, cost = protocol_estimator(est), [], 0.0
     start = time.perf_counter()
     for n, arch in enumerate(_archs(rows)):
         weights = MemoryWeights()

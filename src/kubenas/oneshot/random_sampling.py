@@ -44,7 +44,7 @@ class RandomSampling(OneShot):
     def _train_batch(self, x, y, val, progress):
         if not self.fair:
             return self._step(cross_entropy(self.net, x, y, arch=self.space.sample(self.rng)))
-        paths = [a for a in self._fair_paths() if self.space._check(a) is None]
+        paths = [a for a in self._fair_paths() if self.space.violation(a) is None]
         loss = sum(cross_entropy(self.net, x, y, arch=a) for a in paths)  # summed gradients, as in FairNAS
         return self._step(loss) / len(paths)
 

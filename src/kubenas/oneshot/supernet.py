@@ -177,13 +177,13 @@ def derive(space: SearchSpace, weights: dict[str, Sequence[float]]) -> Arch:
     that operation. A ``nb201`` cell cut off by 'none' edges gets, on its weakest cut, its strongest other op."""
     if isinstance(space, NB201Space):
         arch = {key: space.ops[int(torch.as_tensor(w).argmax())] for key, w in weights.items()}
-        if space._check(arch) is not None:
+        if space.violation(arch) is not None:
             ranked = sorted(weights, key=lambda k: -float(torch.as_tensor(weights[k]).max()))
             for key in reversed(ranked):  # reconnect through the edge whose non-'none' op is strongest
                 w = torch.as_tensor(weights[key]).clone()
                 w[space.ops.index(O.NONE_OP)] = -float("inf")
                 arch[key] = space.ops[int(w.argmax())]
-                if space._check(arch) is None:
+                if space.violation(arch) is None:
                     break
         return space.validate(arch)
     if isinstance(space, CellSpace):
@@ -198,5 +198,5 @@ def derive(space: SearchSpace, weights: dict[str, Sequence[float]]) -> Arch:
                     best.append((float(w[k]), i, space.ops[k]))
                 (_, a, op_a), (_, b, op_b) = sorted(sorted(best, reverse=True)[:2], key=lambda t: t[1])
                 arch.update({f"{kind}_{j}_inputs": [a, b], f"{kind}_{j}_op0": op_a, f"{kind}_{j}_op1": op_b})
-        return space.validate(space._complete(arch, None))
+        return space.validate(space.complete(arch))
     raise ValueError(f"no discretisation for the {space.name!r} space")

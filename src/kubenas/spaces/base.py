@@ -104,16 +104,36 @@ class SearchSpace:
         self._index = {d.name: {_key(c): i for i, c in enumerate(d.choices)} for d in decisions}
 
     def _check(self, arch: Arch) -> str | None:
-        """Constraints beyond the decisions. Return a message when violated. Called only on complete archs."""
+        """Constraints beyond the decisions (a subclass's hook; callers use :meth:`violation`). Return a message when
+        violated. Called only on complete archs."""
         return None
 
-    def _active(self, arch: Arch) -> list[Decision]:
+    def violation(self, arch: Arch) -> str | None:
+        """What a complete architecture breaks beyond its decisions (a cell whose input cannot reach its output),
+        or None."""
+        return self._check(arch)
+
+    def is_valid(self, arch: Arch) -> bool:
+        """Whether the space contains ``arch``: every active decision set to one of its choices, nothing else, and
+        no :meth:`violation`."""
+        try:
+            self.validate(arch)
+        except InvalidArchitecture:
+            return False
+        return True
+
+    def index(self, name: str, value: Any) -> int:
+        """The position of ``value`` among decision ``name``'s choices: the order of encodings and policies."""
+        return self._index[name][_key(value)]
+
+    def active(self, arch: Arch) -> list[Decision]:
+        """The decisions active in ``arch``, in decision order."""
         return [d for d in self.decisions if d.is_active(arch)]
 
     def _active_names(self, arch: Arch) -> list[str]:
-        return [d.name for d in self._active(arch)]
+        return [d.name for d in self.active(arch)]
 
-    def _complete(self, arch: Arch, rng: np.random.Generator | None) -> Arch:
+    def complete(self, arch: Arch, rng: np.random.Generator | None = None) -> Arch:
         """Drop inactive keys and fill newly active decisions, in decision order.
 
         With an rng the new values are random; without one they are the first choice, which keeps
@@ -136,7 +156,7 @@ class SearchSpace:
         """A uniformly random valid architecture (uniform over each active decision's choices)."""
         rng = as_rng(rng)
         for _ in range(_MAX_TRIES):
-            arch = self._complete({}, rng)
+            arch = self.complete({}, rng)
             if self._check(arch) is None:
                 return arch
         raise RuntimeError(f"{self.name}: no valid architecture found in {_MAX_TRIES} draws; is the space empty?")
@@ -145,7 +165,7 @@ class SearchSpace:
         """Change one active decision to another of its values; decisions it activates are drawn at random."""
         self.validate(arch)
         rng = as_rng(rng)
-        mutable = [d for d in self._active(arch) if len(d.choices) > 1]
+        mutable = [d for d in self.active(arch) if len(d.choices) > 1]
         if not mutable:
             raise ValueError(f"{self.name}: the space has a single architecture; nothing can be mutated")
         for _ in range(_MAX_TRIES):
@@ -153,7 +173,7 @@ class SearchSpace:
             current = self._index[d.name][_key(arch[d.name])]
             j = int(rng.integers(len(d.choices) - 1))
             new = d.choices[j + (j >= current)]
-            child = self._complete({**arch, d.name: new}, rng)
+            child = self.complete({**arch, d.name: new}, rng)
             if self._check(child) is None:
                 return child
         raise RuntimeError(f"{self.name}: no valid mutation of {self.genotype(arch)} found in {_MAX_TRIES} tries")
@@ -162,12 +182,12 @@ class SearchSpace:
         """Every valid architecture one decision away, in decision and choice order."""
         self.validate(arch)
         out = []
-        for d in self._active(arch):
+        for d in self.active(arch):
             current = _key(arch[d.name])
             for value in d.choices:
                 if _key(value) == current:
                     continue
-                child = self._complete({**arch, d.name: value}, None)
+                child = self.complete({**arch, d.name: value}, None)
                 if self._check(child) is None:
                     out.append(child)
         return out
@@ -178,19 +198,29 @@ class SearchSpace:
         ``onehot``: one block per decision, all zeros where the decision is inactive. ``path``: the
         set of input-to-output operation paths, for cell spaces (BANANAS' path encoding).
         """
-        if kind == "onehot":
-            self.validate(arch)
-            vec = np.zeros(self.encoding_size("onehot"), dtype=np.float32)
-            offset = 0
-            for d in self.decisions:
-                if d.name in arch:
-                    vec[offset + self._index[d.name][_key(arch[d.name])]] = 1.0
-                offset += len(d.choices)
-            return vec
+        return self.encode_many([arch], kind)[0]
+
+    def encode_many(self, archs: Sequence[Arch], kind: str = "onehot", *, validate: bool = True) -> np.ndarray:
+        """:meth:`encode` of many architectures at once, one row each (float32). ``validate=False`` skips the
+        check for architectures known to be valid (enumerated, or validated before), which is most of the cost."""
+        if kind not in ("onehot", "path"):
+            raise ValueError(f"encoding kind must be 'onehot' or 'path', got {kind!r}")
+        if validate:
+            for arch in archs:
+                self.validate(arch)
         if kind == "path":
-            self.validate(arch)
-            return self._path_encode(arch)
-        raise ValueError(f"encoding kind must be 'onehot' or 'path', got {kind!r}")
+            size = self.encoding_size("path")
+            return np.stack([self._path_encode(a) for a in archs]).astype(np.float32) if archs else \
+                np.zeros((0, size), dtype=np.float32)
+        out = np.zeros((len(archs), self.encoding_size("onehot")), dtype=np.float32)
+        offset = 0
+        for d in self.decisions:
+            index = self._index[d.name]
+            for row, arch in enumerate(archs):
+                if d.name in arch:
+                    out[row, offset + index[_key(arch[d.name])]] = 1.0
+            offset += len(d.choices)
+        return out
 
     def encoding_size(self, kind: str = "onehot") -> int:
         if kind == "onehot":
@@ -210,7 +240,7 @@ class SearchSpace:
         if not isinstance(arch, dict):
             raise InvalidArchitecture(f"{self.name}: an architecture is a dict of decisions, got {type(arch).__name__}")
         problems = []
-        active = self._active(arch)
+        active = self.active(arch)
         active_names = {d.name for d in active}
         for d in active:
             allowed = ", ".join(_fmt(c) for c in d.choices)

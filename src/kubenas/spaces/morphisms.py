@@ -207,8 +207,8 @@ def morphisms(space, arch: Arch) -> list[Arch]:
             else:
                 layer = _layer(arch, i - (i > pos))
             child.update({f"{k}_{i}": v for k, v in layer.items()})
-        out.append(space._complete(child, None))
-    return [c for c in out if space._check(c) is None]
+        out.append(space.complete(child))
+    return [c for c in out if space.violation(c) is None]
 
 
 def random_morphism(space, arch: Arch, rng) -> Arch | None:

@@ -60,13 +60,11 @@ class Bananas(Strategy):
         self._codes: dict[str, np.ndarray] = {}  # encodings by arch id: derived, so not part of the state
 
     def _encode(self, archs: list[dict]) -> np.ndarray:
-        codes = []
-        for arch in archs:
-            aid = arch_id(arch)
-            if aid not in self._codes:
-                self._codes[aid] = self.space.encode(arch, self.encoding)
-            codes.append(self._codes[aid])
-        return np.stack(codes)
+        ids = [arch_id(a) for a in archs]
+        new = {aid: a for aid, a in zip(ids, archs) if aid not in self._codes}
+        if new:
+            self._codes.update(zip(new, self.space.encode_many(list(new.values()), self.encoding)))
+        return np.stack([self._codes[aid] for aid in ids])
 
     # ----------------------------------------------------------------- proposals
     def _propose(self):

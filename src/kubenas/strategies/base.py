@@ -140,21 +140,34 @@ class Strategy:
     # ----------------------------------------------------------------- the interface
     def ask(self, n: int = 1) -> list[Candidate]:
         """Up to ``n`` new candidates; fewer only when the space has no unseen architecture left."""
-        return self._ask(n, self._propose)
-
-    def _ask(self, n: int, propose: Callable[[], tuple | None]) -> list[Candidate]:
-        """Up to ``n`` candidates from ``propose`` (this strategy's :meth:`_propose`, or a wrapper's choice)."""
         check_ask(n)
         out = []
         for _ in range(n):
-            proposal = propose()
+            proposal = self._propose()
             if proposal is None:
                 break
-            out.append(self._accept(proposal))
+            out.append(self.accept(proposal))
         return out
 
-    def _accept(self, proposal: tuple) -> Candidate:
-        """Make a proposal of :meth:`_propose` a pending candidate with the next id."""
+    # ----------------------------------------------------------------- for wrappers (the zero-cost pre-filter)
+    def proposals(self, k: int) -> list[tuple]:
+        """Up to ``k`` different proposals this strategy would make next, none of them accepted: a wrapper picks
+        one and passes it to :meth:`accept` instead of calling :meth:`ask`."""
+        if k == 1:
+            proposal = self._propose()
+            return [] if proposal is None else [proposal]
+        pool: dict[str, tuple] = {}
+        for _ in range(k):
+            proposal = self._propose()
+            if proposal is None:
+                break
+            pool.setdefault(arch_id(proposal[0]), proposal)
+            self._seen.add(arch_id(proposal[0]))  # so the next draw of this pool is a different architecture
+        self._seen.difference_update(pool)
+        return list(pool.values())
+
+    def accept(self, proposal: tuple) -> Candidate:
+        """Make one of :meth:`proposals` a pending candidate with the next id."""
         arch, tag, parent_id, *extra = proposal
         aid = arch_id(arch)
         cid = f"{self._counter:05d}-{aid[:8]}"

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from kubenas.arch import arch_id
-from kubenas.spaces.base import _key
 from kubenas.strategies.base import Strategy
 
 # interactions="auto" models pairwise interactions when there are at most this many pair features: the fit's
@@ -79,27 +78,20 @@ class BayesQuadratic(Strategy):
         """Feature rows of ``archs``, cached by id."""
         new = [a for a in archs if arch_id(a) not in self._codes]
         if new:
-            rows = self._encode([self.space.validate(a) for a in new])
+            rows = self._encode(new, validate=True)
             for arch, row in zip(new, rows):
                 self._codes[arch_id(arch)] = row
         return np.stack([self._codes[arch_id(a)] for a in archs])
 
-    def _encode(self, archs: list[dict]) -> np.ndarray:
-        """Feature rows of valid architectures (the space's encodings, computed in bulk)."""
-        onehot = np.zeros((len(archs), self.space.encoding_size("onehot")))
-        offset = 0
-        for d in self.space.decisions:
-            index = self.space._index[d.name]
-            for row, arch in enumerate(archs):
-                if d.name in arch:
-                    onehot[row, offset + index[_key(arch[d.name])]] = 1.0
-            offset += len(d.choices)
+    def _encode(self, archs: list[dict], validate: bool = False) -> np.ndarray:
+        """Feature rows of architectures (the space's encodings, in bulk; ``validate`` for ones not enumerated)."""
+        onehot = self.space.encode_many(archs, "onehot", validate=validate).astype(np.float64)
         parts = [onehot]
         if self._pairs is not None:
             left, right = self._pairs
             parts.append(self.interaction_scale * onehot[:, left] * onehot[:, right])
         if self.path:
-            parts.append(np.stack([self.space._path_encode(a) for a in archs]).astype(np.float64))
+            parts.append(self.space.encode_many(archs, "path", validate=False).astype(np.float64))
         return np.hstack(parts)
 
     # ----------------------------------------------------------------- proposals

@@ -44,8 +44,8 @@ class NSGA2(MultiObjective, Strategy):
         if self.rng.random() < self.crossover:
             second = self._tournament(members, rank, crowd)
             mixed = {k: (second["arch"].get(k, v) if self.rng.random() < 0.5 else v) for k, v in arch.items()}
-            mixed = self.space._complete(mixed, self.rng)
-            if self.space._check(mixed) is None:
+            mixed = self.space.complete(mixed, self.rng)
+            if self.space.violation(mixed) is None:
                 arch = mixed
         return self.space.mutate(arch, self.rng), first["id"]
 

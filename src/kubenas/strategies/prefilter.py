@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from kubenas.arch import Arch, arch_id
+from kubenas.arch import Arch
 from kubenas.core import Candidate
-from kubenas.strategies.base import Strategy
+from kubenas.strategies.base import Strategy, check_ask
 
 Scorer = Callable[[list[Arch]], list[float]]
 
@@ -34,26 +34,15 @@ class Prefiltered:
         return getattr(self.strategy, name)
 
     def ask(self, n: int = 1) -> list[Candidate]:
-        return self.strategy._ask(n, self._best_of_pool)
-
-    def _best_of_pool(self) -> tuple | None:
-        s = self.strategy
-        if self.pool == 1:
-            return s._propose()
-        pool: dict[str, tuple] = {}
-        for _ in range(self.pool):
-            proposal = s._propose()
-            if proposal is None:
+        check_ask(n)
+        out = []
+        for _ in range(n):
+            pool = self.strategy.proposals(self.pool)
+            if not pool:
                 break
-            pool.setdefault(arch_id(proposal[0]), proposal)
-            s._seen.add(arch_id(proposal[0]))  # so the next draw of this pool is a different architecture
-        for aid in pool:
-            s._seen.discard(aid)
-        if not pool:
-            return None
-        proposals = list(pool.values())
-        scores = self.score([p[0] for p in proposals])
-        return proposals[max(range(len(proposals)), key=lambda i: (scores[i], -i))]
+            scores = self.score([p[0] for p in pool]) if len(pool) > 1 else [0.0]
+            out.append(self.strategy.accept(pool[max(range(len(pool)), key=lambda i: (scores[i], -i))]))
+        return out
 
 
 def prefilter(strategy: Strategy, score: Scorer, pool: int = 10) -> Any:

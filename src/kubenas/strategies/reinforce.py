@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from kubenas.spaces.base import _key
 from kubenas.strategies.base import Strategy
 
 _SAMPLE_TRIES = 50
@@ -49,12 +48,12 @@ class Policy:
                 if d.is_active(arch):
                     p = _softmax(np.asarray(self.logits[d.name]))
                     arch[d.name] = d.choices[int(rng.choice(len(p), p=p))]
-            if self.space._check(arch) is None:  # constraints beyond the decisions (cell connectivity)
+            if self.space.violation(arch) is None:  # constraints beyond the decisions (cell connectivity)
                 return arch
         return self.space.sample(rng)
 
     def log_prob(self, arch: dict[str, Any]) -> float:
-        return float(sum(np.log(_softmax(np.asarray(self.logits[name]))[self.space._index[name][_key(value)]])
+        return float(sum(np.log(_softmax(np.asarray(self.logits[name]))[self.space.index(name, value)])
                          for name, value in arch.items()))
 
     def entropy(self) -> float:
@@ -71,7 +70,7 @@ class Policy:
             z = np.asarray(self.logits[d.name])
             p = _softmax(z)
             grad = -p
-            grad[self.space._index[d.name][_key(arch[d.name])]] += 1.0
+            grad[self.space.index(d.name, arch[d.name])] += 1.0
             entropy_grad = -p * (np.log(p + 1e-12) + _entropy(p))
             self.logits[d.name] = (z + self.lr * (advantage * grad + self.entropy_weight * entropy_grad)).tolist()
         self.baseline = reward if self.baseline is None else (
