@@ -12,6 +12,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from kubenas import history
 from kubenas.cli import main
 from kubenas.config import load_config
 from kubenas.estimators.tabular import TabularEstimator
@@ -39,9 +40,9 @@ def test_a_zero_cost_search_scores_candidates_and_trains_only_the_winner(stack_e
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
     out = capsys.readouterr().out
     store = SearchStore.from_config(load_config(path))
-    rows = store.read_history().to_pylist()
+    rows = history.rows(store.read_history())
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
-    scores = {r["id"]: json.loads(r["metrics"]) for r in rows}
+    scores = {r["id"]: r["metrics"] for r in rows}
     for m in scores.values():  # scored, not trained
         assert m["zc_proxy"] == "nwot" and "val_acc" not in m and m["params"] > 0
     export = store.get_json("export.json")
@@ -70,17 +71,17 @@ def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_pa
         "export": {"epochs": 1, "registered_model": "e2e-lc"},
     }
     _, store = _run(tmp_path, config, "lc")
-    rows = store.read_history().to_pylist()
+    rows = history.rows(store.read_history())
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
-    first = [json.loads(r["metrics"]) for r in rows if r["round"] == 0]
+    first = [r["metrics"] for r in rows if r["round"] == 0]
     assert all(m["epochs_trained"] == 3 and m["lc_epochs_saved"] == 0 for m in first)  # nothing to calibrate on yet
-    stopped = [(r, json.loads(r["metrics"])) for r in rows if r["round"] == 1 and "lc_stopped_at" in r["metrics"]]
+    stopped = [(r, r["metrics"]) for r in rows if r["round"] == 1 and "lc_stopped_at" in r["metrics"]]
     assert stopped, "with a lax threshold some second-round candidates stop early"
     kth = max(m["val_acc"] for m in first)
     for r, m in stopped:
-        curve = table.row(json.loads(r["arch"]))["val_acc_curve"]
-        assert r["val_acc_curve"] == curve[:m["epochs_trained"]] and m["lc_epochs_saved"] == 3 - m["epochs_trained"]
-        assert r["val_acc"] == m["lc_predicted_val_acc"] < kth and m["lc_p_beat"] < 0.5
+        curve = table.row(r["arch"])["val_acc_curve"]
+        assert m["val_acc_curve"] == curve[:m["epochs_trained"]] and m["lc_epochs_saved"] == 3 - m["epochs_trained"]
+        assert m["val_acc"] == m["lc_predicted_val_acc"] < kth and m["lc_p_beat"] < 0.5
         assert r["epochs"] == 3  # the fidelity asked for; epochs_trained is what was spent
 
 
@@ -101,18 +102,18 @@ def test_network_morphisms_inherit_weights_through_the_pipeline(stack_env, tmp_p
     }
     _, store = _run(tmp_path, config, "inherit")
     space = make_space("chain", **CHAIN_SPACE)
-    rows = {r["id"]: r for r in store.read_history().to_pylist()}
+    rows = {r["id"]: r for r in history.rows(store.read_history())}
     assert len(rows) == 4 and {r["status"] for r in rows.values()} == {"ok"}
-    best = max((r for r in rows.values() if r["round"] == 0), key=lambda r: json.loads(r["metrics"])["val_acc"])
+    best = max((r for r in rows.values() if r["round"] == 0), key=lambda r: r["metrics"]["val_acc"])
     for r in rows.values():
-        m = json.loads(r["metrics"])
+        m = r["metrics"]
         weights = store.load_weights(r["id"])  # every trained candidate's weights are in S3, for its children
-        assert weights is not None and weights[1] == json.loads(r["arch"])
+        assert weights is not None and weights[1] == r["arch"]
         if r["round"] == 0:
             assert r["parent_id"] is None and m["epochs_trained"] == 2
         else:
             assert r["parent_id"] == best["id"]
-            assert json.loads(r["arch"]) in morphisms(space, json.loads(best["arch"]))  # wider or deeper
+            assert r["arch"] in morphisms(space, best["arch"])  # wider or deeper
             assert m["inherited_from"] == r["parent_id"] and m["epochs_trained"] == 1 and m["inherited_share"] == 1.0
 
 
@@ -130,17 +131,17 @@ def _oneshot_config(name, method, options, epochs=1, rounds=1):
 def test_a_oneshot_search_runs_as_the_four_stages(stack_env, tmp_path, capsys, method, options):
     cfg, store = _run(tmp_path, _oneshot_config(f"e2e-os-{method.replace('_', '-')}", method, options), method)
     out = capsys.readouterr().out
-    rows = store.read_history().to_pylist()
+    rows = history.rows(store.read_history())
     assert len(rows) == (1 if method == "darts" else 4) and {r["status"] for r in rows} == {"ok"}
     for r in rows:
-        assert json.loads(r["fidelity"]) == {"oneshot": method, "supernet_epochs": 1}
-        assert 0 <= r["val_acc"] <= 1 and r["params"] > 0
+        assert r["fidelity"] == {"oneshot": method, "supernet_epochs": 1}
+        assert 0 <= r["metrics"]["val_acc"] <= 1 and r["metrics"]["params"] > 0
     state = store.read_committed().state
     assert state["method"] == method and state["epochs_done"] == 1
     blob = torch.load(io.BytesIO(store.get_bytes("oneshot/latest.pt")), weights_only=True)
     assert json.loads(blob["state_json"])["epochs_done"] == 1 and "net" in blob
     export = store.get_json("export.json")
-    assert export["candidate_id"] == max(rows, key=lambda r: r["val_acc"])["id"]  # the best ranked, retrained
+    assert export["candidate_id"] == max(rows, key=lambda r: r["metrics"]["val_acc"])["id"]  # the best ranked, retrained
     assert 0 < export["val_acc"] <= 1 and export["retrained_metric"] == "val_acc"
     assert f"ranked with a {method} supernet trained for" in out and "supernet epoch 1/1" in out
     client = MlflowClient(stack_env.mlflow_uri)
@@ -177,4 +178,4 @@ def test_a_failed_oneshot_round_resumes_from_its_supernet_checkpoint(stack_env, 
     # the controller learned during training: its policy is no longer uniform
     logits = state["extra"]["policy"]["logits"]
     assert any(len(set(v)) > 1 for v in logits.values())
-    assert store.get_json("export.json")["candidate_id"] in {r["id"] for r in store.read_history().to_pylist()}
+    assert store.get_json("export.json")["candidate_id"] in {r["id"] for r in history.rows(store.read_history())}

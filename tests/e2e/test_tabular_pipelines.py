@@ -11,6 +11,7 @@ import re
 import numpy as np
 import yaml
 
+from kubenas import history
 from kubenas.cli import main
 from kubenas.config import load_config
 from kubenas.data import load_dataset
@@ -43,10 +44,10 @@ def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
     cfg = load_config(path)
     store = SearchStore.from_config(cfg)
-    rows = store.read_history().to_pylist()
+    rows = history.rows(store.read_history())
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
     for r in rows:  # every answer is the table's
-        metrics, arch = json.loads(r["metrics"]), json.loads(r["arch"])
+        metrics, arch = r["metrics"], r["arch"]
         row = table.row(arch)
         assert metrics["val_acc"] == row["val_acc"] and metrics["params"] == row["params"]
         assert "test_acc" not in metrics
@@ -85,13 +86,13 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
     path.write_text(yaml.safe_dump(config))
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
     store = SearchStore.from_config(load_config(path))
-    rows = {r["id"]: r for r in store.read_history().to_pylist()}
+    rows = {r["id"]: r for r in history.rows(store.read_history())}
     assert len(rows) == 16
     epochs = [r["epochs"] for r in rows.values()]
     assert set(epochs) == {1, 2, 3} and epochs.count(1) > epochs.count(2) > epochs.count(3)
     for r in rows.values():
-        metrics, arch = json.loads(r["metrics"]), json.loads(r["arch"])
-        assert json.loads(r["fidelity"])["epochs"] == r["epochs"] == metrics["epochs"]
+        metrics, arch = r["metrics"], r["arch"]
+        assert r["fidelity"]["epochs"] == r["epochs"] == metrics["epochs"]
         assert metrics["val_acc"] == table.row(arch)["val_acc_curve"][r["epochs"] - 1]  # the table at that epoch
         if r["epochs"] > 1:  # a promotion: same architecture, from a lower rung of an earlier round
             parent = rows[r["parent_id"]]
@@ -99,15 +100,15 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
     # the pre-filter ran in the sample step: each new cell is the best-scoring of a pool of 4, so the new cells
     # score above the median of random cells
     scorer = proxy_scorer("synflow", table.space, load_dataset("mnist1d").without_test(), seed=2)
-    new = [json.loads(r["arch"]) for r in rows.values() if r["epochs"] == 1]
+    new = [r["arch"] for r in rows.values() if r["epochs"] == 1]
     rng = np.random.default_rng(7)
     random_cells = [table.space.sample(rng) for _ in range(40)]
     assert np.median(scorer(new)) > np.median(scorer(random_cells))
     export = store.get_json("export.json")
     winner = rows[export["candidate_id"]]
     assert winner["epochs"] == 3
-    assert json.loads(winner["metrics"])["val_acc"] == max(
-        json.loads(r["metrics"])["val_acc"] for r in rows.values() if r["epochs"] == 3)
+    assert winner["metrics"]["val_acc"] == max(
+        r["metrics"]["val_acc"] for r in rows.values() if r["epochs"] == 3)
     assert "| epochs |" in export["leaderboard"]
     pages = check_reports(tmp_path / "home", "e2e-mf-tabular", tmp_path, {"progress", "rungs"}, {"architecture", "rungs"})
     # the last round's report ranks every committed row, that round's included, as the export does
