@@ -624,7 +624,7 @@ def _status_command(args: argparse.Namespace) -> int:
     import os
 
     from kubenas import stack
-    from kubenas.data.parquet import endpoint_from_env
+    from kubenas.data.s3 import endpoint_from_env
     from kubenas.status import NoSuchSearch, render, search_status
     from kubenas.store import SearchStore, StoreError
 

@@ -1,92 +1,13 @@
-"""Architecture diagrams: a searched architecture drawn as the graph it builds, one panel per cell.
-
-- ``nb201``: the cell's four nodes, an edge per operation (``none`` edges are absent: they carry nothing);
-- ``cell``: the normal and the reduction cell, each with its two inputs, its blocks (each sums two operations on
-  earlier nodes) and the output that concatenates the blocks;
-- ``chain``: the layers in order;
-- ``multibranch``: the layers in order, each fed by the one before, plus its skip connections (dashed) merged by
-  sum or concatenation.
-
-:func:`panels` turns an architecture into plain graphs (testable without drawing); :func:`draw` renders them with
-matplotlib into one PNG.
-"""
+"""Architecture diagrams: :func:`draw` renders the panels a space makes of an architecture
+(:meth:`kubenas.spaces.SearchSpace.diagram`, plain graphs testable without drawing) into one PNG with matplotlib."""
 
 from __future__ import annotations
 
 import io
-import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
 
+from kubenas.spaces.base import Panel
 
-@dataclass
-class Panel:
-    title: str
-    nodes: list[str]  # labels, in topological order (drawn left to right)
-    edges: list[tuple[int, int, str, str]] = field(default_factory=list)  # (from, to, label, "solid"|"dashed"|"dotted")
-
-
-def panels(space: str, arch: Mapping[str, Any], genotype: str = "", options: Mapping[str, Any] | None = None
-           ) -> list[Panel]:
-    """The architecture's graph(s); empty for a space with no diagram (``choice``)."""
-    if space == "nb201":
-        return [_nb201(arch)]
-    if space == "cell":
-        return [_cell(arch, kind) for kind in ("normal", "reduce")]
-    if space == "chain":
-        return [_chain(genotype)]
-    if space == "multibranch":
-        return [_multibranch(arch, (options or {}).get("merge", "sum"))]
-    return []
-
-
-def _nb201(arch: Mapping[str, Any]) -> Panel:
-    edges = []
-    for key, op in arch.items():
-        m = re.fullmatch(r"edge_(\d+)_(\d+)", key)
-        if m and op != "none":
-            edges.append((int(m.group(2)), int(m.group(1)), op, "dashed" if op == "skip_connect" else "solid"))
-    nodes = 1 + max((int(m.group(1)) for k in arch if (m := re.fullmatch(r"edge_(\d+)_\d+", k))), default=0)
-    labels = ["input"] + [f"node {i}" for i in range(1, nodes - 1)] + ["output"]
-    return Panel("cell (repeated in every stage)", labels, sorted(edges))
-
-
-def _cell(arch: Mapping[str, Any], kind: str) -> Panel:
-    blocks = sorted(int(m.group(1)) for k in arch if (m := re.fullmatch(rf"{kind}_(\d+)_inputs", k)))
-    labels = ["c(k-2)", "c(k-1)"] + [f"block {j}" for j in blocks] + ["concat"]
-    out = len(labels) - 1
-    edges = []
-    for j in blocks:
-        for slot, source in enumerate(arch[f"{kind}_{j}_inputs"]):
-            op = arch[f"{kind}_{j}_op{slot}"]
-            if op != "none":
-                edges.append((int(source), j, op, "dashed" if op == "skip_connect" else "solid"))
-        edges.append((j, out, "", "dotted"))
-    title = "normal cell" if kind == "normal" else "reduction cell (stride 2 on c(k-2), c(k-1))"
-    return Panel(title, labels, edges)
-
-
-def _chain(genotype: str) -> Panel:
-    layers = [part.strip() for part in genotype.split(">") if part.strip()]
-    labels = ["input"] + [_wrap(layer) for layer in layers] + ["classifier"]
-    return Panel(f"chain of {len(layers)} layer(s)", labels, [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])
-
-
-def _multibranch(arch: Mapping[str, Any], merge: str) -> Panel:
-    layers = sorted(int(m.group(1)) for k in arch if (m := re.fullmatch(r"op_(\d+)", k)))
-    labels = ["stem"] + [f"{i}\n{arch[f'op_{i}']}" for i in layers]
-    edges = [(i - 1, i, "", "solid") for i in layers]
-    for key, on in arch.items():
-        m = re.fullmatch(r"skip_(\d+)_(\d+)", key)
-        if m and on:
-            edges.append((int(m.group(2)), int(m.group(1)), "", "dashed"))
-    return Panel(f"{len(layers)} layers; dashed: skip connections, merged by {merge}", labels, sorted(edges))
-
-
-def _wrap(layer: str) -> str:
-    head, _, rest = layer.partition("-")
-    return head + ("\n" + rest.replace("-", " ") if rest else "")
-
+__all__ = ["Panel", "draw"]
 
 COLORS = {"solid": "#1f77b4", "dashed": "#2ca02c", "dotted": "#999999"}
 STEP = 2.0  # data units between neighbouring nodes

@@ -26,7 +26,7 @@ from kubenas import stack as local_stack
 from kubenas.config import SearchConfig
 from kubenas.context import Context
 from kubenas.rounds import rounds as search_rounds
-from kubenas.data.parquet import endpoint_from_env
+from kubenas.data.s3 import endpoint_from_env, in_s3
 from kubenas import history
 from kubenas.lease import Lease, pid_namespace
 from kubenas.store import SearchStore
@@ -174,11 +174,6 @@ class _Filter(io.TextIOBase):
         self.out.flush()
 
 
-def _in_s3(path) -> bool:
-    paths = path.values() if isinstance(path, dict) else [path]
-    return any(isinstance(p, str) and p.startswith("s3://") for p in paths)
-
-
 def _stack_for_run(home: Path, me: int):
     """The stack this run uses: a running one of ``kubenas up`` (returns None: not this run's to stop), else a new
     one it owns. A stack left by a run that died is stopped first; one in use by a live run, or half down, is
@@ -266,7 +261,7 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
               "kfp.local trains on the CPU (the request applies on a cluster)", file=sys.stderr, flush=True)
     external = external_services(config)
     # the dataset's files are checked before any stack starts, unless they are in the stack's own S3
-    early = external or not _in_s3(config.dataset.options.get("path"))
+    early = external or not any(in_s3(s) for s in config.dataset.info.sources)
     if early:
         config.check_data_source()
     (home / "logs").mkdir(parents=True, exist_ok=True)
@@ -378,9 +373,8 @@ def _container_args(config: SearchConfig, home: Path, pipeline_root: Path, own_c
     if os.environ.get("KUBENAS_PROFILE"):
         writable.append(Path(os.environ["KUBENAS_PROFILE"]).parent)
     readable, relative = [], False
-    path = config.dataset.options.get("path")
-    for p in (path.values() if isinstance(path, dict) else [path]):
-        if isinstance(p, str) and not p.startswith("s3://"):
+    for p in config.dataset.info.sources:
+        if not in_s3(p):
             relative |= not Path(p).is_absolute()
             readable.append(Path(p).resolve().parent)
     if relative:

@@ -42,7 +42,7 @@ from functools import cached_property
 from typing import Any, Iterable
 
 from kubenas import history
-from kubenas.data.parquet import endpoint_from_env
+from kubenas.data.s3 import endpoint_from_env
 from kubenas.failpoints import failpoint
 
 _HISTORY_FILE = re.compile(r"history/rounds-(\d{5})-(\d{5})\.parquet$")  # every committed row, rounds A..B

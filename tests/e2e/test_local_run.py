@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from kubenas.cli import main
 from kubenas.config import load_config
 from kubenas.data import load_dataset
-from kubenas.data.parquet import s3_filesystem
+from kubenas.data.s3 import s3_filesystem
 from kubenas.pull import evaluate_onnx, load_module
 from kubenas.store import SearchStore
 from tests.e2e.reports import check_reports

@@ -117,7 +117,7 @@ def test_parquet_datasets_load_from_s3(stack_env):
     import pyarrow.parquet as pq
 
     from kubenas.data import load_dataset
-    from kubenas.data.parquet import s3_filesystem
+    from kubenas.data.s3 import s3_filesystem
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 1, 4, 4)).astype(np.float32)

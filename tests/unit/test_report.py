@@ -73,11 +73,11 @@ def test_the_exported_member_is_marked_and_a_search_without_results_still_has_a_
     assert empty.figures == {} and "No successful candidate yet." in empty.html
 
 
-@pytest.mark.parametrize("space", ["nb201", "cell", "chain", "multibranch"])
+@pytest.mark.parametrize("space", ["nb201", "cell", "chain", "multibranch", "choice"])
 def test_each_space_is_drawn_as_its_graph(space):
-    s = make_space(space)
+    s = make_space(space) if space != "choice" else make_space("choice", decisions={"x": [1, 2], "y": ["a", "b"]})
     arch = s.sample(np.random.default_rng(1))
-    drawn = diagram.panels(space, arch, s.genotype(arch), s.spec().get("options"))
+    drawn = s.diagram(arch)
     if space == "nb201":
         (p,) = drawn
         assert len(p.nodes) == 4
@@ -92,18 +92,21 @@ def test_each_space_is_drawn_as_its_graph(space):
     elif space == "chain":
         (p,) = drawn
         assert len(p.nodes) == arch["depth"] + 2 and len(p.edges) == arch["depth"] + 1
-    else:
+    elif space == "multibranch":
         (p,) = drawn
         assert len([e for e in p.edges if e[3] == "dashed"]) == sum(bool(v) for k, v in arch.items() if k.startswith("skip_"))
+    else:  # a space without a shape of its own: its decisions in order
+        (p,) = drawn
+        assert p.nodes == ["input", f"x\n{arch['x']}", f"y\n{arch['y']}", "output"] and len(p.edges) == 3
     png = diagram.draw(drawn)
     assert png.startswith(b"\x89PNG")
-    assert diagram.panels("choice", {"x": 1}) == [] and diagram.draw([]) is None
+    assert diagram.draw([]) is None
 
 
 @pytest.mark.skipif(browser.CHROMIUM is None, reason="Chromium is not installed (CI installs it)")
 def test_chromium_loads_the_page_with_every_figure_and_no_error(tmp_path):
     data = rows(epochs=(1, 2))
-    extra = {"architecture": diagram.draw(diagram.panels("nb201", make_space("nb201").sample(np.random.default_rng(0)))),
+    extra = {"architecture": diagram.draw(make_space("nb201").diagram(make_space("nb201").sample(np.random.default_rng(0)))),
              "confusion": report.confusion_figure([[5, 1], [2, 7]])}
     page = report.build("t", "s", data, View("val_acc", "max", objectives=OBJECTIVES), extra)
     path = tmp_path / "report.html"

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a config check needs to know of a dataset without loading it: the per-sample input shape and the
-    number of classes (None where only the data can tell: a Parquet table without a declared ``shape``)."""
+    number of classes (None where only the data can tell: a Parquet table without a declared ``shape``), and the
+    local paths or ``s3://`` URIs it reads (none for a generated dataset)."""
 
     input_shape: tuple[int, ...] | None
     num_classes: int | None
+    sources: tuple[str, ...] = ()
 
 
 def check_seed(dataset: str, field: str, value) -> None:

@@ -7,13 +7,13 @@ list column plus a declared ``shape``. Splits are explicit: either one table wit
 
 from __future__ import annotations
 
-import os
 import re
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from kubenas.data.base import Dataset, DatasetInfo, tensors
+from kubenas.data.s3 import s3_filesystem
 
 if TYPE_CHECKING:
     import pyarrow as pa  # imported where used: reading a config or sampling never loads pyarrow
@@ -83,7 +83,7 @@ def parquet_info(
 ) -> DatasetInfo:
     """Check the options without reading data: ``s3://`` paths name a valid bucket and a key,
     columns are names, ``shape`` and ``num_classes`` are positive. That the paths exist is checked where the data
-    is read, by a run's pre-flight (:func:`check_readable`)."""
+    is read, by a run's pre-flight (:func:`kubenas.data.s3.check_sources`)."""
     for field, value in (("label_column", label_column), ("feature_column", feature_column),
                          ("split_column", split_column), ("name", name)):
         if not isinstance(value, str) or not value.strip():
@@ -104,7 +104,7 @@ def parquet_info(
         raise ValueError(f"dataset {name!r}: shape must be a list of positive integers such as [1, 40], got {shape!r}")
     if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2):
         raise ValueError(f"dataset {name!r}: num_classes must be an integer >= 2, got {num_classes!r}")
-    return DatasetInfo(tuple(shape) if shape is not None else None, num_classes)
+    return DatasetInfo(tuple(shape) if shape is not None else None, num_classes, tuple(paths))
 
 
 def _check_path(path: object, name: str) -> None:
@@ -117,45 +117,6 @@ def _check_path(path: object, name: str) -> None:
                              "(3-63 lowercase letters, digits, '.', '-') and a key")
     elif "://" in path:
         raise ValueError(f"dataset {name!r}: path {path!r} must be a local path or s3://BUCKET/KEY")
-
-
-def check_readable(path: str | Mapping[str, str], name: str = "parquet") -> None:
-    """Raise ValueError naming the path when a path of the dataset does not exist where the data will be read: on
-    this machine, or in S3 (no such bucket or key). A run's pre-flight calls it; the config check cannot, as a
-    config submitted to a cluster names paths of the cluster's pods."""
-    from pyarrow import fs
-
-    paths = list(path.values()) if isinstance(path, Mapping) else [path]
-    for p in paths:
-        if not p.startswith("s3://"):
-            if not os.path.exists(p):
-                raise ValueError(f"dataset {name!r}: path {p!r} does not exist (relative paths are read from "
-                                 f"{os.getcwd()})")
-            continue
-        try:
-            info = s3_filesystem().get_file_info(p[len("s3://"):])
-        except OSError as exc:
-            raise ValueError(f"dataset {name!r}: cannot read {p!r}: {exc}") from None
-        if info.type == fs.FileType.NotFound:
-            raise ValueError(f"dataset {name!r}: {p!r} does not exist (no such bucket or key)")
-
-
-def endpoint_from_env() -> str | None:
-    """The S3 endpoint override of the standard AWS variables (SeaweedFS, MinIO); None means AWS."""
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-
-
-def s3_filesystem(endpoint_url: str | None = None):
-    """A pyarrow S3 filesystem: credentials from the standard AWS chain, endpoint from ``endpoint_url`` or
-    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (SeaweedFS, MinIO), else AWS."""
-    from pyarrow import fs
-
-    endpoint = endpoint_url or endpoint_from_env()
-    kwargs: dict = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
-    if endpoint:
-        scheme, _, host = endpoint.rpartition("://")
-        kwargs.update(endpoint_override=host, scheme=scheme or "https")
-    return fs.S3FileSystem(**kwargs)
 
 
 def _read(path: str, name: str) -> pa.Table:

@@ -13,7 +13,7 @@ its output), a genotype string, path encodings and ``build``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -52,6 +52,16 @@ class Decision:
             return False
         key = _key(arch[self.parent])
         return any(_key(v) == key for v in self.when)
+
+
+@dataclass
+class Panel:
+    """One graph of an architecture's diagram (:mod:`kubenas.diagram` draws it): nodes left to right, and edges
+    ``(from, to, label, style)`` with style ``solid``, ``dashed`` or ``dotted``."""
+
+    title: str
+    nodes: list[str]
+    edges: list[tuple[int, int, str, str]] = field(default_factory=list)
 
 
 def _key(value: Any) -> str:
@@ -312,6 +322,13 @@ class SearchSpace:
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         """Return a ``torch.nn.Module`` mapping a batch of ``input_shape`` inputs to ``num_classes`` logits."""
         raise NotImplementedError(f"the {self.name!r} space has no build")
+
+    def diagram(self, arch: Arch) -> list[Panel]:
+        """The architecture as the graph(s) it builds, for the winner's report. Here: its decisions in order, one
+        node each; a space whose networks have another shape draws that."""
+        names = self._active_names(arch)
+        labels = ["input"] + [f"{k}\n{_fmt(arch[k])}" for k in names] + ["output"]
+        return [Panel(f"{len(names)} decision(s)", labels, [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])]
 
     def inherit(self, model, arch: Arch, parent_arch: Arch, parent_state: dict, input_shape: Sequence[int],
                 num_classes: int, width_mult: float = 1.0, rng=None) -> float:

@@ -13,6 +13,7 @@ per cell, ``normal=|op~a|op~b|+|...| reduce=|...|``.
 
 from __future__ import annotations
 
+import re
 import math
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from kubenas.arch import Arch
 from kubenas.spaces import vocabulary as V
-from kubenas.spaces.base import Decision, SearchSpace
+from kubenas.spaces.base import Decision, Panel, SearchSpace
 
 DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
              "skip_connect", "none")
@@ -114,6 +115,26 @@ class CellSpace(SearchSpace):
                         code = code * k + n
                     vec[(c * 2 + src) * per_source + offsets[len(seq)] + code] = 1.0
         return vec
+
+    def diagram(self, arch: Arch) -> list[Panel]:
+        """The normal and the reduction cell: two inputs, the blocks (each sums two operations on earlier nodes) and
+        the output that concatenates them."""
+        return [self._cell_panel(arch, kind) for kind in ("normal", "reduce")]
+
+    @staticmethod
+    def _cell_panel(arch: Arch, kind: str) -> Panel:
+        blocks = sorted(int(m.group(1)) for k in arch if (m := re.fullmatch(rf"{kind}_(\d+)_inputs", k)))
+        labels = ["c(k-2)", "c(k-1)"] + [f"block {j}" for j in blocks] + ["concat"]
+        out = len(labels) - 1
+        edges = []
+        for j in blocks:
+            for slot, source in enumerate(arch[f"{kind}_{j}_inputs"]):
+                op = arch[f"{kind}_{j}_op{slot}"]
+                if op != "none":
+                    edges.append((int(source), j, op, "dashed" if op == "skip_connect" else "solid"))
+            edges.append((j, out, "", "dotted"))
+        title = "normal cell" if kind == "normal" else "reduction cell (stride 2 on c(k-2), c(k-1))"
+        return Panel(title, labels, edges)
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from kubenas.spaces.networks import CellNet

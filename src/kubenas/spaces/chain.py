@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from kubenas.arch import Arch
 from kubenas.spaces import vocabulary as V
-from kubenas.spaces.base import Decision, SearchSpace
+from kubenas.spaces.base import Decision, Panel, SearchSpace
 
 CHAIN_OPS = ("conv", "sepconv", "maxpool", "avgpool", "dense")
 _WITH_KERNEL = ("conv", "sepconv", "maxpool", "avgpool")
@@ -85,6 +85,13 @@ class ChainSpace(SearchSpace):
                 text += f"-{arch[f'width_{i}']}-{arch[f'act_{i}']}" + ("-bn" if arch[f"bn_{i}"] else "")
             parts.append(text)
         return " > ".join(parts)
+
+    def diagram(self, arch: Arch) -> list[Panel]:
+        """The layers in order."""
+        layers = [part.strip() for part in self.genotype(arch).split(">") if part.strip()]
+        labels = ["input"] + [_wrap(layer) for layer in layers] + ["classifier"]
+        return [Panel(f"chain of {len(layers)} layer(s)", labels,
+                      [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])]
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from torch import nn
@@ -169,3 +176,8 @@ def _positive_ints(field: str, values: Sequence[int], odd: bool = False) -> list
         raise ValueError(f"chain: {field} must be distinct {kind}, got {values}")
     return values
 
+
+def _wrap(layer: str) -> str:
+    """A layer's label on two lines: its operation, then its settings."""
+    head, _, rest = layer.partition("-")
+    return head + ("\n" + rest.replace("-", " ") if rest else "")

@@ -8,12 +8,13 @@ before a reduction is average-pooled to the target size.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 
 from kubenas.arch import Arch
 from kubenas.spaces import vocabulary as V
-from kubenas.spaces.base import Decision, SearchSpace
+from kubenas.spaces.base import Decision, Panel, SearchSpace
 
 MULTIBRANCH_OPS = ("conv_3x3", "conv_5x5", "sep_conv_3x3", "sep_conv_5x5", "max_pool_3x3", "avg_pool_3x3")
 
@@ -62,6 +63,17 @@ class MultiBranchSpace(SearchSpace):
             skips = self._inputs(arch, i)
             parts.append(f"{i}:{arch[f'op_{i}']}" + "".join(f"+{j}" for j in skips))
         return " ".join(parts)
+
+    def diagram(self, arch: Arch) -> list[Panel]:
+        """The layers in order, each fed by the one before, plus its skip connections (dashed)."""
+        layers = sorted(int(m.group(1)) for k in arch if (m := re.fullmatch(r"op_(\d+)", k)))
+        labels = ["stem"] + [f"{i}\n{arch[f'op_{i}']}" for i in layers]
+        edges = [(i - 1, i, "", "solid") for i in layers]
+        for key, on in arch.items():
+            m = re.fullmatch(r"skip_(\d+)_(\d+)", key)
+            if m and on:
+                edges.append((int(m.group(2)), int(m.group(1)), "", "dashed"))
+        return [Panel(f"{len(layers)} layers; dashed: skip connections, merged by {self.merge}", labels, sorted(edges))]
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from kubenas.spaces.networks import MultiBranchNet

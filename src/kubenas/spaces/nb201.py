@@ -13,13 +13,14 @@ a constant. With the default five operations that leaves 15,284 of the 5^6 = 15,
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any, Sequence
 
 import numpy as np
 
 from kubenas.arch import Arch
 from kubenas.spaces import vocabulary as V
-from kubenas.spaces.base import Decision, SearchSpace
+from kubenas.spaces.base import Decision, Panel, SearchSpace
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NODES, EDGES, edge_name = V.NB201_NODES, V.NB201_EDGES, V.nb201_edge_name
@@ -96,6 +97,17 @@ class NB201Space(SearchSpace):
                 code = code * k + index[op]
             vec[offsets[len(path)] + code] = 1.0
         return vec
+
+    def diagram(self, arch: Arch) -> list[Panel]:
+        """The cell's nodes, an edge per operation (``none`` edges carry nothing and are left out)."""
+        edges = []
+        for key, op in arch.items():
+            m = re.fullmatch(r"edge_(\d+)_(\d+)", key)
+            if m and op != "none":
+                edges.append((int(m.group(2)), int(m.group(1)), op, "dashed" if op == "skip_connect" else "solid"))
+        nodes = 1 + max((int(m.group(1)) for k in arch if (m := re.fullmatch(r"edge_(\d+)_\d+", k))), default=0)
+        labels = ["input"] + [f"node {i}" for i in range(1, nodes - 1)] + ["output"]
+        return [Panel("cell (repeated in every stage)", labels, sorted(edges))]
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from kubenas.spaces.networks import nb201_network

@@ -57,8 +57,7 @@ def report_winner(ctx: Context, rows: list[dict[str, Any]], state: dict | None, 
     cfg, tracker = ctx.cfg, ctx.tracker
     metric = summary["retrained_metric"]
     try:
-        architecture = diagram.draw(diagram.panels(cfg.space.name, winner["arch"], winner["genotype"],
-                                                   ctx.space.spec().get("options")))
+        architecture = diagram.draw(ctx.space.diagram(winner["arch"]))
         extra = {"architecture": architecture} if architecture else {}
         extra["confusion"] = report.confusion_figure(summary["confusion"])
         text = (search_summary(cfg, rows) + f"\nExported `{winner['id']}`, retrained for {cfg.export.epochs} "
