@@ -140,6 +140,9 @@ class InheritConfig(_Strict):
 
 
 class EstimatorConfig(_Strict):
+    # besides these fields, the field of any estimator registered in kubenas.estimators.ESTIMATORS selects it
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     batch_size: int = Field(128, ge=2)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -157,6 +160,18 @@ class EstimatorConfig(_Strict):
     inherit: InheritConfig | None = Field(
         None, description="weight inheritance: a child starts from its parent's trained weights (kept in S3) and "
                           "trains for inherit.epochs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            from kubenas.estimators import ESTIMATORS
+
+            known = set(cls.model_fields) | {e.field for e in ESTIMATORS.values() if e.field}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise ValueError(f"unknown field(s) {unknown}; known: {', '.join(sorted(known))}")
+        return data
 
     @model_validator(mode="after")
     def _one_kind(self) -> "EstimatorConfig":

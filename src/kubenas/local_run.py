@@ -388,10 +388,15 @@ def _container_args(config: SearchConfig, home: Path, pipeline_root: Path, own_c
 def collect_reports(home: Path, name: str, since: float) -> dict[str, Path]:
     """The HTML reports this run's tasks wrote (kfp.local keeps each output in a file named after it, without an
     extension), copied to ``HOME/reports/NAME/``: ``search.html`` (the last round's) and ``winner.html``."""
+    from kubenas.components import STAGES
+
+    kinds = {stage.task: stage.report for stage in STAGES.values() if stage.report}
     written = [p for p in (home / "pipeline_root").glob("*/*/report") if p.stat().st_mtime >= since - 1]
     newest = {}
     for path in sorted(written, key=lambda p: p.stat().st_mtime):
-        newest["winner" if path.parent.name.startswith("export-winner") else "search"] = path
+        kind = kinds.get(re.sub(r"-\d+$", "", path.parent.name))  # kfp.local numbers a task's later copies
+        if kind is not None:
+            newest[kind] = path
     out = {}
     folder = home / "reports" / name
     for kind, path in newest.items():

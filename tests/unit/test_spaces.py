@@ -79,6 +79,27 @@ def test_onehot_encoding(space):
     assert (a == b) == np.array_equal(va, vb)
 
 
+def test_bulk_encoding_matches_one_by_one(space):
+    archs = _samples(space, 6, seed=7)
+    bulk = space.encode_many(archs)
+    assert bulk.shape == (6, space.encoding_size()) and bulk.dtype == np.float32
+    assert all(np.array_equal(row, space.encode(a)) for row, a in zip(bulk, archs))
+    assert np.array_equal(space.encode_many(archs, validate=False), bulk)
+    assert [space.index(d.name, archs[0][d.name]) for d in space.active(archs[0])] == [
+        d.choices.index(archs[0][d.name]) for d in space.active(archs[0])]
+    assert all(space.is_valid(a) for a in archs) and not space.is_valid({**archs[0], "not_a_decision": 1})
+
+
+def test_the_diagram_is_a_well_formed_graph(space):
+    for a in _samples(space, 3, seed=8):
+        panels = space.diagram(a)
+        assert panels, "every space draws its winner"
+        for p in panels:
+            assert p.title and len(p.nodes) >= 2
+            assert all(0 <= i < len(p.nodes) and 0 <= j < len(p.nodes) and style in ("solid", "dashed", "dotted")
+                       for i, j, _, style in p.edges)
+
+
 def test_validate_rejects_bad_values_and_keys(space):
     a = space.sample(0)
     key = next(iter(a))
