@@ -34,5 +34,12 @@ STAGES = {
     "export_winner": Stage(export_winner, report="winner"),
 }
 
-__all__ = ["STAGES", "Stage", "export_winner", "init_search", "sample_architectures", "train_candidates",
-           "update_strategy"]
+__all__ = [
+    "STAGES",
+    "Stage",
+    "export_winner",
+    "init_search",
+    "sample_architectures",
+    "train_candidates",
+    "update_strategy",
+]

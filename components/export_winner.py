@@ -7,8 +7,14 @@ from kubenas.components.image import IMAGE
 # Retrain, test and register the winner; writes the leaderboard, the winner's report (architecture, confusion
 # matrix, the whole search), its metrics and its test confusion matrix for the UI; returns a JSON summary.
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def export_winner(config_json: str, parent_run_id: str, leaderboard: Output[Markdown], report: Output[HTML],
-                  metrics: Output[Metrics], confusion: Output[ClassificationMetrics]) -> str:
+def export_winner(
+    config_json: str,
+    parent_run_id: str,
+    leaderboard: Output[Markdown],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+) -> str:
     import json
 
     from kubenas import steps

@@ -1,5 +1,3 @@
-from typing import List
-
 from kfp import dsl
 
 from kubenas.components.image import IMAGE
@@ -8,7 +6,7 @@ from kubenas.components.image import IMAGE
 # Ask for a round of candidates, stored in S3 and split over at most ``parallelism`` workers; returns one
 # ``"<round>/<worker>"`` item per worker (a single list output, which both Kubeflow and kfp.local fan out over).
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def sample_architectures(config_json: str, run_round: int, start_round: int, parent_run_id: str) -> List[str]:
+def sample_architectures(config_json: str, run_round: int, start_round: int, parent_run_id: str) -> list[str]:
     from kubenas import steps
 
     steps.end_promptly("sample_architectures")

@@ -1,5 +1,3 @@
-from typing import List
-
 from kfp import dsl
 from kfp.dsl import HTML, Output
 
@@ -9,8 +7,9 @@ from kubenas.components.image import IMAGE
 # Tell the strategy the open round's results and commit it; draws the search so far as an HTML report (the same
 # pictures go to the MLflow parent run); returns ``continue`` or ``stop``.
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def update_strategy(config_json: str, run_round: int, start_round: int, parent_run_id: str,
-                    statuses: List[str], report: Output[HTML]) -> str:
+def update_strategy(
+    config_json: str, run_round: int, start_round: int, parent_run_id: str, statuses: list[str], report: Output[HTML]
+) -> str:
     from kubenas import steps
 
     steps.end_promptly("update_strategy")

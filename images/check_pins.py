@@ -16,8 +16,9 @@ def _name(name: str) -> str:
 
 
 def main(path: str) -> int:
-    pins = dict(re.match(r"([^=\s]+)==(\S+)", line).groups() for line in open(path)
-                if line.strip() and not line.startswith("#"))
+    pins = dict(
+        re.match(r"([^=\s]+)==(\S+)", line).groups() for line in open(path) if line.strip() and not line.startswith("#")
+    )
     pins = {_name(k): v for k, v in pins.items()}
     prefix = Path(sys.prefix).resolve()
     wrong, seen = [], set()
@@ -28,11 +29,15 @@ def main(path: str) -> int:
         seen.add(name)
         own = prefix in Path(str(dist.locate_file(""))).resolve().parents
         if pins.get(name) != dist.version and (own or name in pins):
-            wrong.append(f"{name}=={dist.version} (constraints: {pins.get(name, 'not pinned')})"
-                         + ("" if own else f" from the base image, {dist.locate_file('')}"))
+            wrong.append(
+                f"{name}=={dist.version} (constraints: {pins.get(name, 'not pinned')})"
+                + ("" if own else f" from the base image, {dist.locate_file('')}")
+            )
     if wrong:
-        print("check_pins: the image differs from images/constraints.txt:\n  " + "\n  ".join(sorted(wrong)),
-              file=sys.stderr)
+        print(
+            "check_pins: the image differs from images/constraints.txt:\n  " + "\n  ".join(sorted(wrong)),
+            file=sys.stderr,
+        )
         return 1
     print(f"check_pins: {len(pins)} pins, every installed package matches")
     return 0

@@ -1,8 +1,9 @@
 """``nas_search``: init, then R rounds unrolled at compile time, then export.
 
 KFP v2 has no while loop, so the rounds are unrolled: round k+1 runs inside round k's
-``dsl.If(update == "continue")``, and the export runs once, after the rounds, whichever round stopped the search. The number of rounds and the ParallelFor parallelism are fixed when the
-pipeline is compiled; the form's ``rounds`` can lower the rounds of a run, not raise them.
+``dsl.If(update == "continue")``, and the export runs once, after the rounds, whichever round stopped the search.
+The number of rounds and the ParallelFor parallelism are fixed when the pipeline is compiled; the form's ``rounds``
+can lower the rounds of a run, not raise them.
 """
 
 # No `from __future__ import annotations` here: kfp reads the pipeline signature's annotations as types.
@@ -16,11 +17,12 @@ from kubenas.components import export_winner, init_search, sample_architectures,
 from kubenas.components.image import IMAGE, image_for
 from kubenas.config import SearchConfig
 
-
 RETRIES = 2  # attempts after the first, per task
 
 
-def _task_settings(task, config: SearchConfig, *, train: bool = False, retries: int = RETRIES, image: str | None = None):
+def _task_settings(
+    task, config: SearchConfig, *, train: bool = False, retries: int = RETRIES, image: str | None = None
+):
     """Pod settings shared by every task: the image, no caching (steps read and write the store), credentials
     from Kubernetes Secrets; the CUDA image, GPUs, tolerations, node selector and resources for training tasks."""
     task.set_caching_options(False)
@@ -33,12 +35,21 @@ def _task_settings(task, config: SearchConfig, *, train: bool = False, retries: 
     image = image or image_for(res.gpus if train else 0, res.image)
     if image != IMAGE:
         task.set_container_image(image)
-    kubernetes.use_secret_as_env(task, secret_name=config.storage.secret, secret_key_to_env={
-        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=config.storage.secret,
+        secret_key_to_env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
+    )
     if config.tracking.secret:
-        kubernetes.use_secret_as_env(task, secret_name=config.tracking.secret, secret_key_to_env={
-            "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-            "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"}, optional=True)
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=config.tracking.secret,
+            secret_key_to_env={
+                "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+                "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+            },
+            optional=True,
+        )
     if not train:
         return task
     if res.gpus:
@@ -50,8 +61,13 @@ def _task_settings(task, config: SearchConfig, *, train: bool = False, retries: 
     for key, value in res.node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     for tol in res.tolerations:
-        kubernetes.add_toleration(task, key=tol.get("key"), operator=tol.get("operator", "Equal"),
-                                  value=tol.get("value"), effect=tol.get("effect"))
+        kubernetes.add_toleration(
+            task,
+            key=tol.get("key"),
+            operator=tol.get("operator", "Equal"),
+            value=tol.get("value"),
+            effect=tol.get("effect"),
+        )
     return task
 
 
@@ -80,18 +96,31 @@ def build_pipeline(config: SearchConfig, retries: int = RETRIES, image: str | No
         @dsl.pipeline(name=f"rounds-{first + 1}-{last + 1}", description=f"rounds {first + 1} to {last + 1}")
         def block(config_json: str, parent_run_id: str, start_round: int):
             def round_at(k: int) -> None:
-                sample = _settings(sample_architectures(config_json=config_json, run_round=k, start_round=start_round,
-                                                        parent_run_id=parent_run_id), config, retries=retries)
+                sample = _settings(
+                    sample_architectures(
+                        config_json=config_json, run_round=k, start_round=start_round, parent_run_id=parent_run_id
+                    ),
+                    config,
+                    retries=retries,
+                )
                 sample.set_display_name(f"round {k + 1}: sample")
                 # One iteration per worker; the workers take the round's candidates from one queue.
                 with dsl.ParallelFor(sample.output, parallelism=parallelism) as item:
-                    train = _settings(train_candidates(config_json=config_json, item=item), config, train=True,
-                                      retries=retries)
+                    train = _settings(
+                        train_candidates(config_json=config_json, item=item), config, train=True, retries=retries
+                    )
                     train.set_display_name(f"round {k + 1}: train")
-                update = _settings(update_strategy(config_json=config_json, run_round=k, start_round=start_round,
-                                                   parent_run_id=parent_run_id,
-                                                   statuses=dsl.Collected(train.outputs["Output"])), config,
-                                   retries=retries)
+                update = _settings(
+                    update_strategy(
+                        config_json=config_json,
+                        run_round=k,
+                        start_round=start_round,
+                        parent_run_id=parent_run_id,
+                        statuses=dsl.Collected(train.outputs["Output"]),
+                    ),
+                    config,
+                    retries=retries,
+                )
                 update.set_display_name(f"round {k + 1}: update")
                 if k == max_rounds - 1:
                     return
@@ -110,17 +139,37 @@ def build_pipeline(config: SearchConfig, retries: int = RETRIES, image: str | No
     for first in reversed(range(0, max_rounds, ROUNDS_PER_BLOCK)):
         block = block_pipeline(first, block)
 
-    @dsl.pipeline(name=f"kubenas-{config.name}",
-                  description=f"kubenas NAS: {config.space.name} space, {config.search_method} strategy, "
-                              f"{config.dataset.name} data, up to {max_rounds} rounds")
-    def nas_search(name: str = config.name, seed: int = config.seed, strategy: str = config.strategy.name,
-                   epochs: int = config.fidelity.epochs, data_fraction: float = config.fidelity.data_fraction,
-                   candidates_per_round: int = config.budget.candidates_per_round, rounds: int = max_rounds,
-                   config_json: str = config.to_json()):
+    @dsl.pipeline(
+        name=f"kubenas-{config.name}",
+        description=f"kubenas NAS: {config.space.name} space, {config.search_method} strategy, "
+        f"{config.dataset.name} data, up to {max_rounds} rounds",
+    )
+    def nas_search(
+        name: str = config.name,
+        seed: int = config.seed,
+        strategy: str = config.strategy.name,
+        epochs: int = config.fidelity.epochs,
+        data_fraction: float = config.fidelity.data_fraction,
+        candidates_per_round: int = config.budget.candidates_per_round,
+        rounds: int = max_rounds,
+        config_json: str = config.to_json(),
+    ):
         # the fields people change most are typed in the run form, and take precedence over config_json
-        init = _settings(init_search(config_json=config_json, rounds=rounds, candidates_per_round=candidates_per_round,
-                                     job=dsl.PIPELINE_JOB_ID_PLACEHOLDER, name=name, seed=seed, strategy=strategy,
-                                     epochs=epochs, data_fraction=data_fraction), config, retries=retries)
+        init = _settings(
+            init_search(
+                config_json=config_json,
+                rounds=rounds,
+                candidates_per_round=candidates_per_round,
+                job=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                name=name,
+                seed=seed,
+                strategy=strategy,
+                epochs=epochs,
+                data_fraction=data_fraction,
+            ),
+            config,
+            retries=retries,
+        )
         init.set_display_name("init")
         # Every later task reads the config init validated (with the form's overrides): one source of truth.
         cfg, parent = init.outputs["config_json"], init.outputs["parent_run_id"]

@@ -31,8 +31,12 @@ def check(page: Path, work: Path) -> dict:
     """Every figure of ``page`` as Chromium decoded it, the leaderboard's row count, and the console errors."""
     probe = work / f"probe-{page.stem}.html"
     probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
-    done = subprocess.run([CHROMIUM, *FLAGS, "--enable-logging=stderr", "--v=0", "--dump-dom", probe.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [CHROMIUM, *FLAGS, "--enable-logging=stderr", "--v=0", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'<pre id="kubenas-probe">(.*?)</pre>', done.stdout, re.S)
     assert found, f"Chromium did not load {page}: {done.stderr[-2000:]}"
     result = json.loads(found.group(1).replace("&quot;", '"'))
@@ -43,8 +47,14 @@ def check(page: Path, work: Path) -> dict:
 def screenshot(page: Path, out: Path, width: int = 1100, height: int = 2400) -> Path:
     """``page`` rendered in a sandboxed iframe (no script, no same-origin), as the KFP UI frames an HTML output."""
     frame = out.with_suffix(".frame.html")
-    frame.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe sandbox="" src="{page.as_uri()}" '
-                     f'style="width:{width}px;height:{height}px;border:0"></iframe></body></html>')
-    subprocess.run([CHROMIUM, *FLAGS, f"--screenshot={out}", f"--window-size={width + 20},{height}", frame.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    frame.write_text(
+        f'<!DOCTYPE html><html><body style="margin:0"><iframe sandbox="" src="{page.as_uri()}" '
+        f'style="width:{width}px;height:{height}px;border:0"></iframe></body></html>'
+    )
+    subprocess.run(
+        [CHROMIUM, *FLAGS, f"--screenshot={out}", f"--window-size={width + 20},{height}", frame.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return out

@@ -12,7 +12,12 @@ from kubenas.spaces import SPACES, make_space
 # Constructor options of the registered spaces that need some.
 SPACE_OPTIONS = {
     "choice": {
-        "decisions": {"depth": [1, 2, 3], "op_1": ["conv3", "conv5", "skip"], "op_2": ["conv3", "skip"], "wide": [False, True]},
+        "decisions": {
+            "depth": [1, 2, 3],
+            "op_1": ["conv3", "conv5", "skip"],
+            "op_2": ["conv3", "skip"],
+            "wide": [False, True],
+        },
         "conditions": {"op_2": {"parent": "depth", "values": [2, 3]}},
     },
 }
@@ -52,8 +57,9 @@ def toy_dataset(n: int = 96, shape=(1, 16), classes: int = 3, seed: int = 0, wit
         return x, y
 
     tr, va, te = split(n), split(n // 2), split(n // 2)
-    return Dataset("toy", *tr, *va, num_classes=classes, x_test=te[0] if with_test else None,
-                   y_test=te[1] if with_test else None)
+    return Dataset(
+        "toy", *tr, *va, num_classes=classes, x_test=te[0] if with_test else None, y_test=te[1] if with_test else None
+    )
 
 
 @pytest.fixture

@@ -13,8 +13,11 @@ import base64
 import re
 from pathlib import Path
 
-PICTURES = {"progress.png": ("mnist1d-nb201", "progress"), "architecture.png": ("mnist1d-nb201", "architecture"),
-            "pareto.png": ("mnist1d-nb201-pareto", "pareto")}
+PICTURES = {
+    "progress.png": ("mnist1d-nb201", "progress"),
+    "architecture.png": ("mnist1d-nb201", "architecture"),
+    "pareto.png": ("mnist1d-nb201-pareto", "pareto"),
+}
 
 
 def main() -> None:

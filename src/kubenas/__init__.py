@@ -14,13 +14,25 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "Arch": "kubenas.arch", "arch_id": "kubenas.arch", "canonical_json": "kubenas.arch",
-    "Candidate": "kubenas.core", "Result": "kubenas.core", "Fidelity": "kubenas.core",
-    "DATASETS": "kubenas.data", "Dataset": "kubenas.data", "load_dataset": "kubenas.data",
-    "TrainingEstimator": "kubenas.estimators.training", "evaluate": "kubenas.estimators.training",
-    "SPACES": "kubenas.spaces", "InvalidArchitecture": "kubenas.spaces", "SearchSpace": "kubenas.spaces",
-    "make_space": "kubenas.spaces", "space_from_spec": "kubenas.spaces",
-    "STRATEGIES": "kubenas.strategies", "Strategy": "kubenas.strategies", "make_strategy": "kubenas.strategies",
+    "Arch": "kubenas.arch",
+    "arch_id": "kubenas.arch",
+    "canonical_json": "kubenas.arch",
+    "Candidate": "kubenas.core",
+    "Result": "kubenas.core",
+    "Fidelity": "kubenas.core",
+    "DATASETS": "kubenas.data",
+    "Dataset": "kubenas.data",
+    "load_dataset": "kubenas.data",
+    "TrainingEstimator": "kubenas.estimators.training",
+    "evaluate": "kubenas.estimators.training",
+    "SPACES": "kubenas.spaces",
+    "InvalidArchitecture": "kubenas.spaces",
+    "SearchSpace": "kubenas.spaces",
+    "make_space": "kubenas.spaces",
+    "space_from_spec": "kubenas.spaces",
+    "STRATEGIES": "kubenas.strategies",
+    "Strategy": "kubenas.strategies",
+    "make_strategy": "kubenas.strategies",
     "connect": "kubenas.stack",
 }
 

@@ -18,7 +18,9 @@ def canonical_json(arch: Arch) -> str:
     try:
         return json.dumps(arch, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"architecture is not plain JSON (str keys; str, int, float, bool, list values): {exc}") from exc
+        raise TypeError(
+            f"architecture is not plain JSON (str keys; str, int, float, bool, list values): {exc}"
+        ) from exc
 
 
 def arch_id(arch: Arch) -> str:

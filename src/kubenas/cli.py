@@ -14,15 +14,16 @@ import sys
 from pathlib import Path
 
 from kubenas import __version__
-from kubenas.data import DATASETS, load_dataset
 from kubenas.core import Fidelity
+from kubenas.data import DATASETS, load_dataset
 from kubenas.search import search
 from kubenas.spaces import SPACES, make_space
 from kubenas.strategies import STRATEGIES
 
-
-_CLUSTER_AUTH = ("Authentication follows kfp: a bearer token in $KF_PIPELINES_TOKEN, else the pod's service-account "
-                 "token (KF_PIPELINES_SA_TOKEN_PATH). Images: $KUBENAS_IMAGE_REPO:<version>")
+_CLUSTER_AUTH = (
+    "Authentication follows kfp: a bearer token in $KF_PIPELINES_TOKEN, else the pod's service-account "
+    "token (KF_PIPELINES_SA_TOKEN_PATH). Images: $KUBENAS_IMAGE_REPO:<version>"
+)
 
 
 def _json_arg(text: str) -> dict:
@@ -54,26 +55,50 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="run a search in this process and write its results")
-    s.add_argument("--space", default="nb201", choices=sorted(SPACES), help="search space (default nb201; see "
-                                                                         "`kubenas spaces`)")
-    s.add_argument("--space-options", type=_json_arg, default={}, metavar="JSON",
-                   help="the space's options, e.g. '{\"width\": 8}'")
-    s.add_argument("--strategy", default="regularized_evolution", choices=sorted(STRATEGIES),
-                   help="search strategy (default regularized_evolution; see `kubenas strategies`)")
-    s.add_argument("--strategy-options", type=_json_arg, default={}, metavar="JSON",
-                   help="the strategy's options, e.g. '{\"population_size\": 20}'")
+    s.add_argument(
+        "--space", default="nb201", choices=sorted(SPACES), help="search space (default nb201; see `kubenas spaces`)"
+    )
+    s.add_argument(
+        "--space-options", type=_json_arg, default={}, metavar="JSON", help="the space's options, e.g. '{\"width\": 8}'"
+    )
+    s.add_argument(
+        "--strategy",
+        default="regularized_evolution",
+        choices=sorted(STRATEGIES),
+        help="search strategy (default regularized_evolution; see `kubenas strategies`)",
+    )
+    s.add_argument(
+        "--strategy-options",
+        type=_json_arg,
+        default={},
+        metavar="JSON",
+        help="the strategy's options, e.g. '{\"population_size\": 20}'",
+    )
     s.add_argument("--dataset", default="mnist1d", choices=sorted(DATASETS), help="dataset (default mnist1d)")
-    s.add_argument("--dataset-options", type=_json_arg, default={}, metavar="JSON",
-                   help="the dataset's options, e.g. '{\"path\": \"data.parquet\", \"shape\": [1, 40]}'")
+    s.add_argument(
+        "--dataset-options",
+        type=_json_arg,
+        default={},
+        metavar="JSON",
+        help='the dataset\'s options, e.g. \'{"path": "data.parquet", "shape": [1, 40]}\'',
+    )
     s.add_argument("--max-evals", type=int, default=20, help="candidates to evaluate (default 20)")
     s.add_argument("--max-seconds", type=float, default=None, help="stop asking for candidates after this long")
     s.add_argument("--batch-size", type=int, default=1, help="candidates asked at a time")
     s.add_argument("--epochs", type=int, default=3, help="training epochs per candidate (default 3)")
-    s.add_argument("--data-fraction", type=float, default=1.0, help="fraction of the training split a candidate "
-                                                                  "sees (a lower-fidelity proxy; default 1)")
+    s.add_argument(
+        "--data-fraction",
+        type=float,
+        default=1.0,
+        help="fraction of the training split a candidate sees (a lower-fidelity proxy; default 1)",
+    )
     s.add_argument("--width-mult", type=float, default=1.0, help="multiplies every layer width (default 1)")
-    s.add_argument("--resolution", type=int, default=None, help="input length or side to resize to (signals and "
-                                                                "images; default: the data's own)")
+    s.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="input length or side to resize to (signals and images; default: the data's own)",
+    )
     s.add_argument("--seed", type=int, default=0, help="seed of the strategy and of training (default 0)")
     s.add_argument("--out", type=Path, default=Path("runs/search"), help="directory for history.json and state.json")
     s.add_argument("--quiet", action="store_true", help="print only the result")
@@ -83,21 +108,31 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
     r.add_argument("--rounds", type=_positive_int, default=None, help="run fewer rounds than the config")
     r.add_argument("--verbose", action="store_true", help="show every line kfp.local prints")
-    r.add_argument("--runner", default="subprocess", choices=("subprocess", "container"),
-                   help="subprocess (default): each task is a process of this Python; container: each task runs in "
-                        "the component image, as on a cluster (needs podman or docker and the built image)")
-    r.add_argument("--image", default=None, help="with --runner container: the image, e.g. localhost/kubenas:"
-                                                 f"{__version__} (default: the config's resources.image, else "
-                                                 f"ghcr.io/kubenas/kubenas:{__version__})")
+    r.add_argument(
+        "--runner",
+        default="subprocess",
+        choices=("subprocess", "container"),
+        help="subprocess (default): each task is a process of this Python; container: each task runs in "
+        "the component image, as on a cluster (needs podman or docker and the built image)",
+    )
+    r.add_argument(
+        "--image",
+        default=None,
+        help="with --runner container: the image, e.g. localhost/kubenas:"
+        f"{__version__} (default: the config's resources.image, else "
+        f"ghcr.io/kubenas/kubenas:{__version__})",
+    )
 
     c = sub.add_parser("compile", help="compile a search config into a pipeline package for the Kubeflow UI")
     c.add_argument("config", type=Path, help="the search config (YAML)")
     c.add_argument("-o", "--output", type=Path, default=None, help="default: <search name>.yaml")
 
     kfp_help = "Kubeflow Pipelines API URL (default: $KF_PIPELINES_ENDPOINT); token: $KF_PIPELINES_TOKEN"
-    for name, text in (("submit", "compile a search config and start a run of it on a Kubeflow cluster"),
-                       ("schedule", "create a recurring run of a search config on a Kubeflow cluster"),
-                       ("upload", "upload a search config's pipeline (or a new version) to the Kubeflow UI")):
+    for name, text in (
+        ("submit", "compile a search config and start a run of it on a Kubeflow cluster"),
+        ("schedule", "create a recurring run of a search config on a Kubeflow cluster"),
+        ("upload", "upload a search config's pipeline (or a new version) to the Kubeflow UI"),
+    ):
         k = sub.add_parser(name, help=text, description=text + ". " + _CLUSTER_AUTH)
         k.add_argument("config", type=Path, help="the search config (YAML)")
         k.add_argument("--host", default=None, help=kfp_help)
@@ -106,32 +141,45 @@ def _parser() -> argparse.ArgumentParser:
             k.add_argument("--version", default=None, help="version name (default: <kubenas version>-<timestamp>)")
             continue
         k.add_argument("--experiment", default="kubenas", help="KFP experiment, created if missing (default kubenas)")
-        k.add_argument("--service-account", default="kubenas-runner",
-                       help="service account of the run's pods (default kubenas-runner, from manifests/); "
-                            "'' for the namespace default")
+        k.add_argument(
+            "--service-account",
+            default="kubenas-runner",
+            help="service account of the run's pods (default kubenas-runner, from manifests/); "
+            "'' for the namespace default",
+        )
         if name == "submit":
             k.add_argument("--run-name", default=None, help="default: <search name>-<timestamp>")
         else:
-            k.add_argument("--cron", required=True,
-                           help="6-field cron, seconds first: '0 0 2 * * *' is 02:00 every day")
+            k.add_argument(
+                "--cron", required=True, help="6-field cron, seconds first: '0 0 2 * * *' is 02:00 every day"
+            )
             k.add_argument("--name", default=None, help="recurring run name (default kubenas-<search name>)")
             k.add_argument("--catchup", action="store_true", help="run the schedules missed while paused")
 
     pl = sub.add_parser("pull", help="fetch a registered model from MLflow: state_dict, arch JSON, ONNX, model card")
     pl.add_argument("model", metavar="NAME[@ALIAS]", help="registered model, alias default champion")
     pl.add_argument("-o", "--output", type=Path, required=True, help="directory to write into")
-    pl.add_argument("--tracking-uri", default=None,
-                    help="MLflow server (default: $MLFLOW_TRACKING_URI, else the local stack of `kubenas up`)")
+    pl.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow server (default: $MLFLOW_TRACKING_URI, else the local stack of `kubenas up`)",
+    )
     pl.add_argument("--home", type=Path, default=None, help="work directory of the local stack (default ~/.kubenas)")
-    pl.add_argument("--evaluate", action="store_true",
-                    help="also run model.onnx over the dataset's test split and compare with the logged accuracy")
+    pl.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="also run model.onnx over the dataset's test split and compare with the logged accuracy",
+    )
 
     b = sub.add_parser("bench", help="tabular benchmarks: build a table, compare strategies on it")
     bsub = b.add_subparsers(dest="bench_command", required=True)
-    bb = bsub.add_parser("build", help="train every architecture of a finite space (or a sample) into a Parquet table",
-                         description="Train every architecture of a finite space, or a random sample of it, with one "
-                                     "fixed protocol, into a Parquet table. Resumable; --shard I/N splits the work "
-                                     "between processes or machines, --merge joins the shards.")
+    bb = bsub.add_parser(
+        "build",
+        help="train every architecture of a finite space (or a sample) into a Parquet table",
+        description="Train every architecture of a finite space, or a random sample of it, with one "
+        "fixed protocol, into a Parquet table. Resumable; --shard I/N splits the work "
+        "between processes or machines, --merge joins the shards.",
+    )
     bb.add_argument("--preset", default=None, help="a named protocol: " + ", ".join(_bench_presets()))
     bb.add_argument("--space", default=None, help="a finite registered space, without --preset")
     bb.add_argument("--space-options", type=_json_arg, default=None, metavar="JSON", help="the space's options")
@@ -145,58 +193,94 @@ def _parser() -> argparse.ArgumentParser:
     bb.add_argument("--shard", default="0/1", metavar="I/N", help="train every N-th architecture from the I-th")
     bb.add_argument("--merge", action="store_true", help="join the N shards' files into the table")
 
-    bm = bsub.add_parser("mean", help="average tables of one protocol built with different training seeds",
-                         description="Average two or more tables that differ only in the training seed (bench build "
-                                     "--seed): accuracies, curves and times become means, and each seed's values are "
-                                     "kept beside them.")
+    bm = bsub.add_parser(
+        "mean",
+        help="average tables of one protocol built with different training seeds",
+        description="Average two or more tables that differ only in the training seed (bench build "
+        "--seed): accuracies, curves and times become means, and each seed's values are "
+        "kept beside them.",
+    )
     bm.add_argument("tables", nargs="+", type=Path, help="the per-seed tables")
     bm.add_argument("--out", type=Path, required=True, help="the mean table to write (.parquet)")
 
-    bi = bsub.add_parser("import", help="someone else's results (CSV or Parquet) as a kubenas benchmark table",
-                         description="Map a CSV or Parquet file of architectures and their accuracies onto a "
-                                     "registered space (the mapping names the columns, renames operations and "
-                                     "decisions, and states the training protocol) and write a kubenas table. Rows "
-                                     "the space rejects are reported and left out.")
+    bi = bsub.add_parser(
+        "import",
+        help="someone else's results (CSV or Parquet) as a kubenas benchmark table",
+        description="Map a CSV or Parquet file of architectures and their accuracies onto a "
+        "registered space (the mapping names the columns, renames operations and "
+        "decisions, and states the training protocol) and write a kubenas table. Rows "
+        "the space rejects are reported and left out.",
+    )
     bi.add_argument("source", type=Path, help="a .csv or .parquet file")
-    bi.add_argument("--mapping", type=Path, required=True, help="YAML: space, arch, metrics, scale, protocol "
-                                                                "(see kubenas.bench.importer)")
+    bi.add_argument(
+        "--mapping",
+        type=Path,
+        required=True,
+        help="YAML: space, arch, metrics, scale, protocol (see kubenas.bench.importer)",
+    )
     bi.add_argument("--out", type=Path, required=True, help="the table to write (.parquet)")
 
-    bc = bsub.add_parser("compare", help="strategies and Optuna's samplers on a table: regret over seeds",
-                         description="Run strategies (and Optuna's samplers, through Optuna's ask/tell) against a "
-                                     "tabular benchmark for many seeds; write a CSV, a Markdown table and a plot.")
+    bc = bsub.add_parser(
+        "compare",
+        help="strategies and Optuna's samplers on a table: regret over seeds",
+        description="Run strategies (and Optuna's samplers, through Optuna's ask/tell) against a "
+        "tabular benchmark for many seeds; write a CSV, a Markdown table and a plot.",
+    )
     bc.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
-    bc.add_argument("--strategies", default=None,
-                    help="comma-separated strategies or variants (default: random, regularized_evolution, "
-                         "local_search, bananas, reinforce, bohb, hyperband, optuna_tpe, optuna_random); variants: "
-                         "bohb, hyperband, regularized_evolution+synflow, regularized_evolution+nwot, "
-                         "regularized_evolution+lc (early termination; +lc@0.5 sets its threshold)")
+    bc.add_argument(
+        "--strategies",
+        default=None,
+        help="comma-separated strategies or variants (default: random, regularized_evolution, "
+        "local_search, bananas, reinforce, bohb, hyperband, optuna_tpe, optuna_random); variants: "
+        "bohb, hyperband, regularized_evolution+synflow, regularized_evolution+nwot, "
+        "regularized_evolution+lc (early termination; +lc@0.5 sets its threshold)",
+    )
     bc.add_argument("--seeds", type=int, default=30, help="runs per strategy, one seed each (default 30)")
     bc.add_argument("--budget", type=int, default=400, help="queries per run")
-    bc.add_argument("--jobs", type=int, default=1, help="processes running seeds at a time, one BLAS thread each "
-                                                        "(default 1: in this process)")
-    bc.add_argument("--out", type=Path, default=Path("runs/bench-compare"),
-                    help="directory for the CSVs (regret per query; queries.csv: each query's architecture, "
-                         "validation and test accuracy, cost), the Markdown table and the plot")
-    bc.add_argument("--multi-objective", action="store_true",
-                    help="hypervolume of accuracy against parameters: nsga2, pareto_evolution, optuna_nsga2, random")
+    bc.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes running seeds at a time, one BLAS thread each (default 1: in this process)",
+    )
+    bc.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/bench-compare"),
+        help="directory for the CSVs (regret per query; queries.csv: each query's architecture, "
+        "validation and test accuracy, cost), the Markdown table and the plot",
+    )
+    bc.add_argument(
+        "--multi-objective",
+        action="store_true",
+        help="hypervolume of accuracy against parameters: nsga2, pareto_evolution, optuna_nsga2, random",
+    )
 
-    be = bsub.add_parser("estimators", help="rank correlation and cost of each cheap estimator against full training",
-                         description="Score a fixed sample of a table's architectures with every zero-cost proxy "
-                                     "and with fewer training epochs; report Kendall tau and Spearman rho with the "
-                                     "table's validation accuracy, and the cost per architecture.")
+    be = bsub.add_parser(
+        "estimators",
+        help="rank correlation and cost of each cheap estimator against full training",
+        description="Score a fixed sample of a table's architectures with every zero-cost proxy "
+        "and with fewer training epochs; report Kendall tau and Spearman rho with the "
+        "table's validation accuracy, and the cost per architecture.",
+    )
     be.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
     be.add_argument("--sample", type=int, default=200, help="architectures in the fixed sample")
     be.add_argument("--seed", type=int, default=0, help="seed of the sample and of the estimators")
-    be.add_argument("--estimators", default=None,
-                    help="comma-separated estimator kinds (default: all of them; a wrong one is named with the list)")
+    be.add_argument(
+        "--estimators",
+        default=None,
+        help="comma-separated estimator kinds (default: all of them; a wrong one is named with the list)",
+    )
     be.add_argument("--out", type=Path, default=Path("runs/bench-estimators"), help="directory for the results")
 
-    bu = bsub.add_parser("budget", help="every estimator in a real search under a budget of CPU seconds",
-                         description="Search a table's space with real training under the table's protocol, one "
-                                     "CPU thread per search, for each estimator (full training, learning-curve "
-                                     "stop, inheritance, pre-filter, zero-cost, one-shot); look each pick up in the "
-                                     "table and report its regret and the compute used. Resumable.")
+    bu = bsub.add_parser(
+        "budget",
+        help="every estimator in a real search under a budget of CPU seconds",
+        description="Search a table's space with real training under the table's protocol, one "
+        "CPU thread per search, for each estimator (full training, learning-curve "
+        "stop, inheritance, pre-filter, zero-cost, one-shot); look each pick up in the "
+        "table and report its regret and the compute used. Resumable.",
+    )
     bu.add_argument("--table", default="nb201-4op-mnist1d", help="a shipped table name or a .parquet path")
     bu.add_argument("--methods", default=None, help="comma-separated (default: all; see --list)")
     bu.add_argument("--list", action="store_true", help="list the methods and exit")
@@ -205,25 +289,34 @@ def _parser() -> argparse.ArgumentParser:
     bu.add_argument("--jobs", type=int, default=1, help="searches at a time (one CPU thread each)")
     bu.add_argument("--out", type=Path, default=Path("runs/bench-budget"), help="directory for the results")
 
-    for name, text in (("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
-                       ("down", "stop the local stack started by `kubenas up`")):
+    for name, text in (
+        ("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
+        ("down", "stop the local stack started by `kubenas up`"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
 
-    e = sub.add_parser("env", help="print `export` lines that point a shell at the running local stack",
-                       description="Print `export` lines for MLflow, boto3 and pyarrow to use the local stack of "
-                                   "`kubenas up`: eval \"$(kubenas env)\". The keys are read from the stack's "
-                                   "credentials file when the lines run, so they are never printed.")
+    e = sub.add_parser(
+        "env",
+        help="print `export` lines that point a shell at the running local stack",
+        description="Print `export` lines for MLflow, boto3 and pyarrow to use the local stack of "
+        '`kubenas up`: eval "$(kubenas env)". The keys are read from the stack\'s '
+        "credentials file when the lines run, so they are never printed.",
+    )
     e.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
-    st = sub.add_parser("status", help="where a search stands, from its store: rounds, best, in flight, errors",
-                        description="Read a search's state from its store (S3): rounds committed, best so far, the "
-                                    "open round's candidates in flight, the run holding it, the last error and the "
-                                    "last export. Works for a search on a cluster given its S3 endpoint (and the AWS_* "
-                                    "keys in the environment); without one, reads the local stack, starting it for "
-                                    "the moment when it is stopped.")
+    st = sub.add_parser(
+        "status",
+        help="where a search stands, from its store: rounds, best, in flight, errors",
+        description="Read a search's state from its store (S3): rounds committed, best so far, the "
+        "open round's candidates in flight, the run holding it, the last error and the "
+        "last export. Works for a search on a cluster given its S3 endpoint (and the AWS_* "
+        "keys in the environment); without one, reads the local stack, starting it for "
+        "the moment when it is stopped.",
+    )
     st.add_argument("name", help="the search's name")
-    st.add_argument("--endpoint", default=None, help="S3 endpoint of the store (default: AWS_ENDPOINT_URL_S3, "
-                                                     "else the local stack)")
+    st.add_argument(
+        "--endpoint", default=None, help="S3 endpoint of the store (default: AWS_ENDPOINT_URL_S3, else the local stack)"
+    )
     st.add_argument("--bucket", default="kubenas", help="the store's bucket (storage.bucket; default kubenas)")
     st.add_argument("--prefix", default="searches", help="the searches' prefix in it (storage.prefix)")
     st.add_argument("--home", type=Path, default=None, help="work directory of the local stack (default ~/.kubenas)")
@@ -279,19 +372,31 @@ def main(argv: list[str] | None = None) -> int:
 
     try:  # every input is checked before any training starts
         space = make_space(args.space, **args.space_options)
-        fidelity = Fidelity(epochs=args.epochs, data_fraction=args.data_fraction, width_mult=args.width_mult,
-                            resolution=args.resolution)
+        fidelity = Fidelity(
+            epochs=args.epochs, data_fraction=args.data_fraction, width_mult=args.width_mult, resolution=args.resolution
+        )
         dataset = load_dataset(args.dataset, **args.dataset_options)
     except (ValueError, ImportError) as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"{dataset.describe()}\nspace {args.space} ({space.size():,} architectures), strategy {args.strategy}, "
-              f"fidelity {fidelity.to_dict()}")
+        print(
+            f"{dataset.describe()}\nspace {args.space} ({space.size():,} architectures), strategy {args.strategy}, "
+            f"fidelity {fidelity.to_dict()}"
+        )
     try:
-        result = search(space, args.strategy, dataset=dataset, fidelity=fidelity, max_evals=args.max_evals,
-                        max_seconds=args.max_seconds, batch_size=args.batch_size, seed=args.seed,
-                        strategy_options=args.strategy_options, progress=not args.quiet)
+        result = search(
+            space,
+            args.strategy,
+            dataset=dataset,
+            fidelity=fidelity,
+            max_evals=args.max_evals,
+            max_seconds=args.max_seconds,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            strategy_options=args.strategy_options,
+            progress=not args.quiet,
+        )
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
@@ -302,8 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(result.history)} evaluated ({ok} ok, {len(result.history) - ok} failed), stopped by {result.stopped}")
     if result.best:
         m = result.best["metrics"]
-        print(f"best {result.best['id']}: val_acc={m['val_acc']:.4f} params={m['params']:,} macs={m['macs']:,}\n"
-              f"  {result.best['genotype']}")
+        print(
+            f"best {result.best['id']}: val_acc={m['val_acc']:.4f} params={m['params']:,} macs={m['macs']:,}\n"
+            f"  {result.best['genotype']}"
+        )
     print(f"wrote {args.out / 'history.json'} and {args.out / 'state.json'}")
     return 0
 
@@ -318,8 +425,11 @@ def _pipeline_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "up":
             s = stack.start(args.home)
-            print(f"MLflow UI: {ui_url(s.mlflow_uri)}\nS3 endpoint: {s.s3_endpoint} (credentials in {s.home / 'credentials.json'})\n"
-                  f"`kubenas run` uses this stack until `kubenas down`.")
+            print(
+                f"MLflow UI: {ui_url(s.mlflow_uri)}\n"
+                f"S3 endpoint: {s.s3_endpoint} (credentials in {s.home / 'credentials.json'})\n"
+                f"`kubenas run` uses this stack until `kubenas down`."
+            )
             return 0
         if args.command == "down":
             s = stack.load(args.home)
@@ -333,15 +443,18 @@ def _pipeline_command(args: argparse.Namespace) -> int:
             from kubenas.pipelines import compile_pipeline
 
             out = compile_pipeline(config, args.output or Path(f"{config.name}.yaml"))
-            print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {config.budget.rounds} rounds, parallelism "
-                  f"{config.budget.parallelism}); upload it in the Kubeflow UI under Pipelines > Upload pipeline")
+            print(
+                f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, {config.budget.rounds} rounds, parallelism "
+                f"{config.budget.parallelism}); upload it in the Kubeflow UI under Pipelines > Upload pipeline"
+            )
             return 0
         from kubenas import local_run
 
         if args.image and args.runner != "container":
             raise ConfigError("--image applies to --runner container only")
-        report = local_run.run(config, args.home, verbose=args.verbose, rounds=args.rounds, runner=args.runner,
-                               image=args.image)
+        report = local_run.run(
+            config, args.home, verbose=args.verbose, rounds=args.rounds, runner=args.runner, image=args.image
+        )
     except (ConfigError, StoreError, TrackingError, stack.StackError, ContainerError) as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
@@ -349,24 +462,31 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         print("kubenas: interrupted; the local stack was stopped", file=sys.stderr)
         return 130
     except RuntimeError as exc:  # a task failed inside kfp.local
-        print(f"kubenas: the pipeline failed: {exc}\nfull log: see the latest run-*.log under the work directory",
-              file=sys.stderr)
+        print(
+            f"kubenas: the pipeline failed: {exc}\nfull log: see the latest run-*.log under the work directory",
+            file=sys.stderr,
+        )
         return 1
     s = report.summary
     retrain = (report.summary or {}).get("retrain_seconds", 0.0)
-    print(f"\nsearch {config.name!r} finished in {report.seconds:.0f} s: {report.work}, winner retrained in {retrain:.0f} s, "
-          f"stack start {report.stack_seconds:.0f} s\nfull log: {report.log}")
+    print(
+        f"\nsearch {config.name!r} finished in {report.seconds:.0f} s: {report.work}, "
+        f"winner retrained in {retrain:.0f} s, "
+        f"stack start {report.stack_seconds:.0f} s\nfull log: {report.log}"
+    )
     if s:
         metric = s.get("retrained_metric", config.objective.metric)
-        print(f"winner {s['candidate_id']}: {metric}={s[metric]:.4f} test_acc={s['test_acc']:.4f} "
-              f"params={s['params']:,} macs={s['macs']:,}\n  {s['genotype']}\n"
-              f"registered {s['model_name']} version {s['version']} as {s['alias']}")
+        print(
+            f"winner {s['candidate_id']}: {metric}={s[metric]:.4f} test_acc={s['test_acc']:.4f} "
+            f"params={s['params']:,} macs={s['macs']:,}\n  {s['genotype']}\n"
+            f"registered {s['model_name']} version {s['version']} as {s['alias']}"
+        )
         if report.stopped_stack is not None:  # the run's own stack is stopped: its address would lead nowhere
             home = "" if report.stopped_stack == stack.DEFAULT_HOME else f" --home {report.stopped_stack}"
             print(f"the local stack is stopped (its data is kept); `kubenas up{home}` serves the MLflow UI again")
         else:
             print(f"MLflow UI: {ui_url(s['mlflow_uri'])}")
-        print(f"load it with: mlflow.pytorch.load_model(\"{s['model_uri']}\")")
+        print(f'load it with: mlflow.pytorch.load_model("{s["model_uri"]}")')
     _print_top(config, report.top)
     for kind, path in report.reports.items():
         print(f"{'report of the search' if kind == 'search' else 'report of the winner'}: {path}")
@@ -381,15 +501,27 @@ def _print_top(config, top: list[dict]) -> None:
     from rich.table import Table
 
     metric = config.objective.metric
-    table = Table(title=f"top {len(top)} by {metric} ({config.objective.mode}; most epochs first)", title_justify="left",
-                  box=None, pad_edge=False)
+    table = Table(
+        title=f"top {len(top)} by {metric} ({config.objective.mode}; most epochs first)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
     for column in ("#", "candidate", "round", "epochs", metric, "params", "genotype"):
-        table.add_column(column, justify="right" if column in ("#", "round", "epochs", metric, "params") else "left",
-                         overflow="fold")
+        table.add_column(
+            column, justify="right" if column in ("#", "round", "epochs", metric, "params") else "left", overflow="fold"
+        )
     for i, r in enumerate(top, start=1):
         params = r["metrics"].get("params")
-        table.add_row(str(i), r["id"], str(r["round"]), "-" if r.get("epochs") is None else str(r["epochs"]),
-                      f"{r['metrics'][metric]:.4f}", f"{params:,}" if isinstance(params, int) else "-", r["genotype"])
+        table.add_row(
+            str(i),
+            r["id"],
+            str(r["round"]),
+            "-" if r.get("epochs") is None else str(r["epochs"]),
+            f"{r['metrics'][metric]:.4f}",
+            f"{params:,}" if isinstance(params, int) else "-",
+            r["genotype"],
+        )
     Console(width=None if sys.stdout.isatty() else 250).print(table)  # a log or a pipe: no folded genotypes
 
 
@@ -400,12 +532,25 @@ def _cluster_command(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         if args.command == "submit":
-            done = cluster.submit(config, host=args.host, namespace=args.namespace, experiment=args.experiment,
-                                  service_account=args.service_account, run_name=args.run_name)
+            done = cluster.submit(
+                config,
+                host=args.host,
+                namespace=args.namespace,
+                experiment=args.experiment,
+                service_account=args.service_account,
+                run_name=args.run_name,
+            )
         elif args.command == "schedule":
-            done = cluster.schedule(config, cron=args.cron, host=args.host, namespace=args.namespace,
-                                    experiment=args.experiment, service_account=args.service_account, name=args.name,
-                                    catchup=args.catchup)
+            done = cluster.schedule(
+                config,
+                cron=args.cron,
+                host=args.host,
+                namespace=args.namespace,
+                experiment=args.experiment,
+                service_account=args.service_account,
+                name=args.name,
+                catchup=args.catchup,
+            )
         else:
             done = cluster.upload(config, host=args.host, namespace=args.namespace, version=args.version)
     except (ConfigError, cluster.ClusterError) as exc:
@@ -413,8 +558,10 @@ def _cluster_command(args: argparse.Namespace) -> int:
         return 2
     print(f"created {done.kind} {done.name!r} ({done.id})\n{done.url}")
     if args.command == "schedule":
-        print(f"runs on '{args.cron}', one at a time; each run resumes search {config.name!r} and moves the "
-              f"'champion' alias of {config.model_name!r} only on improvement")
+        print(
+            f"runs on '{args.cron}', one at a time; each run resumes search {config.name!r} and moves the "
+            f"'champion' alias of {config.model_name!r} only on improvement"
+        )
     return 0
 
 
@@ -451,10 +598,20 @@ def _bench_command(args: argparse.Namespace) -> int:
         if args.preset is None and args.space is None:
             raise ValueError("give --preset NAME or --space NAME (with --space-options) for a protocol")
         base = table.PRESETS[args.preset] if args.preset else table.Protocol(space=args.space, space_options={})
-        overrides = {k: v for k, v in {"space": args.space, "space_options": args.space_options,
-                                       "dataset": args.dataset, "dataset_options": args.dataset_options,
-                                       "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
-                                       "sample": args.sample}.items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in {
+                "space": args.space,
+                "space_options": args.space_options,
+                "dataset": args.dataset,
+                "dataset_options": args.dataset_options,
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "seed": args.seed,
+                "sample": args.sample,
+            }.items()
+            if v is not None
+        }
         protocol = dataclasses.replace(base, **overrides)
         out = args.out or Path("benchmarks") / f"{args.preset or protocol.space}.parquet"
         try:
@@ -537,21 +694,28 @@ def _bench_compare(args: argparse.Namespace) -> int:
             import optuna  # noqa: F401
             import threadpoolctl  # noqa: F401
         except ImportError as exc:
-            raise ValueError(f"bench compare needs the bench extra ({exc.name} is missing): "
-                             "pip install 'kubenas[bench]'") from None
+            raise ValueError(
+                f"bench compare needs the bench extra ({exc.name} is missing): pip install 'kubenas[bench]'"
+            ) from None
         if args.multi_objective:
-            hv = compare.compare_multiobjective(args.table, chosen or compare.MO_STRATEGIES, seeds=args.seeds,
-                                                budget=args.budget)
-            lines = [f"Hypervolume of (validation accuracy, parameters) after {args.budget} queries, normalised to "
-                     f"the table's range; median [IQR] over {args.seeds} seeds; higher is better.", "",
-                     "| strategy | hypervolume |", "| --- | --- |"]
+            hv = compare.compare_multiobjective(
+                args.table, chosen or compare.MO_STRATEGIES, seeds=args.seeds, budget=args.budget
+            )
+            lines = [
+                f"Hypervolume of (validation accuracy, parameters) after {args.budget} queries, normalised to "
+                f"the table's range; median [IQR] over {args.seeds} seeds; higher is better.",
+                "",
+                "| strategy | hypervolume |",
+                "| --- | --- |",
+            ]
             lines += [f"| {k} | {v['median']:.4f} [{v['q1']:.4f}, {v['q3']:.4f}] |" for k, v in hv.items()]
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "compare-multiobjective.md").write_text("\n".join(lines) + "\n")
             print("\n".join(lines))
             return 0
-        traces = compare.compare(args.table, chosen or compare.DEFAULT_STRATEGIES, seeds=args.seeds,
-                                 budget=args.budget, jobs=args.jobs)
+        traces = compare.compare(
+            args.table, chosen or compare.DEFAULT_STRATEGIES, seeds=args.seeds, budget=args.budget, jobs=args.jobs
+        )
     except ValueError as exc:
         print(f"kubenas: error: {exc}", file=sys.stderr)
         return 2
@@ -560,8 +724,12 @@ def _bench_compare(args: argparse.Namespace) -> int:
 
     unit = compare.unit_seconds(TabularEstimator(args.table))
     summary = compare.summarise(traces, checkpoints, unit)
-    paths = compare.write_outputs(traces, summary, args.out, {"table": str(args.table), "seeds": args.seeds,
-                                                                "budget": args.budget, "unit_seconds": unit})
+    paths = compare.write_outputs(
+        traces,
+        summary,
+        args.out,
+        {"table": str(args.table), "seeds": args.seeds, "budget": args.budget, "unit_seconds": unit},
+    )
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -589,7 +757,9 @@ def _pull_command(args: argparse.Namespace) -> int:
     print(f"logged test_acc={m.get('test_acc', float('nan')):.4f} params={m.get('params', 0):,.0f}")
     if done.onnx_test_acc is not None:
         same = abs(done.onnx_test_acc - m.get("test_acc", -1)) < 1e-9
-        print(f"model.onnx test_acc={done.onnx_test_acc:.4f} ({'matches' if same else 'DIFFERS FROM'} the logged value)")
+        print(
+            f"model.onnx test_acc={done.onnx_test_acc:.4f} ({'matches' if same else 'DIFFERS FROM'} the logged value)"
+        )
         return 0 if same else 1
     return 0
 
@@ -602,13 +772,21 @@ def _env_command(args: argparse.Namespace) -> int:
     home = Path(args.home or stack.DEFAULT_HOME).expanduser()
     local = stack.load(home)
     if local is None or not local.alive():
-        print(f"kubenas: error: no local stack runs under {home}: start it with `kubenas up`"
-              + ("" if args.home is None else f" --home {home}"), file=sys.stderr)
+        print(
+            f"kubenas: error: no local stack runs under {home}: start it with `kubenas up`"
+            + ("" if args.home is None else f" --home {home}"),
+            file=sys.stderr,
+        )
         return 2
-    read = (f"$({shlex.quote(sys.executable)} -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "
-            f"{shlex.quote(str(local.home / 'credentials.json'))} {{}})")
-    print(f"# the local stack under {local.home}; use it from this shell with: eval \"$(kubenas env"
-          + ("" if args.home is None else f" --home {shlex.quote(str(home))}") + ")\"")
+    read = (
+        f"$({shlex.quote(sys.executable)} -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "
+        f"{shlex.quote(str(local.home / 'credentials.json'))} {{}})"
+    )
+    print(
+        f'# the local stack under {local.home}; use it from this shell with: eval "$(kubenas env'
+        + ("" if args.home is None else f" --home {shlex.quote(str(home))}")
+        + ')"'
+    )
     for key, value in local.env().items():
         if key == "AWS_ACCESS_KEY_ID":
             value = read.format("access_key")
@@ -616,7 +794,7 @@ def _env_command(args: argparse.Namespace) -> int:
             value = read.format("secret_key")
         else:
             value = shlex.quote(value)
-        print(f"export {key}=\"{value}\"" if value.startswith("$(") else f"export {key}={value}")
+        print(f'export {key}="{value}"' if value.startswith("$(") else f"export {key}={value}")
     return 0
 
 
@@ -633,8 +811,10 @@ def _status_command(args: argparse.Namespace) -> int:
         if endpoint is None:  # the local stack: running, or started for the moment
             local = stack.load(args.home)
             if local is not None and not local.alive():
-                raise stack.StackError(f"{local.describe()} is not answering; `kubenas down` then `kubenas up` "
-                                       "restarts it over the same data")
+                raise stack.StackError(
+                    f"{local.describe()} is not answering; `kubenas down` then `kubenas up` "
+                    "restarts it over the same data"
+                )
             if local is None:  # stopped, as `kubenas run` leaves its own: started for this look, then stopped
                 local = started = stack.start(args.home, quiet=True)
             os.environ.update(local.env())

@@ -27,8 +27,10 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a DNS-1123 label:
 # and MLflow name.
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # DNS-1123 subdomain
-_QUALIFIED = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # a label key or resource name
+_QUALIFIED = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)  # a label key or resource name
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds
 
 
@@ -40,8 +42,10 @@ def _seed(value: int, field: str) -> int:
 
 def _secret_name(value: str | None) -> str | None:
     if value is not None and (len(value) > 253 or not _SUBDOMAIN.fullmatch(value)):
-        raise ValueError("must be a Kubernetes Secret name: lowercase letters, digits, '-' and '.', at most 253, "
-                         "starting and ending with a letter or digit")
+        raise ValueError(
+            "must be a Kubernetes Secret name: lowercase letters, digits, '-' and '.', at most 253, "
+            "starting and ending with a letter or digit"
+        )
     return value
 
 
@@ -84,7 +88,7 @@ class DatasetConfig(Named):
     _info: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _known(self) -> "DatasetConfig":
+    def _known(self) -> DatasetConfig:
         self._info = dataset_info(self.name, **self.options)  # names and values, without loading the data
         return self
 
@@ -98,7 +102,7 @@ class SpaceConfig(Named):
     _built: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _builds(self) -> "SpaceConfig":
+    def _builds(self) -> SpaceConfig:
         self._built = make_space(self.name, **self.options)  # cheap, checks the option values, and is kept
         return self
 
@@ -114,11 +118,12 @@ class PrefilterConfig(_Strict):
 
 
 class StrategyConfig(Named):
-    prefilter: PrefilterConfig | None = Field(None, description="score `pool` proposals with a zero-cost proxy and "
-                                                                "train only the best of each pool")
+    prefilter: PrefilterConfig | None = Field(
+        None, description="score `pool` proposals with a zero-cost proxy and train only the best of each pool"
+    )
 
     @model_validator(mode="after")
-    def _known(self) -> "StrategyConfig":
+    def _known(self) -> StrategyConfig:
         check(STRATEGIES, "strategy", self.name, self.options, positional=1)  # the space is passed by kubenas
         reserved = {"seed", "metric", "mode"} & set(self.options)
         if reserved:
@@ -130,13 +135,15 @@ class EarlyStopConfig(_Strict):
     k: int = Field(5, ge=1, description="stop a candidate that is unlikely to beat the k-th best completed result")
     threshold: float = Field(0.05, gt=0, lt=1, description="'unlikely': the predicted probability is below this")
     min_epochs: int = Field(2, ge=1, description="never stop before this many epochs")
-    min_calibration: int = Field(10, ge=2, description="completed curves that calibrate the prediction before any "
-                                                       "candidate is stopped")
+    min_calibration: int = Field(
+        10, ge=2, description="completed curves that calibrate the prediction before any candidate is stopped"
+    )
 
 
 class InheritConfig(_Strict):
-    epochs: int = Field(1, ge=1, description="epochs a child trains from its parent's weights (fewer than "
-                                             "fidelity.epochs)")
+    epochs: int = Field(
+        1, ge=1, description="epochs a child trains from its parent's weights (fewer than fidelity.epochs)"
+    )
 
 
 class EstimatorConfig(_Strict):
@@ -147,19 +154,28 @@ class EstimatorConfig(_Strict):
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     amp: bool = True
-    table: str | None = Field(None, description="answer candidates from this benchmark table (a shipped name such "
-                                                "as 'nb201-4op-mnist1d' or a .parquet path) instead of training")
+    table: str | None = Field(
+        None,
+        description="answer candidates from this benchmark table (a shipped name such "
+        "as 'nb201-4op-mnist1d' or a .parquet path) instead of training",
+    )
 
     proxy: ProxyName | None = Field(
-        None, description="score candidates with this zero-cost proxy instead of training them (the objective "
-                          "metric is then 'zc_score'); the export still trains the winner")
+        None,
+        description="score candidates with this zero-cost proxy instead of training them (the objective "
+        "metric is then 'zc_score'); the export still trains the winner",
+    )
     proxy_batch_size: int = Field(64, ge=2, description="minibatch size a zero-cost proxy sees")
     early_stop: EarlyStopConfig | None = Field(
-        None, description="learning-curve extrapolation: stop training candidates that are unlikely to beat the "
-                          "k-th best (training or a table)")
+        None,
+        description="learning-curve extrapolation: stop training candidates that are unlikely to beat the "
+        "k-th best (training or a table)",
+    )
     inherit: InheritConfig | None = Field(
-        None, description="weight inheritance: a child starts from its parent's trained weights (kept in S3) and "
-                          "trains for inherit.epochs")
+        None,
+        description="weight inheritance: a child starts from its parent's trained weights (kept in S3) and "
+        "trains for inherit.epochs",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -174,7 +190,7 @@ class EstimatorConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "EstimatorConfig":
+    def _one_kind(self) -> EstimatorConfig:
         if self.table is not None and self.proxy is not None:
             raise ValueError("set estimator.table or estimator.proxy, not both")
         if self.proxy is not None and (self.early_stop is not None or self.inherit is not None):
@@ -182,8 +198,10 @@ class EstimatorConfig(_Strict):
         if self.table is not None and self.inherit is not None:
             raise ValueError("estimator.inherit needs real training: a table has no weights to inherit")
         if self.early_stop is not None and self.inherit is not None:
-            raise ValueError("set estimator.early_stop or estimator.inherit, not both: an inheriting child trains "
-                             "only inherit.epochs, so its curve cannot be extrapolated to fidelity.epochs")
+            raise ValueError(
+                "set estimator.early_stop or estimator.inherit, not both: an inheriting child trains "
+                "only inherit.epochs, so its curve cannot be extrapolated to fidelity.epochs"
+            )
         return self
 
     @field_validator("table")
@@ -200,13 +218,21 @@ class OneShotConfig(_Strict):
     method: str = Field(description="one-shot method: random_sampling, enas or darts")
     options: dict[str, Any] = Field(default_factory=dict, description="the method's options (see `kubenas strategies`)")
     epochs: int = Field(10, ge=1, description="supernet epochs per round")
-    candidates: int = Field(100, ge=1, le=100_000, description="architectures ranked with the shared weights after "
-                                                             "each round (DARTS derives one)")
-    recalibration_batches: int = Field(4, ge=1, le=100, description="training batches that re-estimate batch-norm "
-                                                                    "statistics before an architecture is ranked")
+    candidates: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="architectures ranked with the shared weights after each round (DARTS derives one)",
+    )
+    recalibration_batches: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="training batches that re-estimate batch-norm statistics before an architecture is ranked",
+    )
 
     @model_validator(mode="after")
-    def _known(self) -> "OneShotConfig":
+    def _known(self) -> OneShotConfig:
         from kubenas.oneshot import ONESHOT
 
         reserved = {"seed", "device"} & set(self.options)
@@ -257,18 +283,27 @@ class ExportConfig(_Strict):
     @classmethod
     def _model_name(cls, v: str | None) -> str | None:
         if v is not None and not _LABEL_VALUE.fullmatch(v):
-            raise ValueError("must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
-                             "digit (a name valid in MLflow, S3 keys and Kubernetes labels)")
+            raise ValueError(
+                "must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
+                "digit (a name valid in MLflow, S3 keys and Kubernetes labels)"
+            )
         return v
-    pick: Literal["best", "knee"] = Field("best", description="which member of a multi-objective search's Pareto "
-                                          "front to export: the best first objective under the constraints, or "
-                                          "the knee point")
+
+    pick: Literal["best", "knee"] = Field(
+        "best",
+        description="which member of a multi-objective search's Pareto "
+        "front to export: the best first objective under the constraints, or "
+        "the knee point",
+    )
 
 
 class ResourcesConfig(_Strict):
     gpus: int = Field(0, ge=0, le=16, description="GPUs per training task")
-    image: str | None = Field(None, description="image for every task; default: the kubenas image of this version, "
-                                                "its CUDA variant for training tasks when gpus > 0")
+    image: str | None = Field(
+        None,
+        description="image for every task; default: the kubenas image of this version, "
+        "its CUDA variant for training tasks when gpus > 0",
+    )
     accelerator: str = Field("nvidia.com/gpu", description="the Kubernetes extended resource a GPU is requested as")
     cpu: str | None = None
     memory: str | None = None
@@ -281,8 +316,10 @@ class ResourcesConfig(_Strict):
         if v is None or "@" in v:  # a digest pins the image exactly
             return v
         if ":" not in v.rsplit("/", 1)[-1]:
-            raise ValueError("must name a tag or a digest, e.g. 'registry.example.com/kubenas:0.1.0'; an untagged "
-                             "image means 'latest', which changes under a scheduled search")
+            raise ValueError(
+                "must name a tag or a digest, e.g. 'registry.example.com/kubenas:0.1.0'; an untagged "
+                "image means 'latest', which changes under a scheduled search"
+            )
         if v.endswith(":latest"):
             raise ValueError("must not use the 'latest' tag: pin a version so that every round runs the same code")
         return v
@@ -313,10 +350,14 @@ class ResourcesConfig(_Strict):
     def _node_selector(cls, v: dict[str, str]) -> dict[str, str]:
         for key, value in v.items():
             if len(key) > 316 or not _QUALIFIED.fullmatch(key):
-                raise ValueError(f"key {key!r} is not a Kubernetes label key (such as 'cloud.google.com/gke-accelerator')")
+                raise ValueError(
+                    f"key {key!r} is not a Kubernetes label key (such as 'cloud.google.com/gke-accelerator')"
+                )
             if value and not _LABEL_VALUE.fullmatch(value):
-                raise ValueError(f"value {value!r} of {key!r} is not a Kubernetes label value (at most 63 letters, "
-                                 "digits, '-', '_' or '.', alphanumeric at both ends)")
+                raise ValueError(
+                    f"value {value!r} of {key!r} is not a Kubernetes label value (at most 63 letters, "
+                    "digits, '-', '_' or '.', alphanumeric at both ends)"
+                )
         return v
 
     @field_validator("tolerations")
@@ -325,12 +366,15 @@ class ResourcesConfig(_Strict):
         allowed = {"key", "operator", "value", "effect"}
         for i, tol in enumerate(v):
             if set(tol) - allowed:
-                raise ValueError(f"toleration {i} has unknown field(s) {sorted(set(tol) - allowed)}; allowed: {sorted(allowed)}")
+                raise ValueError(
+                    f"toleration {i} has unknown field(s) {sorted(set(tol) - allowed)}; allowed: {sorted(allowed)}"
+                )
             if tol.get("operator", "Equal") not in ("Equal", "Exists"):
                 raise ValueError(f"toleration {i}: operator must be 'Equal' or 'Exists', got {tol['operator']!r}")
             if tol.get("effect", "") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-                raise ValueError(f"toleration {i}: effect must be NoSchedule, PreferNoSchedule or NoExecute, got "
-                                 f"{tol['effect']!r}")
+                raise ValueError(
+                    f"toleration {i}: effect must be NoSchedule, PreferNoSchedule or NoExecute, got {tol['effect']!r}"
+                )
             if tol.get("operator") == "Exists" and tol.get("value"):
                 raise ValueError(f"toleration {i}: operator 'Exists' takes no value")
         return v
@@ -356,8 +400,10 @@ class StorageConfig(_Strict):
         v = v.strip("/")
         for part in v.split("/") if v else []:
             if part in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", part):
-                raise ValueError("must be '/'-separated parts of letters, digits, '.', '_' and '-', without '.' or "
-                                 "'..' parts (it becomes the start of every S3 key of the search)")
+                raise ValueError(
+                    "must be '/'-separated parts of letters, digits, '.', '_' and '-', without '.' or "
+                    "'..' parts (it becomes the start of every S3 key of the search)"
+                )
         if len(v) > 512:
             raise ValueError(f"must be at most 512 characters, got {len(v)}")
         return v
@@ -406,7 +452,9 @@ class TrackingConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    name: str = Field(description="search name: lowercase letters, digits and '-'; a search with an existing name resumes")
+    name: str = Field(
+        description="search name: lowercase letters, digits and '-'; a search with an existing name resumes"
+    )
     seed: int = 0
     dataset: DatasetConfig
     space: SpaceConfig
@@ -415,8 +463,11 @@ class SearchConfig(_Strict):
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
-    oneshot: OneShotConfig | None = Field(None, description="search with a weight-sharing supernet instead of a "
-                                                           "strategy: each round trains it and ranks architectures")
+    oneshot: OneShotConfig | None = Field(
+        None,
+        description="search with a weight-sharing supernet instead of a "
+        "strategy: each round trains it and ranks architectures",
+    )
     export: ExportConfig = Field(default_factory=ExportConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -426,7 +477,9 @@ class SearchConfig(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.fullmatch(v):
-            raise ValueError("must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit")
+            raise ValueError(
+                "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+            )
         return v
 
     @field_validator("seed")
@@ -437,10 +490,16 @@ class SearchConfig(_Strict):
     _strategy: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _strategy_builds(self) -> "SearchConfig":
+    def _strategy_builds(self) -> SearchConfig:
         space = self.space.build()
-        strategy = make_strategy(self.strategy.name, space, seed=self.seed,
-                                 metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
+        strategy = make_strategy(
+            self.strategy.name,
+            space,
+            seed=self.seed,
+            metric=self.objective.metric,
+            mode=self.objective.mode,
+            **self.strategy.options,
+        )
         self._strategy = strategy
         if self.estimator.table is not None:
             from kubenas.estimators.tabular import TabularEstimator
@@ -448,34 +507,48 @@ class SearchConfig(_Strict):
             table = TabularEstimator.load(self.estimator.table)
             table.check_space(space)
             if table.protocol["dataset"] != self.dataset.name:
-                raise ValueError(f"estimator.table {self.estimator.table!r} was built on dataset "
-                                 f"{table.protocol['dataset']!r}, not {self.dataset.name!r}")
+                raise ValueError(
+                    f"estimator.table {self.estimator.table!r} was built on dataset "
+                    f"{table.protocol['dataset']!r}, not {self.dataset.name!r}"
+                )
             top = getattr(strategy, "max_fidelity", None)  # a multi-fidelity scheduler's highest rung
             if top is not None and (set(top) != {"epochs"} or top["epochs"] > table.protocol["epochs"]):
-                raise ValueError(f"strategy {self.strategy.name!r} asks for fidelity {top}, but the table "
-                                 f"{self.estimator.table!r} answers only epochs 1..{table.protocol['epochs']}: set "
-                                 f"strategy.options.resource to 'epochs' and max_resource <= {table.protocol['epochs']}")
+                raise ValueError(
+                    f"strategy {self.strategy.name!r} asks for fidelity {top}, but the table "
+                    f"{self.estimator.table!r} answers only epochs 1..{table.protocol['epochs']}: set "
+                    f"strategy.options.resource to 'epochs' and max_resource <= {table.protocol['epochs']}"
+                )
         if self.estimator.proxy is not None and "zc_score" not in _objective_metrics(self):
-            raise ValueError(f"estimator.proxy {self.estimator.proxy!r} reports 'zc_score', not "
-                             f"{_objective_metrics(self)}: set objective.metric to 'zc_score' (mode max)")
+            raise ValueError(
+                f"estimator.proxy {self.estimator.proxy!r} reports 'zc_score', not "
+                f"{_objective_metrics(self)}: set objective.metric to 'zc_score' (mode max)"
+            )
         if self.oneshot is not None:
             self._check_oneshot(space)
         self._check_metrics()
         self._check_resolution()
         es, inherit, epochs = self.estimator.early_stop, self.estimator.inherit, self.fidelity.epochs
         if es is not None and (self.objective.metric, self.objective.mode) != ("val_acc", "max"):
-            raise ValueError(f"estimator.early_stop extrapolates validation-accuracy curves: set objective.metric to "
-                             f"'val_acc' (mode max), not {self.objective.metric!r} ({self.objective.mode})")
+            raise ValueError(
+                f"estimator.early_stop extrapolates validation-accuracy curves: set objective.metric to "
+                f"'val_acc' (mode max), not {self.objective.metric!r} ({self.objective.mode})"
+            )
         if es is not None and es.min_epochs >= epochs:
-            raise ValueError(f"estimator.early_stop.min_epochs ({es.min_epochs}) must be below fidelity.epochs "
-                             f"({epochs}), or no epoch can be saved")
+            raise ValueError(
+                f"estimator.early_stop.min_epochs ({es.min_epochs}) must be below fidelity.epochs "
+                f"({epochs}), or no epoch can be saved"
+            )
         if inherit is not None and inherit.epochs >= epochs:
-            raise ValueError(f"estimator.inherit.epochs ({inherit.epochs}) must be below fidelity.epochs ({epochs}): "
-                             "a child trains for fewer epochs than a network from scratch")
+            raise ValueError(
+                f"estimator.inherit.epochs ({inherit.epochs}) must be below fidelity.epochs ({epochs}): "
+                "a child trains for fewer epochs than a network from scratch"
+            )
         if self.export.pick == "knee" and not strategy.multi_objective:
-            raise ValueError(f"export.pick 'knee' chooses from a Pareto front, but strategy {self.strategy.name!r} "
-                             "has one objective: use a multi-objective strategy (nsga2, pareto_evolution) or "
-                             "pick 'best'")
+            raise ValueError(
+                f"export.pick 'knee' chooses from a Pareto front, but strategy {self.strategy.name!r} "
+                "has one objective: use a multi-objective strategy (nsga2, pareto_evolution) or "
+                "pick 'best'"
+            )
         return self
 
     def _check_metrics(self) -> None:
@@ -490,43 +563,60 @@ class SearchConfig(_Strict):
         named += [(f"strategy.options.constraints.{k}", k) for k in (options.get("constraints") or {})]
         for where, metric in named:
             if metric not in reported:
-                raise ValueError(f"{where} {metric!r} is not a metric this search's estimator reports; it reports: "
-                                 f"{', '.join(reported)}")
+                raise ValueError(
+                    f"{where} {metric!r} is not a metric this search's estimator reports; it reports: "
+                    f"{', '.join(reported)}"
+                )
 
     def _check_resolution(self) -> None:
         resolution, shape = self.fidelity.resolution, self.dataset.info.input_shape
         if resolution is None or shape is None:
             return
         if len(shape) < 2:
-            raise ValueError(f"fidelity.resolution applies to signals and images; dataset {self.dataset.name!r} has "
-                             f"vector inputs of shape {list(shape)}")
+            raise ValueError(
+                f"fidelity.resolution applies to signals and images; dataset {self.dataset.name!r} has "
+                f"vector inputs of shape {list(shape)}"
+            )
         native = min(shape[1:])
         if resolution > native:
-            raise ValueError(f"fidelity.resolution {resolution} is above the dataset's own ({native}, inputs of shape "
-                             f"{list(shape)}): a lower resolution is the cheaper proxy; set 2..{native} or remove it")
+            raise ValueError(
+                f"fidelity.resolution {resolution} is above the dataset's own ({native}, inputs of shape "
+                f"{list(shape)}): a lower resolution is the cheaper proxy; set 2..{native} or remove it"
+            )
 
     def _check_oneshot(self, space) -> None:
         from kubenas.oneshot import make_oneshot
 
         make_oneshot(self.oneshot.method, space, **self.oneshot.options)  # the space has a supernet, the options fit
         if self.strategy != StrategyConfig(name="regularized_evolution"):  # not the default (a dump includes it)
-            raise ValueError("a one-shot search chooses architectures with its supernet: remove the strategy "
-                             "section, or the oneshot section to search with a strategy")
+            raise ValueError(
+                "a one-shot search chooses architectures with its supernet: remove the strategy "
+                "section, or the oneshot section to search with a strategy"
+            )
         est = self.estimator
         if est.table is not None or est.proxy is not None or est.early_stop is not None or est.inherit is not None:
-            raise ValueError("a one-shot search estimates with its supernet: remove estimator.table, proxy, "
-                             "early_stop and inherit")
+            raise ValueError(
+                "a one-shot search estimates with its supernet: remove estimator.table, proxy, early_stop and inherit"
+            )
         if (self.objective.metric, self.objective.mode) != ("val_acc", "max"):
-            raise ValueError("a one-shot search ranks architectures by validation accuracy with shared weights: set "
-                             "objective.metric to 'val_acc' (mode max)")
+            raise ValueError(
+                "a one-shot search ranks architectures by validation accuracy with shared weights: set "
+                "objective.metric to 'val_acc' (mode max)"
+            )
 
     def new_strategy(self):
         """A fresh strategy as configured: the first call hands out the one validation built, so a process that
         uses one strategy builds it once."""
         strategy, self._strategy = self._strategy, None
         if strategy is None:
-            strategy = make_strategy(self.strategy.name, self.space.build(), seed=self.seed,
-                                     metric=self.objective.metric, mode=self.objective.mode, **self.strategy.options)
+            strategy = make_strategy(
+                self.strategy.name,
+                self.space.build(),
+                seed=self.seed,
+                metric=self.objective.metric,
+                mode=self.objective.mode,
+                **self.strategy.options,
+            )
         return strategy
 
     def check_data_source(self) -> None:
@@ -588,7 +678,11 @@ def parse_config(data: Any, source: str = "config") -> SearchConfig:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             # a check across sections names its fields itself; the input there is the whole config
-            got = "" if err["type"] == "missing" or not err["loc"] else f" (got {json.dumps(err.get('input'), default=str)[:80]})"
+            got = (
+                ""
+                if err["type"] == "missing" or not err["loc"]
+                else f" (got {json.dumps(err.get('input'), default=str)[:80]})"
+            )
             lines.append(f"  {where}: {msg}{got}")
         raise ConfigError(f"{source}: {len(lines)} problem(s):\n" + "\n".join(lines)) from None
 

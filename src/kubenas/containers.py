@@ -23,9 +23,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 LABEL = "io.kubenas.run"  # value: "<host>/<pid of kubenas run>"
 USER = "10001:10001"  # the image's user; the manifests' runAsUser and runAsGroup
@@ -33,10 +34,24 @@ TMP_SIZE = "2g"  # the manifests' /tmp emptyDir sizeLimit
 DOCKER_SOCKET = "/var/run/docker.sock"
 RECORD = "engine.record"  # JSON; not *.json, which stop_tasks reads as task records
 # The variables a task may need from the run's environment; nothing else of the host's goes in.
-PASSED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-              "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-              "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
-              "KUBENAS_RUN_PID", "KUBENAS_RUN_PIDNS", "KUBENAS_FAILPOINT", "KUBENAS_PROFILE", "KUBENAS_CACHE")
+PASSED_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_DEFAULT_REGION",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "KUBENAS_RUN_PID",
+    "KUBENAS_RUN_PIDNS",
+    "KUBENAS_FAILPOINT",
+    "KUBENAS_PROFILE",
+    "KUBENAS_CACHE",
+)
 
 
 class ContainerError(RuntimeError):
@@ -88,9 +103,11 @@ def start_engine(log: Path, timeout: float = 30.0) -> Engine:
     elif Path(DOCKER_SOCKET).exists():
         engine = Engine(f"unix://{DOCKER_SOCKET}")
     else:
-        raise ContainerError("--runner container needs podman or docker: neither is installed (and DOCKER_HOST is "
-                             "not set). Install podman (`apt-get install -y podman runc`), or use the default "
-                             "--runner subprocess")
+        raise ContainerError(
+            "--runner container needs podman or docker: neither is installed (and DOCKER_HOST is "
+            "not set). Install podman (`apt-get install -y podman runc`), or use the default "
+            "--runner subprocess"
+        )
     if not _answers(engine):
         raise ContainerError(f"no container engine answers at {engine.url}: is the docker daemon running?")
     return engine
@@ -127,7 +144,8 @@ def check_image(engine: Engine, image: str) -> None:
         raise ContainerError(
             f"image {image!r} is not in the engine's store and could not be pulled ({exc.explanation or exc}). "
             "Build it from this checkout: images/build.sh REPO --variant cpu, then pass --image REPO:"
-            f"{image.rsplit(':', 1)[-1]} (images/README.md)") from None
+            f"{image.rsplit(':', 1)[-1]} (images/README.md)"
+        ) from None
     finally:
         client.close()
 
@@ -144,11 +162,21 @@ def runner_args(env: dict[str, str], pid: int, writable: list[Path], readable: l
     environment = {k: v for k, v in env.items() if k in PASSED_ENV and v}
     environment["HOME"] = "/tmp/home"
     # a folder before the folders inside it: a later mount would hide an earlier one below it
-    paths = sorted({**{p: True for p in readable}, **{p: False for p in writable}}.items(), key=lambda i: len(i[0].parts))
+    paths = sorted(
+        {**{p: True for p in readable}, **{p: False for p in writable}}.items(), key=lambda i: len(i[0].parts)
+    )
     mounts = [Mount(str(p), str(p), type="bind", read_only=ro) for p, ro in paths]
-    return {"network_mode": "host", "user": USER, "read_only": True, "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"], "tmpfs": {"/tmp": f"rw,size={TMP_SIZE},mode=1777"},
-            "environment": environment, "labels": {LABEL: label_value(pid)}, "mounts": mounts}
+    return {
+        "network_mode": "host",
+        "user": USER,
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "tmpfs": {"/tmp": f"rw,size={TMP_SIZE},mode=1777"},
+        "environment": environment,
+        "labels": {LABEL: label_value(pid)},
+        "mounts": mounts,
+    }
 
 
 def share(path: Path) -> Path:
@@ -222,8 +250,16 @@ def kfp_runs_containers(engine: Engine) -> Iterator[None]:
 
 def record(run_dir: Path, engine: Engine, pid: int) -> None:
     """Leave what the run's watchdog needs to remove the run's containers and stop its podman service."""
-    (run_dir / RECORD).write_text(json.dumps({"url": engine.url, "service_pgid": engine.service_pgid,
-                                              "socket_dir": engine.socket_dir, "label": label_value(pid)}))
+    (run_dir / RECORD).write_text(
+        json.dumps(
+            {
+                "url": engine.url,
+                "service_pgid": engine.service_pgid,
+                "socket_dir": engine.socket_dir,
+                "label": label_value(pid),
+            }
+        )
+    )
 
 
 def remove_containers(engine: Engine, pid: int | None = None, label: str | None = None) -> int:

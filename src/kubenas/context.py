@@ -37,8 +37,9 @@ def end_promptly(task: str = "") -> None:
     MLflow's and KFP's work), and an uncaught exception still exits with status 1."""
     failed = []
     hook = sys.excepthook
-    PROFILE.update(task=task, pid=os.getpid(), started=_process_start(), step_start=time.time(),
-                   startup_cpu=time.process_time())
+    PROFILE.update(
+        task=task, pid=os.getpid(), started=_process_start(), step_start=time.time(), startup_cpu=time.process_time()
+    )
     if os.environ.get("KUBENAS_TASK_REQUESTED"):  # the container runner asked the engine for this task's container
         PROFILE["requested"] = float(os.environ["KUBENAS_TASK_REQUESTED"])
     record_path = None
@@ -83,12 +84,14 @@ def _write_profile() -> None:
         PROFILE.update(s3_requests=ctx.store.requests, s3_seconds=getattr(ctx.store.blobs, "seconds", 0.0))
         tracker = ctx.__dict__.get("tracker")
         if tracker is not None:
-            PROFILE.update(mlflow_requests=getattr(tracker, "requests", 0), mlflow_seconds=getattr(tracker, "seconds", 0.0))
+            PROFILE.update(
+                mlflow_requests=getattr(tracker, "requests", 0), mlflow_seconds=getattr(tracker, "seconds", 0.0)
+            )
     with open(path, "a") as fh:
         fh.write(json.dumps(PROFILE) + "\n")
 
 
-_CONTEXTS: dict[str, "Context"] = {}
+_CONTEXTS: dict[str, Context] = {}
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The types every layer shares: a candidate to evaluate, its result, the fidelity it is evaluated at, and the
-checks of plain values that configs and results need (:mod:`kubenas.history` records the three as a row). They depend on nothing but the standard library, so spaces, strategies,
-estimators, the store and the pipeline steps can all use them without importing one another.
+checks of plain values that configs and results need (:mod:`kubenas.history` records the three as a row). They
+depend on nothing but the standard library, so spaces, strategies, estimators, the store and the pipeline steps
+can all use them without importing one another.
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from kubenas.arch import Arch
 
@@ -43,16 +45,18 @@ class Fidelity:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def override(self, changes: Mapping[str, Any] | None) -> "Fidelity":
+    def override(self, changes: Mapping[str, Any] | None) -> Fidelity:
         """This fidelity with some fields replaced (a scheduler's rung, e.g. ``{"epochs": 3}``)."""
         return self.from_dict({**self.to_dict(), **dict(changes or {})})
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Fidelity":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Fidelity:
         data = dict(data or {})
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"fidelity: unknown field(s) {sorted(unknown)}; known: {', '.join(cls.__dataclass_fields__)}")
+            raise ValueError(
+                f"fidelity: unknown field(s) {sorted(unknown)}; known: {', '.join(cls.__dataclass_fields__)}"
+            )
         return cls(**data)
 
 
@@ -69,10 +73,14 @@ class Candidate:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Candidate":
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
         fidelity = data.get("fidelity")
-        return cls(id=data["id"], arch=dict(data["arch"]), parent_id=data.get("parent_id"),
-                   fidelity=dict(fidelity) if fidelity else None)
+        return cls(
+            id=data["id"],
+            arch=dict(data["arch"]),
+            parent_id=data.get("parent_id"),
+            fidelity=dict(fidelity) if fidelity else None,
+        )
 
 
 @dataclass
@@ -100,9 +108,14 @@ class Result:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Result":
-        return cls(candidate_id=data["candidate_id"], status=data["status"], metrics=dict(data.get("metrics") or {}),
-                   cost=float(data.get("cost") or 0.0), error=data.get("error"))
+    def from_dict(cls, data: Mapping[str, Any]) -> Result:
+        return cls(
+            candidate_id=data["candidate_id"],
+            status=data["status"],
+            metrics=dict(data.get("metrics") or {}),
+            cost=float(data.get("cost") or 0.0),
+            error=data.get("error"),
+        )
 
 
 def top(best: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any] | None:

@@ -32,8 +32,11 @@ def draw(drawn: list[Panel], title: str = "") -> bytes | None:
 
     width = max(_extent(p)[0] for p in drawn)
     heights = [2 * _extent(p)[1] for p in drawn]
-    fig = Figure(figsize=(width * INCH, sum(heights) * INCH + 0.45 * len(drawn) + (0.3 if title else 0)), dpi=100,
-                 layout="constrained")
+    fig = Figure(
+        figsize=(width * INCH, sum(heights) * INCH + 0.45 * len(drawn) + (0.3 if title else 0)),
+        dpi=100,
+        layout="constrained",
+    )
     axes = fig.subplots(len(drawn), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, panel in zip(axes, drawn):
         _draw_panel(ax, panel, width)
@@ -60,17 +63,45 @@ def _draw_panel(ax, panel: Panel, width: float) -> None:
     for k, (a, b, label, style) in enumerate(panel.edges):
         # neighbours: straight; longer edges: arcs, alternately above and below
         rad = 0.0 if b - a == 1 else (RAD if (a + b + k) % 2 == 0 else -RAD)
-        ax.annotate("", xy=(xs[b], 0), xytext=(xs[a], 0), zorder=1,
-                    arrowprops=dict(arrowstyle="-|>", color=COLORS[style], lw=1.3, mutation_scale=12,
-                                    linestyle={"solid": "-", "dashed": "--", "dotted": ":"}[style],
-                                    connectionstyle=f"arc3,rad={rad}", shrinkA=_half_width(panel.nodes[a]),
-                                    shrinkB=_half_width(panel.nodes[b]) + 1))
+        ax.annotate(
+            "",
+            xy=(xs[b], 0),
+            xytext=(xs[a], 0),
+            zorder=1,
+            arrowprops=dict(
+                arrowstyle="-|>",
+                color=COLORS[style],
+                lw=1.3,
+                mutation_scale=12,
+                linestyle={"solid": "-", "dashed": "--", "dotted": ":"}[style],
+                connectionstyle=f"arc3,rad={rad}",
+                shrinkA=_half_width(panel.nodes[a]),
+                shrinkB=_half_width(panel.nodes[b]) + 1,
+            ),
+        )
         if label:
             # the midpoint of the arc3 curve is half its control point's offset from the chord; a straight edge's
             # label sits just above it
             my = -rad * (xs[b] - xs[a]) / 2 if rad else 0.22
-            ax.text((xs[a] + xs[b]) / 2, my, label, ha="center", va="center", fontsize=7, color=COLORS[style],
-                    zorder=3, bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.9))
+            ax.text(
+                (xs[a] + xs[b]) / 2,
+                my,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=COLORS[style],
+                zorder=3,
+                bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.9),
+            )
     for x, label in zip(xs, panel.nodes):
-        ax.text(x, 0, label, ha="center", va="center", fontsize=8, zorder=4,
-                bbox=dict(boxstyle="round,pad=0.35", fc="#f4f4f4", ec="#555555", lw=1))
+        ax.text(
+            x,
+            0,
+            label,
+            ha="center",
+            va="center",
+            fontsize=8,
+            zorder=4,
+            bbox=dict(boxstyle="round,pad=0.35", fc="#f4f4f4", ec="#555555", lw=1),
+        )

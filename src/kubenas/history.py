@@ -13,14 +13,22 @@ is worth (:func:`value`), the mode's sign and the ranking. It imports pyarrow on
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from kubenas.arch import arch_id
 from kubenas.core import Candidate, Fidelity, Result, is_finite
 
 # The metrics with a column of their own, and their Arrow types (by name: pyarrow is imported on first use).
-METRIC_COLUMNS = {"val_acc": "float64", "val_loss": "float64", "params": "int64", "macs": "int64",
-                  "train_seconds": "float64", "latency_ms": "float64", "val_acc_curve": "list<float64>"}
+METRIC_COLUMNS = {
+    "val_acc": "float64",
+    "val_loss": "float64",
+    "params": "int64",
+    "macs": "int64",
+    "train_seconds": "float64",
+    "latency_ms": "float64",
+    "val_acc_curve": "list<float64>",
+}
 
 
 def schema():
@@ -30,26 +38,50 @@ def schema():
     def arrow(kind: str):
         return pa.list_(pa.float64()) if kind == "list<float64>" else getattr(pa, kind)()
 
-    return pa.schema([
-        ("id", pa.string()), ("arch_id", pa.string()), ("arch", pa.string()),  # arch: JSON
-        ("genotype", pa.string()), ("parent_id", pa.string()), ("round", pa.int32()), ("status", pa.string()),
-        ("error", pa.string()),
-        *[(name, arrow(kind)) for name, kind in METRIC_COLUMNS.items()],
-        ("metrics", pa.string()),  # JSON: the metrics without a column of their own
-        ("cost", pa.float64()), ("fidelity", pa.string()),  # fidelity: JSON
-        ("epochs", pa.int32()),
-    ])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("arch_id", pa.string()),
+            ("arch", pa.string()),  # arch: JSON
+            ("genotype", pa.string()),
+            ("parent_id", pa.string()),
+            ("round", pa.int32()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            *[(name, arrow(kind)) for name, kind in METRIC_COLUMNS.items()],
+            ("metrics", pa.string()),  # JSON: the metrics without a column of their own
+            ("cost", pa.float64()),
+            ("fidelity", pa.string()),  # fidelity: JSON
+            ("epochs", pa.int32()),
+        ]
+    )
 
 
 # ---------------------------------------------------------------------- rows
-def row(space: Any, cand: Candidate, res: Result, fidelity: Fidelity | Mapping[str, Any] | None,
-        round_index: int | None = None) -> dict[str, Any]:
+def row(
+    space: Any,
+    cand: Candidate,
+    res: Result,
+    fidelity: Fidelity | Mapping[str, Any] | None,
+    round_index: int | None = None,
+) -> dict[str, Any]:
     """The row of one evaluation: the candidate, its result and the fidelity it ran at (``space`` names the
     architecture's genotype)."""
     fid = fidelity.to_dict() if isinstance(fidelity, Fidelity) else (dict(fidelity) if fidelity else None)
-    return {"id": cand.id, "arch_id": arch_id(cand.arch), "arch": cand.arch, "genotype": space.genotype(cand.arch),
-            "parent_id": cand.parent_id, "round": round_index, "status": res.status, "error": res.error,
-            "metrics": res.metrics, "cost": res.cost, "fidelity": fid, "epochs": (fid or {}).get("epochs")}
+    return {
+        "id": cand.id,
+        "arch_id": arch_id(cand.arch),
+        "arch": cand.arch,
+        "genotype": space.genotype(cand.arch),
+        "parent_id": cand.parent_id,
+        "round": round_index,
+        "status": res.status,
+        "error": res.error,
+        "metrics": res.metrics,
+        "cost": res.cost,
+        "fidelity": fid,
+        "epochs": (fid or {}).get("epochs"),
+    }
 
 
 def failed(space: Any, cand: Candidate, error: str, fidelity: Fidelity | None) -> dict[str, Any]:
@@ -81,11 +113,19 @@ def to_table(rows_: Iterable[Mapping[str, Any]], round_index: int | None = None)
     for r in rows_:
         metrics = dict(r.get("metrics") or {})
         fidelity = r.get("fidelity") or {}
-        values = {"id": r["id"], "arch_id": r["arch_id"], "arch": json.dumps(r["arch"], sort_keys=True),
-                  "genotype": r["genotype"], "parent_id": r.get("parent_id"),
-                  "round": r["round"] if r.get("round") is not None else round_index, "status": r["status"],
-                  "error": r.get("error"), "cost": r.get("cost"), "fidelity": json.dumps(fidelity, sort_keys=True),
-                  "epochs": fidelity.get("epochs")}
+        values = {
+            "id": r["id"],
+            "arch_id": r["arch_id"],
+            "arch": json.dumps(r["arch"], sort_keys=True),
+            "genotype": r["genotype"],
+            "parent_id": r.get("parent_id"),
+            "round": r["round"] if r.get("round") is not None else round_index,
+            "status": r["status"],
+            "error": r.get("error"),
+            "cost": r.get("cost"),
+            "fidelity": json.dumps(fidelity, sort_keys=True),
+            "epochs": fidelity.get("epochs"),
+        }
         for name in METRIC_COLUMNS:
             values[name] = metrics.pop(name, None)
         values["metrics"] = json.dumps(metrics, sort_keys=True)
@@ -103,8 +143,14 @@ def rows(table) -> list[dict[str, Any]]:
             v = r.pop(name, None)
             if v is not None:
                 metrics[name] = v
-        out.append({**r, "arch": json.loads(r["arch"]), "metrics": metrics,
-                    "fidelity": json.loads(r["fidelity"]) if r["fidelity"] else None})
+        out.append(
+            {
+                **r,
+                "arch": json.loads(r["arch"]),
+                "metrics": metrics,
+                "fidelity": json.loads(r["fidelity"]) if r["fidelity"] else None,
+            }
+        )
     return out
 
 

@@ -61,17 +61,20 @@ class Lease:
             raise LeaseHeld(self._held_message(current))
 
     def _held_message(self, current: dict[str, Any]) -> str:
-        return (f"search {self.store.search!r} is being run by {holder_text(current)} (lease renewed "
-                f"{_ago(current.get('renewed'), time.time())}, expires {_at(current.get('expires'))}). Two runs must "
-                f"not write one search: wait for it to end, or run this one under another name. If that run is gone, "
-                f"its lease expires by itself; or delete {self.store.uri}/{KEY}")
+        return (
+            f"search {self.store.search!r} is being run by {holder_text(current)} (lease renewed "
+            f"{_ago(current.get('renewed'), time.time())}, expires {_at(current.get('expires'))}). Two runs must "
+            f"not write one search: wait for it to end, or run this one under another name. If that run is gone, "
+            f"its lease expires by itself; or delete {self.store.uri}/{KEY}"
+        )
 
     def bind(self, holder: str, parent_run_id: str) -> None:
         """Record the MLflow parent run of the lease's holder: the later steps know their run by it."""
         current = self.read() or {}
         if current.get("holder") != holder:
-            raise LeaseHeld(f"search {self.store.search!r}: the lease of run {holder!r} was taken by "
-                            f"{holder_text(current)}")
+            raise LeaseHeld(
+                f"search {self.store.search!r}: the lease of run {holder!r} was taken by {holder_text(current)}"
+            )
         self.store.put_json(KEY, {**current, "parent_run_id": parent_run_id})
 
     def renew(self, parent_run_id: str, ttl: float = SECONDS) -> None:
@@ -82,8 +85,10 @@ class Lease:
         if current is None:
             return
         if current.get("parent_run_id") not in (None, parent_run_id):
-            raise LeaseHeld(f"search {self.store.search!r} is now run by {holder_text(current)}: this run's lease "
-                            "expired and was taken over, so this run stops without writing")
+            raise LeaseHeld(
+                f"search {self.store.search!r} is now run by {holder_text(current)}: this run's lease "
+                "expired and was taken over, so this run stops without writing"
+            )
         now = time.time()
         if now - float(current.get("renewed") or 0) > ttl / 36:  # a write every 10 min at most, not every step
             self.store.put_json(KEY, {**current, "renewed": now, "expires": now + ttl})
@@ -94,8 +99,9 @@ class Lease:
         current = self.read()
         if current is None:
             return False
-        if (parent_run_id is not None and current.get("parent_run_id") == parent_run_id) or \
-                (pid is not None and current.get("pid") == pid and current.get("host") == socket.gethostname()):
+        if (parent_run_id is not None and current.get("parent_run_id") == parent_run_id) or (
+            pid is not None and current.get("pid") == pid and current.get("host") == socket.gethostname()
+        ):
             self.store.blobs.delete([self.store.key(KEY)])
             return True
         return False
@@ -114,8 +120,11 @@ def info() -> dict[str, Any]:
     in a container is in another), else this process. On a cluster the pid is a pod's and the host its name: such
     a lease ends by expiring (or by its run's export)."""
     if os.environ.get("KUBENAS_RUN_PID"):
-        return {"host": socket.gethostname(), "pid": int(os.environ["KUBENAS_RUN_PID"]),
-                "pidns": os.environ.get("KUBENAS_RUN_PIDNS") or pid_namespace()}
+        return {
+            "host": socket.gethostname(),
+            "pid": int(os.environ["KUBENAS_RUN_PID"]),
+            "pidns": os.environ.get("KUBENAS_RUN_PIDNS") or pid_namespace(),
+        }
     return {"host": socket.gethostname(), "pid": os.getpid(), "pidns": pid_namespace()}
 
 
@@ -124,8 +133,11 @@ def stale(lease: dict[str, Any], now: float) -> str | None:
     if not isinstance(lease.get("expires"), (int, float)) or lease["expires"] < now:
         return f"it expired {_at(lease.get('expires'))}"
     # the pid is checked only where it means the same process: this machine, in the same pid namespace
-    if lease.get("pid") and lease.get("host") == socket.gethostname() and lease.get("pidns", pid_namespace()) == \
-            pid_namespace():
+    if (
+        lease.get("pid")
+        and lease.get("host") == socket.gethostname()
+        and lease.get("pidns", pid_namespace()) == pid_namespace()
+    ):
         from kubenas.stack import pid_alive
 
         if not pid_alive(int(lease["pid"])):
@@ -135,13 +147,16 @@ def stale(lease: dict[str, Any], now: float) -> str | None:
 
 def holder_text(lease: dict[str, Any]) -> str:
     """Who holds ``lease``, in words."""
-    where = (f"`kubenas run` pid {lease['pid']} on {lease.get('host')}" if lease.get("pid")
-             else f"host {lease.get('host')}")
+    where = (
+        f"`kubenas run` pid {lease['pid']} on {lease.get('host')}" if lease.get("pid") else f"host {lease.get('host')}"
+    )
     return f"pipeline run {lease.get('holder')!r} ({where})"
 
 
 def _at(t: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if isinstance(t, (int, float)) else "at an unknown time"
+    return (
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if isinstance(t, (int, float)) else "at an unknown time"
+    )
 
 
 def _ago(t: Any, now: float) -> str:

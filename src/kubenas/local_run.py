@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kubenas import containers
+from kubenas import containers, history
 from kubenas import stack as local_stack
 from kubenas.config import SearchConfig
 from kubenas.context import Context
-from kubenas.rounds import rounds as search_rounds
 from kubenas.data.s3 import endpoint_from_env, in_s3
-from kubenas import history
 from kubenas.lease import Lease, pid_namespace
+from kubenas.rounds import rounds as search_rounds
 from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
 
@@ -186,16 +185,22 @@ def _stack_for_run(home: Path, me: int):
             os.environ.update(running.env())
             return None
         if running.owner is not None and running.owner_alive():
-            raise local_stack.StackError(f"{running.describe()} is in use by that run; wait for it to end, or give "
-                                         "this run another --home")
+            raise local_stack.StackError(
+                f"{running.describe()} is in use by that run; wait for it to end, or give this run another --home"
+            )
         if running.owner is None and alive:
             dead = [n for n in local_stack.SERVERS if n not in alive]
-            raise local_stack.StackError(f"{running.describe()} is half down: {', '.join(dead)} exited, "
-                                         f"{', '.join(alive)} still runs. Stop it with `kubenas down --home {home}` "
-                                         "(then `kubenas up` again, or let `kubenas run` start one)")
+            raise local_stack.StackError(
+                f"{running.describe()} is half down: {', '.join(dead)} exited, "
+                f"{', '.join(alive)} still runs. Stop it with `kubenas down --home {home}` "
+                "(then `kubenas up` again, or let `kubenas run` start one)"
+            )
         if alive:
-            print(f"kubenas: stopping {running.describe()}: that run ended without stopping it", file=sys.stderr,
-                  flush=True)
+            print(
+                f"kubenas: stopping {running.describe()}: that run ended without stopping it",
+                file=sys.stderr,
+                flush=True,
+            )
         running.stop(grace=2.0)
     stack = local_stack.start(home, owner=me)
     os.environ.update(stack.env())
@@ -208,12 +213,18 @@ def _close_runs(config: SearchConfig) -> None:
     try:
         closed = Tracker.from_config(config).close_running(config.name)
     except Exception as exc:  # noqa: BLE001 - the run already failed; say why this did not help, and go on
-        print(f"kubenas: could not end the search's MLflow runs ({exc}); the next run of {config.name!r} will",
-              file=sys.stderr, flush=True)
+        print(
+            f"kubenas: could not end the search's MLflow runs ({exc}); the next run of {config.name!r} will",
+            file=sys.stderr,
+            flush=True,
+        )
         return
     if closed:
-        print(f"kubenas: ended {closed} MLflow run(s) of {config.name!r} left RUNNING, as KILLED", file=sys.stderr,
-              flush=True)
+        print(
+            f"kubenas: ended {closed} MLflow run(s) of {config.name!r} left RUNNING, as KILLED",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _release_lease(config: SearchConfig, me: int) -> None:
@@ -240,8 +251,14 @@ def external_services(config: SearchConfig) -> bool:
 RUNNERS = ("subprocess", "container")
 
 
-def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, rounds: int | None = None,
-        runner: str = "subprocess", image: str | None = None) -> RunReport:
+def run(
+    config: SearchConfig,
+    home: Path | None = None,
+    verbose: bool = False,
+    rounds: int | None = None,
+    runner: str = "subprocess",
+    image: str | None = None,
+) -> RunReport:
     """Run the search's pipeline locally; returns the export summary and timings. ``runner``: "subprocess" runs
     every task as a process of this Python; "container" runs it in the component image ``image`` (default: the
     config's, else kubenas's for this version) under the manifests' security settings (:mod:`kubenas.containers`)."""
@@ -254,11 +271,19 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     if config.resources.gpus and runner == "container":
-        print(f"kubenas: warning: resources.gpus is {config.resources.gpus}, but the container runner gives tasks no "
-              "GPU: they train on the CPU (the request applies on a cluster)", file=sys.stderr, flush=True)
+        print(
+            f"kubenas: warning: resources.gpus is {config.resources.gpus}, but the container runner gives tasks no "
+            "GPU: they train on the CPU (the request applies on a cluster)",
+            file=sys.stderr,
+            flush=True,
+        )
     elif config.resources.gpus and not has_gpu():
-        print(f"kubenas: warning: resources.gpus is {config.resources.gpus}, but this machine has no NVIDIA GPU: "
-              "kfp.local trains on the CPU (the request applies on a cluster)", file=sys.stderr, flush=True)
+        print(
+            f"kubenas: warning: resources.gpus is {config.resources.gpus}, but this machine has no NVIDIA GPU: "
+            "kfp.local trains on the CPU (the request applies on a cluster)",
+            file=sys.stderr,
+            flush=True,
+        )
     external = external_services(config)
     # the dataset's files are checked before any stack starts, unless they are in the stack's own S3
     early = external or not any(in_s3(s) for s in config.dataset.info.sources)
@@ -306,15 +331,22 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
         pipeline = build_pipeline(config, retries=0, image=image if engine is not None else None)
         progress = Progress(rounds or config.budget.rounds, config.objective.metric)
         shown = _Filter(sys.stdout, open(log_path, "w"), verbose, progress)
-        with contextlib.closing(shown), contextlib.closing(shown.log), contextlib.redirect_stdout(shown), \
-                warnings.catch_warnings():
+        with (
+            contextlib.closing(shown),
+            contextlib.closing(shown.log),
+            contextlib.redirect_stdout(shown),
+            warnings.catch_warnings(),
+        ):
             if not verbose:  # kfp.local warns, per task, that pod settings and the image do not apply locally
                 warnings.filterwarnings("ignore", module=r"kfp\.")
             try:
                 launched = True  # from here on, MLflow runs and the lease may be this run's
                 with containers.kfp_runs_containers(engine) if engine is not None else contextlib.nullcontext():
-                    pipeline(config_json=config.to_json(), rounds=rounds or config.budget.rounds,
-                             candidates_per_round=config.budget.candidates_per_round)
+                    pipeline(
+                        config_json=config.to_json(),
+                        rounds=rounds or config.budget.rounds,
+                        candidates_per_round=config.budget.candidates_per_round,
+                    )
             finally:
                 builtins.print = original_print
         summary = store.get_json("export.json")
@@ -342,9 +374,18 @@ def run(config: SearchConfig, home: Path | None = None, verbose: bool = False, r
             own_stack.stop()
         local_stack.stop_group(watchdog)
         shutil.rmtree(tasks, ignore_errors=True)
-    return RunReport(summary, time.perf_counter() - started, stack_seconds, log_path, evaluations=len(rows),
-                     train_seconds=seconds, work=work, stopped_stack=home if own_stack is not None else None,
-                     reports=reports, top=top)
+    return RunReport(
+        summary,
+        time.perf_counter() - started,
+        stack_seconds,
+        log_path,
+        evaluations=len(rows),
+        train_seconds=seconds,
+        work=work,
+        stopped_stack=home if own_stack is not None else None,
+        reports=reports,
+        top=top,
+    )
 
 
 def _container_engine(home: Path, tasks: Path, me: int, image: str):

@@ -46,6 +46,14 @@ def reap(pid: int) -> None:
 def spawn(cmd: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> int:
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True, umask=0o077, cwd=cwd)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            umask=0o077,
+            cwd=cwd,
+        )
     return proc.pid  # with a new session, the pid is also the process group id

@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +69,9 @@ def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: b
     if out.exists() and not out.is_dir():
         raise PullError(f"--output {str(out)!r} is a file; give a directory (created if missing)")
     if tracking_uri is not None and not re.match(r"^(https?://[^/:]+|file:|databricks)", tracking_uri):
-        raise PullError(f"--tracking-uri {tracking_uri!r}: expected the MLflow server's URL, e.g. "
-                        "http://127.0.0.1:5000")
+        raise PullError(
+            f"--tracking-uri {tracking_uri!r}: expected the MLflow server's URL, e.g. http://127.0.0.1:5000"
+        )
     try:
         onnx_runtime = _onnxruntime()
         tracker = Tracker(tracking_uri)
@@ -81,8 +82,10 @@ def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: b
     params, metrics, files, version = found["params"], found["metrics"], found["files"], found["version"]
     missing = [p for p in ("input_shape", "num_classes", "search") if p not in params]
     if missing:
-        raise PullError(f"{name} version {version} was not exported by kubenas >= 0.1 (its run lacks the "
-                        f"params {missing}); re-run the search's export to register a version that can be pulled")
+        raise PullError(
+            f"{name} version {version} was not exported by kubenas >= 0.1 (its run lacks the "
+            f"params {missing}); re-run the search's export to register a version that can be pulled"
+        )
     for artifact, content in files.items():
         if content is None:
             raise PullError(f"run {found['run_id']} of {name} v{version} has no artifact {artifact}")
@@ -97,14 +100,34 @@ def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: b
     _export_onnx(model, input_shape, onnx_path, onnx_runtime)
     for artifact in ("arch.json", "state_dict.pt"):
         (out / artifact).write_bytes(files[artifact])
-    (out / "model.json").write_text(json.dumps({"space": spec, "input_shape": list(input_shape),
-                                                "num_classes": num_classes, "model": name, "version": version},
-                                               indent=1))
+    (out / "model.json").write_text(
+        json.dumps(
+            {
+                "space": spec,
+                "input_shape": list(input_shape),
+                "num_classes": num_classes,
+                "model": name,
+                "version": version,
+            },
+            indent=1,
+        )
+    )
     onnx_acc = None
     if evaluate:
         onnx_acc = evaluate_onnx(onnx_path, config)
-    card = model_card(name=name, alias=alias, version=version, run_id=found["run_id"], params=params, metrics=metrics,
-                      arch=arch, space=space, config=config, tracking_uri=tracker.uri, onnx_test_acc=onnx_acc)
+    card = model_card(
+        name=name,
+        alias=alias,
+        version=version,
+        run_id=found["run_id"],
+        params=params,
+        metrics=metrics,
+        arch=arch,
+        space=space,
+        config=config,
+        tracking_uri=tracker.uri,
+        onnx_test_acc=onnx_acc,
+    )
     (out / "MODEL_CARD.md").write_text(card)
     written = ["state_dict.pt", "arch.json", "model.json", "model.onnx", "MODEL_CARD.md"]
     return Pulled(name, alias, version, out, written, metrics, onnx_acc)
@@ -134,42 +157,83 @@ def evaluate_onnx(onnx_path: str | Path, config: dict[str, Any], batch_size: int
     x, y = data.x_test.numpy(), data.y_test.numpy()
     correct = 0
     for i in range(0, len(x), batch_size):
-        logits = session.run(None, {feed: x[i:i + batch_size]})[0]
-        correct += int((logits.argmax(axis=1) == y[i:i + batch_size]).sum())
+        logits = session.run(None, {feed: x[i : i + batch_size]})[0]
+        correct += int((logits.argmax(axis=1) == y[i : i + batch_size]).sum())
     return correct / len(x)
 
 
-def model_card(*, name: str, alias: str, version: str, run_id: str, params: dict[str, str], metrics: dict[str, float],
-               arch: dict, space, config: dict[str, Any], tracking_uri: str, onnx_test_acc: float | None) -> str:
+def model_card(
+    *,
+    name: str,
+    alias: str,
+    version: str,
+    run_id: str,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    arch: dict,
+    space,
+    config: dict[str, Any],
+    tracking_uri: str,
+    onnx_test_acc: float | None,
+) -> str:
     split = json.loads(params.get("data_split", "{}"))
     dataset = config["dataset"]
-    rows = [(k, metrics[k]) for k in ("val_acc", "test_acc", "test_acc_mean", "test_acc_min", "params", "macs",
-                                      "latency_ms", "retrain_seconds") if k in metrics]
+    rows = [
+        (k, metrics[k])
+        for k in (
+            "val_acc",
+            "test_acc",
+            "test_acc_mean",
+            "test_acc_min",
+            "params",
+            "macs",
+            "latency_ms",
+            "retrain_seconds",
+        )
+        if k in metrics
+    ]
     if onnx_test_acc is not None:
         rows.append(("test_acc (model.onnx, recomputed)", onnx_test_acc))
     fmt = {"params": "{:,.0f}", "macs": "{:,.0f}", "latency_ms": "{:.3f}", "retrain_seconds": "{:.1f}"}
     lines = [
-        f"# {name} v{version} (`@{alias}`)", "",
+        f"# {name} v{version} (`@{alias}`)",
+        "",
         f"Found by kubenas search `{params['search']}`: the `{config['strategy']['name']}` strategy over the "
         f"`{space.spec()['name']}` space, objective {config['objective']['mode']} `{config['objective']['metric']}`. "
         f"Retrained from scratch for {params.get('export_epochs', '?')} epoch(s) with seed "
-        f"{params.get('chosen_seed', '?')} (of {params.get('export_seeds', '?')}).", "",
-        "## Metrics", "", "| metric | value |", "| --- | --- |",
-        *[f"| {k} | {fmt.get(k, '{:.4f}').format(v)} |" for k, v in rows], "",
+        f"{params.get('chosen_seed', '?')} (of {params.get('export_seeds', '?')}).",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *[f"| {k} | {fmt.get(k, '{:.4f}').format(v)} |" for k, v in rows],
+        "",
         "Validation accuracy chose the architecture; the test split was used once, after retraining."
         + (f" `latency_ms`: {params['latency']}, on the machine that ran the export." if params.get("latency") else ""),
         "",
-        "## Architecture", "", f"Genotype: `{params.get('genotype', space.genotype(arch))}`", "",
-        f"Input shape per example: `{json.loads(params['input_shape'])}`, classes: {params['num_classes']}.", "",
-        "## Data", "",
+        "## Architecture",
+        "",
+        f"Genotype: `{params.get('genotype', space.genotype(arch))}`",
+        "",
+        f"Input shape per example: `{json.loads(params['input_shape'])}`, classes: {params['num_classes']}.",
+        "",
+        "## Data",
+        "",
         f"Dataset `{dataset['name']}` with options `{json.dumps(dataset.get('options', {}))}`; split sizes: "
-        + ", ".join(f"{k} {v:,}" for k, v in split.items()) + ".", "",
-        "## Files", "",
+        + ", ".join(f"{k} {v:,}" for k, v in split.items())
+        + ".",
+        "",
+        "## Files",
+        "",
         "- `model.onnx`: ONNX (opset {}), input `x` of shape `[batch, {}]`, output logits `[batch, {}]`.".format(
-            ONNX_OPSET, ", ".join(str(d) for d in json.loads(params["input_shape"])), params["num_classes"]),
+            ONNX_OPSET, ", ".join(str(d) for d in json.loads(params["input_shape"])), params["num_classes"]
+        ),
         "- `state_dict.pt`, `arch.json`, `model.json`: rebuild the PyTorch module with "
-        "`kubenas.pull.load_module(DIR)`.", "",
-        "## Provenance", "",
+        "`kubenas.pull.load_module(DIR)`.",
+        "",
+        "## Provenance",
+        "",
         f"- MLflow: {tracking_uri}, run `{run_id}`, model `models:/{name}/{version}`",
         f"- pulled with kubenas {__version__}",
     ]
@@ -184,8 +248,15 @@ def _export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Pat
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch"):
         warnings.simplefilter("ignore")
         try:
-            program = torch.onnx.export(model, (example,), input_names=["x"], output_names=["logits"],
-                                        dynamic_shapes=({0: batch},), opset_version=ONNX_OPSET, dynamo=True)
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                opset_version=ONNX_OPSET,
+                dynamo=True,
+            )
             program.save(str(path))
         except Exception as exc:
             raise PullError(f"the model could not be exported to ONNX: {type(exc).__name__}: {exc}") from None
@@ -216,6 +287,7 @@ def _onnxruntime():
         import onnxruntime
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise PullError(f"kubenas pull needs the onnx extra ({exc.name} is missing): "
-                        "pip install 'kubenas[onnx]'") from None
+        raise PullError(
+            f"kubenas pull needs the onnx extra ({exc.name} is missing): pip install 'kubenas[onnx]'"
+        ) from None
     return onnxruntime

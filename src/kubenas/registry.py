@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 def accepted_options(target: Callable[..., Any]) -> list[str]:
@@ -18,8 +19,9 @@ def accepted_options(target: Callable[..., Any]) -> list[str]:
     return [n for n in names if n != "self"]
 
 
-def check(registry: Mapping[str, Callable[..., Any]], kind: str, name: str, options: Mapping[str, Any],
-          positional: int = 0) -> Callable[..., Any]:
+def check(
+    registry: Mapping[str, Callable[..., Any]], kind: str, name: str, options: Mapping[str, Any], positional: int = 0
+) -> Callable[..., Any]:
     """Return ``registry[name]`` after checking that it exists and takes ``options`` (beyond its first
     ``positional`` arguments), naming the registered names or the accepted options on a typo."""
     if name not in registry:

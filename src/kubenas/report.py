@@ -22,8 +22,9 @@ import base64
 import html
 import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 TOP = 10  # leaderboard rows
 COLUMNS = ("rank", "candidate", "round", "epochs", "genotype", "cost_s")  # the table's fixed columns
@@ -111,8 +112,12 @@ def _style(ax, xlabel: str, ylabel: str, title: str) -> None:
 
 def progress_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes:
     """The objective of every candidate, in evaluation order and against compute time, with the best so far."""
-    values = [r["metrics"].get(view.metric) if r["status"] == "ok" and finite((r.get("metrics") or {}).get(view.metric))
-              else None for r in rows]
+    values = [
+        r["metrics"].get(view.metric)
+        if r["status"] == "ok" and finite((r.get("metrics") or {}).get(view.metric))
+        else None
+        for r in rows
+    ]
     best = best_so_far(values, view.mode)
     costs = [float(r.get("cost") or 0.0) for r in rows]
     spent = [sum(costs[: i + 1]) for i in range(len(costs))]
@@ -122,17 +127,42 @@ def progress_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes:
     ok = [i for i, v in enumerate(values) if v is not None]
     failed = [i for i, v in enumerate(values) if v is None]
     low = min((values[i] for i in ok), default=0.0)
-    for ax, xs, xlabel in ((axes[0], list(range(1, len(rows) + 1)), "candidates evaluated"),
-                           (axes[1], spent, "compute time (s, summed over workers)")):
-        points = ax.scatter([xs[i] for i in ok], [values[i] for i in ok], c=[rounds[i] for i in ok], cmap="viridis",
-                            s=22, alpha=0.85, edgecolors="none", label="candidate", zorder=3)
+    for ax, xs, xlabel in (
+        (axes[0], list(range(1, len(rows) + 1)), "candidates evaluated"),
+        (axes[1], spent, "compute time (s, summed over workers)"),
+    ):
+        points = ax.scatter(
+            [xs[i] for i in ok],
+            [values[i] for i in ok],
+            c=[rounds[i] for i in ok],
+            cmap="viridis",
+            s=22,
+            alpha=0.85,
+            edgecolors="none",
+            label="candidate",
+            zorder=3,
+        )
         if failed:
-            ax.scatter([xs[i] for i in failed], [low] * len(failed), marker="x", color="#d62728", s=30,
-                       label=f"failed ({len(failed)})", zorder=3)
+            ax.scatter(
+                [xs[i] for i in failed],
+                [low] * len(failed),
+                marker="x",
+                color="#d62728",
+                s=30,
+                label=f"failed ({len(failed)})",
+                zorder=3,
+            )
         steps = [(x, b) for x, b in zip(xs, best) if b is not None]
         if steps:
-            ax.step([x for x, _ in steps], [b for _, b in steps], where="post", color="#ff7f0e", lw=2,
-                    label="best so far", zorder=2)
+            ax.step(
+                [x for x, _ in steps],
+                [b for _, b in steps],
+                where="post",
+                color="#ff7f0e",
+                lw=2,
+                label="best so far",
+                zorder=2,
+            )
         _style(ax, xlabel, view.metric if ax is axes[0] else "", "")
         ax.xaxis.set_major_locator(_locator(integer=ax is axes[0]))
     axes[0].set_title(f"{view.metric} ({view.mode}) of every candidate", fontsize=10, loc="left")
@@ -153,8 +183,14 @@ def pareto_records(rows: Sequence[Mapping[str, Any]], view: View) -> list[dict[s
     for r in rows:
         values = objective_values(r.get("metrics") or {}, view.objectives) if r["status"] == "ok" else None
         if values is not None:
-            out.append({"id": r["id"], "objectives": values, "violation": violation(r["metrics"], view.constraints),
-                        "metrics": r["metrics"]})
+            out.append(
+                {
+                    "id": r["id"],
+                    "objectives": values,
+                    "violation": violation(r["metrics"], view.constraints),
+                    "metrics": r["metrics"],
+                }
+            )
     return out
 
 
@@ -173,15 +209,40 @@ def pareto_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes | None
     ax = fig.subplots()
     infeasible = [r for r in records if r["violation"] > 0]
     if infeasible:
-        ax.scatter([r["metrics"][xm] for r in infeasible], [r["metrics"][ym] for r in infeasible], color="#bbbbbb",
-                   s=20, label=f"violates a constraint ({len(infeasible)})", zorder=2)
-    ax.scatter([r["metrics"][xm] for r in feasible], [r["metrics"][ym] for r in feasible], color="#1f77b4", s=20,
-               alpha=0.8, label=f"feasible ({len(feasible)})", zorder=3)
+        ax.scatter(
+            [r["metrics"][xm] for r in infeasible],
+            [r["metrics"][ym] for r in infeasible],
+            color="#bbbbbb",
+            s=20,
+            label=f"violates a constraint ({len(infeasible)})",
+            zorder=2,
+        )
+    ax.scatter(
+        [r["metrics"][xm] for r in feasible],
+        [r["metrics"][ym] for r in feasible],
+        color="#1f77b4",
+        s=20,
+        alpha=0.8,
+        label=f"feasible ({len(feasible)})",
+        zorder=3,
+    )
     if front:
-        ax.step([r["metrics"][xm] for r in front], [r["metrics"][ym] for r in front],
-                where="post" if x_obj["mode"] == "min" else "pre", color="#ff7f0e", lw=1.8, zorder=4)
-        ax.scatter([r["metrics"][xm] for r in front], [r["metrics"][ym] for r in front], color="#ff7f0e", s=36,
-                   label=f"Pareto front ({len(front)})", zorder=5)
+        ax.step(
+            [r["metrics"][xm] for r in front],
+            [r["metrics"][ym] for r in front],
+            where="post" if x_obj["mode"] == "min" else "pre",
+            color="#ff7f0e",
+            lw=1.8,
+            zorder=4,
+        )
+        ax.scatter(
+            [r["metrics"][xm] for r in front],
+            [r["metrics"][ym] for r in front],
+            color="#ff7f0e",
+            s=36,
+            label=f"Pareto front ({len(front)})",
+            zorder=5,
+        )
     for metric, bound in view.constraints.items():
         for side, v in bound.items():
             text = f"{metric} {'≤' if side == 'max' else '≥'} {v:g}"
@@ -191,8 +252,17 @@ def pareto_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes | None
                 ax.axhline(v, color="#d62728", ls="--", lw=1.2, label=text)
     chosen = next((r for r in records if r["id"] == view.exported), None)
     if chosen is not None:
-        ax.scatter([chosen["metrics"][xm]], [chosen["metrics"][ym]], marker="*", s=260, color="#2ca02c",
-                   edgecolors="black", linewidths=0.6, label=f"exported {chosen['id']}", zorder=6)
+        ax.scatter(
+            [chosen["metrics"][xm]],
+            [chosen["metrics"][ym]],
+            marker="*",
+            s=260,
+            color="#2ca02c",
+            edgecolors="black",
+            linewidths=0.6,
+            label=f"exported {chosen['id']}",
+            zorder=6,
+        )
     xs = [r["metrics"][xm] for r in records]
     if min(xs) > 0 and max(xs) / min(xs) > 30:  # sizes spanning orders of magnitude
         from matplotlib.ticker import FuncFormatter
@@ -200,7 +270,9 @@ def pareto_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes | None
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     more = f" (and {len(view.objectives) - 2} more objective(s))" if len(view.objectives) > 2 else ""
-    _style(ax, f"{xm} ({x_obj['mode']})", f"{ym} ({y_obj['mode']})", f"Pareto front over {len(records)} candidates{more}")
+    _style(
+        ax, f"{xm} ({x_obj['mode']})", f"{ym} ({y_obj['mode']})", f"Pareto front over {len(records)} candidates{more}"
+    )
     ax.legend(fontsize=8, loc="best")
     return _png(fig)
 
@@ -221,13 +293,13 @@ def rungs_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes | None:
         points = sorted(values.items())
         if len(points) > 1:
             ax.plot([p[0] for p in points], [p[1] for p in points], color="#1f77b4", alpha=0.45, lw=1, zorder=2)
-    ax.scatter([r["epochs"] for r in scored], [r["metrics"][view.metric] for r in scored], color="#1f77b4", s=18,
-               zorder=3)
+    ax.scatter(
+        [r["epochs"] for r in scored], [r["metrics"][view.metric] for r in scored], color="#1f77b4", s=18, zorder=3
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(budgets, [f"{b}\n({sum(1 for r in scored if r['epochs'] == b)} evaluated)" for b in budgets])
     ax.minorticks_off()
-    _style(ax, "budget (epochs)", view.metric,
-           f"rungs: {len(scored)} evaluations of {len(by_arch)} architectures")
+    _style(ax, "budget (epochs)", view.metric, f"rungs: {len(scored)} evaluations of {len(by_arch)} architectures")
     return _png(fig)
 
 
@@ -235,15 +307,21 @@ def supernet_figure(stats: Sequence[Mapping[str, Any]] | None) -> bytes | None:
     """The supernet's training loss and the method's statistics (skip share, controller reward, ...) per epoch."""
     if not stats:
         return None
-    keys = ["train_loss"] + sorted({k for s in stats for k, v in s.items()
-                                    if finite(v) and k not in ("epoch", "seconds", "train_loss")})
+    keys = ["train_loss"] + sorted(
+        {k for s in stats for k, v in s.items() if finite(v) and k not in ("epoch", "seconds", "train_loss")}
+    )
     keys = keys[:4]
     fig = _figure(3.0 * len(keys), 3.0, (0.55, 0.2, 0.55, 0.35))
     axes = fig.subplots(1, len(keys), squeeze=False, gridspec_kw={"wspace": 0.35})[0]
     epochs = [s.get("epoch", i + 1) for i, s in enumerate(stats)]
     for ax, key in zip(axes, keys):
-        ax.plot(epochs, [s.get(key) if finite(s.get(key)) else float("nan") for s in stats], marker="o", ms=3,
-                color="#1f77b4")
+        ax.plot(
+            epochs,
+            [s.get(key) if finite(s.get(key)) else float("nan") for s in stats],
+            marker="o",
+            ms=3,
+            color="#1f77b4",
+        )
         _style(ax, "supernet epoch", "", key.replace("_", " "))
         ax.xaxis.set_major_locator(_locator(integer=True))
     return _png(fig)
@@ -260,8 +338,15 @@ def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str] | No
     if n <= 20:
         for i, row in enumerate(matrix):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                        color="white" if top and v > top / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(v),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if top and v > top / 2 else "black",
+                )
     ax.set_xticks(range(n), labels, fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted class")
@@ -281,19 +366,25 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], view: View, top: int = 
     data = []
     for i, r in enumerate(ranked(rows, view.metric, view.mode)[:top], start=1):
         m = r["metrics"]
-        data.append([i, r["id"], r.get("round"), r.get("epochs"), r["genotype"], round(float(r.get("cost") or 0.0), 2)]
-                    + [m.get(k) if finite(m.get(k)) else None for k in metrics])
+        data.append(
+            [i, r["id"], r.get("round"), r.get("epochs"), r["genotype"], round(float(r.get("cost") or 0.0), 2)]
+            + [m.get(k) if finite(m.get(k)) else None for k in metrics]
+        )
     return {"columns": [*COLUMNS, *metrics], "data": data}
 
 
-def build(title: str, summary: str, rows: Sequence[Mapping[str, Any]], view: View,
-          extra: Mapping[str, bytes] | None = None) -> Report:
+def build(
+    title: str, summary: str, rows: Sequence[Mapping[str, Any]], view: View, extra: Mapping[str, bytes] | None = None
+) -> Report:
     """The report of ``rows`` (every committed row, in commit order), with ``extra`` figures first."""
     figures = dict(extra or {})
     if rows:
         figures["progress"] = progress_figure(rows, view)
-    for name, png in (("pareto", pareto_figure(rows, view) if view.objectives else None),
-                      ("rungs", rungs_figure(rows, view)), ("supernet", supernet_figure(view.supernet_stats))):
+    for name, png in (
+        ("pareto", pareto_figure(rows, view) if view.objectives else None),
+        ("rungs", rungs_figure(rows, view)),
+        ("supernet", supernet_figure(view.supernet_stats)),
+    ):
         if png is not None:
             figures[name] = png
     report = Report(title, summary, figures, leaderboard_table(rows, view))
@@ -303,13 +394,12 @@ def build(title: str, summary: str, rows: Sequence[Mapping[str, Any]], view: Vie
 
 CAPTIONS = {
     "architecture": "The exported architecture: nodes are feature maps, arrows the operations between them "
-                    "(an operation 'none' draws no arrow); dashed green: identity (skip) connections.",
+    "(an operation 'none' draws no arrow); dashed green: identity (skip) connections.",
     "progress": "Every candidate's objective in evaluation order (left) and against compute time (right); the "
-                "orange line is the best so far, red crosses are failed candidates.",
+    "orange line is the best so far, red crosses are failed candidates.",
     "pareto": "All candidates on the first two objectives. Orange: the Pareto front of the feasible candidates; "
-              "dashed red: constraint bounds; green star: the exported member.",
-    "rungs": "Multi-fidelity: each architecture at every budget it reached; a line joins an architecture's "
-             "promotions.",
+    "dashed red: constraint bounds; green star: the exported member.",
+    "rungs": "Multi-fidelity: each architecture at every budget it reached; a line joins an architecture's promotions.",
     "supernet": "One-shot: the supernet's training loss and its method's statistics per epoch.",
     "confusion": "Confusion matrix of the exported model on the test split.",
 }
@@ -338,26 +428,37 @@ def _fmt(v: Any) -> str:
 
 def to_html(report: Report, view: View) -> str:
     """One self-contained page: no script, no external resource."""
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(report.title)}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(report.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(report.title)}</h1>",
+    ]
     parts += [f'<p class="summary">{_inline(line)}</p>' for line in report.summary.splitlines() if line.strip()]
     for name, png in report.figures.items():
         src = "data:image/png;base64," + base64.b64encode(png).decode()
         caption = CAPTIONS.get(name, "")
-        parts.append(f'<h2>{html.escape(name.capitalize())}</h2><figure><img alt="{name}" data-figure="{name}" '
-                     f'src="{src}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+        parts.append(
+            f'<h2>{html.escape(name.capitalize())}</h2><figure><img alt="{name}" data-figure="{name}" '
+            f'src="{src}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        )
     table = report.table
     if table.get("data"):
-        parts.append(f"<h2>Leaderboard: top {len(table['data'])}</h2><table id=\"leaderboard\"><thead><tr>")
+        parts.append(f'<h2>Leaderboard: top {len(table["data"])}</h2><table id="leaderboard"><thead><tr>')
         parts += [f"<th>{html.escape(str(c))}</th>" for c in table["columns"]]
         parts.append("</tr></thead><tbody>")
         for row in table["data"]:
             mark = ' class="exported"' if view.exported is not None and row[1] == view.exported else ""
-            parts.append(f"<tr{mark}>" + "".join(
-                f'<td class="text {"id" if c == "candidate" else c}">{html.escape(_fmt(v))}</td>'
-                if c in ("candidate", "genotype")
-                else f"<td>{html.escape(_fmt(v))}</td>" for c, v in zip(table["columns"], row)) + "</tr>")
+            parts.append(
+                f"<tr{mark}>"
+                + "".join(
+                    f'<td class="text {"id" if c == "candidate" else c}">{html.escape(_fmt(v))}</td>'
+                    if c in ("candidate", "genotype")
+                    else f"<td>{html.escape(_fmt(v))}</td>"
+                    for c, v in zip(table["columns"], row)
+                )
+                + "</tr>"
+            )
         parts.append("</tbody></table>")
     else:
         parts.append("<p>No successful candidate yet.</p>")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from kubenas import history as hist
 from kubenas.arch import Arch
@@ -91,12 +92,15 @@ def search(
             estimator = TrainingEstimator()
         search_data = dataset.without_test()  # the test split is for the final export only
         lineage = getattr(estimator, "inherits", False)  # an inheriting estimator starts children from parents
-        evaluate = lambda c: estimator.evaluate(c.arch, space, search_data, fidelity.override(c.fidelity),  # noqa: E731
-                                                seed, c.id, **({"parent_id": c.parent_id} if lineage else {}))
+
+        def evaluate(c: Candidate) -> Result:
+            context = {"parent_id": c.parent_id} if lineage else {}
+            return estimator.evaluate(c.arch, space, search_data, fidelity.override(c.fidelity), seed, c.id, **context)
     else:
         takes_fidelity = _takes_fidelity(objective)
-        evaluate = lambda c: _call_objective(objective, c, metric, fidelity.override(c.fidelity)  # noqa: E731
-                                             if takes_fidelity else None)
+
+        def evaluate(c: Candidate) -> Result:
+            return _call_objective(objective, c, metric, fidelity.override(c.fidelity) if takes_fidelity else None)
 
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -114,8 +118,9 @@ def search(
             results = [evaluate(c) for c in candidates]
             strategy.tell(results)
             for cand, res in zip(candidates, results):
-                row = hist.row(space, cand, res, fidelity.override(cand.fidelity)
-                               if dataset is not None or cand.fidelity else None)
+                row = hist.row(
+                    space, cand, res, fidelity.override(cand.fidelity) if dataset is not None or cand.fidelity else None
+                )
                 history.append(row)
                 bar.update(row, top(strategy.best()))
                 if on_result is not None:
@@ -142,8 +147,13 @@ def _call_objective(objective: Objective, cand: Candidate, metric: str, fidelity
     metrics = dict(out) if isinstance(out, Mapping) else {metric: out}
     result = Result(cand.id, "ok", metrics, cost=time.perf_counter() - start)
     if hist.value(result, metric) is None:
-        return Result(cand.id, "failed", metrics, cost=result.cost,
-                      error=f"objective returned no finite {metric!r}: {metrics.get(metric)!r}")
+        return Result(
+            cand.id,
+            "failed",
+            metrics,
+            cost=result.cost,
+            error=f"objective returned no finite {metric!r}: {metrics.get(metric)!r}",
+        )
     return result
 
 
@@ -154,12 +164,17 @@ class _Progress:
         self.enabled, self.total, self.metric, self.mode = enabled, total, metric, mode
         self._progress = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("{task.description}"))
+            self._progress = Progress(
+                TextColumn("[bold]search"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+            )
             self._progress.start()
             self._task = self._progress.add_task("", total=self.total)
         return self
@@ -170,8 +185,12 @@ class _Progress:
         value = row["metrics"].get(self.metric)
         latest = f"{value:.4f}" if row["status"] == "ok" and isinstance(value, (int, float)) else row["status"]
         best_text = f"{best['value']:.4f}" if best else "-"
-        self._progress.console.print(f"{row['id']}  {self.metric}={latest}  {row['cost']:.1f}s  {row['genotype']}",
-                                     highlight=False, markup=False, soft_wrap=True)
+        self._progress.console.print(
+            f"{row['id']}  {self.metric}={latest}  {row['cost']:.1f}s  {row['genotype']}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         self._progress.update(self._task, advance=1, description=f"best {self.metric} ({self.mode}) {best_text}")
 
     def __exit__(self, *exc: Any) -> None:

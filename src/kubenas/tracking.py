@@ -38,8 +38,19 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 # Scalar result metrics worth a column in MLflow and in the Kubeflow UI: what training, a proxy, early
 # termination and inheritance report (curves are logged per epoch).
-SCALAR_METRICS = ("val_acc", "val_loss", "params", "macs", "train_seconds", "latency_ms", "zc_score",
-                  "epochs_trained", "lc_predicted_val_acc", "lc_epochs_saved", "inherited_share")
+SCALAR_METRICS = (
+    "val_acc",
+    "val_loss",
+    "params",
+    "macs",
+    "train_seconds",
+    "latency_ms",
+    "zc_score",
+    "epochs_trained",
+    "lc_predicted_val_acc",
+    "lc_epochs_saved",
+    "inherited_share",
+)
 
 
 COMPLETE_TAG = "kubenas.export_complete"  # on a model version whose export completed
@@ -60,7 +71,7 @@ class Tracker:
         self.requests, self.seconds = 0, 0.0  # REST calls made, and the time they took
 
     @classmethod
-    def from_config(cls, config) -> "Tracker":
+    def from_config(cls, config) -> Tracker:
         return cls(config.tracking.uri, config.tracking.experiment)
 
     @cached_property
@@ -84,8 +95,9 @@ class Tracker:
             raise TrackingError(f"MLflow at {self.uri} answered HTTP {exc.code} on /health") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise TrackingError(f"cannot reach the MLflow server at {self.uri}: {reason}. Check tracking.uri or "
-                                f"MLFLOW_TRACKING_URI") from None
+            raise TrackingError(
+                f"cannot reach the MLflow server at {self.uri}: {reason}. Check tracking.uri or MLFLOW_TRACKING_URI"
+            ) from None
 
     # ----------------------------------------------------------------- REST
     @property
@@ -99,7 +111,9 @@ class Tracker:
             return ssl._create_unverified_context()  # the user's explicit choice, as in MLflow's client
         return ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
 
-    def _call(self, method: str, endpoint: str, body: dict[str, Any] | None = None, *, tries: int = 4) -> dict[str, Any]:
+    def _call(
+        self, method: str, endpoint: str, body: dict[str, Any] | None = None, *, tries: int = 4
+    ) -> dict[str, Any]:
         """One REST call (:meth:`_send`), or its equivalent through the client for a tracking URI that is no server."""
         if not self._rest:
             return self._call_client(endpoint, body or {})
@@ -128,11 +142,12 @@ class Tracker:
                     raise TrackingError(f"MLflow at {self.uri} answered HTTP {exc.code} to {what}: {detail}") from None
             except (urllib.error.URLError, OSError) as exc:
                 if attempt == tries - 1:
-                    raise TrackingError(f"cannot reach the MLflow server at {self.uri} ({what}): "
-                                        f"{getattr(exc, 'reason', exc)}") from None
+                    raise TrackingError(
+                        f"cannot reach the MLflow server at {self.uri} ({what}): {getattr(exc, 'reason', exc)}"
+                    ) from None
             finally:
                 self.seconds += time.perf_counter() - start
-            time.sleep(0.5 * 2 ** attempt)
+            time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 
     def _call_client(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -145,12 +160,19 @@ class Tracker:
             exp = c.get_experiment_by_name(body["experiment_name"])
             if exp is None:
                 raise TrackingError(f"RESOURCE_DOES_NOT_EXIST: experiment {body['experiment_name']!r}")
-            return {"experiment": {"experiment_id": exp.experiment_id,
-                                   "tags": [{"key": k, "value": v} for k, v in exp.tags.items()]}}
+            return {
+                "experiment": {
+                    "experiment_id": exp.experiment_id,
+                    "tags": [{"key": k, "value": v} for k, v in exp.tags.items()],
+                }
+            }
         if endpoint == "experiments/create":
             try:
-                return {"experiment_id": c.create_experiment(body["name"], tags={t["key"]: t["value"]
-                                                                                 for t in body.get("tags", [])})}
+                return {
+                    "experiment_id": c.create_experiment(
+                        body["name"], tags={t["key"]: t["value"] for t in body.get("tags", [])}
+                    )
+                }
             except MlflowException as exc:
                 raise TrackingError(str(exc)) from None
         if endpoint == "experiments/set-experiment-tag":
@@ -163,10 +185,12 @@ class Tracker:
         if endpoint == "runs/get":
             return {"run": {"info": {"experiment_id": c.get_run(body["run_id"]).info.experiment_id}}}
         if endpoint == "runs/log-batch":
-            c.log_batch(body["run_id"], metrics=[Metric(m["key"], m["value"], m["timestamp"], m["step"])
-                                                 for m in body.get("metrics", [])],
-                        params=[Param(p["key"], p["value"]) for p in body.get("params", [])],
-                        tags=[RunTag(t["key"], t["value"]) for t in body.get("tags", [])])
+            c.log_batch(
+                body["run_id"],
+                metrics=[Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in body.get("metrics", [])],
+                params=[Param(p["key"], p["value"]) for p in body.get("params", [])],
+                tags=[RunTag(t["key"], t["value"]) for t in body.get("tags", [])],
+            )
             return {}
         if endpoint == "runs/update":
             if body["status"] == "RUNNING":
@@ -177,15 +201,28 @@ class Tracker:
         if endpoint == "runs/log-inputs":
             from mlflow.entities import Dataset, DatasetInput, InputTag
 
-            c.log_inputs(body["run_id"], [DatasetInput(Dataset(**d["dataset"]), [InputTag(**t) for t in d["tags"]])
-                                          for d in body["datasets"]])
+            c.log_inputs(
+                body["run_id"],
+                [DatasetInput(Dataset(**d["dataset"]), [InputTag(**t) for t in d["tags"]]) for d in body["datasets"]],
+            )
             return {}
         if endpoint == "runs/search":
-            page = c.search_runs(body["experiment_ids"], body["filter"], max_results=body["max_results"],
-                                 page_token=body.get("page_token"))
-            return {"runs": [{"info": {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status},
-                              "data": {"tags": [{"key": k, "value": v} for k, v in r.data.tags.items()]}}
-                             for r in page], "next_page_token": page.token}
+            page = c.search_runs(
+                body["experiment_ids"],
+                body["filter"],
+                max_results=body["max_results"],
+                page_token=body.get("page_token"),
+            )
+            return {
+                "runs": [
+                    {
+                        "info": {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status},
+                        "data": {"tags": [{"key": k, "value": v} for k, v in r.data.tags.items()]},
+                    }
+                    for r in page
+                ],
+                "next_page_token": page.token,
+            }
         raise ValueError(f"no client call for {endpoint}")  # pragma: no cover - every endpoint used is above
 
     def experiment_id(self) -> str:
@@ -206,14 +243,21 @@ class Tracker:
         return found["experiment_id"]
 
     def _create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
-        body = {"experiment_id": experiment_id, "run_name": name, "start_time": _now_ms(),
-                "tags": [{"key": k, "value": str(v)} for k, v in tags.items()]}
+        body = {
+            "experiment_id": experiment_id,
+            "run_name": name,
+            "start_time": _now_ms(),
+            "tags": [{"key": k, "value": str(v)} for k, v in tags.items()],
+        }
         return self._call("POST", "runs/create", body)["run"]["info"]["run_id"]
 
     def _search_runs(self, filter_string: str, experiment_id: str | None = None) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = []
-        body: dict[str, Any] = {"experiment_ids": [experiment_id or self.experiment_id()], "filter": filter_string,
-                                "max_results": 1000}
+        body: dict[str, Any] = {
+            "experiment_ids": [experiment_id or self.experiment_id()],
+            "filter": filter_string,
+            "max_results": 1000,
+        }
         while True:
             page = self._call("POST", "runs/search", body)
             runs += page.get("runs", [])
@@ -222,64 +266,105 @@ class Tracker:
             body["page_token"] = page["next_page_token"]
 
     # ----------------------------------------------------------------- runs
-    def close_running(self, search: str, status: str = "KILLED", where: str = "",
-                      experiment_id: str | None = None) -> int:
+    def close_running(
+        self, search: str, status: str = "KILLED", where: str = "", experiment_id: str | None = None
+    ) -> int:
         """End every run of ``search`` still RUNNING (left by a killed or failed run of it; ``where`` narrows the
         filter) with ``status``; returns how many. Search names are DNS labels, so the filter needs no escaping."""
-        stale = self._search_runs(f"tags.\"kubenas.search\" = '{search}' and attributes.status = 'RUNNING'{where}",
-                                  experiment_id)
+        stale = self._search_runs(
+            f"tags.\"kubenas.search\" = '{search}' and attributes.status = 'RUNNING'{where}", experiment_id
+        )
         for run in stale:
-            self._call("POST", "runs/update", {"run_id": run["info"]["run_id"], "status": status, "end_time": _now_ms()})
+            self._call(
+                "POST", "runs/update", {"run_id": run["info"]["run_id"], "status": status, "end_time": _now_ms()}
+            )
         return len(stale)
 
     def candidate_runs(self, search: str, round_index: int, parent_id: str) -> dict[str, dict[str, str]]:
         """The runs already opened for the candidates of a round (by an attempt that was killed or retried):
         candidate id -> ``{"run_id", "status"}``, so that a candidate trained again is logged in the same run."""
-        runs = self._search_runs(f"tags.\"kubenas.search\" = '{search}' and tags.\"kubenas.kind\" = 'candidate' "
-                                 f"and tags.\"kubenas.round\" = '{round_index}'", self.parent_experiment(parent_id))
+        runs = self._search_runs(
+            f"tags.\"kubenas.search\" = '{search}' and tags.\"kubenas.kind\" = 'candidate' "
+            f"and tags.\"kubenas.round\" = '{round_index}'",
+            self.parent_experiment(parent_id),
+        )
         out: dict[str, dict[str, str]] = {}
         for run in runs:
             tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
             if "kubenas.candidate" in tags:
-                out.setdefault(tags["kubenas.candidate"], {"run_id": run["info"]["run_id"],
-                                                           "status": run["info"].get("status", "")})
+                out.setdefault(
+                    tags["kubenas.candidate"],
+                    {"run_id": run["info"]["run_id"], "status": run["info"].get("status", "")},
+                )
         return out
 
     def start_parent(self, config) -> str:
         experiment = self.experiment_id()
         closed = self.close_running(config.name, experiment_id=experiment)  # a killed run's, at the latest now
         if closed:
-            print(f"[kubenas] ended {closed} MLflow run(s) of {config.name!r} that an earlier run left RUNNING, as "
-                  "KILLED", flush=True)
+            print(
+                f"[kubenas] ended {closed} MLflow run(s) of {config.name!r} that an earlier run left RUNNING, as "
+                "KILLED",
+                flush=True,
+            )
         run_id = self._create_run(
-            experiment, config.name,
-            {"kubenas.search": config.name, "kubenas.strategy": config.search_method,
-             "kubenas.space": config.space.name, "kubenas.kind": "search"},
+            experiment,
+            config.name,
+            {
+                "kubenas.search": config.name,
+                "kubenas.strategy": config.search_method,
+                "kubenas.space": config.space.name,
+                "kubenas.kind": "search",
+            },
         )
-        params = {"search": config.name, "dataset": config.dataset.name, "space": config.space.name,
-                  "strategy": config.search_method, "objective": f"{config.objective.metric} ({config.objective.mode})",
-                  "fidelity": json.dumps(config.fidelity.model_dump()), "seed": config.seed,
-                  "space_options": json.dumps(config.space.options),
-                  "strategy_options": json.dumps(config.method_options),
-                  "rounds": config.budget.rounds, "candidates_per_round": config.budget.candidates_per_round}
+        params = {
+            "search": config.name,
+            "dataset": config.dataset.name,
+            "space": config.space.name,
+            "strategy": config.search_method,
+            "objective": f"{config.objective.metric} ({config.objective.mode})",
+            "fidelity": json.dumps(config.fidelity.model_dump()),
+            "seed": config.seed,
+            "space_options": json.dumps(config.space.options),
+            "strategy_options": json.dumps(config.method_options),
+            "rounds": config.budget.rounds,
+            "candidates_per_round": config.budget.candidates_per_round,
+        }
         self._log(run_id, params=params)
         return run_id
 
-    def start_candidate(self, parent_id: str, candidate: dict[str, Any], round_index: int, config,
-                        genotype: str, run_id: str | None = None) -> str:
+    def start_candidate(
+        self,
+        parent_id: str,
+        candidate: dict[str, Any],
+        round_index: int,
+        config,
+        genotype: str,
+        run_id: str | None = None,
+    ) -> str:
         """A nested run for one candidate, opened when its training starts (the UI shows it as running). With
         ``run_id`` (the candidate's run from an attempt that did not finish), that run is opened again: one run
         per candidate."""
         if run_id is not None:
             self._call("POST", "runs/update", {"run_id": run_id, "status": "RUNNING"})
             return run_id
-        tags = {"mlflow.parentRunId": parent_id, "kubenas.kind": "candidate", "kubenas.search": config.name,
-                "kubenas.candidate": candidate["id"], "kubenas.round": str(round_index)}
+        tags = {
+            "mlflow.parentRunId": parent_id,
+            "kubenas.kind": "candidate",
+            "kubenas.search": config.name,
+            "kubenas.candidate": candidate["id"],
+            "kubenas.round": str(round_index),
+        }
         run_id = self._create_run(self.parent_experiment(parent_id), candidate["id"], tags)
-        params = {"candidate_id": candidate["id"], "genotype": genotype, "space": config.space.name,
-                  "strategy": config.search_method, "round": round_index,
-                  "fidelity": json.dumps(candidate.get("fidelity") or {}),
-                  "parent_candidate": candidate.get("parent_id") or ""}
+        params = {
+            "candidate_id": candidate["id"],
+            "genotype": genotype,
+            "space": config.space.name,
+            "strategy": config.search_method,
+            "round": round_index,
+            "fidelity": json.dumps(candidate.get("fidelity") or {}),
+            "parent_candidate": candidate.get("parent_id") or "",
+        }
         self._log(run_id, params=params)
         return run_id
 
@@ -288,8 +373,11 @@ class Tracker:
         m = row.get("metrics") or {}
         metrics = []
         streamed = row.get("streamed_epochs") or 0  # epochs logged while it trained (log_epoch)
-        for name, curve in (("val_acc", m.get("val_acc_curve")), ("val_loss", m.get("val_loss_curve")),
-                            ("train_loss", m.get("train_loss_curve"))):
+        for name, curve in (
+            ("val_acc", m.get("val_acc_curve")),
+            ("val_loss", m.get("val_loss_curve")),
+            ("train_loss", m.get("train_loss_curve")),
+        ):
             metrics += [(name, v, epoch) for epoch, v in enumerate(curve or [], start=1) if epoch > streamed]
         metrics += [(k, m[k], 0) for k in SCALAR_METRICS if k in m and k not in ("val_acc", "val_loss")]
         metrics.append(("cost_seconds", row.get("cost") or 0.0, 0))
@@ -326,7 +414,8 @@ class Tracker:
             base = f"{self.uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{root.split(':', 1)[1].lstrip('/')}"
             for path, data in files.items():
                 kind = {"png": "image/png", "html": "text/html", "json": "application/json"}.get(
-                    path.rsplit(".", 1)[-1], "application/octet-stream")
+                    path.rsplit(".", 1)[-1], "application/octet-stream"
+                )
                 self._send(f"{base}/{urllib.parse.quote(path)}", data, "PUT", kind, f"an upload of {path}")
             return
         import tempfile
@@ -346,19 +435,31 @@ class Tracker:
         files[f"{folder}/report.html"] = report.html.encode()
         files[f"{folder}/leaderboard.json"] = json.dumps(report.table).encode()
         self.put_artifacts(run_id, files)
-        self._log(run_id, tags={"mlflow.note.content": report.summary, "mlflow.loggedArtifacts": json.dumps(
-            [{"path": f"{folder}/leaderboard.json", "type": "table"}])})
+        self._log(
+            run_id,
+            tags={
+                "mlflow.note.content": report.summary,
+                "mlflow.loggedArtifacts": json.dumps([{"path": f"{folder}/leaderboard.json", "type": "table"}]),
+            },
+        )
 
     def log_dataset(self, run_id: str, data, config, context: str) -> None:
         """The run's dataset as an MLflow input (the runs table's Dataset column): name, digest, source, split
         sizes; ``context`` says how the run used it (``training``, ``evaluation``)."""
         source = {"loader": config.dataset.name, "options": config.dataset.options}
-        dataset = {"name": config.dataset.name, "digest": data.digest(), "source_type": "kubenas",
-                   "source": json.dumps(source, sort_keys=True)[:PARAM_LIMIT],
-                   "profile": json.dumps({"splits": data.splits(), "input_shape": list(data.input_shape),
-                                          "num_classes": data.num_classes})}
-        body = {"run_id": run_id, "datasets": [{"dataset": dataset,
-                                                 "tags": [{"key": "mlflow.data.context", "value": context}]}]}
+        dataset = {
+            "name": config.dataset.name,
+            "digest": data.digest(),
+            "source_type": "kubenas",
+            "source": json.dumps(source, sort_keys=True)[:PARAM_LIMIT],
+            "profile": json.dumps(
+                {"splits": data.splits(), "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+            ),
+        }
+        body = {
+            "run_id": run_id,
+            "datasets": [{"dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": context}]}],
+        }
         for attempt in range(3):
             try:
                 self._call("POST", "runs/log-inputs", body)
@@ -379,24 +480,51 @@ class Tracker:
         self._log(parent_id, metrics=[(k, v, round_index) for k, v in values.items()])
 
     def finish(self, run_id: str, ok: bool = True) -> None:
-        self._call("POST", "runs/update", {"run_id": run_id, "status": "FINISHED" if ok else "FAILED",
-                                           "end_time": _now_ms()})
+        self._call(
+            "POST", "runs/update", {"run_id": run_id, "status": "FINISHED" if ok else "FAILED", "end_time": _now_ms()}
+        )
 
-    def _log(self, run_id: str, params: dict[str, Any] | None = None,
-             metrics: list[tuple[str, float, int]] | None = None, tags: dict[str, str] | None = None) -> None:
+    def _log(
+        self,
+        run_id: str,
+        params: dict[str, Any] | None = None,
+        metrics: list[tuple[str, float, int]] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
         now = _now_ms()
         ps = [{"key": k, "value": str(v)[:PARAM_LIMIT]} for k, v in (params or {}).items()]
-        ms = [{"key": k, "value": float(v), "timestamp": now, "step": int(step)} for k, v, step in (metrics or [])
-              if isinstance(v, (int, float)) and math.isfinite(v)]
+        ms = [
+            {"key": k, "value": float(v), "timestamp": now, "step": int(step)}
+            for k, v, step in (metrics or [])
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        ]
         ts = [{"key": k, "value": str(v)} for k, v in (tags or {}).items()]
         for i in range(0, max(len(ms), 1), 1000):  # log-batch takes at most 1000 metrics
-            self._call("POST", "runs/log-batch", {"run_id": run_id, "metrics": ms[i:i + 1000],
-                                                  "params": ps if i == 0 else [], "tags": ts if i == 0 else []})
+            self._call(
+                "POST",
+                "runs/log-batch",
+                {
+                    "run_id": run_id,
+                    "metrics": ms[i : i + 1000],
+                    "params": ps if i == 0 else [],
+                    "tags": ts if i == 0 else [],
+                },
+            )
 
     # ----------------------------------------------------------------- registry
-    def register_model(self, parent_id: str, config, model, *, name: str, params: dict[str, Any],
-                       metrics: dict[str, float], files: dict[str, Any], input_example,
-                       pip_requirements: list[str]) -> dict[str, Any]:
+    def register_model(
+        self,
+        parent_id: str,
+        config,
+        model,
+        *,
+        name: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        files: dict[str, Any],
+        input_example,
+        pip_requirements: list[str],
+    ) -> dict[str, Any]:
         """The export's nested run: params, metrics, JSON files, the ``state_dict`` and the model, registered as
         a new version of ``name``. ``pip_requirements`` are given so that MLflow does not start a second
         interpreter to infer them. Returns the run id, the version and the ``state_dict`` bytes."""
@@ -412,9 +540,11 @@ class Tracker:
         torch.save(model.state_dict(), buf)
         weights = buf.getvalue()  # the same bytes go to MLflow and to the store
         mlflow.set_tracking_uri(self.uri)
-        run_id = self._create_run(self.parent_experiment(parent_id), f"{config.name}-export",
-                                  {"mlflow.parentRunId": parent_id, "kubenas.kind": "export",
-                                   "kubenas.search": config.name})
+        run_id = self._create_run(
+            self.parent_experiment(parent_id),
+            f"{config.name}-export",
+            {"mlflow.parentRunId": parent_id, "kubenas.kind": "export", "kubenas.search": config.name},
+        )
         self._log(run_id, params=params, metrics=[(k, v, 0) for k, v in metrics.items()])
         with mlflow.start_run(run_id=run_id):
             for filename, obj in files.items():
@@ -422,12 +552,14 @@ class Tracker:
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "state_dict.pt").write_bytes(weights)
                 mlflow.log_artifact(str(Path(tmp) / "state_dict.pt"))
-            info = mlflow.pytorch.log_model(model, name="model", input_example=input_example,
-                                            pip_requirements=pip_requirements)
+            info = mlflow.pytorch.log_model(
+                model, name="model", input_example=input_example, pip_requirements=pip_requirements
+            )
         # registered with the search's tags in the same call: a version whose export does not complete is known
         # by them and deleted by the next export (discard_incomplete)
-        version = mlflow.register_model(info.model_uri, name, tags={"kubenas.search": config.name,
-                                                                    "kubenas.parent_run": parent_id})
+        version = mlflow.register_model(
+            info.model_uri, name, tags={"kubenas.search": config.name, "kubenas.parent_run": parent_id}
+        )
         return {"run_id": run_id, "version": str(version.version), "weights": weights}
 
     def discard_incomplete(self, name: str, search: str, parent_id: str) -> list[str]:
@@ -437,8 +569,12 @@ class Tracker:
         completed export, also when a step is retried. Returns the versions deleted."""
         from mlflow.exceptions import MlflowException
 
-        self.close_running(search, "FAILED", f" and tags.\"kubenas.kind\" = 'export' and "
-                           f"tags.\"mlflow.parentRunId\" = '{parent_id}'", self.parent_experiment(parent_id))
+        self.close_running(
+            search,
+            "FAILED",
+            f" and tags.\"kubenas.kind\" = 'export' and tags.\"mlflow.parentRunId\" = '{parent_id}'",
+            self.parent_experiment(parent_id),
+        )
         try:
             held = {str(v) for v in self.client.get_registered_model(name).aliases.values()}
             versions = self.client.search_model_versions(f"name='{name}'")  # (it leaves aliases out)
@@ -446,7 +582,11 @@ class Tracker:
             return []
         gone = []
         for v in versions:
-            if v.tags.get("kubenas.search") == search and v.tags.get(COMPLETE_TAG) != "true" and str(v.version) not in held:
+            if (
+                v.tags.get("kubenas.search") == search
+                and v.tags.get(COMPLETE_TAG) != "true"
+                and str(v.version) not in held
+            ):
                 self.client.delete_model_version(name, v.version)
                 gone.append(str(v.version))
         return gone
@@ -479,7 +619,6 @@ class Tracker:
         self.client.set_registered_model_alias(model_name, alias, version)
         return alias
 
-
     def registered_version(self, name: str, alias: str) -> dict[str, Any]:
         """A registered model version by alias, with its export run's params and metrics and the artifacts that
         :mod:`kubenas.pull` needs, downloaded into memory (None for one the run lacks). Raises
@@ -494,8 +633,10 @@ class Tracker:
             mv = client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
             known = [m.name for m in client.search_registered_models(max_results=20)]
-            raise TrackingError(f"no model version {name}@{alias} in the registry at {self.uri} "
-                                f"({exc.error_code}); registered models: {', '.join(known) or 'none'}") from None
+            raise TrackingError(
+                f"no model version {name}@{alias} in the registry at {self.uri} "
+                f"({exc.error_code}); registered models: {', '.join(known) or 'none'}"
+            ) from None
         run = client.get_run(mv.run_id)
         files = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -504,8 +645,13 @@ class Tracker:
                     files[artifact] = Path(client.download_artifacts(mv.run_id, artifact, tmp)).read_bytes()
                 except (MlflowException, OSError):
                     files[artifact] = None
-        return {"version": str(mv.version), "run_id": mv.run_id, "params": dict(run.data.params),
-                "metrics": dict(run.data.metrics), "files": files}
+        return {
+            "version": str(mv.version),
+            "run_id": mv.run_id,
+            "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics),
+            "files": files,
+        }
 
 
 def ui_url(uri: str) -> str:

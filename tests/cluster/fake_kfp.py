@@ -51,7 +51,7 @@ class FakeKfp:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> "FakeKfp":
+    def __enter__(self) -> FakeKfp:
         self._thread.start()
         return self
 
@@ -73,13 +73,18 @@ class FakeKfp:
             return 200, {"multi_user": self.multi_user, "commit_sha": "fake", "tag_name": "2.5.0"}
         if req.path == f"{API}/experiments":
             if req.method == "POST":
-                exp = {"experiment_id": self._new_id("exp"), "display_name": req.body["display_name"],
-                       "namespace": req.body.get("namespace", "")}
+                exp = {
+                    "experiment_id": self._new_id("exp"),
+                    "display_name": req.body["display_name"],
+                    "namespace": req.body.get("namespace", ""),
+                }
                 self.experiments[exp["experiment_id"]] = exp
                 return 200, exp
             return 200, self._listed("experiments", self.experiments.values(), req)
-        created = {f"{API}/runs": (self.runs, "run_id", {"state": "PENDING"}),
-                   f"{API}/recurringruns": (self.recurring, "recurring_run_id", {"status": "ENABLED"})}
+        created = {
+            f"{API}/runs": (self.runs, "run_id", {"state": "PENDING"}),
+            f"{API}/recurringruns": (self.recurring, "recurring_run_id", {"status": "ENABLED"}),
+        }
         if req.method == "POST" and req.path in created:
             error = self._check_run(req.body)
             if error:
@@ -94,11 +99,16 @@ class FakeKfp:
             name = req.query.get("name")
             if any(p["display_name"] == name for p in self.pipelines.values()):
                 return 409, {"error": f"pipeline {name} already exists", "message": "already exists", "code": 6}
-            pipeline = {"pipeline_id": self._new_id("pipeline"), "display_name": name,
-                        "description": req.query.get("description", ""), "spec": list(yaml.safe_load_all(req.files["uploadfile"]))}
+            pipeline = {
+                "pipeline_id": self._new_id("pipeline"),
+                "display_name": name,
+                "description": req.query.get("description", ""),
+                "spec": list(yaml.safe_load_all(req.files["uploadfile"])),
+            }
             self.pipelines[pipeline["pipeline_id"]] = pipeline
-            self.versions[pipeline["pipeline_id"]] = [{"pipeline_version_id": self._new_id("version"),
-                                                       "display_name": name, "spec": pipeline["spec"]}]
+            self.versions[pipeline["pipeline_id"]] = [
+                {"pipeline_version_id": self._new_id("version"), "display_name": name, "spec": pipeline["spec"]}
+            ]
             return 200, {k: v for k, v in pipeline.items() if k != "spec"}
         if req.method == "POST" and req.path == f"{API}/pipelines/upload_version":
             pid, name = req.query.get("pipelineid"), req.query.get("name")
@@ -106,8 +116,12 @@ class FakeKfp:
                 return 404, {"error": f"pipeline {pid} not found", "message": "not found", "code": 5}
             if any(v["display_name"] == name for v in self.versions[pid]):
                 return 409, {"error": f"version {name} already exists", "message": "already exists", "code": 6}
-            version = {"pipeline_version_id": self._new_id("version"), "pipeline_id": pid, "display_name": name,
-                       "spec": list(yaml.safe_load_all(req.files["uploadfile"]))}
+            version = {
+                "pipeline_version_id": self._new_id("version"),
+                "pipeline_id": pid,
+                "display_name": name,
+                "spec": list(yaml.safe_load_all(req.files["uploadfile"])),
+            }
             self.versions[pid].append(version)
             return 200, {k: v for k, v in version.items() if k != "spec"}
         return 404, {"error": f"no route {req.method} {req.path}", "code": 5}
@@ -148,9 +162,12 @@ class FakeKfp:
                 ctype = self.headers.get("Content-Type", "")
                 if ctype.startswith("multipart/form-data"):
                     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                        f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
-                    req.files = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-                                 for part in msg.iter_parts()}
+                        f"Content-Type: {ctype}\r\n\r\n".encode() + raw
+                    )
+                    req.files = {
+                        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+                        for part in msg.iter_parts()
+                    }
                 elif raw:
                     req.body = json.loads(raw)
                 fake.requests.append(req)

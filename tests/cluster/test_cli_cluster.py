@@ -18,7 +18,12 @@ TOKEN = "kfp-token-0123456789abcdef"
 
 @pytest.fixture
 def kfp_server(monkeypatch):
-    for var in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_TOKEN", "KF_PIPELINES_SA_TOKEN_PATH"):
+    for var in (
+        "KF_PIPELINES_ENDPOINT",
+        "KF_PIPELINES_UI_ENDPOINT",
+        "KF_PIPELINES_TOKEN",
+        "KF_PIPELINES_SA_TOKEN_PATH",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KF_PIPELINES_TOKEN", TOKEN)
     with FakeKfp(token=TOKEN) as server:
@@ -58,7 +63,11 @@ def test_submit_creates_a_run_with_the_compiled_spec_and_the_config(kfp_server, 
     assert int(params["candidates_per_round"]) == config.budget.candidates_per_round
     # the typed fields are sent too: they take precedence, so a pipeline compiled from an older config runs this one
     assert (params["name"], int(params["seed"]), params["strategy"], int(params["epochs"])) == (
-        config.name, config.seed, config.strategy.name, config.fidelity.epochs)
+        config.name,
+        config.seed,
+        config.strategy.name,
+        config.fidelity.epochs,
+    )
     # every request carried the token, as a bearer token
     assert kfp_server.requests and {r.headers["authorization"] for r in kfp_server.requests} == {f"Bearer {TOKEN}"}
 
@@ -89,8 +98,14 @@ def test_schedule_with_catchup(kfp_server, capsys):
     assert job["no_catchup"] is False and job["trigger"]["cron_schedule"]["cron"] == "0 30 1 * * 1-5"
 
 
-@pytest.mark.parametrize("cron, message", [("0 2 * * *", "expected 6 fields"), ("0 0 2 * * * *", "expected 6 fields"),
-                                           ("0 0 2 * * ;rm", "day of week field")])
+@pytest.mark.parametrize(
+    "cron, message",
+    [
+        ("0 2 * * *", "expected 6 fields"),
+        ("0 0 2 * * * *", "expected 6 fields"),
+        ("0 0 2 * * ;rm", "day of week field"),
+    ],
+)
 def test_a_bad_cron_is_refused_before_any_request(kfp_server, capsys, cron, message):
     assert main(["schedule", CONFIG, "--host", kfp_server.url, "--cron", cron]) == 2
     assert message in capsys.readouterr().err

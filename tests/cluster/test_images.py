@@ -1,17 +1,18 @@
 """Static checks of the component image: the Dockerfiles, their pins, and one version everywhere.
 
-The Dockerfiles are parsed (dockerfile-parse) and checked for what an image review would check: pinned bases, several stages, no build tools in the final stage, a non-root user, and
-pip installs held to the committed constraints."""
+The Dockerfiles are parsed (dockerfile-parse) and checked for what an image review would check: pinned bases,
+several stages, no build tools in the final stage, a non-root user, and pip installs held to the committed
+constraints."""
 
 import io
 import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
@@ -66,11 +67,17 @@ def test_final_stage_is_non_root_and_has_no_build_tools(path):
     assert users, f"{path.name}: the final stage sets no USER, so it runs as root"
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) >= 1000, f"{path.name}: USER {users[-1]!r} should be a numeric non-root uid"
-    assert any(i["instruction"] == "COPY" and "--from=" in i["value"] for i in final), "final stage copies no build output"
+    assert any(i["instruction"] == "COPY" and "--from=" in i["value"] for i in final), (
+        "final stage copies no build output"
+    )
     for instr in final:
         if instr["instruction"] == "RUN":
-            assert "pip install" not in instr["value"], f"{path.name}: the final stage installs packages: {instr['value']}"
-            assert not BUILD_TOOLS.search(instr["value"]), f"{path.name}: build tools in the final stage: {instr['value']}"
+            assert "pip install" not in instr["value"], (
+                f"{path.name}: the final stage installs packages: {instr['value']}"
+            )
+            assert not BUILD_TOOLS.search(instr["value"]), (
+                f"{path.name}: build tools in the final stage: {instr['value']}"
+            )
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -87,7 +94,9 @@ def test_constraints_pin_every_dependency_of_the_image():
     """Each requirement of kubenas[digits,onnx,server] (torch aside) is pinned, at a version it accepts."""
     pins = _constraints()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + sum((project["optional-dependencies"][x] for x in ("digits", "onnx", "server")), [])
+    reqs = project["dependencies"] + sum(
+        (project["optional-dependencies"][x] for x in ("digits", "onnx", "server")), []
+    )
     for text in reqs:
         req = Requirement(text)
         if req.name == "torch":
@@ -104,7 +113,9 @@ def test_cpu_and_cuda_variants_pin_the_same_torch():
 
 
 def test_dockerignore_admits_only_what_the_build_copies():
-    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[0] == "*", "start from 'ignore everything' so that .git, .venv and runs/ never enter the context"
     admitted = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     copied = set()
@@ -121,8 +132,13 @@ def test_one_version_tags_every_image_reference():
     assert component_image.CUDA_IMAGE == f"{component_image.IMAGE}-cuda"
     # build.sh derives its tags from the same __version__
     env = {**os.environ, "CONTAINER_ENGINE": "docker"}
-    out = subprocess.run(["bash", str(ROOT / "images" / "build.sh"), "registry.test/ml/kubenas", "--dry-run", "--push"],
-                         capture_output=True, text=True, check=True, env=env).stdout
+    out = subprocess.run(
+        ["bash", str(ROOT / "images" / "build.sh"), "registry.test/ml/kubenas", "--dry-run", "--push"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
     tags = re.findall(r"--tag (\S+)", out)
     assert tags == [f"registry.test/ml/kubenas:{version}", f"registry.test/ml/kubenas:{version}-cuda"]
     assert re.findall(r"push (\S+)", out) == tags
@@ -133,8 +149,11 @@ def test_one_version_tags_every_image_reference():
 
 
 def test_build_script_refuses_a_tagged_repository():
-    run = subprocess.run(["bash", str(ROOT / "images" / "build.sh"), "registry.test/kubenas:latest", "--dry-run"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        ["bash", str(ROOT / "images" / "build.sh"), "registry.test/kubenas:latest", "--dry-run"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "without a tag" in run.stderr
 
 
@@ -143,7 +162,9 @@ def test_the_build_fails_when_an_installed_package_differs_from_its_pin(tmp_path
     import importlib.util
     from types import SimpleNamespace
 
-    spec = importlib.util.spec_from_file_location("check_pins", Path(__file__).resolve().parents[2] / "images" / "check_pins.py")
+    spec = importlib.util.spec_from_file_location(
+        "check_pins", Path(__file__).resolve().parents[2] / "images" / "check_pins.py"
+    )
     check_pins = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check_pins)
     pins = tmp_path / "constraints.txt"
@@ -153,11 +174,17 @@ def test_the_build_fails_when_an_installed_package_differs_from_its_pin(tmp_path
     base = tmp_path / "base-image" / "site-packages"  # outside this environment, as --system-site-packages shows it
 
     def installed(*names, where=venv):
-        return lambda: [SimpleNamespace(metadata={"Name": n}, version=v, locate_file=lambda _, w=w: w)
-                        for n, v, *w in names for w in (w[0] if w else where,)]
+        return lambda: [
+            SimpleNamespace(metadata={"Name": n}, version=v, locate_file=lambda _, w=w: w)
+            for n, v, *w in names
+            for w in (w[0] if w else where,)
+        ]
 
-    monkeypatch.setattr(check_pins, "distributions", installed(("MLflow", "3.17.2"), ("python_dateutil", "2.9.0"),
-                                                               ("torch", "2.13.0+cpu"), ("pip", "24.0")))
+    monkeypatch.setattr(
+        check_pins,
+        "distributions",
+        installed(("MLflow", "3.17.2"), ("python_dateutil", "2.9.0"), ("torch", "2.13.0+cpu"), ("pip", "24.0")),
+    )
     assert check_pins.main(str(pins)) == 0  # names normalised; torch and pip are not pinned by design
     monkeypatch.setattr(check_pins, "distributions", installed(("mlflow", "3.17.1"), ("requests", "2.32.3")))
     assert check_pins.main(str(pins)) == 1
@@ -165,9 +192,16 @@ def test_the_build_fails_when_an_installed_package_differs_from_its_pin(tmp_path
     assert "mlflow==3.17.1 (constraints: 3.17.2)" in err and "requests==2.32.3 (constraints: not pinned)" in err
     # the CUDA variant's base: its own packages need no pin; a pinned one must match, unless this environment's
     # copy (first on sys.path) shadows it
-    monkeypatch.setattr(check_pins, "distributions", installed(
-        ("mlflow", "3.17.2"), ("python-dateutil", "2.9.0"), ("conda", "24.1", base), ("mlflow", "3.0.0", base)))
+    monkeypatch.setattr(
+        check_pins,
+        "distributions",
+        installed(
+            ("mlflow", "3.17.2"), ("python-dateutil", "2.9.0"), ("conda", "24.1", base), ("mlflow", "3.0.0", base)
+        ),
+    )
     assert check_pins.main(str(pins)) == 0
-    monkeypatch.setattr(check_pins, "distributions", installed(("mlflow", "3.17.2"), ("python-dateutil", "2.8.0", base)))
+    monkeypatch.setattr(
+        check_pins, "distributions", installed(("mlflow", "3.17.2"), ("python-dateutil", "2.8.0", base))
+    )
     assert check_pins.main(str(pins)) == 1
     assert "python-dateutil==2.8.0 (constraints: 2.9.0) from the base image" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import kubernetes_validate
@@ -33,10 +33,11 @@ def _kubectl() -> str:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def render(overlay: str) -> tuple[dict, ...]:
-    out = subprocess.run([_kubectl(), "kustomize", str(MANIFESTS / "overlays" / overlay)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [_kubectl(), "kustomize", str(MANIFESTS / "overlays" / overlay)], capture_output=True, text=True, check=True
+    ).stdout
     return tuple(d for d in yaml.safe_load_all(out) if d)
 
 
@@ -46,7 +47,9 @@ def objects(overlay: str, kind: str) -> list[dict]:
 
 def one(overlay: str, kind: str, name: str) -> dict:
     # generated ConfigMaps carry a content hash suffix
-    found = [d for d in objects(overlay, kind) if re.fullmatch(re.escape(name) + r"(-[a-z0-9]{10})?", d["metadata"]["name"])]
+    found = [
+        d for d in objects(overlay, kind) if re.fullmatch(re.escape(name) + r"(-[a-z0-9]{10})?", d["metadata"]["name"])
+    ]
     assert len(found) == 1, f"{overlay}: expected one {kind} {name}, found {len(found)}"
     return found[0]
 
@@ -68,8 +71,16 @@ def mlflow_config(overlay: str) -> dict:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_and_validates(overlay, version):
     docs = render(overlay)
-    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy",
-            "PodDefault"} <= {d["kind"] for d in docs}
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+        "PodDefault",
+    } <= {d["kind"] for d in docs}
     for doc in docs:
         assert doc["metadata"].get("namespace") == NAMESPACE, f"{doc['kind']} {doc['metadata']['name']}"
         if doc["apiVersion"].startswith("kubeflow.org/"):
@@ -82,12 +93,29 @@ def _validate_poddefault(doc: dict, version: str) -> None:
     """kubernetes-validate has no schema for Kubeflow's PodDefault CRD: its payload (env, envFrom, tolerations)
     is what the admission webhook copies into a pod, so it is validated inside a pod."""
     spec = doc["spec"]
-    assert set(spec) <= {"desc", "selector", "env", "envFrom", "tolerations", "volumes", "volumeMounts", "labels",
-                         "annotations", "serviceAccountName", "automountServiceAccountToken", "args", "command"}
+    assert set(spec) <= {
+        "desc",
+        "selector",
+        "env",
+        "envFrom",
+        "tolerations",
+        "volumes",
+        "volumeMounts",
+        "labels",
+        "annotations",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+        "args",
+        "command",
+    }
     assert spec["desc"] and spec["selector"]["matchLabels"]
     container = {"name": "notebook", "image": "notebook:1", **{k: spec[k] for k in ("env", "envFrom") if k in spec}}
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
-           "spec": {"containers": [container], **({"tolerations": spec["tolerations"]} if "tolerations" in spec else {})}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe"},
+        "spec": {"containers": [container], **({"tolerations": spec["tolerations"]} if "tolerations" in spec else {})},
+    }
     kubernetes_validate.validate(pod, version, strict=True)
 
 
@@ -140,7 +168,9 @@ def test_every_reference_resolves(overlay):
     assert seen >= 5
     binding = one(overlay, "RoleBinding", "kubenas-runner")
     assert binding["roleRef"]["name"] == one(overlay, "Role", "kubenas-runner")["metadata"]["name"]
-    assert [s["name"] for s in binding["subjects"]] == [one(overlay, "ServiceAccount", "kubenas-runner")["metadata"]["name"]]
+    assert [s["name"] for s in binding["subjects"]] == [
+        one(overlay, "ServiceAccount", "kubenas-runner")["metadata"]["name"]
+    ]
 
 
 def test_secret_templates_hold_placeholders_only_and_match_the_pipeline():
@@ -152,7 +182,10 @@ def test_secret_templates_hold_placeholders_only_and_match_the_pipeline():
     # the Secrets the pipeline's tasks read (use_secret_as_env) are these templates, with these keys
     assert StorageConfig().secret == "kubenas-s3"
     assert set(templates["kubenas-s3"]["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    assert set(templates["kubenas-mlflow-auth"]["stringData"]) == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    assert set(templates["kubenas-mlflow-auth"]["stringData"]) == {
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    }
     assert TrackingConfig().secret is None  # the in-cluster MLflow of these manifests needs no login
 
 
@@ -188,8 +221,13 @@ def test_mlflow_server_settings(overlay):
     service = one(overlay, "Service", "kubenas-mlflow")
     port = service["spec"]["ports"][0]["port"]
     allowed = args["allowed-hosts"].split(",")
-    for host in (service["metadata"]["name"], f"kubenas-mlflow:{port}", f"kubenas-mlflow.{NAMESPACE}:{port}",
-                 f"kubenas-mlflow.{NAMESPACE}.svc.cluster.local:{port}", f"localhost:{port}"):
+    for host in (
+        service["metadata"]["name"],
+        f"kubenas-mlflow:{port}",
+        f"kubenas-mlflow.{NAMESPACE}:{port}",
+        f"kubenas-mlflow.{NAMESPACE}.svc.cluster.local:{port}",
+        f"localhost:{port}",
+    ):
         assert is_allowed_host_header(allowed, host), host
     for host in ("evil.example.com", "kubenas-mlflowx:5000", "10.0.0.1:5000"):
         assert not is_allowed_host_header(allowed, host), host
@@ -207,8 +245,14 @@ def test_pipeline_root_is_in_the_chosen_bucket(overlay):
     root = launcher["defaultPipelineRoot"]
     assert root.startswith("s3://") and root.split("/")[2] == config["S3_BUCKET"]
     s3 = yaml.safe_load(launcher["providers"])["s3"]["default"]
-    assert s3["credentials"] == {"fromEnv": False, "secretRef": {
-        "secretName": "kubenas-s3", "accessKeyKey": "AWS_ACCESS_KEY_ID", "secretKeyKey": "AWS_SECRET_ACCESS_KEY"}}
+    assert s3["credentials"] == {
+        "fromEnv": False,
+        "secretRef": {
+            "secretName": "kubenas-s3",
+            "accessKeyKey": "AWS_ACCESS_KEY_ID",
+            "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
+        },
+    }
     endpoint = config["MLFLOW_S3_ENDPOINT_URL"]
     assert endpoint.split("://", 1)[1].rstrip("/") == s3["endpoint"], "MLflow and the launcher use different S3"
     assert s3["disableSSL"] == endpoint.startswith("http://")
@@ -246,8 +290,14 @@ def test_overlays_differ_where_they_should():
 
 def test_search_config_defaults_match_the_manifests():
     """A config written for the cluster points at the Service and the Secret these manifests create."""
-    config = SearchConfig.model_validate({"name": "x", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
-                                          "tracking": {"uri": "http://kubenas-mlflow:5000"}})
+    config = SearchConfig.model_validate(
+        {
+            "name": "x",
+            "dataset": {"name": "mnist1d"},
+            "space": {"name": "nb201"},
+            "tracking": {"uri": "http://kubenas-mlflow:5000"},
+        }
+    )
     assert config.storage.secret in secret_templates()
     env = {e["name"]: e.get("value") for e in one("cpu", "PodDefault", "kubenas")["spec"]["env"]}
     assert config.tracking.uri == env["MLFLOW_TRACKING_URI"]
@@ -266,10 +316,16 @@ def test_the_cluster_example_config_uses_what_the_manifests_install():
 
 def test_an_overlay_of_an_overlay_retargets_the_image(tmp_path):
     """What manifests/README.md tells operators to do for a private registry renders as documented."""
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(MANIFESTS / "overlays" / "gpu", tmp_path)],  # kustomize wants it relative
-        "images": [{"name": "ghcr.io/kubenas/kubenas", "newName": "registry.example.com/ml/kubenas"}]}))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(MANIFESTS / "overlays" / "gpu", tmp_path)],  # kustomize wants it relative
+                "images": [{"name": "ghcr.io/kubenas/kubenas", "newName": "registry.example.com/ml/kubenas"}],
+            }
+        )
+    )
     out = subprocess.run([_kubectl(), "kustomize", str(tmp_path)], capture_output=True, text=True, check=True).stdout
     deployment = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment")
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]

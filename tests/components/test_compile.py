@@ -8,16 +8,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubenas.components.image import CUDA_IMAGE, IMAGE
 from kubenas import __version__
+from kubenas.components.image import CUDA_IMAGE, IMAGE
 from kubenas.config import parse_config
 from kubenas.pipelines import compile_pipeline
 
-BASE = {"name": "compile-test", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
-        "budget": {"candidates_per_round": 4, "parallelism": 3}}
-GPU = {"resources": {"gpus": 2, "cpu": "4", "memory": "8Gi", "node_selector": {"pool": "gpu"},
-                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
-       "tracking": {"uri": "http://mlflow.kubenas:5000", "secret": "mlflow-auth"}}
+BASE = {
+    "name": "compile-test",
+    "dataset": {"name": "mnist1d"},
+    "space": {"name": "nb201"},
+    "budget": {"candidates_per_round": 4, "parallelism": 3},
+}
+GPU = {
+    "resources": {
+        "gpus": 2,
+        "cpu": "4",
+        "memory": "8Gi",
+        "node_selector": {"pool": "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+    "tracking": {"uri": "http://mlflow.kubenas:5000", "secret": "mlflow-auth"},
+}
 
 
 def compiled(tmp_path: Path, rounds: int, **extra) -> tuple[dict, dict, int]:
@@ -58,10 +69,14 @@ def test_task_graph(tmp_path, rounds):
     params = spec["root"]["inputDefinitions"]["parameters"]
     # the run form: the fields people change most, typed, with the config's values as defaults; then the config
     assert {k: (p["parameterType"], p["defaultValue"]) for k, p in params.items() if k != "config_json"} == {
-        "name": ("STRING", "compile-test"), "seed": ("NUMBER_INTEGER", 0),
-        "strategy": ("STRING", "regularized_evolution"), "epochs": ("NUMBER_INTEGER", 3),
+        "name": ("STRING", "compile-test"),
+        "seed": ("NUMBER_INTEGER", 0),
+        "strategy": ("STRING", "regularized_evolution"),
+        "epochs": ("NUMBER_INTEGER", 3),
         "data_fraction": ("NUMBER_DOUBLE", 1.0),
-        "candidates_per_round": ("NUMBER_INTEGER", 4), "rounds": ("NUMBER_INTEGER", rounds)}
+        "candidates_per_round": ("NUMBER_INTEGER", 4),
+        "rounds": ("NUMBER_INTEGER", rounds),
+    }
     assert len(params["config_json"]["defaultValue"]) < 10_000
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {IMAGE} and IMAGE.endswith(f":{__version__}")
@@ -100,8 +115,11 @@ def test_the_export_waits_for_all_rounds(tmp_path, rounds):
     while todo:  # every round's update is inside the sub-DAG the export waits for
         name = todo.pop()
         reached.add(name)
-        todo += [t["componentRef"]["name"] for t in dags.get(name, {"tasks": {}})["tasks"].values()
-                 if t["componentRef"]["name"] in dags]
+        todo += [
+            t["componentRef"]["name"]
+            for t in dags.get(name, {"tasks": {}})["tasks"].values()
+            if t["componentRef"]["name"] in dags
+        ]
     assert sum(n.startswith("update-strategy") for d in reached for n in dags[d]["tasks"]) == rounds
 
 
@@ -117,16 +135,21 @@ def test_every_step_is_retried_and_init_holds_the_run_id(tmp_path):
     steps = [(n, t) for n, t in _tasks(spec) if "executorLabel" in spec["components"][t["componentRef"]["name"]]]
     assert len(steps) == 2 + 3 * 2  # init, export, and sample/train/update per round
     for name, task in steps:
-        assert task["retryPolicy"] == {"maxRetryCount": 2, "backoffDuration": "30s", "backoffFactor": 2.0,
-                                       "backoffMaxDuration": "600s"}, name
+        assert task["retryPolicy"] == {
+            "maxRetryCount": 2,
+            "backoffDuration": "30s",
+            "backoffFactor": 2.0,
+            "backoffMaxDuration": "600s",
+        }, name
     init = spec["root"]["dag"]["tasks"]["init-search"]
     assert init["inputs"]["parameters"]["job"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
 
 
 def test_local_runs_fail_at_once(tmp_path):
     """`kubenas run` compiles without retries: kfp.local honours them, and would wait 90 s before a failure."""
-    from kubenas.pipelines import build_pipeline
     from kfp import compiler
+
+    from kubenas.pipelines import build_pipeline
 
     cfg = parse_config({**BASE, "budget": {**BASE["budget"], "rounds": 2}})
     compiler.Compiler().compile(build_pipeline(cfg, retries=0), package_path=str(tmp_path / "local.yaml"))
@@ -158,8 +181,9 @@ def test_an_image_in_the_config_runs_every_task(tmp_path):
     assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {pinned}
 
 
-@pytest.mark.parametrize("image", ["registry.example.com/kubenas", "registry.example.com/kubenas:latest",
-                                   "localhost:5000/kubenas"])
+@pytest.mark.parametrize(
+    "image", ["registry.example.com/kubenas", "registry.example.com/kubenas:latest", "localhost:5000/kubenas"]
+)
 def test_an_unpinned_image_is_refused(image):
     from kubenas.config import ConfigError
 
@@ -169,4 +193,6 @@ def test_an_unpinned_image_is_refused(image):
 
 def test_no_gpu_by_default(tmp_path):
     spec, _, _ = compiled(tmp_path, 2)
-    assert not any("accelerator" in e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values())
+    assert not any(
+        "accelerator" in e["container"].get("resources", {}) for e in spec["deploymentSpec"]["executors"].values()
+    )

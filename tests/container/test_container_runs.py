@@ -55,9 +55,11 @@ def test_a_task_container_runs_as_the_manifests_set_it(engine, capsys):
     credentials are in the environment; and a failing command's status comes back (kfp.local's own runner
     reports a removed container as a success)."""
     args = containers.runner_args({"AWS_SECRET_ACCESS_KEY": "s3cr3t", "PATH": "/host"}, os.getpid(), [], [])
-    script = ("id -u; id -g; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; touch /root-write 2>/dev/null "
-              "|| echo root-read-only; touch /tmp/x && echo tmp-writable; echo key=$AWS_SECRET_ACCESS_KEY; "
-              "echo home=$HOME; python -c 'import kubenas.steps, torch; print(\"imports-ok\")'; exit 3")
+    script = (
+        "id -u; id -g; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; touch /root-write 2>/dev/null "
+        "|| echo root-read-only; touch /tmp/x && echo tmp-writable; echo key=$AWS_SECRET_ACCESS_KEY; "
+        "echo home=$HOME; python -c 'import kubenas.steps, torch; print(\"imports-ok\")'; exit 3"
+    )
     client = engine.client()
     try:
         status = containers.run_container(client, IMAGE, ["sh", "-c", script], {}, **args)
@@ -79,7 +81,7 @@ def test_the_readme_search_runs_in_containers_and_its_champion_is_pulled_and_eva
     out = capsys.readouterr().out
     assert "registered mnist1d-nb201 version 1 as champion" in out
     url = _run_engine(out)
-    assert not _service_alive(url) and not Path(url[len("unix://"):]).parent.exists()
+    assert not _service_alive(url) and not Path(url[len("unix://") :]).parent.exists()
     runs = list((home / "pipeline_root").iterdir())
     assert runs and all(r.stat().st_uid == 10001 for r in runs)  # written by the image's user, not root
     for key in [k for k in os.environ if k.startswith(("AWS_", "MLFLOW_"))]:  # the stopped stack's addresses
@@ -107,11 +109,21 @@ def _run_on(engine, monkeypatch, path: Path, home: Path) -> None:
 
 
 def test_a_oneshot_search_runs_in_containers(engine, stack_env, tmp_path, monkeypatch, capsys):
-    path = _config(tmp_path, {
-        "name": "ctr-oneshot", "seed": 0, "dataset": {"name": "mnist1d"},
-        "space": {"name": "nb201", "options": {"width": 4, "ops": ["skip_connect", "nor_conv_1x1", "avg_pool_3x3"]}},
-        "oneshot": {"method": "random_sampling", "epochs": 1, "candidates": 4, "recalibration_batches": 1},
-        "budget": {"rounds": 1}, "export": {"epochs": 1, "registered_model": "ctr-oneshot"}})
+    path = _config(
+        tmp_path,
+        {
+            "name": "ctr-oneshot",
+            "seed": 0,
+            "dataset": {"name": "mnist1d"},
+            "space": {
+                "name": "nb201",
+                "options": {"width": 4, "ops": ["skip_connect", "nor_conv_1x1", "avg_pool_3x3"]},
+            },
+            "oneshot": {"method": "random_sampling", "epochs": 1, "candidates": 4, "recalibration_batches": 1},
+            "budget": {"rounds": 1},
+            "export": {"epochs": 1, "registered_model": "ctr-oneshot"},
+        },
+    )
     _run_on(engine, monkeypatch, path, tmp_path / "home")
     out = capsys.readouterr().out
     store = SearchStore.from_config(load_config(path))
@@ -122,14 +134,25 @@ def test_a_oneshot_search_runs_in_containers(engine, stack_env, tmp_path, monkey
 
 
 def test_a_multi_objective_search_runs_in_containers(engine, stack_env, tmp_path, monkeypatch, capsys):
-    path = _config(tmp_path, {
-        "name": "ctr-pareto", "seed": 1, "dataset": {"name": "mnist1d"},
-        "space": {"name": "nb201", "options": {"width": 4}},
-        "strategy": {"name": "nsga2", "options": {"population_size": 4, "objectives": [
-            {"metric": "val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}]}},
-        "fidelity": {"epochs": 1},
-        "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 2},
-        "export": {"epochs": 1, "pick": "knee", "registered_model": "ctr-pareto"}})
+    path = _config(
+        tmp_path,
+        {
+            "name": "ctr-pareto",
+            "seed": 1,
+            "dataset": {"name": "mnist1d"},
+            "space": {"name": "nb201", "options": {"width": 4}},
+            "strategy": {
+                "name": "nsga2",
+                "options": {
+                    "population_size": 4,
+                    "objectives": [{"metric": "val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
+                },
+            },
+            "fidelity": {"epochs": 1},
+            "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 2},
+            "export": {"epochs": 1, "pick": "knee", "registered_model": "ctr-pareto"},
+        },
+    )
     _run_on(engine, monkeypatch, path, tmp_path / "home")
     out = capsys.readouterr().out
     store = SearchStore.from_config(load_config(path))
@@ -144,14 +167,40 @@ def test_a_killed_run_leaves_no_container_and_no_podman_service(engine, tmp_path
     """`kubenas run --runner container` SIGKILLed while a round trains: its watchdog removes the task containers,
     stops the podman service the run started, and the stack."""
     home = tmp_path / "home"
-    path = _config(tmp_path, {"name": "ctr-killed", "seed": 3, "dataset": {"name": "mnist1d"},
-                              "space": {"name": "nb201", "options": {"width": 8}}, "strategy": {"name": "random"},
-                              "fidelity": {"epochs": 30}, "export": {"epochs": 1},
-                              "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1}})
+    path = _config(
+        tmp_path,
+        {
+            "name": "ctr-killed",
+            "seed": 3,
+            "dataset": {"name": "mnist1d"},
+            "space": {"name": "nb201", "options": {"width": 8}},
+            "strategy": {"name": "random"},
+            "fidelity": {"epochs": 30},
+            "export": {"epochs": 1},
+            "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1},
+        },
+    )
     env = {k: v for k, v in ENV.items() if k != "DOCKER_HOST"}
-    proc = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home), "--runner",
-                             "container", "--image", IMAGE], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kubenas.cli",
+            "run",
+            str(path),
+            "--home",
+            str(home),
+            "--runner",
+            "container",
+            "--image",
+            IMAGE,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url, running = None, []
     try:
         for line in proc.stdout:
@@ -161,8 +210,11 @@ def test_a_killed_run_leaves_no_container_and_no_podman_service(engine, tmp_path
                 break
         deadline = time.monotonic() + 60
         while not running and time.monotonic() < deadline:  # until the round's training task runs
-            running = [c for c in _ours(engine, containers.label_value(proc.pid))
-                       if "train_candidates" in " ".join(c.attrs["Config"]["Cmd"]) and c.status == "running"]
+            running = [
+                c
+                for c in _ours(engine, containers.label_value(proc.pid))
+                if "train_candidates" in " ".join(c.attrs["Config"]["Cmd"]) and c.status == "running"
+            ]
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)  # the run only: its containers and services are left to the watchdog
         proc.wait(timeout=10)

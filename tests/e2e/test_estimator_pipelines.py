@@ -27,7 +27,9 @@ TABLE = "nb201-4op-mnist1d"
 
 def test_a_zero_cost_search_scores_candidates_and_trains_only_the_winner(stack_env, tmp_path, capsys):
     config = {
-        "name": "e2e-zero-cost", "seed": 0, "dataset": {"name": "mnist1d"},
+        "name": "e2e-zero-cost",
+        "seed": 0,
+        "dataset": {"name": "mnist1d"},
         "space": {"name": "nb201", "options": {"width": 8, "cells_per_stage": 1}},
         "strategy": {"name": "random"},
         "estimator": {"proxy": "nwot", "proxy_batch_size": 32},
@@ -62,11 +64,12 @@ def _run(tmp_path, config, name):
 def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_path):
     table = TabularEstimator(TABLE)
     config = {
-        "name": "e2e-lc", "seed": 3, "dataset": {"name": "mnist1d"},
+        "name": "e2e-lc",
+        "seed": 3,
+        "dataset": {"name": "mnist1d"},
         "space": {"name": "nb201", "options": table.protocol["space_options"]},
         "strategy": {"name": "random"},
-        "estimator": {"table": TABLE, "early_stop": {"k": 1, "min_epochs": 1, "threshold": 0.5,
-                                                    "min_calibration": 4}},
+        "estimator": {"table": TABLE, "early_stop": {"k": 1, "min_epochs": 1, "threshold": 0.5, "min_calibration": 4}},
         "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 4},
         "export": {"epochs": 1, "registered_model": "e2e-lc"},
     }
@@ -80,7 +83,7 @@ def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_pa
     kth = max(m["val_acc"] for m in first)
     for r, m in stopped:
         curve = table.row(r["arch"])["val_acc_curve"]
-        assert m["val_acc_curve"] == curve[:m["epochs_trained"]] and m["lc_epochs_saved"] == 3 - m["epochs_trained"]
+        assert m["val_acc_curve"] == curve[: m["epochs_trained"]] and m["lc_epochs_saved"] == 3 - m["epochs_trained"]
         assert m["val_acc"] == m["lc_predicted_val_acc"] < kth and m["lc_p_beat"] < 0.5
         assert r["epochs"] == 3  # the fidelity asked for; epochs_trained is what was spent
 
@@ -92,7 +95,9 @@ def test_network_morphisms_inherit_weights_through_the_pipeline(stack_env, tmp_p
     # NASH-style hill climbing on chain: round 1's children are Net2Net morphisms of round 0's best, and start
     # from its weights, read back from S3 in another process
     config = {
-        "name": "e2e-inherit", "seed": 0, "dataset": {"name": "mnist1d"},
+        "name": "e2e-inherit",
+        "seed": 0,
+        "dataset": {"name": "mnist1d"},
         "space": {"name": "chain", "options": CHAIN_SPACE},  # ReLU, no batch norm: a layer can always be inserted
         "strategy": {"name": "network_morphism", "options": {"n_init": 2, "mutation_rate": 0.0}},
         "estimator": {"inherit": {"epochs": 1}},
@@ -118,12 +123,24 @@ def test_network_morphisms_inherit_weights_through_the_pipeline(stack_env, tmp_p
 
 
 def _oneshot_config(name, method, options, epochs=1, rounds=1):
-    return {"name": name, "seed": 0, "dataset": {"name": "mnist1d"},
-            "space": {"name": "nb201", "options": {"width": 4, "ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3",
-                                                                        "avg_pool_3x3"]}},
-            "oneshot": {"method": method, "options": options, "epochs": epochs, "candidates": 4,
-                        "recalibration_batches": 1},
-            "budget": {"rounds": rounds}, "export": {"epochs": 1, "registered_model": name}}
+    return {
+        "name": name,
+        "seed": 0,
+        "dataset": {"name": "mnist1d"},
+        "space": {
+            "name": "nb201",
+            "options": {"width": 4, "ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]},
+        },
+        "oneshot": {
+            "method": method,
+            "options": options,
+            "epochs": epochs,
+            "candidates": 4,
+            "recalibration_batches": 1,
+        },
+        "budget": {"rounds": rounds},
+        "export": {"epochs": 1, "registered_model": name},
+    }
 
 
 # ENAS runs through the pipeline in the resume test below
@@ -141,7 +158,9 @@ def test_a_oneshot_search_runs_as_the_four_stages(stack_env, tmp_path, capsys, m
     blob = torch.load(io.BytesIO(store.get_bytes("oneshot/latest.pt")), weights_only=True)
     assert json.loads(blob["state_json"])["epochs_done"] == 1 and "net" in blob
     export = store.get_json("export.json")
-    assert export["candidate_id"] == max(rows, key=lambda r: r["metrics"]["val_acc"])["id"]  # the best ranked, retrained
+    assert (
+        export["candidate_id"] == max(rows, key=lambda r: r["metrics"]["val_acc"])["id"]
+    )  # the best ranked, retrained
     assert 0 < export["val_acc"] <= 1 and export["retrained_metric"] == "val_acc"
     assert f"ranked with a {method} supernet trained for" in out and "supernet epoch 1/1" in out
     client = MlflowClient(stack_env.mlflow_uri)

@@ -26,13 +26,25 @@ from kubenas.tracking import Tracker
 from tests.e2e.test_lifecycle import ENV, kubenas, processes_under
 
 # Real training, small: 3 candidates a round, one worker, so a kill lands between candidates of a round.
-TRAINING = {"name": "killed", "seed": 3, "dataset": {"name": "digits"},
-            "space": {"name": "chain", "options": {"max_depth": 2}}, "strategy": {"name": "random"},
-            "fidelity": {"epochs": 4}, "budget": {"rounds": 2, "candidates_per_round": 3, "parallelism": 1},
-            "export": {"epochs": 1}}
-TABLE = {"name": "tabular", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201", "options": {"width": 8}},
-         "estimator": {"table": "nb201-4op-mnist1d"}, "fidelity": {"epochs": 4},
-         "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1}, "export": {"epochs": 1}}
+TRAINING = {
+    "name": "killed",
+    "seed": 3,
+    "dataset": {"name": "digits"},
+    "space": {"name": "chain", "options": {"max_depth": 2}},
+    "strategy": {"name": "random"},
+    "fidelity": {"epochs": 4},
+    "budget": {"rounds": 2, "candidates_per_round": 3, "parallelism": 1},
+    "export": {"epochs": 1},
+}
+TABLE = {
+    "name": "tabular",
+    "dataset": {"name": "mnist1d"},
+    "space": {"name": "nb201", "options": {"width": 8}},
+    "estimator": {"table": "nb201-4op-mnist1d"},
+    "fidelity": {"epochs": 4},
+    "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1},
+    "export": {"epochs": 1},
+}
 
 
 def _write(tmp_path: Path, config: dict) -> Path:
@@ -68,13 +80,21 @@ def _http(method: str, url: str, data: bytes | None = None) -> int:
 def test_only_the_s3_gateway_with_the_keys_reaches_the_data(local_stack):
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=local_stack.s3_endpoint, aws_access_key_id=local_stack.access_key,
-                      aws_secret_access_key=local_stack.secret_key, region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=local_stack.s3_endpoint,
+        aws_access_key_id=local_stack.access_key,
+        aws_secret_access_key=local_stack.secret_key,
+        region_name="us-east-1",
+    )
     s3.put_object(Bucket="kubenas", Key="searches/locked/history/h.parquet", Body=b"rows")
     assert s3.get_object(Bucket="kubenas", Key="searches/locked/history/h.parquet")["Body"].read() == b"rows"
-    anonymous = boto3.client("s3", endpoint_url=local_stack.s3_endpoint, region_name="us-east-1",
-                             config=__import__("botocore.config").config.Config(signature_version=__import__(
-                                 "botocore").UNSIGNED))
+    anonymous = boto3.client(
+        "s3",
+        endpoint_url=local_stack.s3_endpoint,
+        region_name="us-east-1",
+        config=__import__("botocore.config").config.Config(signature_version=__import__("botocore").UNSIGNED),
+    )
     try:
         anonymous.get_object(Bucket="kubenas", Key="searches/locked/history/h.parquet")
         raise AssertionError("an unsigned S3 request read the data")
@@ -93,8 +113,12 @@ def test_only_the_s3_gateway_with_the_keys_reaches_the_data(local_stack):
 
     home = local_stack.home
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    private = [home / "credentials.json", home / "mlflow" / "mlflow.db", *home.glob("seaweedfs/*.dat"),
-               *home.glob("seaweedfs/*.idx")]
+    private = [
+        home / "credentials.json",
+        home / "mlflow" / "mlflow.db",
+        *home.glob("seaweedfs/*.dat"),
+        *home.glob("seaweedfs/*.idx"),
+    ]
     assert len(private) > 3 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in private)
 
 
@@ -102,8 +126,14 @@ def test_a_sigkilled_run_leaves_nothing_running(tmp_path):
     """`kubenas run` SIGKILLed while a round trains (the run only, as `kill -9 PID` does): its watchdog stops the
     training task and the stack the run started. What a re-run finds is checked at every stage below."""
     home, path = tmp_path / "home", _write(tmp_path, dict(TRAINING))
-    proc = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in proc.stdout:  # kill after the first candidate of round 0: its second is training
             if re.search(r"\[kubenas\] round 0 worker 0 candidate", line):
@@ -175,9 +205,9 @@ def test_two_runs_of_one_search_cannot_both_write(stack_env, capsys):
     import pytest
 
     from kubenas import steps
-    from kubenas.lease import KEY as LEASE, LeaseHeld
-
     from kubenas.estimators.tabular import TabularEstimator
+    from kubenas.lease import KEY as LEASE
+    from kubenas.lease import LeaseHeld
 
     options = TabularEstimator(TABLE["estimator"]["table"]).protocol["space_options"]
     cfg = parse_config({**TABLE, "name": "leased", "space": {"name": "nb201", "options": options}})
@@ -227,8 +257,14 @@ def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stac
     from kubenas.store import StoreError
     from kubenas.tracking import TrackingError
 
-    cfg = parse_config({**TRAINING, "name": "outage", "fidelity": {"epochs": 1},
-                        "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1}})
+    cfg = parse_config(
+        {
+            **TRAINING,
+            "name": "outage",
+            "fidelity": {"epochs": 1},
+            "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1},
+        }
+    )
     init = steps.init_search(cfg.to_json(), job="outage-1")
     cfg_json, parent = init["config_json"], init["parent_run_id"]
     for k in range(2):
@@ -236,12 +272,21 @@ def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stac
         if k == 1:
             down = f"http://127.0.0.1:{_dead_port()}"
             for variable, up, error, message in (
-                    # S3 goes down during round 1: the training step fails after bounded retries, naming S3
-                    ("AWS_ENDPOINT_URL_S3", stack_env.s3_endpoint, StoreError,
-                     r"S3 at http://127.0.0.1:\d+ did not answer .*after 3 attempts.*resume"),
-                    # MLflow goes down: the step fails fast (4 attempts in about 4 s), naming the server
-                    ("MLFLOW_TRACKING_URI", stack_env.mlflow_uri, TrackingError,
-                     r"cannot reach the MLflow server at http://127.0.0.1:\d+")):
+                # S3 goes down during round 1: the training step fails after bounded retries, naming S3
+                (
+                    "AWS_ENDPOINT_URL_S3",
+                    stack_env.s3_endpoint,
+                    StoreError,
+                    r"S3 at http://127.0.0.1:\d+ did not answer .*after 3 attempts.*resume",
+                ),
+                # MLflow goes down: the step fails fast (4 attempts in about 4 s), naming the server
+                (
+                    "MLFLOW_TRACKING_URI",
+                    stack_env.mlflow_uri,
+                    TrackingError,
+                    r"cannot reach the MLflow server at http://127.0.0.1:\d+",
+                ),
+            ):
                 _fresh_contexts()
                 monkeypatch.setenv(variable, down)
                 started = time.monotonic()
@@ -256,7 +301,9 @@ def test_s3_or_mlflow_down_mid_round_fails_clearly_and_the_next_run_resumes(stac
         assert steps.tell_round(cfg_json, k, 0, parent) == "continue"
     store = SearchStore.from_config(cfg)
     assert store.committed_rounds() == [0, 1] and store.read_history().num_rows == 4
-    assert sorted(set(store.read_history().column("id").to_pylist())) == sorted(store.read_history().column("id").to_pylist())
+    assert sorted(set(store.read_history().column("id").to_pylist())) == sorted(
+        store.read_history().column("id").to_pylist()
+    )
 
 
 def test_a_dataset_in_a_missing_bucket_or_key_is_named_before_any_task(stack_env):
@@ -274,20 +321,46 @@ def test_a_second_local_run_of_a_search_is_refused_while_the_first_runs(stack_en
     """Two `kubenas run` processes on one store: the second stops before it starts anything, naming the first."""
     env = {**ENV, **stack_env.env()}  # both use the session's stack as services of their own
     path = _write(tmp_path, {**TRAINING, "name": "twice"})
-    first = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(tmp_path / "a")],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(tmp_path / "a")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for line in first.stdout:
             if "[kubenas] round 0 (#1 of this run)" in line:
                 break
-        second = subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(tmp_path / "b")],
-                                env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(tmp_path / "b")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 2, second.stdout + second.stderr
-        assert re.search(r"search 'twice' is being run by pipeline run '.+' \(`kubenas run` pid "
-                         rf"{first.pid} on .+\).*expires .* UTC", second.stderr), second.stderr
+        assert re.search(
+            r"search 'twice' is being run by pipeline run '.+' \(`kubenas run` pid "
+            rf"{first.pid} on .+\).*expires .* UTC",
+            second.stderr,
+        ), second.stderr
         assert "as KILLED" not in second.stderr  # the refused run leaves the first run's MLflow runs RUNNING
-        other = subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(_write(tmp_path, dict(TABLE))),
-                                "--home", str(tmp_path / "c")], env=env, capture_output=True, text=True, timeout=300)
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kubenas.cli",
+                "run",
+                str(_write(tmp_path, dict(TABLE))),
+                "--home",
+                str(tmp_path / "c"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert other.returncode == 0, other.stderr  # another search in the same bucket runs meanwhile
         rest = first.communicate(timeout=300)[0]
     finally:
@@ -311,8 +384,13 @@ def test_a_sigkill_of_the_whole_run_at_every_stage_then_a_run_that_completes(sta
     env = {**ENV, **stack_env.env()}  # the session's stack, as services of its own: each run starts none
     for point in (*POINTS, None):
         home = tmp_path / (point or "last")
-        run = subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)],
-                             env={**env, "KUBENAS_FAILPOINT": point or ""}, capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)],
+            env={**env, "KUBENAS_FAILPOINT": point or ""},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == (-signal.SIGKILL if point else 0), (point, run.stdout[-2000:], run.stderr[-2000:])
         assert _gone(home) == [], point  # the watchdog stopped the task the kill left
     cfg = parse_config(config)

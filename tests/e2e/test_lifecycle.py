@@ -21,16 +21,21 @@ def processes_under(home) -> list[str]:
 
 
 def kubenas(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "kubenas.cli", *args], env=ENV, capture_output=True, text=True,
-                          timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "kubenas.cli", *args], env=ENV, capture_output=True, text=True, timeout=300, **kwargs
+    )
 
 
 def test_a_failed_run_stops_its_stack(tmp_path):
     home = tmp_path / "home"
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet at all")  # exists, so it passes the pre-flight; fails when a task reads it
-    config = {"name": "fails", "dataset": {"name": "parquet", "options": {"path": str(broken)}},
-              "space": {"name": "chain"}, "budget": {"rounds": 1, "candidates_per_round": 1, "parallelism": 1}}
+    config = {
+        "name": "fails",
+        "dataset": {"name": "parquet", "options": {"path": str(broken)}},
+        "space": {"name": "chain"},
+        "budget": {"rounds": 1, "candidates_per_round": 1, "parallelism": 1},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     run = kubenas("run", str(path), "--home", str(home))
@@ -40,8 +45,12 @@ def test_a_failed_run_stops_its_stack(tmp_path):
 
 def test_missing_data_fails_before_any_stack_starts(tmp_path):
     home = tmp_path / "home"
-    config = {"name": "nodata", "dataset": {"name": "parquet", "options": {"path": str(tmp_path / "missing.parquet")}},
-              "space": {"name": "chain"}, "budget": {"rounds": 1, "candidates_per_round": 1, "parallelism": 1}}
+    config = {
+        "name": "nodata",
+        "dataset": {"name": "parquet", "options": {"path": str(tmp_path / "missing.parquet")}},
+        "space": {"name": "chain"},
+        "budget": {"rounds": 1, "candidates_per_round": 1, "parallelism": 1},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     run = kubenas("run", str(path), "--home", str(home))
@@ -51,15 +60,26 @@ def test_missing_data_fails_before_any_stack_starts(tmp_path):
 
 def test_ctrl_c_stops_the_stack(tmp_path):
     home = tmp_path / "home"
-    config = {"name": "interrupted", "dataset": {"name": "digits"}, "space": {"name": "chain"},
-              "fidelity": {"epochs": 50}, "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1}}
+    config = {
+        "name": "interrupted",
+        "dataset": {"name": "digits"},
+        "space": {"name": "chain"},
+        "fidelity": {"epochs": 50},
+        "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     # A shell that runs the tests in the background (`cmd &`) ignores SIGINT, and that is inherited: give the
     # run the default disposition that a terminal's foreground job has.
-    proc = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         for line in proc.stdout:  # wait until the pipeline is running
             if "[kubenas] round 0 (#1 of this run)" in line:

@@ -20,7 +20,8 @@ from kubenas.store import SearchStore
 from tests.e2e.reports import check_reports
 
 TINY = {
-    "name": "e2e-tiny", "seed": 0,
+    "name": "e2e-tiny",
+    "seed": 0,
     "dataset": {"name": "mnist1d"},
     "space": {"name": "nb201", "options": {"width": 8}},
     "strategy": {"name": "regularized_evolution", "options": {"population_size": 2, "sample_size": 2}},
@@ -38,8 +39,9 @@ def write(tmp_path, config, name="search.yaml"):
 
 def history(cfg):
     store = SearchStore.from_config(cfg)
-    return pads.dataset(f"{cfg.storage.bucket}/{store.root}/history", format="parquet",
-                        filesystem=s3_filesystem()).to_table()
+    return pads.dataset(
+        f"{cfg.storage.bucket}/{store.root}/history", format="parquet", filesystem=s3_filesystem()
+    ).to_table()
 
 
 def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
@@ -49,7 +51,10 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert len(re.findall(r"\[kubenas\] round 0 worker \d candidate", out)) == 2
     assert len(re.findall(r"\[kubenas\] round 1 worker \d candidate", out)) == 2
-    assert "models:/e2e-model@champion" in out and f"MLflow UI: {stack_env.mlflow_uri}/#/experiments?workflowType=machine_learning" in out
+    assert (
+        "models:/e2e-model@champion" in out
+        and f"MLflow UI: {stack_env.mlflow_uri}/#/experiments?workflowType=machine_learning" in out
+    )
     assert "[kubenas] progress: 1 of 2 round(s) done, 2 evaluated (0 failed), best val_acc" in out
     assert re.search(r"\[kubenas\] export: seed 0 epoch 4/4: train_loss [\d.]+, val_acc [\d.]+", out)  # not silent
     home = tmp_path / "home"
@@ -72,8 +77,12 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     runs = client.search_runs([exp.experiment_id], "tags.`kubenas.search` = 'e2e-tiny'")
     parents = [r for r in runs if r.data.tags.get("kubenas.kind") == "search"]
     assert len(parents) == 1
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
-                and r.data.tags.get("kubenas.kind") == "candidate"]
+    children = [
+        r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+        and r.data.tags.get("kubenas.kind") == "candidate"
+    ]
     assert len(children) == 4
     for child in children:
         assert {"arch_id", "genotype", "space", "strategy", "round", "fidelity"} <= set(child.data.params)
@@ -90,11 +99,20 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     # the parent run carries the pictures, the leaderboard as a table, and a description of the search
     parent = parents[0]
     files = {f.path for f in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/progress.png", "report/architecture.png", "report/confusion.png", "report/report.html",
-            "report/leaderboard.json"} <= files
-    board = json.loads(open(client.download_artifacts(parent.info.run_id, "report/leaderboard.json", str(tmp_path))).read())
+    assert {
+        "report/progress.png",
+        "report/architecture.png",
+        "report/confusion.png",
+        "report/report.html",
+        "report/leaderboard.json",
+    } <= files
+    board = json.loads(
+        open(client.download_artifacts(parent.info.run_id, "report/leaderboard.json", str(tmp_path))).read()
+    )
     assert board["columns"][:2] == ["rank", "candidate"] and len(board["data"]) == 4
-    assert {"path": "report/leaderboard.json", "type": "table"} in json.loads(parent.data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "report/leaderboard.json", "type": "table"} in json.loads(
+        parent.data.tags["mlflow.loggedArtifacts"]
+    )
     assert "Best so far: val_acc" in parent.data.tags["mlflow.note.content"]
     for run in runs:  # credentials never reach params or tags
         logged = json.dumps([run.data.params, run.data.tags])
@@ -137,8 +155,13 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     assert main(["pull", "e2e-model", "-o", str(out_dir), "--evaluate"]) == 0
     out = capsys.readouterr().out
     assert "pulled e2e-model v1 (@champion)" in out and "(matches the logged value)" in out
-    assert sorted(p.name for p in out_dir.iterdir()) == ["MODEL_CARD.md", "arch.json", "model.json", "model.onnx",
-                                                         "state_dict.pt"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "MODEL_CARD.md",
+        "arch.json",
+        "model.json",
+        "model.onnx",
+        "state_dict.pt",
+    ]
     onnx_acc = evaluate_onnx(out_dir / "model.onnx", cfg.model_dump())
     assert onnx_acc == logged
     rebuilt = load_module(out_dir)
@@ -148,11 +171,19 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     assert json.loads((out_dir / "arch.json").read_text()) == json.loads(open(logged_arch).read())
     card = (out_dir / "MODEL_CARD.md").read_text()
     genotype = client.get_run(champion.run_id).data.params["genotype"]
-    for text in ("# e2e-model v1 (`@champion`)", "search `e2e-tiny`", genotype, "Dataset `mnist1d`",
-                 f"test {len(data.y_test):,}", f"| test_acc | {logged:.4f} |"):
+    for text in (
+        "# e2e-model v1 (`@champion`)",
+        "search `e2e-tiny`",
+        genotype,
+        "Dataset `mnist1d`",
+        f"test {len(data.y_test):,}",
+        f"| test_acc | {logged:.4f} |",
+    ):
         assert text in card, text
     assert stack_env.secret_key not in card
-    assert re.search(r"`latency_ms`: median of 100 batch-1 forward passes after 20 warm-up passes, \d+ CPU thread", card)
+    assert re.search(
+        r"`latency_ms`: median of 100 batch-1 forward passes after 20 warm-up passes, \d+ CPU thread", card
+    )
 
     # another alias, and a clear error for a missing one
     assert main(["pull", "e2e-model@challenger", "-o", str(tmp_path / "challenger")]) == 0

@@ -23,10 +23,16 @@ TABLE = "nb201-4op-mnist1d"
 
 
 def tabular(name: str, **budget) -> dict:
-    return {"name": name, "seed": 0, "dataset": {"name": "mnist1d"},
-            "space": {"name": "nb201", "options": TabularEstimator(TABLE).protocol["space_options"]},
-            "strategy": {"name": "random"}, "estimator": {"table": TABLE},
-            "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1, **budget}, "export": {"epochs": 1}}
+    return {
+        "name": name,
+        "seed": 0,
+        "dataset": {"name": "mnist1d"},
+        "space": {"name": "nb201", "options": TabularEstimator(TABLE).protocol["space_options"]},
+        "strategy": {"name": "random"},
+        "estimator": {"table": TABLE},
+        "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1, **budget},
+        "export": {"epochs": 1},
+    }
 
 
 def test_every_python_snippet_of_the_readme_runs_after_a_search_of_its_name(stack_env, tmp_path, monkeypatch):
@@ -53,12 +59,26 @@ def test_connect_and_env_point_a_process_and_a_shell_at_the_stack_without_printi
     with pytest.raises(stack.StackError, match=r"no local stack runs under .*: start it with `kubenas up --home "):
         kubenas.connect(local_stack.home / "elsewhere")
 
-    printed = subprocess.run([sys.executable, "-m", "kubenas.cli", "env", "--home", str(local_stack.home)], env=ENV,
-                             capture_output=True, text=True, check=True).stdout
+    printed = subprocess.run(
+        [sys.executable, "-m", "kubenas.cli", "env", "--home", str(local_stack.home)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert local_stack.secret_key not in printed and local_stack.access_key not in printed
-    shell = subprocess.run(["bash", "-c", f'eval "$({sys.executable} -m kubenas.cli env --home {local_stack.home})"; '
-                            'echo "$MLFLOW_TRACKING_URI $AWS_ENDPOINT_URL_S3 $AWS_ACCESS_KEY_ID $AWS_SECRET_ACCESS_KEY"'],
-                           env=ENV, capture_output=True, text=True, check=True).stdout.split()
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'eval "$({sys.executable} -m kubenas.cli env --home {local_stack.home})"; '
+            'echo "$MLFLOW_TRACKING_URI $AWS_ENDPOINT_URL_S3 $AWS_ACCESS_KEY_ID $AWS_SECRET_ACCESS_KEY"',
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert shell == [local_stack.mlflow_uri, local_stack.s3_endpoint, local_stack.access_key, local_stack.secret_key]
 
 
@@ -72,17 +92,31 @@ def test_status_shows_rounds_the_best_candidates_in_flight_the_holder_and_the_la
             steps.tell_round(init["config_json"], 0, 0, init["parent_run_id"])
     store = SearchStore.from_config(cfg)
     asked = store.read_asked(1)
-    store.write_results(1, 0, [{"id": asked["candidates"][0]["id"], "status": "failed", "metrics": {},
-                                "error": "OutOfMemoryError: CUDA out of memory", "cost": 1.0}])
+    store.write_results(
+        1,
+        0,
+        [
+            {
+                "id": asked["candidates"][0]["id"],
+                "status": "failed",
+                "metrics": {},
+                "error": "OutOfMemoryError: CUDA out of memory",
+                "cost": 1.0,
+            }
+        ],
+    )
     capsys.readouterr()
     assert main(["status", "watched", "--endpoint", stack_env.s3_endpoint]) == 0
     out = capsys.readouterr().out
     best = max(store.read_history().column("val_acc").to_pylist())
-    for text in ("search watched in s3://kubenas/searches/watched: space nb201, random, dataset mnist1d",
-                 "rounds committed: 1; evaluations: 3 (0 failed)", f"best so far: val_acc {best:.4f}",
-                 "round 1 open: 1 of 3 candidate(s) have a result, 2 in flight or not started",
-                 "held by pipeline run 'run-watched'",
-                 f"last error: round 1 candidate {asked['candidates'][0]['id']}: OutOfMemoryError: CUDA out of memory"):
+    for text in (
+        "search watched in s3://kubenas/searches/watched: space nb201, random, dataset mnist1d",
+        "rounds committed: 1; evaluations: 3 (0 failed)",
+        f"best so far: val_acc {best:.4f}",
+        "round 1 open: 1 of 3 candidate(s) have a result, 2 in flight or not started",
+        "held by pipeline run 'run-watched'",
+        f"last error: round 1 candidate {asked['candidates'][0]['id']}: OutOfMemoryError: CUDA out of memory",
+    ):
         assert text in out, (text, out)
     assert main(["status", "nobody", "--endpoint", stack_env.s3_endpoint]) == 2
     assert "no search 'nobody' in s3://kubenas/searches; searches there: " in capsys.readouterr().err

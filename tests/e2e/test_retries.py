@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 from kubenas import steps
-from kubenas.rounds.strategy import StrategyRounds
 from kubenas.config import parse_config
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.lease import KEY as LEASE
 from kubenas.lease import Lease
+from kubenas.rounds.strategy import StrategyRounds
 from kubenas.store import S3Blobs, SearchStore
 from kubenas.tracking import COMPLETE_TAG, Tracker
 
@@ -20,11 +20,17 @@ ROUNDS = 2
 
 
 def _config(name: str, seed: int = 5) -> dict:
-    return {"name": name, "seed": seed, "dataset": {"name": "mnist1d"},
-            "space": {"name": "nb201", "options": TabularEstimator(TABLE).protocol["space_options"]},
-            "strategy": {"name": "regularized_evolution", "options": {"population_size": 4, "sample_size": 2}},
-            "estimator": {"table": TABLE}, "fidelity": {"epochs": 4},
-            "budget": {"rounds": ROUNDS, "candidates_per_round": 3, "parallelism": 2}, "export": {"epochs": 1}}
+    return {
+        "name": name,
+        "seed": seed,
+        "dataset": {"name": "mnist1d"},
+        "space": {"name": "nb201", "options": TabularEstimator(TABLE).protocol["space_options"]},
+        "strategy": {"name": "regularized_evolution", "options": {"population_size": 4, "sample_size": 2}},
+        "estimator": {"table": TABLE},
+        "fidelity": {"epochs": 4},
+        "budget": {"rounds": ROUNDS, "candidates_per_round": 3, "parallelism": 2},
+        "export": {"epochs": 1},
+    }
 
 
 class Crash(Exception):
@@ -87,11 +93,14 @@ def state(name: str) -> dict:
     except Exception:  # noqa: BLE001 - no model registered yet
         aliases = {}
     running = tracker._search_runs(f"tags.\"kubenas.search\" = '{name}' and attributes.status = 'RUNNING'")
-    return {"rows": [(r["round"], r["id"], r["status"], r["arch_id"]) for r in history],
-            "complete": sorted(int(v.version) for v in versions if v.tags.get(COMPLETE_TAG) == "true"),
-            "versions": sorted(int(v.version) for v in versions),
-            "champion": aliases.get("champion"),
-            "running": len(running), "lease": store.get_json(LEASE)}
+    return {
+        "rows": [(r["round"], r["id"], r["status"], r["arch_id"]) for r in history],
+        "complete": sorted(int(v.version) for v in versions if v.tags.get(COMPLETE_TAG) == "true"),
+        "versions": sorted(int(v.version) for v in versions),
+        "champion": aliases.get("champion"),
+        "running": len(running),
+        "lease": store.get_json(LEASE),
+    }
 
 
 def _same_rows(a: list, b: list) -> bool:
@@ -163,7 +172,9 @@ def test_a_crash_at_each_stage_then_a_new_run_loses_and_repeats_nothing(stack_en
     cfg = _config(name)
     run(cfg, f"{name}-0")  # an earlier completed run: it sets the champion
     before = state(name)
-    inject = {"export-before-registration": (Tracker, "register_model"), "export-before-alias": (Tracker, "promote")}[stage]
+    inject = {"export-before-registration": (Tracker, "register_model"), "export-before-alias": (Tracker, "promote")}[
+        stage
+    ]
     with pytest.MonkeyPatch.context() as patch, pytest.raises(Crash):
         once(patch, *inject)
         run(cfg, f"{name}-1")
@@ -178,7 +189,7 @@ def test_a_crash_at_each_stage_then_a_new_run_loses_and_repeats_nothing(stack_en
     after = state(name)
     ids = [r[1] for r in after["rows"]]
     assert len(ids) == len(set(ids))  # 0 duplicated
-    assert ids[:len(reference_ids)] == reference_ids  # 0 lost, the same candidates as without the crash
+    assert ids[: len(reference_ids)] == reference_ids  # 0 lost, the same candidates as without the crash
     assert len(ids) == len(reference_ids) + (6 if done == ROUNDS else 0)
     assert after["complete"] == after["versions"]  # one version per completed export, none left dangling
     assert len(after["complete"]) == 2  # the earlier run's export and the new run's

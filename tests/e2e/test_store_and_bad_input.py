@@ -12,9 +12,14 @@ from kubenas.cli import main
 from kubenas.config import parse_config
 from kubenas.store import SearchStore, StoreError
 
-CONFIG = {"name": "rerun", "dataset": {"name": "digits"}, "space": {"name": "chain", "options": {"max_depth": 2}},
-          "strategy": {"name": "random"}, "fidelity": {"epochs": 1},
-          "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1}}
+CONFIG = {
+    "name": "rerun",
+    "dataset": {"name": "digits"},
+    "space": {"name": "chain", "options": {"max_depth": 2}},
+    "strategy": {"name": "random"},
+    "fidelity": {"epochs": 1},
+    "budget": {"rounds": 3, "candidates_per_round": 2, "parallelism": 1},
+}
 
 
 def test_an_uncommitted_round_rerun_duplicates_nothing(stack_env):
@@ -121,8 +126,13 @@ def test_parquet_datasets_load_from_s3(stack_env):
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 1, 4, 4)).astype(np.float32)
-    table = pa.table({"x": pa.FixedShapeTensorArray.from_numpy_ndarray(x), "label": rng.integers(0, 3, 12),
-                      "split": ["train"] * 6 + ["val"] * 3 + ["test"] * 3})
+    table = pa.table(
+        {
+            "x": pa.FixedShapeTensorArray.from_numpy_ndarray(x),
+            "label": rng.integers(0, 3, 12),
+            "split": ["train"] * 6 + ["val"] * 3 + ["test"] * 3,
+        }
+    )
     pq.write_table(table, "kubenas/datasets/tiny/part-0.parquet", filesystem=s3_filesystem())
     data = load_dataset("parquet", path="s3://kubenas/datasets/tiny/")
     assert data.input_shape == (1, 4, 4) and len(data.x_train) == 6 and data.has_test
@@ -157,13 +167,14 @@ def test_workers_logging_a_new_dataset_at_once_all_succeed(stack_env):
     tracker = Tracker()
     experiment = tracker.experiment_id()
     for attempt in range(3):  # a new dataset each time: a digest the experiment does not hold yet
-        data = SimpleNamespace(digest=lambda a=attempt: f"race{a:04d}", splits=lambda: {"train": 1},
-                               input_shape=(4,), num_classes=2)
+        data = SimpleNamespace(
+            digest=lambda a=attempt: f"race{a:04d}", splits=lambda: {"train": 1}, input_shape=(4,), num_classes=2
+        )
         config = SimpleNamespace(dataset=SimpleNamespace(name=f"raced-{time.time_ns()}", options={}))
         runs = [tracker._create_run(experiment, f"race-{i}", {}) for i in range(6)]
         start, errors = threading.Barrier(len(runs)), []
 
-        def log(run_id):
+        def log(run_id, start=start, data=data, config=config, errors=errors):
             start.wait()
             try:
                 tracker.log_dataset(run_id, data, config, "training")
@@ -177,5 +188,7 @@ def test_workers_logging_a_new_dataset_at_once_all_succeed(stack_env):
             t.join()
         assert errors == []
         for run_id in runs:
-            assert [d.dataset.name for d in tracker.client.get_run(run_id).inputs.dataset_inputs] == [config.dataset.name]
+            assert [d.dataset.name for d in tracker.client.get_run(run_id).inputs.dataset_inputs] == [
+                config.dataset.name
+            ]
             tracker.finish(run_id)

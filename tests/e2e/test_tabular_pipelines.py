@@ -5,7 +5,6 @@ in later rounds."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -15,9 +14,10 @@ from kubenas import history
 from kubenas.cli import main
 from kubenas.config import load_config
 from kubenas.data import load_dataset
-from kubenas.estimators.zero_cost import proxy_scorer
 from kubenas.estimators.tabular import TabularEstimator
-from kubenas.history import ranked, rows as history_rows
+from kubenas.estimators.zero_cost import proxy_scorer
+from kubenas.history import ranked
+from kubenas.history import rows as history_rows
 from kubenas.spaces import make_space
 from kubenas.store import SearchStore
 from kubenas.strategies import make_strategy
@@ -30,11 +30,18 @@ def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
     table = TabularEstimator(TABLE)
     limit = sorted(r["params"] for r in table.rows.values())[len(table.rows) // 2]  # the median size
     config = {
-        "name": "e2e-mo-tabular", "seed": 1, "dataset": {"name": "mnist1d"},
+        "name": "e2e-mo-tabular",
+        "seed": 1,
+        "dataset": {"name": "mnist1d"},
         "space": {"name": "nb201", "options": table.protocol["space_options"]},
-        "strategy": {"name": "nsga2", "options": {
-            "population_size": 4, "objectives": [{"metric": "val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
-            "constraints": {"params": {"max": limit}}}},
+        "strategy": {
+            "name": "nsga2",
+            "options": {
+                "population_size": 4,
+                "objectives": [{"metric": "val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
+                "constraints": {"params": {"max": limit}},
+            },
+        },
         "estimator": {"table": TABLE},
         "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 2},
         "export": {"epochs": 1, "registered_model": "e2e-mo", "pick": "knee"},
@@ -52,7 +59,9 @@ def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
         assert metrics["val_acc"] == row["val_acc"] and metrics["params"] == row["params"]
         assert "test_acc" not in metrics
     # the strategy state in S3, with the committed rows, resumes into a front that respects the constraint
-    strategy = make_strategy("nsga2", make_space("nb201", **table.protocol["space_options"]), **config["strategy"]["options"])
+    strategy = make_strategy(
+        "nsga2", make_space("nb201", **table.protocol["space_options"]), **config["strategy"]["options"]
+    )
     committed = store.read_committed()
     assert committed.last == 1 and "history" not in committed.state  # the rows live in the Parquet history only
     strategy.load_state_dict(committed.state, history=committed.rows)
@@ -65,19 +74,32 @@ def test_nsga2_on_the_table_through_the_pipeline(stack_env, tmp_path, capsys):
     assert [m["candidate_id"] for m in export["front"]] == [m["id"] for m in front]
     assert "Pareto front: " in export["leaderboard"] and "**(exported)**" in export["leaderboard"]
     assert export["leaderboard"].count("| `") >= len(front)
-    pages = check_reports(tmp_path / "home", "e2e-mo-tabular", tmp_path, {"progress", "pareto"},
-                          {"architecture", "pareto", "confusion"})
-    assert f'<tr class="exported"><td>' in pages["winner"] and f"exported {export['candidate_id']}" not in pages["search"]
+    pages = check_reports(
+        tmp_path / "home", "e2e-mo-tabular", tmp_path, {"progress", "pareto"}, {"architecture", "pareto", "confusion"}
+    )
+    assert (
+        '<tr class="exported"><td>' in pages["winner"] and f"exported {export['candidate_id']}" not in pages["search"]
+    )
 
 
 def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_env, tmp_path, capsys):
     table = TabularEstimator(TABLE)
     config = {
-        "name": "e2e-mf-tabular", "seed": 2, "dataset": {"name": "mnist1d"},
+        "name": "e2e-mf-tabular",
+        "seed": 2,
+        "dataset": {"name": "mnist1d"},
         "space": {"name": "nb201", "options": table.protocol["space_options"]},
-        "strategy": {"name": "successive_halving", "options": {
-            "base": "bananas", "base_options": {"n_init": 4}, "min_resource": 1, "max_resource": 3, "eta": 2},
-            "prefilter": {"proxy": "synflow", "pool": 4}},  # new cells: the best synflow score of 4 proposals
+        "strategy": {
+            "name": "successive_halving",
+            "options": {
+                "base": "bananas",
+                "base_options": {"n_init": 4},
+                "min_resource": 1,
+                "max_resource": 3,
+                "eta": 2,
+            },
+            "prefilter": {"proxy": "synflow", "pool": 4},
+        },  # new cells: the best synflow score of 4 proposals
         "estimator": {"table": TABLE},
         "budget": {"rounds": 4, "candidates_per_round": 4, "parallelism": 4},
         "export": {"epochs": 1, "registered_model": "e2e-mf"},
@@ -107,10 +129,11 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
     export = store.get_json("export.json")
     winner = rows[export["candidate_id"]]
     assert winner["epochs"] == 3
-    assert winner["metrics"]["val_acc"] == max(
-        r["metrics"]["val_acc"] for r in rows.values() if r["epochs"] == 3)
+    assert winner["metrics"]["val_acc"] == max(r["metrics"]["val_acc"] for r in rows.values() if r["epochs"] == 3)
     assert "| epochs |" in export["leaderboard"]
-    pages = check_reports(tmp_path / "home", "e2e-mf-tabular", tmp_path, {"progress", "rungs"}, {"architecture", "rungs"})
+    pages = check_reports(
+        tmp_path / "home", "e2e-mf-tabular", tmp_path, {"progress", "rungs"}, {"architecture", "rungs"}
+    )
     # the last round's report ranks every committed row, that round's included, as the export does
     shown = re.findall(r'<td class="text id">([\w-]+)</td>', pages["search"])
     assert shown == [r["id"] for r in ranked(history_rows(store.read_history()), "val_acc", "max")[:10]]

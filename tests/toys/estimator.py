@@ -15,7 +15,7 @@ class SizeEstimator:
         self.scale = scale
 
     @classmethod
-    def from_config(cls, section, inner=None, store=None) -> "SizeEstimator":
+    def from_config(cls, section, inner=None, store=None) -> SizeEstimator:
         return cls(**(section.get("size") or {}))
 
     def evaluate(self, arch, space, dataset, fidelity=None, seed: int = 0, candidate_id: str = "", **context):
@@ -25,5 +25,9 @@ class SizeEstimator:
         model = space.build(arch, dataset.input_shape, dataset.num_classes)
         params = sum(p.numel() for p in model.parameters())
         jitter = torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() * 1e-3
-        return Result(candidate_id, "ok", {"val_acc": min(1.0, params * self.scale) + jitter, "params": params},
-                      cost=time.perf_counter() - start)
+        return Result(
+            candidate_id,
+            "ok",
+            {"val_acc": min(1.0, params * self.scale) + jitter, "params": params},
+            cost=time.perf_counter() - start,
+        )

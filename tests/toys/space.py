@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from kubenas.arch import Arch
 from kubenas.spaces.base import Decision, SearchSpace
@@ -15,8 +16,9 @@ class ToySpace(SearchSpace):
         self.max_layers, self.widths = max_layers, list(widths)
         decisions = [Decision("layers", tuple(range(1, max_layers + 1))), Decision("width", tuple(widths))]
         for i in range(1, max_layers + 1):
-            decisions.append(Decision(f"act_{i}", ("relu", "tanh"), parent="layers",
-                                      when=tuple(range(i, max_layers + 1))))
+            decisions.append(
+                Decision(f"act_{i}", ("relu", "tanh"), parent="layers", when=tuple(range(i, max_layers + 1)))
+            )
         self._init_decisions(decisions)
 
     def options(self) -> dict[str, Any]:
@@ -29,8 +31,10 @@ class ToySpace(SearchSpace):
 
         self.validate(arch)
         if len(input_shape) not in (1, 2, 3):
-            raise ValueError(f"toy: input_shape must be (features,), (channels, length) or (channels, h, w), got "
-                             f"{tuple(input_shape)}")
+            raise ValueError(
+                f"toy: input_shape must be (features,), (channels, length) or (channels, h, w), got "
+                f"{tuple(input_shape)}"
+            )
         width, layers = max(1, round(arch["width"] * width_mult)), [nn.Flatten()]
         inputs = math.prod(input_shape)
         for i in range(1, arch["layers"] + 1):

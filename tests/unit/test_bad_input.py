@@ -120,18 +120,24 @@ def test_a_zero_cost_search_names_the_metrics_of_a_proxy():
 
 def test_resolution_on_vector_inputs_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="fidelity.resolution applies to signals and images"):
-        parse_config(_with(BASE, "dataset", {"name": "parquet", "options": {"path": "x.parquet", "shape": [40]}})
-                     | {"fidelity": {"epochs": 1, "resolution": 20}})
+        parse_config(
+            _with(BASE, "dataset", {"name": "parquet", "options": {"path": "x.parquet", "shape": [40]}})
+            | {"fidelity": {"epochs": 1, "resolution": 20}}
+        )
 
 
-@pytest.mark.parametrize("content,words", [
-    (bytes(range(256)) * 4, ["not UTF-8 text"]),
-    (b"name: x\x00\n", ["NUL"]),
-    (b"# padding\n" * 120_000, ["1,200,000 bytes", "at most 1,048,576"]),
-    (b"a: &a [1, *a]\n", ["refers to a node that contains it"]),
-    (b"a: &a 1\nb: [" + b",".join([b"*a"] * 150) + b"]\n", ["150 YAML aliases", "at most 100"]),
-    (b"a: [1\n", ["not valid YAML"]),
-], ids=["binary", "nul", "too-big", "recursive-alias", "too-many-aliases", "bad-yaml"])
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (bytes(range(256)) * 4, ["not UTF-8 text"]),
+        (b"name: x\x00\n", ["NUL"]),
+        (b"# padding\n" * 120_000, ["1,200,000 bytes", "at most 1,048,576"]),
+        (b"a: &a [1, *a]\n", ["refers to a node that contains it"]),
+        (b"a: &a 1\nb: [" + b",".join([b"*a"] * 150) + b"]\n", ["150 YAML aliases", "at most 100"]),
+        (b"a: [1\n", ["not valid YAML"]),
+    ],
+    ids=["binary", "nul", "too-big", "recursive-alias", "too-many-aliases", "bad-yaml"],
+)
 def test_a_config_file_that_is_not_a_small_yaml_text_is_refused(tmp_path, content, words):
     path = tmp_path / "config.yaml"
     path.write_bytes(content)
@@ -173,9 +179,12 @@ def test_the_weed_binary_is_found_next_to_the_interpreter(tmp_path, monkeypatch)
 def test_a_local_run_warns_of_gpus_and_fails_on_missing_data_before_any_stack_starts(tmp_path, monkeypatch, capsys):
     from kubenas import local_run
 
-    cfg = parse_config(_with(BASE, "dataset", {"name": "parquet", "options": {"path": str(tmp_path / "none.parquet"),
-                                                                              "shape": [1, 40]}})
-                       | {"resources": {"gpus": 1}})
+    cfg = parse_config(
+        _with(
+            BASE, "dataset", {"name": "parquet", "options": {"path": str(tmp_path / "none.parquet"), "shape": [1, 40]}}
+        )
+        | {"resources": {"gpus": 1}}
+    )
     monkeypatch.setattr(local_run, "has_gpu", lambda: False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ConfigError, match=r"dataset.options.path: .*none.parquet' does not exist"):
@@ -199,7 +208,10 @@ CLI_CASES = [
     (["upload", str(BASE), "--host", "http://127.0.0.1:1", "--version", ""], "--version ''"),
     (["bench", "compare", "--seeds", "0"], "--seeds, --budget and --jobs must be positive"),
     (["bench", "compare", "--jobs", "0"], "--seeds, --budget and --jobs must be positive"),
-    (["bench", "import", "nope.csv", "--mapping", "nope.yaml", "--out", "t.parquet"], "cannot read the mapping nope.yaml"),
+    (
+        ["bench", "import", "nope.csv", "--mapping", "nope.yaml", "--out", "t.parquet"],
+        "cannot read the mapping nope.yaml",
+    ),
     (["bench", "mean", "one.parquet", "--out", "m.parquet"], "give two or more tables"),
     (["bench", "budget", "--jobs", "0"], "must be positive"),
     (["bench", "estimators", "--sample", "1"], "--sample must be at least 3"),

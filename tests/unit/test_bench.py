@@ -13,8 +13,13 @@ from kubenas.core import Fidelity
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.spaces import make_space
 
-PROTOCOL = table.Protocol(space="nb201", space_options={"ops": ["skip_connect", "nor_conv_1x1", "avg_pool_3x3"],
-                                                       "width": 4}, epochs=2, sample=16, seed=3)
+PROTOCOL = table.Protocol(
+    space="nb201",
+    space_options={"ops": ["skip_connect", "nor_conv_1x1", "avg_pool_3x3"], "width": 4},
+    epochs=2,
+    sample=16,
+    seed=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +31,9 @@ def built(tmp_path_factory):
     # an interrupted shard resumes: a cut-off last line is trained again, finished lines are not
     first.write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])
     table.build_shard(PROTOCOL, out, 0, 2, progress=False)
-    assert [json.loads(x)["arch_id"] for x in first.read_text().splitlines()[:5]] == \
-           [json.loads(x)["arch_id"] for x in lines[:5]]
+    assert [json.loads(x)["arch_id"] for x in first.read_text().splitlines()[:5]] == [
+        json.loads(x)["arch_id"] for x in lines[:5]
+    ]
     with pytest.raises(ValueError, match="missing shard file"):
         table.merge(PROTOCOL, out, 2)
     table.build_shard(PROTOCOL, out, 1, 2, progress=False)
@@ -65,8 +71,9 @@ def test_tabular_estimator_answers_from_the_table(built):
 
 
 def test_compare_reports_regret_for_kubenas_and_optuna(built, tmp_path):
-    traces = compare.compare(built, ("random", "regularized_evolution", "optuna_tpe"), seeds=3, budget=16,
-                             progress=False)
+    traces = compare.compare(
+        built, ("random", "regularized_evolution", "optuna_tpe"), seeds=3, budget=16, progress=False
+    )
     assert len(traces) == 9
     est = TabularEstimator(built)
     for t in traces:
@@ -114,7 +121,9 @@ def test_compare_reports_validation_regret_and_every_query_and_credits_rejected_
     from types import SimpleNamespace
 
     good = json.loads(next(iter(est.rows.values()))["arch"])
-    asks = iter([SimpleNamespace(arch=good, id="a"), SimpleNamespace(arch=dict.fromkeys(good, "no_such_op"), id="b")] * 3)
+    asks = iter(
+        [SimpleNamespace(arch=good, id="a"), SimpleNamespace(arch=dict.fromkeys(good, "no_such_op"), id="b")] * 3
+    )
     mixed = compare._loop("mixed", 0, 6, est, est.space, lambda: next(asks), lambda cand, res: None)
     assert [q[1] is None for q in mixed.queries] == [False, True] * 3 and mixed.queries[1][1:] == [None, None, 0.0, 0]
     assert mixed.answered == [1, 1, 2, 2, 3, 3] and mixed.saved(6) == 0
@@ -131,8 +140,12 @@ def test_compare_names_the_best_strategy_against_optuna_tpe_at_each_checkpoint()
     def row(**medians):
         return {f"val{q}": {"median": m, "q1": m, "q3": m} for q, m in ((int(k[1:]), v) for k, v in medians.items())}
 
-    summary = {"random": row(q25=0.04, q100=0.02), "bayes_quadratic": row(q25=0.03, q100=0.005),
-               "optuna_tpe": row(q25=0.03, q100=0.01), "optuna_random": row(q25=0.001, q100=0.0)}
+    summary = {
+        "random": row(q25=0.04, q100=0.02),
+        "bayes_quadratic": row(q25=0.03, q100=0.005),
+        "optuna_tpe": row(q25=0.03, q100=0.01),
+        "optuna_random": row(q25=0.001, q100=0.0),
+    }
     (line,) = compare._against("optuna_tpe", summary, [25, 100])
     # Optuna's samplers are peers, not candidates for the best kubenas strategy
     assert line.endswith("25: bayes_quadratic 3.00 (1.00x); 100: bayes_quadratic 0.50 (0.50x).")
@@ -143,11 +156,18 @@ def test_compare_spreads_seeds_over_processes_with_the_same_results(capsys):
     kwargs = dict(table="nb201-4op-mnist1d", strategies=("bananas", "optuna_tpe"), seeds=2, budget=15)
     alone = compare.compare(**kwargs, progress=False)
     spread = compare.compare(**kwargs, jobs=2)
-    assert [(t.strategy, t.seed, t.regret, t.val_regret) for t in spread] == \
-           [(t.strategy, t.seed, t.regret, t.val_regret) for t in alone]
+    assert [(t.strategy, t.seed, t.regret, t.val_regret) for t in spread] == [
+        (t.strategy, t.seed, t.regret, t.val_regret) for t in alone
+    ]
     out = capsys.readouterr().out
-    assert re.search(r"bananas seed [01] \([12]/2\): test regret [\d.]+, validation regret [\d.]+ points after 15 "
-                     r"queries", out) and "optuna_tpe: 2 seeds x 15 queries in" in out
+    assert (
+        re.search(
+            r"bananas seed [01] \([12]/2\): test regret [\d.]+, validation regret [\d.]+ points after 15 "
+            r"queries",
+            out,
+        )
+        and "optuna_tpe: 2 seeds x 15 queries in" in out
+    )
     with pytest.raises(ValueError, match="jobs must be at least 1"):
         compare.compare(**kwargs, jobs=0)
 
@@ -156,8 +176,12 @@ def test_an_early_termination_variant_takes_its_threshold_after_an_at_sign():
     assert compare.variant("regularized_evolution+lc@0.5").early_stop == {"threshold": 0.5}
     assert compare.variant("regularized_evolution+lc").early_stop == {}
     assert compare.variant("bananas") == compare.Variant("bananas", {})
-    for bad, says in (("regularized_evolution+lc@1.5", "in (0, 1)"), ("regularized_evolution+lc@x", "in (0, 1)"),
-                      ("regularized_evolution@0.5", "@<threshold>"), ("evolution", "unknown strategy 'evolution'")):
+    for bad, says in (
+        ("regularized_evolution+lc@1.5", "in (0, 1)"),
+        ("regularized_evolution+lc@x", "in (0, 1)"),
+        ("regularized_evolution@0.5", "@<threshold>"),
+        ("evolution", "unknown strategy 'evolution'"),
+    ):
         with pytest.raises(ValueError, match=re.escape(says)):
             compare.variant(bad)
     with pytest.raises(ValueError, match="unknown strategy 'nope'"):
@@ -178,8 +202,9 @@ def test_compare_runs_multi_fidelity_variants_and_reports_by_simulated_time(buil
     assert set(summary["bohb"]) >= {5, 16, "t2", "t8"}
     for row in summary.values():  # more time never means more regret
         assert row["t8"]["median"] <= row["t2"]["median"]
-    paths = compare.write_outputs(traces, summary, tmp_path, {"table": "t", "seeds": 2, "budget": 16,
-                                                             "unit_seconds": unit})
+    paths = compare.write_outputs(
+        traces, summary, tmp_path, {"table": "t", "seeds": 2, "budget": 16, "unit_seconds": unit}
+    )
     text = paths["markdown"].read_text()
     assert "Regret at simulated training time" in text and "| bohb |" in text and "| 8 units |" in text
 
@@ -192,11 +217,44 @@ def test_compare_runs_a_strategy_behind_a_zero_cost_prefilter(built):
 
 
 def test_cli(built, tmp_path, capsys):
-    assert main(["bench", "compare", "--table", str(built), "--strategies", "local_search,optuna_random",
-                 "--seeds", "2", "--budget", "10", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "compare",
+                "--table",
+                str(built),
+                "--strategies",
+                "local_search,optuna_random",
+                "--seeds",
+                "2",
+                "--budget",
+                "10",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "| local_search |" in capsys.readouterr().out
-    assert main(["bench", "compare", "--table", str(built), "--multi-objective", "--seeds", "2", "--budget", "10",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "compare",
+                "--table",
+                str(built),
+                "--multi-objective",
+                "--seeds",
+                "2",
+                "--budget",
+                "10",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "| optuna_nsga2 |" in capsys.readouterr().out
     assert main(["bench", "compare", "--table", str(built), "--strategies", "nope"]) == 2
     assert "unknown strategy 'nope'" in capsys.readouterr().err
@@ -206,28 +264,51 @@ def test_cli(built, tmp_path, capsys):
 def test_estimators_measures_rank_correlation_and_cost_against_full_training(built, tmp_path, capsys):
     from kubenas.bench import estimators
 
-    results = {r["estimator"]: r for r in estimators.measure(built, n=12, proxies=("params", "nwot"), progress=False,
-                                                             oneshot_epochs=1)}
+    results = {
+        r["estimator"]: r
+        for r in estimators.measure(built, n=12, proxies=("params", "nwot"), progress=False, oneshot_epochs=1)
+    }
     full = results["full training"]
     assert full["kendall"] == pytest.approx(1.0) and full["spearman"] == pytest.approx(1.0)  # itself
     low = results["training, 1 of 2 epochs"]
     assert -1 <= low["kendall"] <= 1 and low["seconds_per_arch"] == pytest.approx(full["seconds_per_arch"] / 2)
-    for name in ("zero-cost: params", "zero-cost: nwot", "one-shot: random sampling, 1 epochs",
-                 "one-shot: fair sampling, 1 epochs", "one-shot: ENAS, 1 epochs",
-                 "weight inheritance: 1 epoch from a trained parent"):
+    for name in (
+        "zero-cost: params",
+        "zero-cost: nwot",
+        "one-shot: random sampling, 1 epochs",
+        "one-shot: fair sampling, 1 epochs",
+        "one-shot: ENAS, 1 epochs",
+        "weight inheritance: 1 epoch from a trained parent",
+    ):
         assert -1 <= results[name]["kendall"] <= 1 and 0 < results[name]["seconds_per_arch"]
     assert results["one-shot: ENAS, 1 epochs"]["total_seconds"] > 0
     with pytest.raises(ValueError, match="unknown estimator kind"):
         estimators.measure(built, n=12, kinds=("magic",))
     with pytest.raises(ValueError, match="sample of 99 asked, but the table has 16"):
         estimators.sample_rows(TabularEstimator(built), 99)
-    assert estimators.sample_rows(TabularEstimator(built), 5, seed=1) == estimators.sample_rows(TabularEstimator(built), 5, seed=1)
-    assert main(["bench", "estimators", "--table", str(built), "--sample", "8", "--out", str(tmp_path),
-                 "--estimators", "training,zero_cost"]) == 0
+    assert estimators.sample_rows(TabularEstimator(built), 5, seed=1) == estimators.sample_rows(
+        TabularEstimator(built), 5, seed=1
+    )
+    assert (
+        main(
+            [
+                "bench",
+                "estimators",
+                "--table",
+                str(built),
+                "--sample",
+                "8",
+                "--out",
+                str(tmp_path),
+                "--estimators",
+                "training,zero_cost",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| zero-cost: synflow |" in text and "| full training | 1.000 | 1.000 |" in text
     assert (tmp_path / "estimators.md").exists()
-
 
 
 def test_budget_runs_real_searches_and_looks_their_picks_up_in_the_table(tmp_path):
@@ -260,17 +341,35 @@ def test_the_pipeline_benchmark_splits_a_run_by_what_its_tasks_recorded():
     from kubenas.bench.pipeline import render, summarise
 
     cfg = SimpleNamespace(name="s", budget=SimpleNamespace(parallelism=2), fidelity=SimpleNamespace(epochs=2))
-    task = {"task": "train_candidates", "started": 0.0, "step_start": 0.5, "ended": 10.5, "startup_cpu": 0.4,
-            "cpu": 9.0, "train_cpu": 7.5, "train_wall": 8.0, "candidates": 3, "s3_requests": 5, "s3_seconds": 0.5,
-            "mlflow_requests": 13, "mlflow_seconds": 0.5}
-    tasks = [task, {**task, "cpu": 8.0, "train_cpu": 7.0}, {**task, "task": "sample_architectures", "candidates": 0,
-                                                           "cpu": 0.6, "train_cpu": 0.0, "train_wall": 0.0}]
+    task = {
+        "task": "train_candidates",
+        "started": 0.0,
+        "step_start": 0.5,
+        "ended": 10.5,
+        "startup_cpu": 0.4,
+        "cpu": 9.0,
+        "train_cpu": 7.5,
+        "train_wall": 8.0,
+        "candidates": 3,
+        "s3_requests": 5,
+        "s3_seconds": 0.5,
+        "mlflow_requests": 13,
+        "mlflow_seconds": 0.5,
+    }
+    tasks = [
+        task,
+        {**task, "cpu": 8.0, "train_cpu": 7.0},
+        {**task, "task": "sample_architectures", "candidates": 0, "cpu": 0.6, "train_cpu": 0.0, "train_wall": 0.0},
+    ]
     rows = [{"train_seconds": 2.0}] * 6
     result = summarise(cfg, wall=20.0, stack_seconds=6.0, rows=rows, export={"retrain_seconds": 4.0}, tasks=tasks)
     assert result["training_s"] == 12 / 2 + 4.0 and result["outside_training_share"] == 1 - 10.0 / 20.0
     workers = result["tasks"]["train_candidates"]
     assert workers["fixed_cpu_per_candidate_s"] == ((9.0 - 7.5) + (8.0 - 7.0)) / 6
-    assert workers["startup_wall_s"] == 0.5 and result["tasks"]["sample_architectures"]["fixed_cpu_per_candidate_s"] is None
+    assert (
+        workers["startup_wall_s"] == 0.5
+        and result["tasks"]["sample_architectures"]["fixed_cpu_per_candidate_s"] is None
+    )
     assert result["split_s"]["step work (summed)"] == 2 * (10.0 - 8.0 - 0.5 - 0.5) + (10.0 - 0.5 - 0.5)
     assert "share outside training: 50 %" in render(result)
 
@@ -281,14 +380,29 @@ def test_the_pipeline_benchmark_times_a_containers_start_when_tasks_ran_in_conta
     from kubenas.bench.pipeline import render, summarise
 
     cfg = SimpleNamespace(name="s", budget=SimpleNamespace(parallelism=1), fidelity=SimpleNamespace(epochs=1))
-    task = {"task": "update_strategy", "requested": 100.0, "started": 100.25, "step_start": 101.0, "ended": 102.0,
-            "startup_cpu": 0.6, "cpu": 1.0, "train_cpu": 0.0, "train_wall": 0.0}
+    task = {
+        "task": "update_strategy",
+        "requested": 100.0,
+        "started": 100.25,
+        "step_start": 101.0,
+        "ended": 102.0,
+        "startup_cpu": 0.6,
+        "cpu": 1.0,
+        "train_cpu": 0.0,
+        "train_wall": 0.0,
+    }
     result = summarise(cfg, wall=5.0, stack_seconds=1.0, rows=[], export={}, tasks=[task, {**task, "started": 100.75}])
     assert result["tasks"]["update_strategy"]["container_start_s"] == 0.5
     assert result["split_s"]["container start (summed over tasks)"] == 1.0
     assert "| update_strategy | 2 | 0.50 | " in render(result)
-    plain = summarise(cfg, wall=5.0, stack_seconds=1.0, rows=[], export={}, tasks=[{k: v for k, v in task.items()
-                                                                                   if k != "requested"}])
+    plain = summarise(
+        cfg,
+        wall=5.0,
+        stack_seconds=1.0,
+        rows=[],
+        export={},
+        tasks=[{k: v for k, v in task.items() if k != "requested"}],
+    )
     assert plain["tasks"]["update_strategy"]["container_start_s"] is None
 
 
@@ -309,19 +423,21 @@ def test_import_maps_a_foreign_table_onto_a_space_and_reports_what_it_left_out(t
         val = 50 + k  # percent
         lines.append(f'"{genotype}",{val},{val - 1},"[{val / 2}, {val}]",{10 + k},{1000 + k}')
     lines.append('"|conv5x5~0|+|skip~0|skip~1|+|skip~0|skip~1|skip~2|",90,90,"[1, 90]",1,1')  # not an operation
-    lines.append(lines[1])                                                                 # a repeat
-    lines.append('"|skip~0|+|pool~0|pool~1|+|pool~0|pool~1|pool~2|",,,"[]",1,1')          # no accuracies
+    lines.append(lines[1])  # a repeat
+    lines.append('"|skip~0|+|pool~0|pool~1|+|pool~0|pool~1|pool~2|",,,"[]",1,1')  # no accuracies
     source = tmp_path / "theirs.csv"
     source.write_text("\n".join(lines) + "\n")
     mapping = tmp_path / "mapping.yaml"
-    mapping.write_text(yaml_text := """
+    mapping.write_text(
+        yaml_text := """
 space: nb201
 space_options: {ops: [skip_connect, nor_conv_1x1, avg_pool_3x3], width: 4}
 arch: {column: arch_str, format: genotype, ops: {skip: skip_connect, conv1x1: nor_conv_1x1, pool: avg_pool_3x3}}
 metrics: {val_acc: valid_acc, test_acc: test_acc, val_acc_curve: curve, train_seconds: time, params: n_params}
 scale: 0.01
 protocol: {dataset: cifar10, epochs: 200, optimizer: sgd, schedule: cosine, lr: 0.1}
-""")
+"""
+    )
     out = tmp_path / "t.parquet"
     assert main(["bench", "import", str(source), "--mapping", str(mapping), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -351,14 +467,22 @@ def test_mean_averages_tables_built_with_different_seeds_and_keeps_each_seed(bui
         rows = data.to_pylist()
         for r in rows:
             if r["status"] == "ok":
-                r.update(val_acc=r["val_acc"] + shift, test_acc=r["test_acc"] - shift, seed=seed,
-                         val_acc_curve=[x + shift for x in r["val_acc_curve"]])
+                r.update(
+                    val_acc=r["val_acc"] + shift,
+                    test_acc=r["test_acc"] - shift,
+                    seed=seed,
+                    val_acc_curve=[x + shift for x in r["val_acc_curve"]],
+                )
         if fail is not None:
             rows[fail].update(status="failed", error="CUDA out of memory")
         path = tmp_path / f"seed{seed}.parquet"
         m = {**meta, "protocol": {**meta["protocol"], "seed": seed}}
-        pq.write_table(pa.Table.from_pylist(rows, schema=table.SCHEMA).replace_schema_metadata(
-            {table.METADATA_KEY: json.dumps(m).encode()}), path)
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=table.SCHEMA).replace_schema_metadata(
+                {table.METADATA_KEY: json.dumps(m).encode()}
+            ),
+            path,
+        )
         return path
 
     a, b = reseeded(10, 0.0), reseeded(11, 0.02, fail=3)

@@ -11,9 +11,26 @@ from kubenas.strategies import STRATEGIES
 
 def test_search_writes_history_and_state(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["search", "--space", "chain", "--space-options", '{"max_depth": 2, "widths": [4, 8]}',
-                 "--strategy", "random", "--dataset", "digits", "--max-evals", "2", "--epochs", "1",
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "search",
+            "--space",
+            "chain",
+            "--space-options",
+            '{"max_depth": 2, "widths": [4, 8]}',
+            "--strategy",
+            "random",
+            "--dataset",
+            "digits",
+            "--max-evals",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     history = json.loads((out / "history.json").read_text())
     state = json.loads((out / "state.json").read_text())

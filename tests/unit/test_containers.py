@@ -43,16 +43,30 @@ def test_runner_args_are_the_manifests_security_settings():
 
 
 def test_the_task_environment_has_the_credentials_and_nothing_else_of_the_hosts():
-    env = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1",
-           "MLFLOW_TRACKING_URI": "http://127.0.0.1:2", "KUBENAS_RUN_PID": "77", "PATH": "/host/bin",
-           "SSH_AUTH_SOCK": "/run/agent", "DOCKER_HOST": "unix:///x", "MLFLOW_TRACKING_PASSWORD": ""}
+    env = {
+        "AWS_ACCESS_KEY_ID": "key",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:2",
+        "KUBENAS_RUN_PID": "77",
+        "PATH": "/host/bin",
+        "SSH_AUTH_SOCK": "/run/agent",
+        "DOCKER_HOST": "unix:///x",
+        "MLFLOW_TRACKING_PASSWORD": "",
+    }
     args = containers.runner_args(env, 77, [], [])
-    assert args["environment"] == {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
-                                   "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1", "MLFLOW_TRACKING_URI": "http://127.0.0.1:2",
-                                   "KUBENAS_RUN_PID": "77", "HOME": "/tmp/home"}
+    assert args["environment"] == {
+        "AWS_ACCESS_KEY_ID": "key",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:2",
+        "KUBENAS_RUN_PID": "77",
+        "HOME": "/tmp/home",
+    }
     assert args["labels"] == {containers.LABEL: containers.label_value(77)}
-    assert "command" not in args and "secret" not in json.dumps({k: v for k, v in args.items() if k != "environment"},
-                                                                default=str)
+    assert "command" not in args and "secret" not in json.dumps(
+        {k: v for k, v in args.items() if k != "environment"}, default=str
+    )
 
 
 def test_mounts_come_parent_first_and_keep_their_mode(tmp_path):
@@ -84,7 +98,7 @@ def test_a_lease_pid_from_another_pid_namespace_is_not_judged_here():
     in the namespace the lease names."""
     import socket
 
-    dead = 2 ** 22 + 17  # above the default pid_max: no such process
+    dead = 2**22 + 17  # above the default pid_max: no such process
     base = {"host": socket.gethostname(), "pid": dead, "expires": time.time() + 60}
     assert "has ended" in lease_stale({**base, "pidns": pid_namespace()}, time.time())
     assert lease_stale({**base, "pidns": "pid:[1]"}, time.time()) is None

@@ -51,11 +51,13 @@ def _rows(n, shape, seed=0):
 def test_parquet_fixed_shape_tensor_with_split_column(tmp_path):
     x, y = _rows(30, (1, 6, 6))
     tensor_type = pa.fixed_shape_tensor(pa.float32(), (1, 6, 6))
-    table = pa.table({
-        "x": pa.FixedShapeTensorArray.from_numpy_ndarray(x),
-        "label": pa.array(y),
-        "split": ["train"] * 20 + ["validation"] * 5 + ["test"] * 5,
-    })
+    table = pa.table(
+        {
+            "x": pa.FixedShapeTensorArray.from_numpy_ndarray(x),
+            "label": pa.array(y),
+            "split": ["train"] * 20 + ["validation"] * 5 + ["test"] * 5,
+        }
+    )
     assert table.schema.field("x").type == tensor_type
     pq.write_table(table, tmp_path / "data.parquet")
     d = load_dataset("parquet", path=str(tmp_path / "data.parquet"))

@@ -16,8 +16,13 @@ from kubenas.data import DATASETS, check_source, dataset_info, load_dataset
 def _parquet(tmp_path) -> dict:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 1, 6, 6)).astype(np.float32), np.arange(40) % 3
-    table = pa.table({"x": pa.FixedShapeTensorArray.from_numpy_ndarray(x), "label": pa.array(y),
-                      "split": ["train"] * 24 + ["validation"] * 8 + ["test"] * 8})
+    table = pa.table(
+        {
+            "x": pa.FixedShapeTensorArray.from_numpy_ndarray(x),
+            "label": pa.array(y),
+            "split": ["train"] * 24 + ["validation"] * 8 + ["test"] * 8,
+        }
+    )
     pq.write_table(table, tmp_path / "data.parquet")
     return {"path": str(tmp_path / "data.parquet")}
 

@@ -9,8 +9,18 @@ from kubenas import Fidelity, InvalidArchitecture, TrainingEstimator, evaluate, 
 from kubenas.data import load_dataset
 from tests.conftest import toy_dataset
 
-CONV = {"depth": 2, "op_1": "conv", "kernel_1": 3, "width_1": 16, "act_1": "relu", "bn_1": True,
-        "op_2": "dense", "width_2": 16, "act_2": "relu", "bn_2": False}
+CONV = {
+    "depth": 2,
+    "op_1": "conv",
+    "kernel_1": 3,
+    "width_1": 16,
+    "act_1": "relu",
+    "bn_1": True,
+    "op_2": "dense",
+    "width_2": 16,
+    "act_2": "relu",
+    "bn_2": False,
+}
 
 
 def chain():
@@ -109,9 +119,21 @@ def test_the_estimator_needs_no_test_split(toy):
 
 def test_training_learns_mnist1d():
     data = load_dataset("mnist1d").without_test()
-    arch = {"depth": 3, "op_1": "conv", "kernel_1": 5, "width_1": 32, "act_1": "relu", "bn_1": True,
-            "op_2": "maxpool", "kernel_2": 3,
-            "op_3": "conv", "kernel_3": 3, "width_3": 32, "act_3": "relu", "bn_3": True}
+    arch = {
+        "depth": 3,
+        "op_1": "conv",
+        "kernel_1": 5,
+        "width_1": 32,
+        "act_1": "relu",
+        "bn_1": True,
+        "op_2": "maxpool",
+        "kernel_2": 3,
+        "op_3": "conv",
+        "kernel_3": 3,
+        "width_3": 32,
+        "act_3": "relu",
+        "bn_3": True,
+    }
     res = evaluate(arch, chain(), data, Fidelity(epochs=3), seed=0)
     assert res.status == "ok" and res.metrics["val_acc"] > 0.4  # chance is 0.1
 

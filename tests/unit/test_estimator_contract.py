@@ -48,8 +48,7 @@ def _training():
 
 
 def _early_stop(history=()):
-    est = EarlyTerminationEstimator(_training(), EarlyTermination(k=1, min_epochs=1, min_calibration=2,
-                                                                  threshold=0.9))
+    est = EarlyTerminationEstimator(_training(), EarlyTermination(k=1, min_epochs=1, min_calibration=2, threshold=0.9))
     est.add_history(history)
     return est
 
@@ -109,11 +108,17 @@ def test_stateful_estimators_round_trip_their_state():
     data, arch = toy_dataset(n=48), SPACE.mutate(SPACE.sample(0), 5)
     # early termination: the state is the completed curves, which the pipeline reads back from the history
     first = _early_stop()
-    completed = [first.evaluate(SPACE.sample(i), SPACE, data, FIDELITY, candidate_id=str(i)).metrics["val_acc_curve"]
-                 for i in range(3)]
+    completed = [
+        first.evaluate(SPACE.sample(i), SPACE, data, FIDELITY, candidate_id=str(i)).metrics["val_acc_curve"]
+        for i in range(3)
+    ]
     a = first.evaluate(arch, SPACE, data, FIDELITY, candidate_id="c")
     b = _early_stop(completed).evaluate(arch, SPACE, data, FIDELITY, candidate_id="c")
-    assert a.metrics == {**b.metrics, "train_seconds": a.metrics["train_seconds"], "latency_ms": a.metrics["latency_ms"]}
+    assert a.metrics == {
+        **b.metrics,
+        "train_seconds": a.metrics["train_seconds"],
+        "latency_ms": a.metrics["latency_ms"],
+    }
     # inheritance: the state is the stored weights (here a store copied to a fresh estimator, as S3 is shared)
     one = _inherit()
     one.evaluate(SPACE.sample(0), SPACE, data, FIDELITY, candidate_id="p")
@@ -132,9 +137,11 @@ def test_an_estimator_reports_the_metrics_it_declares(name):
     section = {**EstimatorConfig().model_dump(), **SECTIONS[name]}
     space, est = _space(name), _make(name)
     _prime(name, est, toy_dataset(n=48))
-    result = est.evaluate(space.sample(3), space, toy_dataset(n=48), FIDELITY, seed=0, candidate_id="c",
-                          **_context(name))
+    result = est.evaluate(
+        space.sample(3), space, toy_dataset(n=48), FIDELITY, seed=0, candidate_id="c", **_context(name)
+    )
     assert result.ok, result.error
     declared = reported_metrics(section)
-    assert declared and all(is_finite(result.metrics.get(m)) for m in declared), \
-        {m: result.metrics.get(m) for m in declared}
+    assert declared and all(is_finite(result.metrics.get(m)) for m in declared), {
+        m: result.metrics.get(m) for m in declared
+    }

@@ -24,14 +24,18 @@ from tests.unit.test_dataset_contract import check_dataset
 def registered(monkeypatch):
     monkeypatch.setitem(SPACES, "toy", ToySpace)
     monkeypatch.setitem(DATASETS, "toy", Loader(load_toy_blobs, toy_blobs_info))
-    monkeypatch.setitem(ESTIMATORS, "size", Entry("tests.toys.estimator:SizeEstimator", "size",
-                                                  metrics=("val_acc", "params")))
+    monkeypatch.setitem(
+        ESTIMATORS, "size", Entry("tests.toys.estimator:SizeEstimator", "size", metrics=("val_acc", "params"))
+    )
 
 
 def test_a_new_space_keeps_the_space_contract(registered):
     space = make_space("toy")
-    contract = [f for name, f in vars(space_contract).items() if name.startswith("test_") and
-                list(inspect.signature(f).parameters) in (["space"], ["buildable_space"])]
+    contract = [
+        f
+        for name, f in vars(space_contract).items()
+        if name.startswith("test_") and list(inspect.signature(f).parameters) in (["space"], ["buildable_space"])
+    ]
     assert len(contract) >= 10
     for test in contract:
         test(space)
@@ -51,18 +55,28 @@ def test_a_new_estimator_keeps_the_estimator_contract(registered, monkeypatch):
 
 
 def test_the_three_search_together_from_a_config(registered):
-    cfg = parse_config({"name": "toys", "dataset": {"name": "toy", "options": {"classes": 3}},
-                        "space": {"name": "toy", "options": {"max_layers": 2}}, "strategy": {"name": "random"},
-                        "estimator": {"size": {"scale": 1e-3}}, "fidelity": {"epochs": 1}})
+    cfg = parse_config(
+        {
+            "name": "toys",
+            "dataset": {"name": "toy", "options": {"classes": 3}},
+            "space": {"name": "toy", "options": {"max_layers": 2}},
+            "strategy": {"name": "random"},
+            "estimator": {"size": {"scale": 1e-3}},
+            "fidelity": {"epochs": 1},
+        }
+    )
     estimator = make_estimator(cfg.estimator.model_dump())
     assert isinstance(estimator, SizeEstimator) and estimator.scale == 1e-3
-    result = search(cfg.space.build(), "random", dataset=load_dataset("toy", classes=3), estimator=estimator,
-                    max_evals=5, seed=0)
+    result = search(
+        cfg.space.build(), "random", dataset=load_dataset("toy", classes=3), estimator=estimator, max_evals=5, seed=0
+    )
     assert len(result.history) == 5 and result.best["metrics"]["params"] == max(
-        r["metrics"]["params"] for r in result.history)
+        r["metrics"]["params"] for r in result.history
+    )
 
 
 def test_an_unregistered_estimator_field_is_named():
     with pytest.raises(Exception, match=r"estimator: unknown field\(s\) \['size'\]"):
-        parse_config({"name": "x", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
-                      "estimator": {"size": {}}})
+        parse_config(
+            {"name": "x", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"}, "estimator": {"size": {}}}
+        )

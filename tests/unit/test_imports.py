@@ -22,8 +22,11 @@ def _imports(path: Path, everywhere: bool) -> set[str]:
     """kubenas modules that ``path`` imports: at module level only, or ``everywhere`` (inside functions too).
     ``from package import submodule`` counts as importing the submodule."""
     tree = ast.parse(path.read_text())
-    nodes = ast.walk(tree) if everywhere else (n for n in tree.body if not isinstance(n, ast.If) or
-                                                 "TYPE_CHECKING" not in ast.unparse(n.test))
+    nodes = (
+        ast.walk(tree)
+        if everywhere
+        else (n for n in tree.body if not isinstance(n, ast.If) or "TYPE_CHECKING" not in ast.unparse(n.test))
+    )
     out = set()
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -36,8 +39,10 @@ def _imports(path: Path, everywhere: bool) -> set[str]:
 
 def _graph(everywhere: bool) -> dict[str, set[str]]:
     # A module's parent packages are imported before it whatever it says: those edges are not circles.
-    return {m: {i for i in _imports(p, everywhere) if i in FILES and i != m and not m.startswith(i + ".")}
-            for m, p in FILES.items()}
+    return {
+        m: {i for i in _imports(p, everywhere) if i in FILES and i != m and not m.startswith(i + ".")}
+        for m, p in FILES.items()
+    }
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -49,7 +54,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         state[m] = 2
@@ -101,14 +106,23 @@ def _third_party(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("sdk, adapters", [
-    ("mlflow", {"kubenas.tracking"}),                      # every MLflow call, the export's and pull's too
-    ("boto3", {"kubenas.store", "kubenas.stack"}),          # the S3 store, and the stack probing its own S3
-    ("botocore", {"kubenas.store", "kubenas.stack"}),
-    ("kfp", {"kubenas.local_run", "kubenas.cluster",         # plus components/ and pipelines/, the KFP wiring,
-             "kubenas.containers"}),                        # and kfp.local's DockerRunner
-    ("docker", {"kubenas.containers"}),                     # the container runner's engine
-])
+@pytest.mark.parametrize(
+    "sdk, adapters",
+    [
+        ("mlflow", {"kubenas.tracking"}),  # every MLflow call, the export's and pull's too
+        ("boto3", {"kubenas.store", "kubenas.stack"}),  # the S3 store, and the stack probing its own S3
+        ("botocore", {"kubenas.store", "kubenas.stack"}),
+        (
+            "kfp",
+            {
+                "kubenas.local_run",
+                "kubenas.cluster",  # plus components/ and pipelines/, the KFP wiring,
+                "kubenas.containers",
+            },
+        ),  # and kfp.local's DockerRunner
+        ("docker", {"kubenas.containers"}),  # the container runner's engine
+    ],
+)
 def test_each_sdk_is_used_by_its_adapter_only(sdk, adapters):
     users = {m for m, p in FILES.items() if sdk in _third_party(p)}
     assert users <= adapters, sorted(users - adapters)

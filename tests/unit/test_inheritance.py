@@ -34,22 +34,39 @@ def test_every_morphism_computes_exactly_the_parents_function(shape):
             assert 0 < share <= 1
             x = torch.randn(16, *shape)
             with torch.no_grad():
-                assert torch.allclose(pm.eval()(x), cm.eval()(x), atol=1e-5), (space.genotype(parent), space.genotype(child))
+                assert torch.allclose(pm.eval()(x), cm.eval()(x), atol=1e-5), (
+                    space.genotype(parent),
+                    space.genotype(child),
+                )
     assert kinds["widen"] > 10 and kinds["deepen"] > 10
 
 
 def test_morphisms_widen_or_insert_an_identity_layer():
     space = make_space("chain", max_depth=3, widths=[16, 32], activations=["relu", "tanh"])
-    arch = {"depth": 2, "op_1": "conv", "kernel_1": 3, "width_1": 16, "act_1": "relu", "bn_1": True,
-            "op_2": "dense", "width_2": 32, "act_2": "tanh", "bn_2": False}
+    arch = {
+        "depth": 2,
+        "op_1": "conv",
+        "kernel_1": 3,
+        "width_1": 16,
+        "act_1": "relu",
+        "bn_1": True,
+        "op_2": "dense",
+        "width_2": 32,
+        "act_2": "tanh",
+        "bn_2": False,
+    }
     children = morphisms(space, arch)
     assert {**arch, "width_1": 32} in children  # width_2 is already the widest
     inserted = [c for c in children if c["depth"] == 3]
     # only after the ReLU layer (its output is non-negative), never after the tanh one
     assert len(inserted) == 1 and inserted[0]["op_2"] == "conv" and inserted[0]["act_2"] == "relu"
     assert inserted[0]["width_2"] == 16 and inserted[0]["op_3"] == "dense" and inserted[0]["act_3"] == "tanh"
-    assert make_space("chain", activations=["tanh"]).morph(
-        {"depth": 1, "op_1": "conv", "kernel_1": 3, "width_1": 64, "act_1": "tanh", "bn_1": False}, 0) is None
+    assert (
+        make_space("chain", activations=["tanh"]).morph(
+            {"depth": 1, "op_1": "conv", "kernel_1": 3, "width_1": 64, "act_1": "tanh", "bn_1": False}, 0
+        )
+        is None
+    )
     assert make_space("nb201").morph(make_space("nb201").sample(0), 0) is None  # no morphisms outside chain
 
 
@@ -67,11 +84,22 @@ def test_cell_children_inherit_every_unchanged_edge():
 
 
 def test_children_train_for_fewer_epochs_from_their_parents_weights():
-    data, space = toy_dataset(n=64), make_space("chain", activations=["relu"], widths=[8, 16, 32, 64])  # morphisms abound
+    data, space = (
+        toy_dataset(n=64),
+        make_space("chain", activations=["relu"], widths=[8, 16, 32, 64]),
+    )  # morphisms abound
     weights = MemoryWeights()
     est = InheritingEstimator(TrainingEstimator(device="cpu"), weights, epochs=1)
-    res = search(space, "network_morphism", dataset=data, fidelity=Fidelity(epochs=3), estimator=est, max_evals=6,
-                 seed=0, strategy_options={"n_init": 2, "mutation_rate": 0.0})
+    res = search(
+        space,
+        "network_morphism",
+        dataset=data,
+        fidelity=Fidelity(epochs=3),
+        estimator=est,
+        max_evals=6,
+        seed=0,
+        strategy_options={"n_init": 2, "mutation_rate": 0.0},
+    )
     roots, children = res.history[:2], res.history[2:]
     assert all(r["parent_id"] is None and r["metrics"]["epochs_trained"] == 3 for r in roots)
     assert all("inherited_from" not in r["metrics"] for r in roots)
@@ -82,10 +110,19 @@ def test_children_train_for_fewer_epochs_from_their_parents_weights():
         assert _relation(parent["arch"], r["arch"])[0] in ("widen", "deepen")  # mutation_rate 0: morphisms only
     assert set(weights.weights) == {r["id"] for r in res.history}
     # deterministic for a seed
-    again = search(space, "network_morphism", dataset=data, fidelity=Fidelity(epochs=3),
-                   estimator=InheritingEstimator(TrainingEstimator(device="cpu"), epochs=1), max_evals=6, seed=0,
-                   strategy_options={"n_init": 2, "mutation_rate": 0.0})
-    assert [h["metrics"]["val_acc_curve"] for h in again.history] == [h["metrics"]["val_acc_curve"] for h in res.history]
+    again = search(
+        space,
+        "network_morphism",
+        dataset=data,
+        fidelity=Fidelity(epochs=3),
+        estimator=InheritingEstimator(TrainingEstimator(device="cpu"), epochs=1),
+        max_evals=6,
+        seed=0,
+        strategy_options={"n_init": 2, "mutation_rate": 0.0},
+    )
+    assert [h["metrics"]["val_acc_curve"] for h in again.history] == [
+        h["metrics"]["val_acc_curve"] for h in res.history
+    ]
 
 
 def test_a_missing_parent_means_training_from_scratch_and_failures_are_recorded():

@@ -19,7 +19,7 @@ TABLE = "nb201-4op-mnist1d"
 
 
 def power_law(final, t, total=10):
-    return final - 0.4 * (np.arange(1, t + 1) ** -0.8 - total ** -0.8)
+    return final - 0.4 * (np.arange(1, t + 1) ** -0.8 - total**-0.8)
 
 
 def test_extrapolation_recovers_a_saturating_curve():
@@ -73,23 +73,30 @@ def test_early_termination_on_a_table_saves_epochs_and_records_the_prediction():
     table = TabularEstimator(TABLE)
     est = EarlyTerminationEstimator(table, EarlyTermination(k=5, min_epochs=1, min_calibration=10))
     rows = sorted(table.rows.values(), key=lambda r: r["arch_id"])
-    results = [est.evaluate(json.loads(r["arch"]), None, None, Fidelity(epochs=3), candidate_id=r["arch_id"])
-               for r in rows[:150]]
+    results = [
+        est.evaluate(json.loads(r["arch"]), None, None, Fidelity(epochs=3), candidate_id=r["arch_id"])
+        for r in rows[:150]
+    ]
     stopped = [r for r in results if "lc_stopped_at" in r.metrics]
     assert stopped and len(stopped) < len(results)
     for r in stopped:
         m = r.metrics
         row = table.rows[r.candidate_id]
         assert m["epochs_trained"] == m["lc_stopped_at"] < 3 and m["lc_epochs_saved"] == 3 - m["epochs_trained"]
-        assert m["val_acc"] == m["lc_predicted_val_acc"] and m["val_acc_observed"] == row["val_acc_curve"][m["epochs_trained"] - 1]
+        assert (
+            m["val_acc"] == m["lc_predicted_val_acc"]
+            and m["val_acc_observed"] == row["val_acc_curve"][m["epochs_trained"] - 1]
+        )
         assert r.cost == pytest.approx(row["train_seconds"] * m["epochs_trained"] / 3)
     for r in results:
         if "lc_stopped_at" not in r.metrics:
             assert r.metrics["val_acc"] == table.rows[r.candidate_id]["val_acc"] and r.metrics["lc_epochs_saved"] == 0
     # the same results in the same order give the same decisions: the rule's state is the completed curves
     again = EarlyTerminationEstimator(table, EarlyTermination(k=5, min_epochs=1, min_calibration=10))
-    assert [again.evaluate(json.loads(r["arch"]), None, None, Fidelity(epochs=3), candidate_id=r["arch_id"]).metrics
-            for r in rows[:150]] == [r.metrics for r in results]
+    assert [
+        again.evaluate(json.loads(r["arch"]), None, None, Fidelity(epochs=3), candidate_id=r["arch_id"]).metrics
+        for r in rows[:150]
+    ] == [r.metrics for r in results]
 
 
 def test_early_termination_stops_real_training():
@@ -110,8 +117,9 @@ def test_a_failing_candidate_stays_failed():
     data = toy_dataset(n=32)
     nan = dataclasses.replace(data, x_train=torch.full_like(data.x_train, float("nan")))
     est = EarlyTerminationEstimator(TrainingEstimator(device="cpu"))
-    res = est.evaluate(make_space("nb201", width=4).sample(0), make_space("nb201", width=4), nan, Fidelity(epochs=2),
-                       candidate_id="c")
+    res = est.evaluate(
+        make_space("nb201", width=4).sample(0), make_space("nb201", width=4), nan, Fidelity(epochs=2), candidate_id="c"
+    )
     assert res.status == "failed" and "non-finite" in res.error
 
 

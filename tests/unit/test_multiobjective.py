@@ -59,8 +59,12 @@ def test_constraint_never_wins_and_front_is_non_dominated(name):
     feasible = [h for h in strategy.history if h["violation"] == 0]
     for m in front:
         acc, params = m["objectives"]["val_acc"], m["objectives"]["params"]
-        assert not any(h["objectives"][0] >= acc and -h["objectives"][1] <= params and
-                       (h["objectives"][0] > acc or -h["objectives"][1] < params) for h in feasible)
+        assert not any(
+            h["objectives"][0] >= acc
+            and -h["objectives"][1] <= params
+            and (h["objectives"][0] > acc or -h["objectives"][1] < params)
+            for h in feasible
+        )
     assert front == sorted(front, key=lambda m: -m["objectives"]["val_acc"])
 
 

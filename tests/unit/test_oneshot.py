@@ -75,8 +75,8 @@ def test_derive_takes_the_strongest_operations():
     assert nb._check(arch) is None and "skip_connect" in arch.values()
     cell = make_space("cell", blocks=2)
     w = {k: [0.0] * 8 for kind in ("normal", "reduce") for j in (2, 3) for k in (f"{kind}_{j}_{i}" for i in range(j))}
-    w["normal_3_2"][0] = 0.9   # sep_conv_3x3 from node 2
-    w["normal_3_0"][6] = 0.8   # skip from node 0
+    w["normal_3_2"][0] = 0.9  # sep_conv_3x3 from node 2
+    w["normal_3_0"][6] = 0.8  # skip from node 0
     w["normal_3_1"][7] = 0.99  # 'none' from node 1 never counts
     arch = derive(cell, w)
     assert arch["normal_3_inputs"] == [0, 2] and arch["normal_3_op0"] == "skip_connect"
@@ -137,8 +137,15 @@ def test_a_diverging_supernet_fails_with_a_clear_error(name):
 def test_the_cell_space_searches_too():
     data = toy_dataset(n=32)
     for name in sorted(ONESHOT):
-        res = oneshot_search(make_space("cell", **SPACES["cell"]), name, data, epochs=1, candidates=3, seed=0,
-                             options={**OPTIONS[name], "batch_size": 16, "device": "cpu"})
+        res = oneshot_search(
+            make_space("cell", **SPACES["cell"]),
+            name,
+            data,
+            epochs=1,
+            candidates=3,
+            seed=0,
+            options={**OPTIONS[name], "batch_size": 16, "device": "cpu"},
+        )
         assert res.ranked and all(0 <= v <= 1 for _, v in res.ranked)
         for arch, _ in res.ranked:
             make_space("cell", **SPACES["cell"]).validate(arch)

@@ -40,11 +40,17 @@ def reaches(files: list[Path]) -> list[str]:
     for path, tree in trees.items():
         where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr in everyone - own[path] \
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            if (
+                isinstance(node, ast.Attribute)
+                and _private(node.attr)
+                and node.attr in everyone - own[path]
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
                 found.append(f"{where}:{node.lineno} reads .{node.attr}")
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kubenas"):
-                found += [f"{where}:{node.lineno} imports {node.module}.{a.name}" for a in node.names if _private(a.name)]
+                found += [
+                    f"{where}:{node.lineno} imports {node.module}.{a.name}" for a in node.names if _private(a.name)
+                ]
     return found
 
 
@@ -56,4 +62,6 @@ def test_the_check_finds_a_reach(tmp_path):
     (tmp_path / "a.py").write_text("class Space:\n    def __init__(self):\n        self._index = {}\n")
     (tmp_path / "b.py").write_text("from kubenas.spaces.base import _key\n\ndef f(space):\n    return space._index\n")
     assert sorted(reaches([tmp_path / "a.py", tmp_path / "b.py"])) == [
-        f"{tmp_path / 'b.py'}:1 imports kubenas.spaces.base._key", f"{tmp_path / 'b.py'}:4 reads ._index"]
+        f"{tmp_path / 'b.py'}:1 imports kubenas.spaces.base._key",
+        f"{tmp_path / 'b.py'}:4 reads ._index",
+    ]

@@ -32,8 +32,10 @@ def test_progress_counts_candidates_and_rounds_and_estimates_the_time_left():
     p.see("[kubenas] round 0 worker 1 candidate 00002-cc: val_acc=0.7000 (1.0 s) |z|")
     clock.now = 130.0
     line = p.see("[kubenas] round 0 committed: 3 row(s), best val_acc 0.8213")
-    assert line == ("[kubenas] progress: 1 of 3 round(s) done, 3 evaluated (1 failed), best val_acc 0.8213, "
-                    "30 s elapsed, about 60 s left before the export")
+    assert line == (
+        "[kubenas] progress: 1 of 3 round(s) done, 3 evaluated (1 failed), best val_acc 0.8213, "
+        "30 s elapsed, about 60 s left before the export"
+    )
     p.see("[kubenas] round 1 (#2 of this run): 3 candidate(s) for 2 worker(s)")
     p.see("[kubenas] export: seed 0 epoch 3/8: train_loss 0.2, val_acc 0.9 (3 s, about 5 s left)")
     assert "export epoch 3/8" in p.text()
@@ -52,8 +54,12 @@ def test_the_live_view_lists_the_open_rounds_candidates_training_first():
     from rich.console import Console
 
     p = Progress(2, "val_acc")
-    for line in (LINES[1], "[kubenas] round 0 worker 0 candidate 00000-bb: training (2 epoch(s))",
-                 "[kubenas] round 0 worker 1 candidate 00001-aa: training (2 epoch(s))", LINES[2]):
+    for line in (
+        LINES[1],
+        "[kubenas] round 0 worker 0 candidate 00000-bb: training (2 epoch(s))",
+        "[kubenas] round 0 worker 1 candidate 00001-aa: training (2 epoch(s))",
+        LINES[2],
+    ):
         p.see(line)
     console = Console(file=io.StringIO(), width=120)
     console.print(p.view())
@@ -62,5 +68,6 @@ def test_the_live_view_lists_the_open_rounds_candidates_training_first():
     assert "training" in shown and "val_acc 0.8213" in shown
     out = io.StringIO()
     _Filter(out, io.StringIO(), verbose=False, progress=p).write(
-        "[kubenas] round 0 worker 0 candidate 00002-cc: training (2 epoch(s))\n")
+        "[kubenas] round 0 worker 0 candidate 00002-cc: training (2 epoch(s))\n"
+    )
     assert out.getvalue() == "" and p.candidates["00002-cc"] == "training"  # the live view's, not a printed line

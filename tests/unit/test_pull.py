@@ -12,8 +12,10 @@ from kubenas import pull
 from kubenas.cli import main
 
 
-@pytest.mark.parametrize("ref, expected", [("m", ("m", "champion")), ("m@challenger", ("m", "challenger")),
-                                           ("team-model@v7", ("team-model", "v7"))])
+@pytest.mark.parametrize(
+    "ref, expected",
+    [("m", ("m", "champion")), ("m@challenger", ("m", "challenger")), ("team-model@v7", ("team-model", "v7"))],
+)
 def test_reference(ref, expected):
     assert pull.parse_reference(ref) == expected
 
@@ -32,8 +34,9 @@ def test_every_space_exports_to_onnx_and_rebuilds(buildable_space, shape, tmp_pa
     pull._export_onnx(model, shape, tmp_path / "model.onnx", onnxruntime)  # raises if ONNX and torch disagree
     torch.save(model.state_dict(), tmp_path / "state_dict.pt")
     (tmp_path / "arch.json").write_text(json.dumps(arch))
-    (tmp_path / "model.json").write_text(json.dumps({"space": buildable_space.spec(), "input_shape": list(shape),
-                                                     "num_classes": 10}))
+    (tmp_path / "model.json").write_text(
+        json.dumps({"space": buildable_space.spec(), "input_shape": list(shape), "num_classes": 10})
+    )
     x = torch.randn(17, *shape)  # a batch size the export never saw: the batch dimension is dynamic
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"x": x.numpy()})[0]

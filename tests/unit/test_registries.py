@@ -25,11 +25,11 @@ def test_every_component_is_a_registered_stage_of_the_pipeline():
 
     modules = {p.stem for p in (ROOT / "components").glob("*.py")} - {"__init__", "image"}
     assert modules == set(STAGES)
-    cfg = parse_config({"name": "reg", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
-                        "budget": {"rounds": 2}})
+    cfg = parse_config(
+        {"name": "reg", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"}, "budget": {"rounds": 2}}
+    )
     spec = build_pipeline(cfg).pipeline_spec
-    tasks = {name for block in [spec.root.dag, *[c.dag for c in spec.components.values()]]
-             for name in block.tasks}
+    tasks = {name for block in [spec.root.dag, *[c.dag for c in spec.components.values()]] for name in block.tasks}
     assert all(any(t == s.task or t.startswith(s.task + "-") for t in tasks) for s in STAGES.values()), tasks
     reporting = {name: s for name, s in STAGES.items() if s.report}
     assert {s.report for s in reporting.values()} == {"search", "winner"}

@@ -86,7 +86,8 @@ def test_bulk_encoding_matches_one_by_one(space):
     assert all(np.array_equal(row, space.encode(a)) for row, a in zip(bulk, archs))
     assert np.array_equal(space.encode_many(archs, validate=False), bulk)
     assert [space.index(d.name, archs[0][d.name]) for d in space.active(archs[0])] == [
-        d.choices.index(archs[0][d.name]) for d in space.active(archs[0])]
+        d.choices.index(archs[0][d.name]) for d in space.active(archs[0])
+    ]
     assert all(space.is_valid(a) for a in archs) and not space.is_valid({**archs[0], "not_a_decision": 1})
 
 
@@ -96,8 +97,10 @@ def test_the_diagram_is_a_well_formed_graph(space):
         assert panels, "every space draws its winner"
         for p in panels:
             assert p.title and len(p.nodes) >= 2
-            assert all(0 <= i < len(p.nodes) and 0 <= j < len(p.nodes) and style in ("solid", "dashed", "dotted")
-                       for i, j, _, style in p.edges)
+            assert all(
+                0 <= i < len(p.nodes) and 0 <= j < len(p.nodes) and style in ("solid", "dashed", "dotted")
+                for i, j, _, style in p.edges
+            )
 
 
 def test_validate_rejects_bad_values_and_keys(space):
@@ -161,11 +164,18 @@ def test_arch_id_rejects_non_json():
 
 # ---------------------------------------------------------------------- choice
 def test_choice_space_conditions_and_size():
-    space = make_space("choice", decisions={"depth": [1, 2], "op_2": ["a", "b", "c"]},
-                       conditions={"op_2": {"parent": "depth", "values": [2]}})
+    space = make_space(
+        "choice",
+        decisions={"depth": [1, 2], "op_2": ["a", "b", "c"]},
+        conditions={"op_2": {"parent": "depth", "values": [2]}},
+    )
     assert space.size() == 1 + 3
     assert sorted(map(canonical_json, space.enumerate())) == sorted(
-        map(canonical_json, [{"depth": 1}, {"depth": 2, "op_2": "a"}, {"depth": 2, "op_2": "b"}, {"depth": 2, "op_2": "c"}]))
+        map(
+            canonical_json,
+            [{"depth": 1}, {"depth": 2, "op_2": "a"}, {"depth": 2, "op_2": "b"}, {"depth": 2, "op_2": "c"}],
+        )
+    )
     with pytest.raises(InvalidArchitecture, match="extra decision 'op_2': inactive unless 'depth' is one of"):
         space.validate({"depth": 1, "op_2": "a"})
     # mutating depth 1 -> 2 fills in the newly active op_2
@@ -183,7 +193,10 @@ def test_choice_space_bad_options_are_named():
         make_space("choice", decisions={"x": []})
     with pytest.raises(ValueError, match="conditions name unknown decision"):
         make_space("choice", decisions={"x": [1]}, conditions={"y": {"parent": "x", "values": [1]}})
-    with pytest.raises(ValueError, match=r"search space 'choice': unknown option\(s\) \['colour'\]; accepted: decisions, conditions, builder"):
+    with pytest.raises(
+        ValueError,
+        match=r"search space 'choice': unknown option\(s\) \['colour'\]; accepted: decisions, conditions, builder",
+    ):
         make_space("choice", decisions={"x": [1, 2]}, colour="red")
     with pytest.raises(ValueError, match="unknown search space 'nope'"):
         make_space("nope")
@@ -195,7 +208,9 @@ def test_choice_space_builder_by_callable_and_by_path():
         space.build({"width": 4}, (1, 40), 10)
 
     def builder(arch, input_shape, num_classes, width_mult=1.0):
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, arch["width"]), torch.nn.Linear(arch["width"], num_classes))
+        return torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(40, arch["width"]), torch.nn.Linear(arch["width"], num_classes)
+        )
 
     spaced = make_space("choice", decisions={"width": [4, 8]}, builder=builder)
     assert spaced.build({"width": 8}, (1, 40), 10)(torch.zeros(2, 1, 40)).shape == (2, 10)
@@ -218,8 +233,16 @@ def test_chain_is_conditional_on_depth_and_op():
 
 def test_chain_builds_an_mlp_for_vectors():
     space = make_space("chain")
-    arch = {"depth": 2, "op_1": "conv", "kernel_1": 5, "width_1": 16, "act_1": "relu", "bn_1": True,
-            "op_2": "maxpool", "kernel_2": 3}
+    arch = {
+        "depth": 2,
+        "op_1": "conv",
+        "kernel_1": 5,
+        "width_1": 16,
+        "act_1": "relu",
+        "bn_1": True,
+        "op_2": "maxpool",
+        "kernel_2": 3,
+    }
     model = space.build(arch, (12,), 4)
     assert model(torch.randn(5, 12)).shape == (5, 4)
     # on a vector a conv is a dense layer: 12*16 weights + 16 biases, BN 32, classifier 16*4+4
@@ -228,8 +251,16 @@ def test_chain_builds_an_mlp_for_vectors():
 
 
 def test_chain_enumerate_matches_size():
-    space = make_space("chain", min_depth=1, max_depth=2, ops=["conv", "maxpool"], kernels=[3], widths=[8, 16],
-                       activations=["relu"], batch_norm=[False])
+    space = make_space(
+        "chain",
+        min_depth=1,
+        max_depth=2,
+        ops=["conv", "maxpool"],
+        kernels=[3],
+        widths=[8, 16],
+        activations=["relu"],
+        batch_norm=[False],
+    )
     archs = list(space.enumerate())
     assert len(archs) == space.size() == 3 + 3 * 3
     for a in archs:

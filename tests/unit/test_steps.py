@@ -16,20 +16,25 @@ import pytest
 
 from kubenas import context as contexts
 from kubenas import steps
-from kubenas.core import Result
 from kubenas.config import ConfigError, parse_config
+from kubenas.core import Result
 from kubenas.store import MemoryBlobs, SearchStore
+
 
 def config(**budget) -> dict:
     """A search answered by the shipped benchmark table: real steps, no training."""
     from kubenas.estimators.tabular import TabularEstimator
 
     protocol = TabularEstimator("nb201-4op-mnist1d").protocol
-    return {"name": "unit", "dataset": {"name": protocol["dataset"]},
-            "space": {"name": protocol["space"], "options": protocol["space_options"]},
-            "strategy": {"name": "regularized_evolution", "options": {"population_size": 4, "sample_size": 2}},
-            "estimator": {"table": "nb201-4op-mnist1d"}, "fidelity": {"epochs": protocol["epochs"]},
-            "budget": {"rounds": 100, "candidates_per_round": 6, "parallelism": 2, **budget}}
+    return {
+        "name": "unit",
+        "dataset": {"name": protocol["dataset"]},
+        "space": {"name": protocol["space"], "options": protocol["space_options"]},
+        "strategy": {"name": "regularized_evolution", "options": {"population_size": 4, "sample_size": 2}},
+        "estimator": {"table": "nb201-4op-mnist1d"},
+        "fidelity": {"epochs": protocol["epochs"]},
+        "budget": {"rounds": 100, "candidates_per_round": 6, "parallelism": 2, **budget},
+    }
 
 
 class Recorder:
@@ -47,8 +52,11 @@ class Recorder:
         return run_id
 
     def candidate_runs(self, search, round_index, parent_id):
-        return {r["name"]: {"run_id": run_id, "status": r["status"]} for run_id, r in self.runs.items()
-                if r["round"] == round_index}
+        return {
+            r["name"]: {"run_id": run_id, "status": r["status"]}
+            for run_id, r in self.runs.items()
+            if r["round"] == round_index
+        }
 
     def finish_candidate(self, run_id, row):
         self.runs[run_id]["status"] = "FINISHED" if row["status"] == "ok" else "FAILED"
@@ -126,8 +134,10 @@ def test_workers_at_the_same_time_share_the_round_and_train_each_candidate_once(
 
     monkeypatch.setattr(estimator_type, "evaluate", evaluate)
     out = {}
-    threads = [threading.Thread(target=lambda item=item: out.setdefault(item, steps.train_round(cfg_json, item)),
-                                name=item) for item in items]
+    threads = [
+        threading.Thread(target=lambda item=item: out.setdefault(item, steps.train_round(cfg_json, item)), name=item)
+        for item in items
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -149,13 +159,20 @@ def test_training_workers_take_the_costliest_candidates_first(search, monkeypatc
     cfg_json, store, recorder = search(cfg)
     [item] = steps.ask_round(cfg_json, 0, 0, "parent")
     order = []
-    monkeypatch.setattr(TrainingEstimator, "evaluate", lambda self, arch, space, data, fidelity, **kw: (
-        order.append(kw["candidate_id"]) or Result(kw["candidate_id"], "ok", {"val_acc": 0.5}, cost=0.0)))
+    monkeypatch.setattr(
+        TrainingEstimator,
+        "evaluate",
+        lambda self, arch, space, data, fidelity, **kw: (
+            order.append(kw["candidate_id"]) or Result(kw["candidate_id"], "ok", {"val_acc": 0.5}, cost=0.0)
+        ),
+    )
     steps.train_round(cfg_json, item)
     ctx = steps.context(cfg_json)
     fidelity = ctx.cfg.fidelity.to_fidelity()
-    cost = {c["id"]: estimated_cost(c["arch"], ctx.space, ctx.search_data, fidelity)
-            for c in store.read_asked(0)["candidates"]}
+    cost = {
+        c["id"]: estimated_cost(c["arch"], ctx.space, ctx.search_data, fidelity)
+        for c in store.read_asked(0)["candidates"]
+    }
     assert sorted(order) == sorted(cost) and len(set(cost.values())) > 1
     assert [cost[i] for i in order] == sorted(cost.values(), reverse=True)
 
@@ -263,11 +280,13 @@ def test_a_history_that_stored_each_metric_twice_resumes(search):
     committed = store.read_committed()
     table = committed.table
     assert all("val_acc" not in json.loads(m) for m in table.column("metrics").to_pylist())  # stored once
-    doubled = table.set_column(table.schema.get_field_index("metrics"), "metrics", pa.array(
-        [json.dumps(r["metrics"], sort_keys=True) for r in committed.rows]))
+    doubled = table.set_column(
+        table.schema.get_field_index("metrics"),
+        "metrics",
+        pa.array([json.dumps(r["metrics"], sort_keys=True) for r in committed.rows]),
+    )
     buf = io.BytesIO()
-    pq.write_table(doubled.replace_schema_metadata(
-        {b"kubenas.state": json.dumps(committed.state).encode()}), buf)
+    pq.write_table(doubled.replace_schema_metadata({b"kubenas.state": json.dumps(committed.state).encode()}), buf)
     store.put_bytes(committed.files[0][1], buf.getvalue())
     again = store.read_committed()
     assert again.rows == committed.rows  # the same rows, read from either layout
@@ -311,8 +330,9 @@ print(json.dumps(sorted(m for m in ("torch", "mlflow", "scipy") if m in sys.modu
 
 def test_sample_and_update_import_neither_torch_nor_mlflow():
     # a fresh process, as a pipeline task is: a real sample and update, then a look at what they imported
-    out = subprocess.run([sys.executable, "-c", SUBPROCESS, json.dumps(config())], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SUBPROCESS, json.dumps(config())], check=True, capture_output=True, text=True
+    ).stdout
     assert json.loads(out.splitlines()[-1]) == []
 
 
@@ -327,6 +347,7 @@ def test_a_process_builds_the_space_and_strategy_once(search, monkeypatch):
         def wrapped(*args, **kwargs):
             built[kind] += 1
             return fn(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(config_module, "make_space", count("space", make_space))
@@ -364,8 +385,15 @@ def test_a_process_builds_its_estimator_once(search):
 def test_the_leaderboard_of_a_oneshot_ranking_shows_no_epochs():
     cfg = parse_config({**config(), "name": "board"})
     row = {"id": "00000-a", "round": 0, "epochs": None, "metrics": {"val_acc": 0.5}, "cost": 1.0, "genotype": "|a|b|"}
-    summary = {"candidate_id": "00000-a", "retrained_metric": "val_acc", "val_acc": 0.5, "test_acc": 0.4,
-               "model_name": "m", "version": "1", "alias": "champion"}
+    summary = {
+        "candidate_id": "00000-a",
+        "retrained_metric": "val_acc",
+        "val_acc": 0.5,
+        "test_acc": 0.4,
+        "model_name": "m",
+        "version": "1",
+        "alias": "champion",
+    }
     board = steps.leaderboard(cfg, [row], summary)
     assert "| 1 | `00000-a` | 0 | - | 0.5000 |" in board and "None" not in board
     assert "`\\|a\\|b\\|`" in board  # the genotype's pipes do not split the table
@@ -393,12 +421,20 @@ def test_every_update_draws_the_search_so_far_and_a_retried_one_draws_it_again(s
 
 
 def test_a_candidate_streams_each_epoch_to_its_run_while_it_trains(search):
-    cfg_json, _, recorder = search({"name": "stream", "dataset": {"name": "digits"},
-                                    "space": {"name": "chain", "options": {"max_depth": 2}}, "strategy": {"name": "random"},
-                                    "fidelity": {"epochs": 3}, "budget": {"rounds": 1, "candidates_per_round": 2,
-                                                                          "parallelism": 1}})
+    cfg_json, _, recorder = search(
+        {
+            "name": "stream",
+            "dataset": {"name": "digits"},
+            "space": {"name": "chain", "options": {"max_depth": 2}},
+            "strategy": {"name": "random"},
+            "fidelity": {"epochs": 3},
+            "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1},
+        }
+    )
     seen = []
-    recorder.log_epoch = lambda run_id, epoch, values: seen.append((recorder.runs[run_id]["status"], epoch, sorted(values)))
+    recorder.log_epoch = lambda run_id, epoch, values: seen.append(
+        (recorder.runs[run_id]["status"], epoch, sorted(values))
+    )
     [item] = steps.ask_round(cfg_json, 0, 0, "parent")
     rows = steps.train_round(cfg_json, item)
     assert [r["status"] for r in rows] == ["ok", "ok"]
@@ -409,17 +445,26 @@ def test_a_candidate_streams_each_epoch_to_its_run_while_it_trains(search):
 
 
 def test_the_run_forms_typed_fields_take_precedence_and_a_bad_one_names_its_field():
-    base = parse_config({**config(), "strategy": {"name": "regularized_evolution",
-                                                  "options": {"population_size": 4, "sample_size": 2}}}).to_json()
+    base = parse_config(
+        {**config(), "strategy": {"name": "regularized_evolution", "options": {"population_size": 4, "sample_size": 2}}}
+    ).to_json()
     cfg = steps.with_overrides(base, 3, 2, name="renamed", seed=7, strategy="random", epochs=4, data_fraction=0.5)
     assert (cfg.name, cfg.seed, cfg.strategy.name, cfg.strategy.options) == ("renamed", 7, "random", {})
     assert (cfg.fidelity.epochs, cfg.fidelity.data_fraction, cfg.budget.rounds, cfg.budget.candidates_per_round) == (
-        4, 0.5, 3, 2)
+        4,
+        0.5,
+        3,
+        2,
+    )
     same = steps.with_overrides(base, strategy="regularized_evolution", name="")  # unchanged: options kept
     assert same.strategy.options == {"population_size": 4, "sample_size": 2} and same.name == "unit"
     summary = steps.form_summary(cfg, base)
     assert "`name`: 'unit' → 'renamed'" in summary and "`epochs`: 3 → 4" in summary and "`seed`: 0 → 7" in summary
-    for field, value, named in (("epochs", 0, "fidelity.epochs"), ("data_fraction", 1.5, "fidelity.data_fraction"),
-                                ("strategy", "simulated_annealing", "strategy"), ("name", "Bad Name!", "name")):
+    for field, value, named in (
+        ("epochs", 0, "fidelity.epochs"),
+        ("data_fraction", 1.5, "fidelity.data_fraction"),
+        ("strategy", "simulated_annealing", "strategy"),
+        ("name", "Bad Name!", "name"),
+    ):
         with pytest.raises(ConfigError, match=rf"(?s)run form.s values.*{re.escape(named)}"):
             steps.with_overrides(base, **{field: value})

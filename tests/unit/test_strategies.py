@@ -131,8 +131,19 @@ def test_a_state_without_its_history_resumes_from_the_result_rows(name):
         cands = reference.ask(3)
         results = [fake_result(c, 4, r * 3 + i) for i, c in enumerate(cands)]
         reference.tell(results)
-        rows += [{"id": c.id, "arch": c.arch, "parent_id": c.parent_id, "status": res.status, "metrics": res.metrics,
-                  "cost": res.cost, "error": res.error, "fidelity": c.fidelity} for c, res in zip(cands, results)]
+        rows += [
+            {
+                "id": c.id,
+                "arch": c.arch,
+                "parent_id": c.parent_id,
+                "status": res.status,
+                "metrics": res.metrics,
+                "cost": res.cost,
+                "error": res.error,
+                "fidelity": c.fidelity,
+            }
+            for c, res in zip(cands, results)
+        ]
     full, lean = reference.state_dict(), json.loads(json.dumps(reference.state_dict(history=False)))
     assert "history" not in lean and len(json.dumps(lean)) < len(json.dumps(full))
     resumed = make(name, grid_space(), seed=999)
@@ -186,8 +197,15 @@ def test_tell_rejects_unknown_and_repeated_ids(name):
 
 def test_finds_the_optimum_of_a_small_space(name):
     space = grid_space()
-    result = search(space, name, objective=objective, max_evals=space.size(), seed=0, batch_size=4,
-                    strategy_options=contract_options(name))
+    result = search(
+        space,
+        name,
+        objective=objective,
+        max_evals=space.size(),
+        seed=0,
+        batch_size=4,
+        strategy_options=contract_options(name),
+    )
     assert result.best["arch"] == {"a": 3, "b": 4, "c": "z"}
     # searching the whole space never repeats an architecture, and then the strategy says it is exhausted
     assert len({r["arch_id"] for r in result.history}) == space.size()
@@ -197,9 +215,16 @@ def test_finds_the_optimum_of_a_small_space(name):
 
 
 def test_minimisation(name):
-    result = search(grid_space(), name, objective=lambda a: -objective(a), metric="loss", mode="min",
-                    strategy_options=contract_options(name, "loss", "min"),
-                    max_evals=grid_space().size(), seed=1)
+    result = search(
+        grid_space(),
+        name,
+        objective=lambda a: -objective(a),
+        metric="loss",
+        mode="min",
+        strategy_options=contract_options(name, "loss", "min"),
+        max_evals=grid_space().size(),
+        seed=1,
+    )
     assert result.best["metrics"]["loss"] == 0
 
 
@@ -266,8 +291,10 @@ def test_bayes_quadratic_learns_an_interaction_that_random_search_cannot_see():
         return 2.0 * (arch["a"] == arch["b"]) + arch["c"] * 0.5 - abs(arch["d"] - 2) + noise[arch_id(arch)]
 
     optimum = max(space.enumerate(), key=objective)
-    found = {name: sorted(queries_to_optimum(make_strategy(name, space, seed=s), objective, optimum, 200)
-                          for s in range(5)) for name in ("bayes_quadratic", "random")}
+    found = {
+        name: sorted(queries_to_optimum(make_strategy(name, space, seed=s), objective, optimum, 200) for s in range(5))
+        for name in ("bayes_quadratic", "random")
+    }
     assert found["bayes_quadratic"][2] <= 80  # the median of 5 seeds
     assert found["bayes_quadratic"][2] * 2 < found["random"][2]
 
@@ -284,6 +311,7 @@ def test_bayes_quadratic_fits_the_noise_level_by_evidence():
     assert np.abs(mean - weights).max() < 0.25
     residual = y - phi @ mean
     assert 0.4 < residual.std() < 0.6  # the fit neither interpolates the noise nor ignores the signal
+
     # the posterior narrows with data: predictions at new points are surer after 300 results than after 15,
     # where the fit works on the 15 x 15 side and the directions no result informs keep the prior's spread
     def predictive_sd(fit, x):

@@ -18,8 +18,14 @@ def test_runs_on_a_local_tracking_store(tmp_path):
     run = tracker.start_candidate(parent, {"id": "00000-abc", "fidelity": {"epochs": 2}}, 0, cfg, "|g|")
     client = MlflowClient(uri)
     assert client.get_run(run).info.status == "RUNNING"
-    row = {"id": "00000-abc", "arch_id": "abc", "status": "ok", "cost": 1.5, "error": None,
-           "metrics": {"val_acc": 0.9, "val_acc_curve": [0.5, 0.9], "params": 1000}}
+    row = {
+        "id": "00000-abc",
+        "arch_id": "abc",
+        "status": "ok",
+        "cost": 1.5,
+        "error": None,
+        "metrics": {"val_acc": 0.9, "val_acc_curve": [0.5, 0.9], "params": 1000},
+    }
     tracker.finish_candidate(run, row)
     tracker.log_round(parent, 0, {"best_val_acc": 0.9})
     tracker.finish(parent)

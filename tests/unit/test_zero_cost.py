@@ -17,8 +17,18 @@ from kubenas.strategies.prefilter import prefilter
 from tests.conftest import toy_dataset
 from tests.unit.test_strategies import contract_options
 
-CONV = {"depth": 2, "op_1": "conv", "kernel_1": 3, "width_1": 16, "act_1": "relu", "bn_1": True,
-        "op_2": "dense", "width_2": 16, "act_2": "relu", "bn_2": False}
+CONV = {
+    "depth": 2,
+    "op_1": "conv",
+    "kernel_1": 3,
+    "width_1": 16,
+    "act_1": "relu",
+    "bn_1": True,
+    "op_2": "dense",
+    "width_2": 16,
+    "act_2": "relu",
+    "bn_2": False,
+}
 
 
 def chain():
@@ -40,14 +50,20 @@ def test_the_size_baselines_are_the_networks_size():
     data = toy_dataset()
     m = ZeroCostEstimator("params").evaluate(CONV, chain(), data).metrics
     assert m["zc_score"] == m["params"] == sum(p.numel() for p in chain().build(CONV, (1, 16), 3).parameters())
-    assert ZeroCostEstimator("macs").evaluate(CONV, chain(), data).metrics["zc_score"] == m["macs"] == 16 * 16 * 3 + 16 * 16 + 16 * 3
+    assert (
+        ZeroCostEstimator("macs").evaluate(CONV, chain(), data).metrics["zc_score"]
+        == m["macs"]
+        == 16 * 16 * 3 + 16 * 16 + 16 * 3
+    )
 
 
 def test_synflow_grows_with_width():
     data = toy_dataset()
     narrow, wide = dict(CONV, width_1=16), dict(CONV, width_1=64)
     est = ZeroCostEstimator("synflow")
-    assert est.evaluate(wide, chain(), data).metrics["zc_score"] > est.evaluate(narrow, chain(), data).metrics["zc_score"]
+    assert (
+        est.evaluate(wide, chain(), data).metrics["zc_score"] > est.evaluate(narrow, chain(), data).metrics["zc_score"]
+    )
 
 
 def test_nwot_prefers_a_network_that_tells_inputs_apart():
@@ -80,15 +96,15 @@ def test_bad_settings_are_named():
 
 
 def test_a_config_selects_a_proxy_and_must_optimise_its_score():
-    base = {"name": "zc", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
-            "estimator": {"proxy": "nwot"}}
+    base = {"name": "zc", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"}, "estimator": {"proxy": "nwot"}}
     with pytest.raises(ValueError, match="set objective.metric to 'zc_score'"):
         parse_config(base)
     cfg = parse_config({**base, "objective": {"metric": "zc_score", "mode": "max"}})
     assert cfg.estimator.proxy == "nwot"
     with pytest.raises(ValueError, match="set estimator.table or estimator.proxy, not both"):
-        parse_config({**base, "estimator": {"proxy": "nwot", "table": "nb201-4op-mnist1d"},
-                      "objective": {"metric": "zc_score"}})
+        parse_config(
+            {**base, "estimator": {"proxy": "nwot", "table": "nb201-4op-mnist1d"}, "objective": {"metric": "zc_score"}}
+        )
     with pytest.raises(ValueError, match="estimator.proxy"):
         parse_config({**base, "estimator": {"proxy": "snip"}})
 
@@ -144,9 +160,21 @@ def test_the_proxy_scorer_ranks_unscorable_proposals_last_and_caches():
 
 
 def test_a_config_puts_a_prefilter_in_front_of_its_strategy():
-    cfg = parse_config({"name": "pf", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
-                        "strategy": {"name": "regularized_evolution", "prefilter": {"proxy": "synflow", "pool": 8}}})
+    cfg = parse_config(
+        {
+            "name": "pf",
+            "dataset": {"name": "mnist1d"},
+            "space": {"name": "nb201"},
+            "strategy": {"name": "regularized_evolution", "prefilter": {"proxy": "synflow", "pool": 8}},
+        }
+    )
     assert cfg.strategy.prefilter.pool == 8
     with pytest.raises(ValueError, match="strategy.prefilter.pool"):
-        parse_config({"name": "pf", "dataset": {"name": "mnist1d"}, "space": {"name": "nb201"},
-                      "strategy": {"name": "random", "prefilter": {"pool": 1}}})
+        parse_config(
+            {
+                "name": "pf",
+                "dataset": {"name": "mnist1d"},
+                "space": {"name": "nb201"},
+                "strategy": {"name": "random", "prefilter": {"pool": 1}},
+            }
+        )

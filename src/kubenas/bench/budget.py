@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,15 @@ def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, op
     # the strategy varies with the seed; training uses the table's seed (the first, for a mean of seeds), so that
     # a network trained here is the table's network (deterministic on CPU) and the noise between the two is not
     # counted as regret
-    res = search(table.space, strategy, dataset=data, fidelity=Fidelity(epochs=full),
-                 estimator=estimator or protocol_estimator(table), max_seconds=seconds, seed=table.training_seed)
+    res = search(
+        table.space,
+        strategy,
+        dataset=data,
+        fidelity=Fidelity(epochs=full),
+        estimator=estimator or protocol_estimator(table),
+        max_seconds=seconds,
+        seed=table.training_seed,
+    )
     done = [r for r in res.history if r["status"] == "ok" and "lc_stopped_at" not in r["metrics"]]
     pick = max(done, key=lambda r: r["metrics"]["val_acc"])["arch"] if done else None
     epochs = sum(r["metrics"].get("epochs_trained", len(r["metrics"].get("val_acc_curve", []))) for r in res.history)
@@ -71,8 +79,10 @@ def _inherit(epochs):
     def run(table, data, seed, seconds):
         from kubenas.estimators.inheritance import InheritingEstimator
 
-        return _evolution(table, data, seed, seconds, estimator=InheritingEstimator(protocol_estimator(table),
-                                                                                   epochs=epochs))
+        return _evolution(
+            table, data, seed, seconds, estimator=InheritingEstimator(protocol_estimator(table), epochs=epochs)
+        )
+
     return run
 
 
@@ -80,8 +90,16 @@ def _zero_cost(table, data, seed, seconds):
     from kubenas.estimators.zero_cost import ZeroCostEstimator
     from kubenas.search import search
 
-    res = search(table.space, "regularized_evolution", dataset=data, estimator=ZeroCostEstimator("synflow"),
-                 metric="zc_score", max_seconds=seconds, max_evals=2000, seed=seed)
+    res = search(
+        table.space,
+        "regularized_evolution",
+        dataset=data,
+        estimator=ZeroCostEstimator("synflow"),
+        metric="zc_score",
+        max_seconds=seconds,
+        max_evals=2000,
+        seed=seed,
+    )
     return {"arch": res.best["arch"], "evaluations": len(res.history), "epochs": 0}
 
 
@@ -89,11 +107,24 @@ def _oneshot(method, epochs, options=None, candidates=100):
     def run(table, data, seed, seconds):
         from kubenas.oneshot import oneshot_search
 
-        res = oneshot_search(table.space, method, data, epochs=epochs, candidates=candidates, seed=seed,
-                             options={**table_training(table), "device": "cpu", **(options or {})})
-        return {"arch": res.ranked[0][0], "evaluations": len(res.ranked), "epochs": epochs,
-                "train_seconds": res.train_seconds, "rank_seconds": res.rank_seconds,
-                "stats": [{k: v for k, v in s.items() if k != "seconds"} for s in res.stats[-1:]]}
+        res = oneshot_search(
+            table.space,
+            method,
+            data,
+            epochs=epochs,
+            candidates=candidates,
+            seed=seed,
+            options={**table_training(table), "device": "cpu", **(options or {})},
+        )
+        return {
+            "arch": res.ranked[0][0],
+            "evaluations": len(res.ranked),
+            "epochs": epochs,
+            "train_seconds": res.train_seconds,
+            "rank_seconds": res.rank_seconds,
+            "stats": [{k: v for k, v in s.items() if k != "seconds"} for s in res.stats[-1:]],
+        }
+
     return run
 
 
@@ -129,17 +160,33 @@ def run_one(table_name: str, method: str, seed: int, seconds: float) -> dict[str
     data = table.search_data()
     start, cpu = time.perf_counter(), time.process_time()
     out = METHODS[method](table, data, seed, seconds)
-    out.update(method=method, seed=seed, budget_seconds=seconds, wall_seconds=time.perf_counter() - start,
-               cpu_seconds=time.process_time() - cpu)
+    out.update(
+        method=method,
+        seed=seed,
+        budget_seconds=seconds,
+        wall_seconds=time.perf_counter() - start,
+        cpu_seconds=time.process_time() - cpu,
+    )
     arch = out.pop("arch")
     test = table.test_acc(arch) if arch is not None else None
-    out.update(arch_id=arch_id(arch) if arch else None, genotype=table.space.genotype(arch) if arch else None,
-               test_acc=test, regret=None if test is None else table.best_test_acc - test)
+    out.update(
+        arch_id=arch_id(arch) if arch else None,
+        genotype=table.space.genotype(arch) if arch else None,
+        test_acc=test,
+        regret=None if test is None else table.best_test_acc - test,
+    )
     return out
 
 
-def run(table: str = "nb201-4op-mnist1d", methods=tuple(METHODS), seeds: int = 3, seconds: float = DEFAULT_SECONDS,
-        out: Path = Path("runs/bench-budget"), jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:
+def run(
+    table: str = "nb201-4op-mnist1d",
+    methods=tuple(METHODS),
+    seeds: int = 3,
+    seconds: float = DEFAULT_SECONDS,
+    out: Path = Path("runs/bench-budget"),
+    jobs: int = 1,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Every (method, seed), ``jobs`` at a time, appended to ``out/budget.jsonl`` as they finish; runs already
     in that file are kept, so an interrupted benchmark resumes."""
     unknown = [m for m in methods if m not in METHODS]
@@ -169,8 +216,11 @@ def _record(path: Path, result: dict[str, Any], progress: bool) -> dict[str, Any
         fh.write(json.dumps(result) + "\n")
     if progress:
         regret = "-" if result["regret"] is None else f"{100 * result['regret']:.2f}"
-        print(f"{result['method']} seed {result['seed']}: regret {regret} points, {result['cpu_seconds']:.0f} CPU s, "
-              f"{result['evaluations']} evaluations", flush=True)
+        print(
+            f"{result['method']} seed {result['seed']}: regret {regret} points, {result['cpu_seconds']:.0f} CPU s, "
+            f"{result['evaluations']} evaluations",
+            flush=True,
+        )
     return result
 
 
@@ -197,12 +247,15 @@ def markdown(results: list[dict[str, Any]], table: str, seconds: float, referenc
     regrets = {m: [100 * r["regret"] for r in results if r["method"] == m and r["regret"] is not None] for m in methods}
     medians = {m: float(np.median(v)) for m, v in regrets.items() if v}
     needed = dict(zip(medians, evolution_seconds_to(table, [v / 100 for v in medians.values()]))) if reference else {}
-    lines = [f"Real searches on `{table}`'s space and protocol, {seconds:.0f} s budget each (one CPU thread); the "
-             "pick's test accuracy is looked up in the table. Regret in points: median [min, max] over seeds; "
-             "compute: median CPU seconds. *Evolution needs*: the simulated training seconds regularized evolution "
-             "with full training takes on the table to get as close (median of 30 seeds).", "",
-             "| method | seeds | regret | CPU seconds | evaluations | epochs trained | evolution needs | share |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Real searches on `{table}`'s space and protocol, {seconds:.0f} s budget each (one CPU thread); the "
+        "pick's test accuracy is looked up in the table. Regret in points: median [min, max] over seeds; "
+        "compute: median CPU seconds. *Evolution needs*: the simulated training seconds regularized evolution "
+        "with full training takes on the table to get as close (median of 30 seeds).",
+        "",
+        "| method | seeds | regret | CPU seconds | evaluations | epochs trained | evolution needs | share |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for m in methods:
         rs = [r for r in results if r["method"] == m]
         reg = regrets[m]
@@ -211,6 +264,8 @@ def markdown(results: list[dict[str, Any]], table: str, seconds: float, referenc
         need = needed.get(m)
         ref = "-" if need is None else ("never" if not np.isfinite(need) else f"{need:.0f} s")
         share = f"{cpu / need:.0%}" if need and np.isfinite(need) else "-"
-        lines.append(f"| {m} | {len(rs)} | {cell} | {cpu:.0f} | {np.median([r['evaluations'] for r in rs]):.0f} | "
-                     f"{np.median([r['epochs'] for r in rs]):.0f} | {ref} | {share} |")
+        lines.append(
+            f"| {m} | {len(rs)} | {cell} | {cpu:.0f} | {np.median([r['evaluations'] for r in rs]):.0f} | "
+            f"{np.median([r['epochs'] for r in rs]):.0f} | {ref} | {share} |"
+        )
     return "\n".join(lines) + "\n"

@@ -19,15 +19,16 @@ import dataclasses
 import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from kubenas.arch import arch_id
-from kubenas.estimators.tabular import TabularEstimator
 from kubenas.core import Fidelity
+from kubenas.estimators.tabular import TabularEstimator
 from kubenas.strategies import STRATEGIES, make_strategy
 from kubenas.strategies.prefilter import prefilter
 
@@ -59,7 +60,7 @@ VARIANTS: dict[str, Variant] = {
 _SCHEDULERS = ("successive_halving", "hyperband")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scorer(table: TabularEstimator, proxy: str):
     """One proxy scorer per table and proxy, so every seed shares the cached scores."""
     from kubenas.estimators.zero_cost import proxy_scorer
@@ -67,8 +68,18 @@ def _scorer(table: TabularEstimator, proxy: str):
     return proxy_scorer(proxy, table.space, table.search_data())
 
 
-DEFAULT_STRATEGIES = ("random", "regularized_evolution", "local_search", "bananas", "bayes_quadratic", "reinforce",
-                      "bohb", "hyperband", "optuna_tpe", "optuna_random")
+DEFAULT_STRATEGIES = (
+    "random",
+    "regularized_evolution",
+    "local_search",
+    "bananas",
+    "bayes_quadratic",
+    "reinforce",
+    "bohb",
+    "hyperband",
+    "optuna_tpe",
+    "optuna_random",
+)
 OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries before the budget
 
 
@@ -76,9 +87,9 @@ OVERHEAD_WINDOW = 10  # ask/tell overhead is averaged over the last queries befo
 class Trace:
     strategy: str
     seed: int
-    regret: list[float]      # test regret of the incumbent after each query
-    seconds: list[float]     # cumulative simulated training seconds after each query
-    ask_ms: float            # mean per ask over the last OVERHEAD_WINDOW queries
+    regret: list[float]  # test regret of the incumbent after each query
+    seconds: list[float]  # cumulative simulated training seconds after each query
+    ask_ms: float  # mean per ask over the last OVERHEAD_WINDOW queries
     tell_ms: float
     epochs: list[int] = field(default_factory=list)  # cumulative training epochs after each query
     full_epochs: int = 0  # the table's epochs: what a query costs without early termination or lower rungs
@@ -103,9 +114,11 @@ def variant(name: str) -> Variant:
     base, at, value = name.partition("@")
     found = VARIANTS.get(base) or (Variant(base, {}) if base in STRATEGIES else None)
     if found is None or (at and found.early_stop is None):
-        raise ValueError(f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)}, the variants "
-                         f"{sorted(VARIANTS)} (an early-termination one with @<threshold>), or optuna_tpe, "
-                         "optuna_random")
+        raise ValueError(
+            f"unknown strategy {name!r}: expected one of {sorted(STRATEGIES)}, the variants "
+            f"{sorted(VARIANTS)} (an early-termination one with @<threshold>), or optuna_tpe, "
+            "optuna_random"
+        )
     if not at:
         return found
     try:
@@ -133,8 +146,9 @@ def run_kubenas(name: str, options: dict[str, Any], table: TabularEstimator, spa
         # by default the rule may judge after a third of the table's epochs
         rule = {"min_epochs": max(1, int(table.protocol["epochs"]) // 3), **chosen.early_stop}
         evaluator = EarlyTerminationEstimator(table, EarlyTermination(**rule))
-    return _loop(name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]),
-                 evaluator)
+    return _loop(
+        name, seed, budget, table, space, lambda: _ask_one(strategy), lambda cand, res: strategy.tell([res]), evaluator
+    )
 
 
 def _ask_one(strategy):
@@ -148,8 +162,10 @@ def run_optuna(name: str, table: TabularEstimator, space, seed: int, budget: int
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = {"optuna_tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-               "optuna_random": lambda: optuna.samplers.RandomSampler(seed=seed)}[name]()
+    sampler = {
+        "optuna_tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "optuna_random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[name]()
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
     class Proposal:
@@ -178,8 +194,9 @@ def _suggest(trial, space) -> dict[str, Any]:
     return arch
 
 
-def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask: Callable, tell: Callable,
-          evaluator=None) -> Trace:
+def _loop(
+    name: str, seed: int, budget: int, table: TabularEstimator, space, ask: Callable, tell: Callable, evaluator=None
+) -> Trace:
     """Query the table (or ``evaluator``, e.g. the table behind early termination) ``budget`` times."""
     evaluator = evaluator or table
     best_val, incumbent_test = -np.inf, None
@@ -196,8 +213,9 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
         t1 = time.perf_counter()
         valid = space.is_valid(cand.arch)
         fidelity = Fidelity(epochs=full_epochs).override(getattr(cand, "fidelity", None))
-        result = (evaluator.evaluate(cand.arch, None, None, fidelity, candidate_id=cand.id) if valid
-                  else _invalid(cand.id))
+        result = (
+            evaluator.evaluate(cand.arch, None, None, fidelity, candidate_id=cand.id) if valid else _invalid(cand.id)
+        )
         t2 = time.perf_counter()
         tell(cand, result)
         t3 = time.perf_counter()
@@ -218,11 +236,19 @@ def _loop(name: str, seed: int, budget: int, table: TabularEstimator, space, ask
         seconds.append(total)
         epochs.append(trained)
         answered.append(n_ok)
-        queries.append([arch_id(cand.arch) if valid else None, m.get("val_acc"), test,
-                        round(result.cost, 4) if result.ok else 0.0, len(m["val_acc_curve"]) if result.ok else 0])
+        queries.append(
+            [
+                arch_id(cand.arch) if valid else None,
+                m.get("val_acc"),
+                test,
+                round(result.cost, 4) if result.ok else 0.0,
+                len(m["val_acc_curve"]) if result.ok else 0,
+            ]
+        )
     ms = lambda xs: 1000 * float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return Trace(name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs, full_epochs, val_regret,
-                 answered, queries)
+    return Trace(
+        name, seed, regret, seconds, ms(ask_times), ms(tell_times), epochs, full_epochs, val_regret, answered, queries
+    )
 
 
 def _invalid(cid: str):
@@ -246,9 +272,15 @@ def run_one(table: str | Path, name: str, options: dict[str, Any], seed: int, bu
     return {**asdict(trace), "wall": time.perf_counter() - start}
 
 
-def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGIES, seeds: int = 30,
-            budget: int = 400, options: dict[str, dict[str, Any]] | None = None, progress: bool = True,
-            jobs: int = 1) -> list[Trace]:
+def compare(
+    table: str | Path = "nb201-4op-mnist1d",
+    strategies=DEFAULT_STRATEGIES,
+    seeds: int = 30,
+    budget: int = 400,
+    options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = True,
+    jobs: int = 1,
+) -> list[Trace]:
     """Every (strategy, seed), ``jobs`` processes at a time (one in this process), each on one BLAS thread; a line
     per finished seed when ``progress``."""
     TabularEstimator(table)  # a missing or foreign table fails here
@@ -269,12 +301,17 @@ def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGI
         walls[out["strategy"]] += out["wall"]
         if progress:
             n = counts[out["strategy"]]
-            print(f"{out['strategy']} seed {out['seed']} ({n}/{seeds}): test regret {100 * out['regret'][-1]:.2f}, "
-                  f"validation regret {100 * out['val_regret'][-1]:.2f} points after {len(out['regret'])} queries, "
-                  f"{out['wall']:.1f} s", flush=True)
+            print(
+                f"{out['strategy']} seed {out['seed']} ({n}/{seeds}): test regret {100 * out['regret'][-1]:.2f}, "
+                f"validation regret {100 * out['val_regret'][-1]:.2f} points after {len(out['regret'])} queries, "
+                f"{out['wall']:.1f} s",
+                flush=True,
+            )
             if n == seeds:
-                print(f"{out['strategy']}: {seeds} seeds x {budget} queries in {walls[out['strategy']]:.1f} s of "
-                      "work", flush=True)
+                print(
+                    f"{out['strategy']}: {seeds} seeds x {budget} queries in {walls[out['strategy']]:.1f} s of work",
+                    flush=True,
+                )
 
     if jobs == 1:
         for name, seed in todo:
@@ -291,15 +328,19 @@ def compare(table: str | Path = "nb201-4op-mnist1d", strategies=DEFAULT_STRATEGI
     return [Trace(**{k: v for k, v in done[key].items() if k in fields}) for key in todo]
 
 
-def summarise(traces: list[Trace], checkpoints=CHECKPOINTS, unit_seconds: float | None = None,
-              time_checkpoints=TIME_CHECKPOINTS) -> dict[str, dict[str, Any]]:
+def summarise(
+    traces: list[Trace], checkpoints=CHECKPOINTS, unit_seconds: float | None = None, time_checkpoints=TIME_CHECKPOINTS
+) -> dict[str, dict[str, Any]]:
     """Median and IQR of regret per strategy at each query checkpoint (int keys) and, given ``unit_seconds``
     (the table's median full training time), at each simulated-time checkpoint (keys ``"t25"``, ...)."""
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(t.strategy for t in traces):
         mine = [t for t in traces if t.strategy == name]
-        row: dict[str, Any] = {"seeds": len(mine), "ask_ms": float(np.median([t.ask_ms for t in mine])),
-                               "tell_ms": float(np.median([t.tell_ms for t in mine]))}
+        row: dict[str, Any] = {
+            "seeds": len(mine),
+            "ask_ms": float(np.median([t.ask_ms for t in mine])),
+            "tell_ms": float(np.median([t.tell_ms for t in mine])),
+        }
         for q in checkpoints:
             row[q] = _quartiles([t.regret[min(q, len(t.regret)) - 1] for t in mine])
             if all(t.val_regret for t in mine):
@@ -345,45 +386,74 @@ def write_outputs(traces: list[Trace], summary: dict, out_dir: Path, meta: dict[
     cell = lambda c: f"{100 * c['median']:.2f} [{100 * c['q1']:.2f}, {100 * c['q3']:.2f}]"  # noqa: E731
     lines = []
     if all(f"val{checkpoints[0]}" in row for row in summary.values()):
-        lines += [f"Validation regret (the table's best validation accuracy minus the best a strategy found, "
-                  f"percentage points) on `{meta['table']}`: median [IQR] over {meta['seeds']} seeds; lower is "
-                  "better. This measures the search itself.", "",
-                  "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " |",
-                  "| --- |" + " --- |" * len(checkpoints)]
-        lines += [f"| {name} | " + " | ".join(cell(row[f"val{q}"]) for q in checkpoints) + " |"
-                  for name, row in summary.items()]
+        lines += [
+            f"Validation regret (the table's best validation accuracy minus the best a strategy found, "
+            f"percentage points) on `{meta['table']}`: median [IQR] over {meta['seeds']} seeds; lower is "
+            "better. This measures the search itself.",
+            "",
+            "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " |",
+            "| --- |" + " --- |" * len(checkpoints),
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(cell(row[f"val{q}"]) for q in checkpoints) + " |"
+            for name, row in summary.items()
+        ]
         lines += ["", *_against("optuna_tpe", summary, checkpoints), ""]
-    lines += [f"Test regret (the table's best test accuracy minus the test accuracy of the incumbent, chosen by "
-              f"validation; percentage points) on `{meta['table']}`: median [IQR] over {meta['seeds']} seeds; lower "
-              "is better.", "",
-              "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " | ask ms | tell ms |",
-              "| --- |" + " --- |" * (len(checkpoints) + 2)]
+    lines += [
+        f"Test regret (the table's best test accuracy minus the test accuracy of the incumbent, chosen by "
+        f"validation; percentage points) on `{meta['table']}`: median [IQR] over {meta['seeds']} seeds; lower "
+        "is better.",
+        "",
+        "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " | ask ms | tell ms |",
+        "| --- |" + " --- |" * (len(checkpoints) + 2),
+    ]
     for name, row in summary.items():
         cells = [cell(row[q]) for q in checkpoints]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['ask_ms']:.2f} | {row['tell_ms']:.2f} |")
     timed = [k for k in next(iter(summary.values())) if isinstance(k, str) and k[0] == "t" and k[1:].isdigit()]
     if timed:
-        lines += ["", f"Regret at simulated training time, in units of the table's median full training "
-                  f"({meta['unit_seconds']:.2f} s): the time that many full evaluations take. Multi-fidelity "
-                  "strategies spend less per query.", "",
-                  "| strategy | " + " | ".join(f"{k[1:]} units" for k in timed) + " |",
-                  "| --- |" + " --- |" * len(timed)]
+        lines += [
+            "",
+            f"Regret at simulated training time, in units of the table's median full training "
+            f"({meta['unit_seconds']:.2f} s): the time that many full evaluations take. Multi-fidelity "
+            "strategies spend less per query.",
+            "",
+            "| strategy | " + " | ".join(f"{k[1:]} units" for k in timed) + " |",
+            "| --- |" + " --- |" * len(timed),
+        ]
         for name, row in summary.items():
-            lines.append(f"| {name} | " + " | ".join(
-                f"{100 * row[k]['median']:.2f} [{100 * row[k]['q1']:.2f}, {100 * row[k]['q3']:.2f}]" for k in timed) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    f"{100 * row[k]['median']:.2f} [{100 * row[k]['q1']:.2f}, {100 * row[k]['q3']:.2f}]" for k in timed
+                )
+                + " |"
+            )
     saving = [name for name, row in summary.items() if any(row[f"saved{q}"]["median"] > 0 for q in checkpoints)]
     if saving:
-        lines += ["", "Share of training epochs saved against training every query fully (early termination, "
-                  "lower rungs): median [IQR].", "",
-                  "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " |",
-                  "| --- |" + " --- |" * len(checkpoints)]
+        lines += [
+            "",
+            "Share of training epochs saved against training every query fully (early termination, "
+            "lower rungs): median [IQR].",
+            "",
+            "| strategy | " + " | ".join(f"{q} queries" for q in checkpoints) + " |",
+            "| --- |" + " --- |" * len(checkpoints),
+        ]
         for name in saving:
-            lines.append(f"| {name} | " + " | ".join(
-                "{median:.1%} [{q1:.1%}, {q3:.1%}]".format(**summary[name][f"saved{q}"]) for q in checkpoints) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    "{median:.1%} [{q1:.1%}, {q3:.1%}]".format(**summary[name][f"saved{q}"]) for q in checkpoints
+                )
+                + " |"
+            )
     md_path.write_text("\n".join(lines) + "\n")
     _plot(traces, png_path, meta)
-    (out_dir / "compare.json").write_text(json.dumps({"meta": meta, "summary": {
-        k: {str(q): v for q, v in row.items()} for k, row in summary.items()}}, indent=1))
+    (out_dir / "compare.json").write_text(
+        json.dumps(
+            {"meta": meta, "summary": {k: {str(q): v for q, v in row.items()} for k, row in summary.items()}}, indent=1
+        )
+    )
     return {"csv": csv_path, "queries": queries_path, "markdown": md_path, "plot": png_path}
 
 
@@ -415,7 +485,7 @@ def _plot(traces: list[Trace], path: Path, meta: dict[str, Any]) -> None:
         r = 100 * np.array([t.regret[:n] for t in mine])
         x = np.arange(1, n + 1)
         med, q1, q3 = np.median(r, 0), np.percentile(r, 25, 0), np.percentile(r, 75, 0)
-        line, = ax_q.plot(x, med, label=name, linestyle="--" if name.startswith("optuna") else "-")
+        (line,) = ax_q.plot(x, med, label=name, linestyle="--" if name.startswith("optuna") else "-")
         ax_q.fill_between(x, q1, q3, alpha=0.15, color=line.get_color())
         # regret against simulated training time, on a common grid
         grid = np.linspace(0, min(t.seconds[n - 1] for t in mine), 200)
@@ -454,8 +524,9 @@ def run_multiobjective(name: str, table: TabularEstimator, space, seed: int, bud
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(directions=["maximize", "minimize"],
-                                    sampler=optuna.samplers.NSGAIISampler(seed=seed))
+        study = optuna.create_study(
+            directions=["maximize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=seed)
+        )
         for _ in range(budget):
             trial = study.ask()
             arch = _suggest(trial, space)
@@ -466,8 +537,11 @@ def run_multiobjective(name: str, table: TabularEstimator, space, seed: int, bud
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
     else:
-        options = {} if name == "random" else {"objectives": [{"metric": "val_acc", "mode": "max"},
-                                                              {"metric": "params", "mode": "min"}]}
+        options = (
+            {}
+            if name == "random"
+            else {"objectives": [{"metric": "val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}]}
+        )
         strategy = make_strategy(name, space, seed=seed, **options)
         for _ in range(budget):
             cands = strategy.ask(1)
@@ -482,8 +556,9 @@ def run_multiobjective(name: str, table: TabularEstimator, space, seed: int, bud
     return hypervolume_2d(seen, (0.0, 0.0))
 
 
-def compare_multiobjective(table: str | Path = "nb201-4op-mnist1d", strategies=MO_STRATEGIES, seeds: int = 30,
-                           budget: int = 200) -> dict[str, dict[str, float]]:
+def compare_multiobjective(
+    table: str | Path = "nb201-4op-mnist1d", strategies=MO_STRATEGIES, seeds: int = 30, budget: int = 200
+) -> dict[str, dict[str, float]]:
     estimator = TabularEstimator(table)
     space = estimator.space
     out = {}

@@ -27,7 +27,13 @@ SHAPES = {"1d (1, 40)": (1, 40), "2d (1, 8, 8)": (1, 8, 8), "2d (3, 32, 32)": (3
 
 def quartiles(values: list[float]) -> dict[str, float]:
     q1, med, q3 = np.percentile(values, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(min(values)), "max": float(max(values))}
+    return {
+        "median": float(med),
+        "q1": float(q1),
+        "q3": float(q3),
+        "min": float(min(values)),
+        "max": float(max(values)),
+    }
 
 
 def bench_build_forward(n_archs: int = 10, batch: int = 64) -> dict:
@@ -49,10 +55,15 @@ def bench_build_forward(n_archs: int = 10, batch: int = 64) -> dict:
                     t0 = time.perf_counter()
                     model(x)
                 forwards.append(time.perf_counter() - t0)
-            out[f"{name} {label}"] = {"build_ms": 1000 * statistics.median(builds),
-                                      "forward_ms_batch64": 1000 * statistics.median(forwards)}
-            print(f"{name:12s} {label:16s} build {out[f'{name} {label}']['build_ms']:7.2f} ms   "
-                  f"forward(64) {out[f'{name} {label}']['forward_ms_batch64']:8.2f} ms", flush=True)
+            out[f"{name} {label}"] = {
+                "build_ms": 1000 * statistics.median(builds),
+                "forward_ms_batch64": 1000 * statistics.median(forwards),
+            }
+            print(
+                f"{name:12s} {label:16s} build {out[f'{name} {label}']['build_ms']:7.2f} ms   "
+                f"forward(64) {out[f'{name} {label}']['forward_ms_batch64']:8.2f} ms",
+                flush=True,
+            )
     return out
 
 
@@ -61,12 +72,19 @@ def bench_nb201_spread(fidelity: Fidelity, n: int = 20) -> dict:
     result = search("nb201", "random", dataset=data, fidelity=fidelity, max_evals=n, seed=123)
     accs = [r["metrics"]["val_acc"] for r in result.history if r["status"] == "ok"]
     secs = [r["cost"] for r in result.history]
-    summary = {"n": n, "val_acc": quartiles(accs), "seconds_per_eval": quartiles(secs),
-               "genotypes": [[r["genotype"], r["metrics"].get("val_acc")] for r in result.history]}
-    print(f"nb201 x{n} random: val_acc median {summary['val_acc']['median']:.3f} "
-          f"IQR [{summary['val_acc']['q1']:.3f}, {summary['val_acc']['q3']:.3f}] "
-          f"range [{summary['val_acc']['min']:.3f}, {summary['val_acc']['max']:.3f}], "
-          f"{summary['seconds_per_eval']['median']:.2f} s/eval", flush=True)
+    summary = {
+        "n": n,
+        "val_acc": quartiles(accs),
+        "seconds_per_eval": quartiles(secs),
+        "genotypes": [[r["genotype"], r["metrics"].get("val_acc")] for r in result.history],
+    }
+    print(
+        f"nb201 x{n} random: val_acc median {summary['val_acc']['median']:.3f} "
+        f"IQR [{summary['val_acc']['q1']:.3f}, {summary['val_acc']['q3']:.3f}] "
+        f"range [{summary['val_acc']['min']:.3f}, {summary['val_acc']['max']:.3f}], "
+        f"{summary['seconds_per_eval']['median']:.2f} s/eval",
+        flush=True,
+    )
     return summary
 
 
@@ -84,21 +102,35 @@ def bench_strategies(fidelity: Fidelity, budget: int, seeds: list[int]) -> dict:
         runs = []
         for seed in seeds:
             t0 = time.perf_counter()
-            result = search(space, name, dataset=data, fidelity=fidelity, max_evals=budget, seed=seed,
-                            strategy_options=options)
+            result = search(
+                space, name, dataset=data, fidelity=fidelity, max_evals=budget, seed=seed, strategy_options=options
+            )
             best = result.best
             # What a user gets: retrain the winner with the same protocol and score it on the test split.
             model, _ = estimator.fit(best["arch"], space, data.without_test(), fidelity, seed)
             _, test_acc = estimator.score(model, data.x_test, data.y_test)
             curve = np.maximum.accumulate([r["metrics"].get("val_acc", 0.0) for r in result.history]).tolist()
-            runs.append({"seed": seed, "best_val_acc": best["metrics"]["val_acc"], "winner_test_acc": test_acc,
-                         "genotype": best["genotype"], "incumbent_curve": curve,
-                         "seconds": time.perf_counter() - t0})
-            print(f"{name:22s} seed {seed}: best val {runs[-1]['best_val_acc']:.4f}, test {test_acc:.4f}, "
-                  f"{runs[-1]['seconds']:.0f} s  {best['genotype']}", flush=True)
-        out[name] = {"options": options, "runs": runs,
-                     "best_val_acc": quartiles([r["best_val_acc"] for r in runs]),
-                     "winner_test_acc": quartiles([r["winner_test_acc"] for r in runs])}
+            runs.append(
+                {
+                    "seed": seed,
+                    "best_val_acc": best["metrics"]["val_acc"],
+                    "winner_test_acc": test_acc,
+                    "genotype": best["genotype"],
+                    "incumbent_curve": curve,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            print(
+                f"{name:22s} seed {seed}: best val {runs[-1]['best_val_acc']:.4f}, test {test_acc:.4f}, "
+                f"{runs[-1]['seconds']:.0f} s  {best['genotype']}",
+                flush=True,
+            )
+        out[name] = {
+            "options": options,
+            "runs": runs,
+            "best_val_acc": quartiles([r["best_val_acc"] for r in runs]),
+            "winner_test_acc": quartiles([r["winner_test_acc"] for r in runs]),
+        }
     return out
 
 
@@ -112,11 +144,21 @@ def main() -> None:
     args = parser.parse_args()
     fidelity = Fidelity(epochs=args.epochs)
     report = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpu": platform.processor() or platform.machine()},
-        "protocol": {"dataset": "mnist1d (3200 train / 800 val / 1000 test)", "fidelity": fidelity.to_dict(),
-                     "space": make_space("nb201").spec(), "budget_evals": args.budget, "seeds": args.seeds,
-                     "optimizer": "AdamW lr 3e-3 wd 1e-4, cosine, batch 128", "device": "cpu"},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+        },
+        "protocol": {
+            "dataset": "mnist1d (3200 train / 800 val / 1000 test)",
+            "fidelity": fidelity.to_dict(),
+            "space": make_space("nb201").spec(),
+            "budget_evals": args.budget,
+            "seeds": args.seeds,
+            "optimizer": "AdamW lr 3e-3 wd 1e-4, cosine, batch 128",
+            "device": "cpu",
+        },
         "build_forward": bench_build_forward(),
         "nb201_random_spread": bench_nb201_spread(fidelity),
     }

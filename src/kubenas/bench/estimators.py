@@ -44,8 +44,15 @@ def rank_correlations(scores, truth) -> dict[str, float]:
 KINDS = ("training", "curves", "zero_cost", "oneshot", "inheritance")
 
 
-def measure(table: str | Path = "nb201-4op-mnist1d", n: int = DEFAULT_SAMPLE, seed: int = 0,
-            proxies=None, progress: bool = True, kinds=KINDS, oneshot_epochs: int | None = None) -> list[dict[str, Any]]:
+def measure(
+    table: str | Path = "nb201-4op-mnist1d",
+    n: int = DEFAULT_SAMPLE,
+    seed: int = 0,
+    proxies=None,
+    progress: bool = True,
+    kinds=KINDS,
+    oneshot_epochs: int | None = None,
+) -> list[dict[str, Any]]:
     """One row per estimator, for the ``kinds`` asked: fewer training epochs and learning-curve extrapolation
     read from the table, then each zero-cost proxy (default: all of them), each one-shot supernet (for
     ``oneshot_epochs`` if given, else each ranker's own) and weight inheritance, computed for real."""
@@ -82,8 +89,9 @@ def measure(table: str | Path = "nb201-4op-mnist1d", n: int = DEFAULT_SAMPLE, se
                 arch = json.loads(r["arch"]) if isinstance(r["arch"], str) else r["arch"]
                 scores.append(zc.score(arch, est.space, data, seed=seed)["zc_score"])
             seconds = (time.perf_counter() - start) / len(rows)
-            out.append({"estimator": f"zero-cost: {proxy}", **rank_correlations(scores, truth),
-                        "seconds_per_arch": seconds})
+            out.append(
+                {"estimator": f"zero-cost: {proxy}", **rank_correlations(scores, truth), "seconds_per_arch": seconds}
+            )
             if progress:
                 print(f"{proxy}: {seconds * 1000:.1f} ms per architecture", flush=True)
         if "curves" in kinds:
@@ -115,19 +123,27 @@ def _curve_rows(est: TabularEstimator, rows, truth, seed: int) -> list[dict[str,
         scores = [extrapolate(r["val_acc_curve"][:cut], full)["mean"] for r in rows]
         fit = (time.perf_counter() - start) / len(rows)
         cost = float(np.mean([r["train_seconds"] * cut / full for r in rows])) + fit
-        out.append({"estimator": f"learning-curve extrapolation from {cut} of {full} epochs",
-                    **rank_correlations(scores, truth), "seconds_per_arch": cost})
+        out.append(
+            {
+                "estimator": f"learning-curve extrapolation from {cut} of {full} epochs",
+                **rank_correlations(scores, truth),
+                "seconds_per_arch": cost,
+            }
+        )
     return out
 
 
 # Supernet epochs per method for the ranking measurement, as in ``kubenas bench budget``.
-ONESHOT_RANKERS = {"random sampling, 30 epochs": ("random_sampling", 30, {}),
-                   "fair sampling, 8 epochs": ("random_sampling", 8, {"fair": True}),
-                   "ENAS, 30 epochs": ("enas", 30, {})}
+ONESHOT_RANKERS = {
+    "random sampling, 30 epochs": ("random_sampling", 30, {}),
+    "fair sampling, 8 epochs": ("random_sampling", 8, {"fair": True}),
+    "ENAS, 30 epochs": ("enas", 30, {}),
+}
 
 
-def _oneshot_rows(est: TabularEstimator, rows, truth, seed: int, progress: bool,
-                  epochs_override: int | None = None) -> list[dict[str, Any]]:
+def _oneshot_rows(
+    est: TabularEstimator, rows, truth, seed: int, progress: bool, epochs_override: int | None = None
+) -> list[dict[str, Any]]:
     """Each one-shot method's supernet, trained for real on the table's data, ranks the sample with its shared
     weights; the cost per architecture spreads the supernet's training over the sample."""
     from kubenas.bench.budget import table_training
@@ -147,8 +163,14 @@ def _oneshot_rows(est: TabularEstimator, rows, truth, seed: int, progress: bool,
         seconds = time.perf_counter() - start
         if progress:
             print(f"one-shot {label}: supernet {trained:.0f} s, ranking {seconds - trained:.0f} s", flush=True)
-        out.append({"estimator": f"one-shot: {label}", **rank_correlations(scores, truth),
-                    "seconds_per_arch": seconds / len(archs), "total_seconds": seconds})
+        out.append(
+            {
+                "estimator": f"one-shot: {label}",
+                **rank_correlations(scores, truth),
+                "seconds_per_arch": seconds / len(archs),
+                "total_seconds": seconds,
+            }
+        )
     return out
 
 
@@ -157,8 +179,8 @@ def _inheritance_rows(est: TabularEstimator, rows, truth, seed: int, progress: b
     the table's protocol, then the child inherits the parent's weights and trains one epoch. The cost is the
     child's alone: in a search the parent was trained anyway."""
     from kubenas.bench.budget import protocol_estimator
-    from kubenas.estimators.inheritance import InheritingEstimator, MemoryWeights
     from kubenas.core import Fidelity
+    from kubenas.estimators.inheritance import InheritingEstimator, MemoryWeights
 
     data, rng = est.search_data(), np.random.default_rng(seed)
     fidelity = Fidelity(epochs=int(est.protocol["epochs"]))
@@ -167,25 +189,43 @@ def _inheritance_rows(est: TabularEstimator, rows, truth, seed: int, progress: b
     for n, arch in enumerate(_archs(rows)):
         weights = MemoryWeights()
         parent = est.space.mutate(arch, rng)
-        inner.evaluate(parent, est.space, data, fidelity, seed, "parent",
-                       keep=lambda model: weights.save_weights("parent", model.state_dict(), parent))
-        res = InheritingEstimator(inner, weights, epochs=1).evaluate(arch, est.space, data, fidelity, seed, "child",
-                                                                    parent_id="parent")
+        inner.evaluate(
+            parent,
+            est.space,
+            data,
+            fidelity,
+            seed,
+            "parent",
+            keep=lambda model, w=weights, p=parent: w.save_weights("parent", model.state_dict(), p),
+        )
+        res = InheritingEstimator(inner, weights, epochs=1).evaluate(
+            arch, est.space, data, fidelity, seed, "child", parent_id="parent"
+        )
         scores.append(res.metrics["val_acc"] if res.ok else 0.0)
         cost += res.cost
         if progress and (n + 1) % 50 == 0:
             print(f"inheritance: {n + 1}/{len(rows)} ({time.perf_counter() - start:.0f} s)", flush=True)
-    return [{"estimator": "weight inheritance: 1 epoch from a trained parent", **rank_correlations(scores, truth),
-             "seconds_per_arch": cost / len(rows)}]
+    return [
+        {
+            "estimator": "weight inheritance: 1 epoch from a trained parent",
+            **rank_correlations(scores, truth),
+            "seconds_per_arch": cost / len(rows),
+        }
+    ]
 
 
 def markdown(results: list[dict[str, Any]], table: str, n: int) -> str:
     full = next(r["seconds_per_arch"] for r in results if r["estimator"] == "full training")
-    lines = [f"Rank correlation with full training (the table's validation accuracy) on a fixed sample of {n} "
-             f"architectures of `{table}`; cost per architecture on one CPU thread.", "",
-             "| estimator | Kendall tau | Spearman rho | seconds per architecture | share of full training |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Rank correlation with full training (the table's validation accuracy) on a fixed sample of {n} "
+        f"architectures of `{table}`; cost per architecture on one CPU thread.",
+        "",
+        "| estimator | Kendall tau | Spearman rho | seconds per architecture | share of full training |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for r in results:
-        lines.append(f"| {r['estimator']} | {r['kendall']:.3f} | {r['spearman']:.3f} | {r['seconds_per_arch']:.4f} | "
-                     f"{r['seconds_per_arch'] / full:.1%} |")
+        lines.append(
+            f"| {r['estimator']} | {r['kendall']:.3f} | {r['spearman']:.3f} | {r['seconds_per_arch']:.4f} | "
+            f"{r['seconds_per_arch'] / full:.1%} |"
+        )
     return "\n".join(lines) + "\n"

@@ -33,7 +33,7 @@ def synthetic_images(n_train=4096, n_val=1024, classes=10, seed=0) -> Dataset:
         x = torch.randn(n, 3, 32, 32, generator=gen) * 0.5
         rows, cols = (y // 4) * 8 + 4, (y % 4) * 8 + 4
         for i in range(n):
-            x[i, y[i] % 3, rows[i]:rows[i] + 6, cols[i]:cols[i] + 6] += 1.5
+            x[i, y[i] % 3, rows[i] : rows[i] + 6, cols[i] : cols[i] + 6] += 1.5
         return x, y
 
     return Dataset("blobs32", *split(n_train), *split(n_val), num_classes=classes)
@@ -54,9 +54,16 @@ def main() -> None:
     modes = {"cuda-bf16": ("cuda", True), "cuda-fp32": ("cuda", False)} if cuda else {}  # name: (device, amp)
     if args.cpu or not cuda:
         modes["cpu"] = ("cpu", False)
-    tasks = {"mnist1d": load_dataset("mnist1d").without_test(), "blobs32": synthetic_images(args.images, args.images // 4)}
-    report = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
-              "epochs": args.epochs, "runs": []}
+    tasks = {
+        "mnist1d": load_dataset("mnist1d").without_test(),
+        "blobs32": synthetic_images(args.images, args.images // 4),
+    }
+    report = {
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "torch": torch.__version__,
+        "epochs": args.epochs,
+        "runs": [],
+    }
     for row in (oneshot if args.oneshot else training)(args, modes, tasks):
         report["runs"].append(row)
         print(json.dumps(row), flush=True)
@@ -76,9 +83,18 @@ def training(args, modes, tasks):
                 for mode, est in estimators.items():
                     t0 = time.perf_counter()
                     res = est.evaluate(arch, space, data, Fidelity(epochs=args.epochs), seed=0)
-                    row = {"task": task, "space": name, "arch": k, "mode": mode, "status": res.status,
-                           "error": res.error, "wall_s": time.perf_counter() - t0}
-                    row.update({m: res.metrics.get(m) for m in ("val_acc", "train_seconds", "latency_ms", "params", "macs")})
+                    row = {
+                        "task": task,
+                        "space": name,
+                        "arch": k,
+                        "mode": mode,
+                        "status": res.status,
+                        "error": res.error,
+                        "wall_s": time.perf_counter() - t0,
+                    }
+                    row.update(
+                        {m: res.metrics.get(m) for m in ("val_acc", "train_seconds", "latency_ms", "params", "macs")}
+                    )
                     yield row
 
 
@@ -98,9 +114,16 @@ def oneshot(args, modes, tasks):
                     seconds = sum(s["seconds"] for s in stats[1:]) or stats[0]["seconds"]  # the first epoch warms up
                     epochs = max(1, len(stats) - 1)
                     scores = m.score(m.propose(4), data, 2)
-                    yield {"task": task, "space": space_name, "method": method, "mode": mode,
-                           "samples_per_s": epochs * len(data.x_train) / seconds, "epoch_s": seconds / epochs,
-                           "train_loss": stats[-1]["train_loss"], "val_acc": max(scores)}
+                    yield {
+                        "task": task,
+                        "space": space_name,
+                        "method": method,
+                        "mode": mode,
+                        "samples_per_s": epochs * len(data.x_train) / seconds,
+                        "epoch_s": seconds / epochs,
+                        "train_loss": stats[-1]["train_loss"],
+                        "val_acc": max(scores),
+                    }
 
 
 if __name__ == "__main__":

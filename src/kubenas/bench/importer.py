@@ -47,7 +47,7 @@ class _Strict(BaseModel):
 class ArchColumn(_Strict):
     column: str
     format: Literal["genotype", "json"] = "genotype"
-    ops: dict[str, str] = {}        # the source's operation name -> the space's
+    ops: dict[str, str] = {}  # the source's operation name -> the space's
     decisions: dict[str, str] = {}  # json format: the source's key -> the space's decision name
 
 
@@ -118,8 +118,9 @@ def import_table(source: str | Path, mapping: Mapping, out: str | Path) -> dict[
     source, out = Path(source), Path(out)
     rows = _read(source)
     m = mapping.metrics
-    columns = {mapping.arch.column, m.val_acc, m.test_acc} | {c for c in (m.val_acc_curve, m.train_seconds, m.params,
-                                                                             m.macs, m.latency_ms) if c}
+    columns = {mapping.arch.column, m.val_acc, m.test_acc} | {
+        c for c in (m.val_acc_curve, m.train_seconds, m.params, m.macs, m.latency_ms) if c
+    }
     missing = sorted(c for c in columns if rows and c not in rows[0])
     if missing:
         raise ValueError(f"{source} has no column(s) {missing}; it has {sorted(rows[0]) if rows else []}")
@@ -142,7 +143,9 @@ def import_table(source: str | Path, mapping: Mapping, out: str | Path) -> dict[
             continue
         val, test = _acc(row[m.val_acc], mapping.scale), _acc(row[m.test_acc], mapping.scale)
         if val is None or test is None:
-            skip("no validation or test accuracy", n, f"{m.val_acc}={row[m.val_acc]!r}, {m.test_acc}={row[m.test_acc]!r}")
+            skip(
+                "no validation or test accuracy", n, f"{m.val_acc}={row[m.val_acc]!r}, {m.test_acc}={row[m.test_acc]!r}"
+            )
             continue
         curve = [val]
         if m.val_acc_curve:
@@ -163,24 +166,44 @@ def import_table(source: str | Path, mapping: Mapping, out: str | Path) -> dict[
             skip("a repeat of an architecture", n, space.genotype(arch))
             continue
         kept[key] = {
-            "arch_id": key, "arch": json.dumps(arch, sort_keys=True),
+            "arch_id": key,
+            "arch": json.dumps(arch, sort_keys=True),
             "genotype": space.genotype(arch),
-            "status": "ok", "val_acc": val, "test_acc": test, "val_loss": None, "val_acc_curve": curve,
+            "status": "ok",
+            "val_acc": val,
+            "test_acc": test,
+            "val_loss": None,
+            "val_acc_curve": curve,
             "params": int(row[m.params]) if m.params and row[m.params] is not None else None,
             "macs": int(row[m.macs]) if m.macs and row[m.macs] is not None else 0,
-            "train_seconds": float(row[m.train_seconds]) if m.train_seconds and row[m.train_seconds] is not None
+            "train_seconds": float(row[m.train_seconds])
+            if m.train_seconds and row[m.train_seconds] is not None
             else 1.0,
             "latency_ms": float(row[m.latency_ms]) if m.latency_ms and row[m.latency_ms] is not None else None,
-            "seed": None, "error": None}
+            "seed": None,
+            "error": None,
+        }
     if not kept:
-        raise ValueError(f"no row of {source} could be imported: " + "; ".join(f"{k} ({v}, e.g. {examples[k]})"
-                                                                              for k, v in left_out.items()))
-    protocol = {"space": mapping.space, "space_options": mapping.space_options, **mapping.protocol.model_dump(),
-                "epochs": curve_len,
-                "trained_epochs": mapping.protocol.epochs}
-    meta = {"protocol": protocol, "rows": len(kept), "kubenas": __version__, "python": platform.python_version(),
-            "imported": time.strftime("%Y-%m-%d"), "source": source.name,
-            "mapping": json.loads(mapping.model_dump_json())}
+        raise ValueError(
+            f"no row of {source} could be imported: "
+            + "; ".join(f"{k} ({v}, e.g. {examples[k]})" for k, v in left_out.items())
+        )
+    protocol = {
+        "space": mapping.space,
+        "space_options": mapping.space_options,
+        **mapping.protocol.model_dump(),
+        "epochs": curve_len,
+        "trained_epochs": mapping.protocol.epochs,
+    }
+    meta = {
+        "protocol": protocol,
+        "rows": len(kept),
+        "kubenas": __version__,
+        "python": platform.python_version(),
+        "imported": time.strftime("%Y-%m-%d"),
+        "source": source.name,
+        "mapping": json.loads(mapping.model_dump_json()),
+    }
     ordered = [kept[k] for k in sorted(kept)]
     table = pa.Table.from_pylist(ordered, schema=SCHEMA)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,8 +228,10 @@ def _arch(raw: Any, mapping: Mapping, space) -> dict[str, Any]:
             raise ValueError(f"not JSON: {raw!r}") from None
         if not isinstance(data, dict):
             raise ValueError(f"not a JSON object: {raw!r}")
-        arch = {mapping.arch.decisions.get(k, k): mapping.arch.ops.get(v, v) if isinstance(v, str) else v
-                for k, v in data.items()}
+        arch = {
+            mapping.arch.decisions.get(k, k): mapping.arch.ops.get(v, v) if isinstance(v, str) else v
+            for k, v in data.items()
+        }
     try:
         space.validate(arch)
     except InvalidArchitecture as exc:

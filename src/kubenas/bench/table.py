@@ -29,13 +29,24 @@ from kubenas.arch import arch_id
 from kubenas.estimators.tabular import METADATA_KEY, read_table  # noqa: F401 - the format lives with its reader
 from kubenas.spaces import make_space
 
-
-SCHEMA = pa.schema([
-    ("arch_id", pa.string()), ("arch", pa.string()), ("genotype", pa.string()), ("status", pa.string()),
-    ("val_acc", pa.float64()), ("test_acc", pa.float64()), ("val_loss", pa.float64()),
-    ("val_acc_curve", pa.list_(pa.float64())), ("params", pa.int64()), ("macs", pa.int64()),
-    ("train_seconds", pa.float64()), ("latency_ms", pa.float64()), ("seed", pa.int64()), ("error", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("arch_id", pa.string()),
+        ("arch", pa.string()),
+        ("genotype", pa.string()),
+        ("status", pa.string()),
+        ("val_acc", pa.float64()),
+        ("test_acc", pa.float64()),
+        ("val_loss", pa.float64()),
+        ("val_acc_curve", pa.list_(pa.float64())),
+        ("params", pa.int64()),
+        ("macs", pa.int64()),
+        ("train_seconds", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("seed", pa.int64()),
+        ("error", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -63,15 +74,20 @@ PRESETS = {
     # 3 epochs keep the build at about 1 s a cell on one CPU core (about 35 min on two cores).
     "nb201-4op-mnist1d": Protocol(
         space="nb201",
-        space_options={"ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"], "width": 8,
-                       "cells_per_stage": 1}),
+        space_options={
+            "ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"],
+            "width": 8,
+            "cells_per_stage": 1,
+        },
+    ),
     # Longer learning curves for learning-curve extrapolation: three operations (3^6 = 729 cells, all
     # connected) trained for 10 epochs: about 5.5 s a cell alone on one CPU core (the committed build shared
     # its two cores with other work: 8.6 s median, 45 minutes with two shards).
     "nb201-3op-mnist1d-10ep": Protocol(
-        space="nb201", space_options={"ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3"], "width": 8,
-                                      "cells_per_stage": 1},
-        epochs=10),
+        space="nb201",
+        space_options={"ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3"], "width": 8, "cells_per_stage": 1},
+        epochs=10,
+    ),
 }
 
 
@@ -116,8 +132,8 @@ def build_shard(protocol: Protocol, out: Path, shard: int = 0, shards: int = 1, 
     """Train this shard's architectures that are not in its file yet; returns the shard file."""
     import torch
 
-    from kubenas.data import load_dataset
     from kubenas.core import Fidelity
+    from kubenas.data import load_dataset
     from kubenas.estimators.training import TrainingEstimator
 
     if not 0 <= shard < shards:
@@ -128,8 +144,9 @@ def build_shard(protocol: Protocol, out: Path, shard: int = 0, shards: int = 1, 
     if not data.has_test:
         raise ValueError(f"dataset {protocol.dataset!r} has no test split; a table records test accuracy")
     search_data = data.without_test()
-    estimator = TrainingEstimator(batch_size=protocol.batch_size, lr=protocol.lr, weight_decay=protocol.weight_decay,
-                                  device="cpu")
+    estimator = TrainingEstimator(
+        batch_size=protocol.batch_size, lr=protocol.lr, weight_decay=protocol.weight_decay, device="cpu"
+    )
     fidelity = Fidelity(epochs=protocol.epochs)
     mine = [a for i, a in enumerate(architectures(protocol)) if i % shards == shard]
     path = shard_path(out, shard, shards)
@@ -143,31 +160,51 @@ def build_shard(protocol: Protocol, out: Path, shard: int = 0, shards: int = 1, 
             fh.flush()
             if progress and (n % 50 == 0 or n == len(todo)):
                 rate = (time.perf_counter() - start) / n
-                print(f"shard {shard}/{shards}: {len(done) + n}/{len(mine)} trained, {rate:.2f} s each, "
-                      f"about {rate * (len(todo) - n) / 60:.0f} min left", flush=True)
+                print(
+                    f"shard {shard}/{shards}: {len(done) + n}/{len(mine)} trained, {rate:.2f} s each, "
+                    f"about {rate * (len(todo) - n) / 60:.0f} min left",
+                    flush=True,
+                )
     return path
 
 
 def _row(arch, space, search_data, data, estimator, fidelity, seed) -> dict[str, Any]:
-    row = {"arch_id": arch_id(arch), "arch": json.dumps(arch, sort_keys=True), "genotype": space.genotype(arch),
-           "seed": seed}
+    row = {
+        "arch_id": arch_id(arch),
+        "arch": json.dumps(arch, sort_keys=True),
+        "genotype": space.genotype(arch),
+        "seed": seed,
+    }
     try:
         model, m = estimator.fit(arch, space, search_data, fidelity, seed)
         _, test_acc = estimator.score(model, data.x_test, data.y_test)
     except Exception as exc:  # noqa: BLE001 - a failed cell is a row with its reason, not a failed build
         return {**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
-    return {**row, "status": "ok", "val_acc": m["val_acc"], "test_acc": test_acc, "val_loss": m["val_loss"],
-            "val_acc_curve": m["val_acc_curve"], "params": m["params"], "macs": m["macs"],
-            "train_seconds": m["train_seconds"], "latency_ms": m["latency_ms"]}
+    return {
+        **row,
+        "status": "ok",
+        "val_acc": m["val_acc"],
+        "test_acc": test_acc,
+        "val_loss": m["val_loss"],
+        "val_acc_curve": m["val_acc_curve"],
+        "params": m["params"],
+        "macs": m["macs"],
+        "train_seconds": m["train_seconds"],
+        "latency_ms": m["latency_ms"],
+    }
 
 
 def merge(protocol: Protocol, out: Path, shards: int | None = None) -> Path:
     """Collect the shards into one Parquet table (every architecture exactly once) with the protocol. The
     number of shards is read from the shard files' names unless given."""
     if shards is None:
-        counts = {int(p.name.rsplit("-of-", 1)[1].split(".")[0]) for p in out.parent.glob(f"{out.name}.shard-*-of-*.jsonl")}
+        counts = {
+            int(p.name.rsplit("-of-", 1)[1].split(".")[0]) for p in out.parent.glob(f"{out.name}.shard-*-of-*.jsonl")
+        }
         if len(counts) != 1:
-            raise ValueError(f"expected the shard files of one build next to {out}, found shard counts {sorted(counts)}")
+            raise ValueError(
+                f"expected the shard files of one build next to {out}, found shard counts {sorted(counts)}"
+            )
         shards = counts.pop()
     expected = {arch_id(a) for a in architectures(protocol)}
     rows: dict[str, dict] = {}
@@ -188,9 +225,17 @@ def merge(protocol: Protocol, out: Path, shards: int | None = None) -> Path:
     table = pa.Table.from_pylist([{name: r.get(name) for name in SCHEMA.names} for r in ordered], schema=SCHEMA)
     import torch
 
-    meta = {"protocol": protocol.to_dict(), "rows": len(ordered), "kubenas": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "machine": platform.machine(), "built": time.strftime("%Y-%m-%d"),
-            "shards": shards, "splits": _splits(protocol)}
+    meta = {
+        "protocol": protocol.to_dict(),
+        "rows": len(ordered),
+        "kubenas": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "built": time.strftime("%Y-%m-%d"),
+        "shards": shards,
+        "splits": _splits(protocol),
+    }
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
     pq.write_table(table, out, compression="zstd")
     return out
@@ -205,9 +250,11 @@ def _splits(protocol: Protocol) -> dict[str, int]:
 
 # Per-seed values of a table averaged over training seeds: the mean goes in the usual columns, each seed's value
 # in these (in the order of the metadata's "seeds").
-MEAN_SCHEMA = SCHEMA.append(pa.field("val_acc_by_seed", pa.list_(pa.float64()))).append(
-    pa.field("test_acc_by_seed", pa.list_(pa.float64()))).append(
-    pa.field("val_acc_curve_by_seed", pa.list_(pa.list_(pa.float64()))))
+MEAN_SCHEMA = (
+    SCHEMA.append(pa.field("val_acc_by_seed", pa.list_(pa.float64())))
+    .append(pa.field("test_acc_by_seed", pa.list_(pa.float64())))
+    .append(pa.field("val_acc_curve_by_seed", pa.list_(pa.list_(pa.float64()))))
+)
 
 
 def mean(tables: list[str | Path], out: str | Path) -> Path:
@@ -220,8 +267,10 @@ def mean(tables: list[str | Path], out: str | Path) -> Path:
     protocols = [dict(meta["protocol"]) for _, meta in loaded]
     seeds = [p.pop("seed") for p in protocols]
     if any(p != protocols[0] for p in protocols[1:]):
-        raise ValueError("the tables' protocols differ beyond the seed: " + "; ".join(
-            f"{t}: {json.dumps(p, sort_keys=True)}" for t, p in zip(tables, protocols)))
+        raise ValueError(
+            "the tables' protocols differ beyond the seed: "
+            + "; ".join(f"{t}: {json.dumps(p, sort_keys=True)}" for t, p in zip(tables, protocols))
+        )
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the tables repeat a seed: {seeds}")
     by_id = [{r["arch_id"]: r for r in data.to_pylist()} for data, _ in loaded]
@@ -234,21 +283,43 @@ def mean(tables: list[str | Path], out: str | Path) -> Path:
         first = same[0]
         if any(r["status"] != "ok" for r in same):
             errors = "; ".join(f"seed {s}: {r.get('error')}" for s, r in zip(seeds, same) if r["status"] != "ok")
-            rows.append({**{k: first.get(k) for k in ("arch_id", "arch", "genotype")}, "status": "failed",
-                         "error": errors[:500]})
+            rows.append(
+                {
+                    **{k: first.get(k) for k in ("arch_id", "arch", "genotype")},
+                    "status": "failed",
+                    "error": errors[:500],
+                }
+            )
             continue
         curves = np.array([r["val_acc_curve"] for r in same], dtype=float)
-        avg = lambda name: float(np.mean([r[name] for r in same]))  # noqa: E731
-        rows.append({**{k: first.get(k) for k in ("arch_id", "arch", "genotype", "params", "macs")},
-                     "status": "ok", "val_acc": avg("val_acc"), "test_acc": avg("test_acc"),
-                     "val_loss": avg("val_loss"), "val_acc_curve": [float(x) for x in curves.mean(0)],
-                     "train_seconds": avg("train_seconds"), "latency_ms": avg("latency_ms"), "seed": None,
-                     "error": None, "val_acc_by_seed": [r["val_acc"] for r in same],
-                     "test_acc_by_seed": [r["test_acc"] for r in same],
-                     "val_acc_curve_by_seed": [r["val_acc_curve"] for r in same]})
+        avg = lambda name, same=same: float(np.mean([r[name] for r in same]))  # noqa: E731
+        rows.append(
+            {
+                **{k: first.get(k) for k in ("arch_id", "arch", "genotype", "params", "macs")},
+                "status": "ok",
+                "val_acc": avg("val_acc"),
+                "test_acc": avg("test_acc"),
+                "val_loss": avg("val_loss"),
+                "val_acc_curve": [float(x) for x in curves.mean(0)],
+                "train_seconds": avg("train_seconds"),
+                "latency_ms": avg("latency_ms"),
+                "seed": None,
+                "error": None,
+                "val_acc_by_seed": [r["val_acc"] for r in same],
+                "test_acc_by_seed": [r["test_acc"] for r in same],
+                "val_acc_curve_by_seed": [r["val_acc_curve"] for r in same],
+            }
+        )
     table = pa.Table.from_pylist([{n: r.get(n) for n in MEAN_SCHEMA.names} for r in rows], schema=MEAN_SCHEMA)
-    meta = {**loaded[0][1], "protocol": {**protocols[0], "seed": None}, "seeds": seeds, "rows": len(rows),
-            "mean_of": [Path(t).name for t in tables], "kubenas": __version__, "built": time.strftime("%Y-%m-%d")}
+    meta = {
+        **loaded[0][1],
+        "protocol": {**protocols[0], "seed": None},
+        "seeds": seeds,
+        "rows": len(rows),
+        "mean_of": [Path(t).name for t in tables],
+        "kubenas": __version__,
+        "built": time.strftime("%Y-%m-%d"),
+    }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), out, compression="zstd")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from kubenas.data.base import Dataset, DatasetInfo
 from kubenas.data.builtin import digits_info, load_digits, load_mnist1d, mnist1d_info
@@ -52,5 +53,15 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     return _loader(name, options).load(**options)
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetInfo", "Loader", "check_source", "dataset_info", "load_dataset",
-           "load_digits", "load_mnist1d", "load_parquet"]
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "DatasetInfo",
+    "Loader",
+    "check_source",
+    "dataset_info",
+    "load_dataset",
+    "load_digits",
+    "load_mnist1d",
+    "load_parquet",
+]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,11 +56,14 @@ class Dataset:
             if len(x) != len(y) or len(x) == 0:
                 raise ValueError(f"dataset {self.name!r}: split {split!r} has {len(x)} inputs and {len(y)} labels")
             if tuple(x.shape[1:]) != shape:
-                raise ValueError(f"dataset {self.name!r}: split {split!r} inputs have shape {tuple(x.shape[1:])}, "
-                                 f"train has {shape}")
+                raise ValueError(
+                    f"dataset {self.name!r}: split {split!r} inputs have shape {tuple(x.shape[1:])}, train has {shape}"
+                )
             if y.min() < 0 or y.max() >= self.num_classes:
-                raise ValueError(f"dataset {self.name!r}: split {split!r} labels must lie in 0..{self.num_classes - 1}, "
-                                 f"found {int(y.min())}..{int(y.max())}")
+                raise ValueError(
+                    f"dataset {self.name!r}: split {split!r} labels must lie in 0..{self.num_classes - 1}, "
+                    f"found {int(y.min())}..{int(y.max())}"
+                )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -71,7 +73,7 @@ class Dataset:
     def has_test(self) -> bool:
         return self.x_test is not None
 
-    def without_test(self) -> "Dataset":
+    def without_test(self) -> Dataset:
         """The same dataset with the test split removed, for anything that runs during search."""
         return replace(self, x_test=None, y_test=None)
 
@@ -103,8 +105,10 @@ class Dataset:
 
     def describe(self) -> str:
         test = len(self.x_test) if self.x_test is not None else 0
-        return (f"{self.name}: input {self.input_shape}, {self.num_classes} classes, "
-                f"{len(self.x_train)} train / {len(self.x_val)} val / {test} test")
+        return (
+            f"{self.name}: input {self.input_shape}, {self.num_classes} classes, "
+            f"{len(self.x_train)} train / {len(self.x_val)} val / {test} test"
+        )
 
 
 def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,11 +20,19 @@ def load_mnist1d(val_fraction: float = 0.2, num_samples: int = 5000, seed: int =
     mnist1d_info(val_fraction, num_samples, seed, split_seed)
     x, y, x_test, y_test = _mnist1d_arrays(num_samples, seed)
     val, train = split_indices(y, (val_fraction,), split_seed)
-    return Dataset("mnist1d", *tensors(x[train], y[train]), *tensors(x[val], y[val]), num_classes=10,
-                   x_test=tensors(x_test, y_test)[0], y_test=tensors(x_test, y_test)[1])
+    return Dataset(
+        "mnist1d",
+        *tensors(x[train], y[train]),
+        *tensors(x[val], y[val]),
+        num_classes=10,
+        x_test=tensors(x_test, y_test)[0],
+        y_test=tensors(x_test, y_test)[1],
+    )
 
 
-def mnist1d_info(val_fraction: float = 0.2, num_samples: int = 5000, seed: int = 42, split_seed: int = 0) -> DatasetInfo:
+def mnist1d_info(
+    val_fraction: float = 0.2, num_samples: int = 5000, seed: int = 42, split_seed: int = 0
+) -> DatasetInfo:
     """MNIST-1D's shape, after checking the options (the config check calls this; it generates nothing)."""
     check_fraction("mnist1d", "val_fraction", val_fraction)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 100 <= num_samples <= 1_000_000:
@@ -83,8 +91,14 @@ def load_digits(val_fraction: float = 0.2, test_fraction: float = 0.2, split_see
     x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
     y = bunch.target
     val, test, train = split_indices(y, (val_fraction, test_fraction), split_seed)
-    return Dataset("digits", *tensors(x[train], y[train]), *tensors(x[val], y[val]), num_classes=10,
-                   x_test=tensors(x[test], y[test])[0], y_test=tensors(x[test], y[test])[1])
+    return Dataset(
+        "digits",
+        *tensors(x[train], y[train]),
+        *tensors(x[val], y[val]),
+        num_classes=10,
+        x_test=tensors(x[test], y[test])[0],
+        y_test=tensors(x[test], y[test])[1],
+    )
 
 
 def digits_info(val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0) -> DatasetInfo:
@@ -92,6 +106,8 @@ def digits_info(val_fraction: float = 0.2, test_fraction: float = 0.2, split_see
     check_fraction("digits", "val_fraction", val_fraction)
     check_fraction("digits", "test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
-        raise ValueError(f"dataset 'digits': val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}")
+        raise ValueError(
+            f"dataset 'digits': val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}"
+        )
     check_seed("digits", "split_seed", split_seed)
     return DatasetInfo((1, 8, 8), 10)

@@ -8,7 +8,8 @@ list column plus a declared ``shape``. Splits are explicit: either one table wit
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,8 +52,10 @@ def load_parquet(
     else:
         table = _read(path, name)
         if split_column not in table.column_names:
-            raise ValueError(f"dataset {name!r}: no split column {split_column!r} in {path} (columns: "
-                             f"{', '.join(table.column_names)}); add one or pass one path per split")
+            raise ValueError(
+                f"dataset {name!r}: no split column {split_column!r} in {path} (columns: "
+                f"{', '.join(table.column_names)}); add one or pass one path per split"
+            )
         values = table.column(split_column).to_pylist()
         bad = sorted({str(v) for v in values} - set(_SPLIT_ALIASES))
         if bad:
@@ -61,15 +64,25 @@ def load_parquet(
         splits = {s: table.filter(pa.array(canon == s)) for s in ("train", "val", "test") if (canon == s).any()}
     missing = [s for s in ("train", "val") if s not in splits]
     if missing:
-        raise ValueError(f"dataset {name!r}: split(s) {missing} are missing; train and val are required, test is "
-                         f"needed for the final export")
+        raise ValueError(
+            f"dataset {name!r}: split(s) {missing} are missing; train and val are required, test is "
+            f"needed for the final export"
+        )
 
-    arrays = {s: (_features(t, feature_column, shape, name, s), _labels(t, label_column, name, s)) for s, t in splits.items()}
+    arrays = {
+        s: (_features(t, feature_column, shape, name, s), _labels(t, label_column, name, s)) for s, t in splits.items()
+    }
     if num_classes is None:
         num_classes = int(max(y.max() for _, y in arrays.values())) + 1
     test = tensors(*arrays["test"]) if "test" in arrays else (None, None)
-    return Dataset(name, *tensors(*arrays["train"]), *tensors(*arrays["val"]), num_classes=num_classes,
-                   x_test=test[0], y_test=test[1])
+    return Dataset(
+        name,
+        *tensors(*arrays["train"]),
+        *tensors(*arrays["val"]),
+        num_classes=num_classes,
+        x_test=test[0],
+        y_test=test[1],
+    )
 
 
 def parquet_info(
@@ -84,14 +97,20 @@ def parquet_info(
     """Check the options without reading data: ``s3://`` paths name a valid bucket and a key,
     columns are names, ``shape`` and ``num_classes`` are positive. That the paths exist is checked where the data
     is read, by a run's pre-flight (:func:`kubenas.data.s3.check_sources`)."""
-    for field, value in (("label_column", label_column), ("feature_column", feature_column),
-                         ("split_column", split_column), ("name", name)):
+    for field, value in (
+        ("label_column", label_column),
+        ("feature_column", feature_column),
+        ("split_column", split_column),
+        ("name", name),
+    ):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"dataset {name!r}: {field} must be a non-empty string, got {value!r}")
     if isinstance(path, Mapping):
         unknown = set(path) - set(_SPLIT_ALIASES)
         if unknown:
-            raise ValueError(f"dataset {name!r}: unknown split name(s) {sorted(unknown)} in path; use train, val and test")
+            raise ValueError(
+                f"dataset {name!r}: unknown split name(s) {sorted(unknown)} in path; use train, val and test"
+            )
         paths = list(path.values())
     elif isinstance(path, str):
         paths = [path]
@@ -99,10 +118,15 @@ def parquet_info(
         raise ValueError(f"dataset {name!r}: path must be a string or a mapping of split to path, got {path!r}")
     for p in paths:
         _check_path(p, name)
-    if shape is not None and (not isinstance(shape, (list, tuple)) or not shape
-                              or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+    if shape is not None and (
+        not isinstance(shape, (list, tuple))
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
         raise ValueError(f"dataset {name!r}: shape must be a list of positive integers such as [1, 40], got {shape!r}")
-    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2):
+    if num_classes is not None and (
+        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2
+    ):
         raise ValueError(f"dataset {name!r}: num_classes must be an integer >= 2, got {num_classes!r}")
     return DatasetInfo(tuple(shape) if shape is not None else None, num_classes, tuple(paths))
 
@@ -111,10 +135,12 @@ def _check_path(path: object, name: str) -> None:
     if not isinstance(path, str) or not path:
         raise ValueError(f"dataset {name!r}: a path must be a non-empty string, got {path!r}")
     if path.startswith("s3://"):
-        bucket, _, key = path[len("s3://"):].partition("/")
+        bucket, _, key = path[len("s3://") :].partition("/")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or not key.strip("/"):
-            raise ValueError(f"dataset {name!r}: path {path!r} must be s3://BUCKET/KEY with a valid bucket name "
-                             "(3-63 lowercase letters, digits, '.', '-') and a key")
+            raise ValueError(
+                f"dataset {name!r}: path {path!r} must be s3://BUCKET/KEY with a valid bucket name "
+                "(3-63 lowercase letters, digits, '.', '-') and a key"
+            )
     elif "://" in path:
         raise ValueError(f"dataset {name!r}: path {path!r} must be a local path or s3://BUCKET/KEY")
 
@@ -125,7 +151,7 @@ def _read(path: str, name: str) -> pa.Table:
 
     try:
         if path.startswith("s3://"):
-            return pads.dataset(path[len("s3://"):], format="parquet", filesystem=s3_filesystem()).to_table()
+            return pads.dataset(path[len("s3://") :], format="parquet", filesystem=s3_filesystem()).to_table()
         return pads.dataset(path, format="parquet").to_table()
     except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
         raise ValueError(f"dataset {name!r}: cannot read Parquet at {path!r}: {exc}") from exc
@@ -136,25 +162,32 @@ def _features(table: pa.Table, column: str, shape: Sequence[int] | None, name: s
     import pyarrow.compute as pc
 
     if column not in table.column_names:
-        raise ValueError(f"dataset {name!r}: no feature column {column!r} in split {split!r} "
-                         f"(columns: {', '.join(table.column_names)})")
+        raise ValueError(
+            f"dataset {name!r}: no feature column {column!r} in split {split!r} "
+            f"(columns: {', '.join(table.column_names)})"
+        )
     col = table.column(column).combine_chunks()
     if isinstance(col.type, pa.FixedShapeTensorType):
         array = col.to_numpy_ndarray()
         if shape is not None and tuple(array.shape[1:]) != tuple(shape):
-            raise ValueError(f"dataset {name!r}: column {column!r} holds tensors of shape {array.shape[1:]}, "
-                             f"but shape={list(shape)} was declared")
+            raise ValueError(
+                f"dataset {name!r}: column {column!r} holds tensors of shape {array.shape[1:]}, "
+                f"but shape={list(shape)} was declared"
+            )
         return array.astype(np.float32)
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
         if shape is None:
-            raise ValueError(f"dataset {name!r}: column {column!r} is a list column; declare the per-row shape, "
-                             f"e.g. shape=[1, 40]")
+            raise ValueError(
+                f"dataset {name!r}: column {column!r} is a list column; declare the per-row shape, e.g. shape=[1, 40]"
+            )
         per_row = int(np.prod(shape))
         lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
         if (lengths != per_row).any():
             row = int(np.flatnonzero(lengths != per_row)[0])
-            raise ValueError(f"dataset {name!r}: row {row} of {column!r} in split {split!r} has {lengths[row]} values; "
-                             f"shape {list(shape)} needs {per_row}")
+            raise ValueError(
+                f"dataset {name!r}: row {row} of {column!r} in split {split!r} has {lengths[row]} values; "
+                f"shape {list(shape)} needs {per_row}"
+            )
         flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
         return flat.reshape((len(col), *shape))
     raise ValueError(f"dataset {name!r}: column {column!r} has type {col.type}; expected fixed_shape_tensor or a list")
@@ -164,8 +197,10 @@ def _labels(table: pa.Table, column: str, name: str, split: str) -> np.ndarray:
     import pyarrow as pa
 
     if column not in table.column_names:
-        raise ValueError(f"dataset {name!r}: no label column {column!r} in split {split!r} "
-                         f"(columns: {', '.join(table.column_names)})")
+        raise ValueError(
+            f"dataset {name!r}: no label column {column!r} in split {split!r} "
+            f"(columns: {', '.join(table.column_names)})"
+        )
     col = table.column(column)
     if not pa.types.is_integer(col.type):
         raise ValueError(f"dataset {name!r}: label column {column!r} has type {col.type}; expected integers")

@@ -4,7 +4,7 @@ S3 filesystem with the standard AWS credentials."""
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def endpoint_from_env() -> str | None:
@@ -38,11 +38,12 @@ def check_sources(sources: Iterable[str], name: str) -> None:
     for p in sources:
         if not in_s3(p):
             if not os.path.exists(p):
-                raise ValueError(f"dataset {name!r}: path {p!r} does not exist (relative paths are read from "
-                                 f"{os.getcwd()})")
+                raise ValueError(
+                    f"dataset {name!r}: path {p!r} does not exist (relative paths are read from {os.getcwd()})"
+                )
             continue
         try:
-            info = s3_filesystem().get_file_info(p[len("s3://"):])
+            info = s3_filesystem().get_file_info(p[len("s3://") :])
         except OSError as exc:
             raise ValueError(f"dataset {name!r}: cannot read {p!r}: {exc}") from None
         if info.type == fs.FileType.NotFound:

@@ -11,8 +11,9 @@ only reads a config or samples architectures imports no torch.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 # The zero-cost proxies by name (``kubenas.estimators.zero_cost.PROXIES`` computes them).
 PROXIES = ("synflow", "grad_norm", "nwot", "params", "macs")
@@ -39,13 +40,23 @@ _TRAINED = ("val_acc", "val_loss", "params", "macs", "train_seconds", "latency_m
 
 ESTIMATORS: dict[str, Entry] = {
     "training": Entry("kubenas.estimators.training:TrainingEstimator", None, metrics=_TRAINED),
-    "table": Entry("kubenas.estimators.tabular:TabularEstimator", "table",
-                   metrics=("val_acc", "params", "macs", "train_seconds", "latency_ms", "epochs")),
-    "zero_cost": Entry("kubenas.estimators.zero_cost:ZeroCostEstimator", "proxy", metrics=("zc_score", "params", "macs")),
-    "inherit": Entry("kubenas.estimators.inheritance:InheritingEstimator", "inherit", wraps=True,
-                     metrics=("epochs_trained",)),
-    "early_stop": Entry("kubenas.estimators.learning_curve:EarlyTerminationEstimator", "early_stop", wraps=True,
-                        metrics=("epochs_trained", "lc_epochs_saved")),
+    "table": Entry(
+        "kubenas.estimators.tabular:TabularEstimator",
+        "table",
+        metrics=("val_acc", "params", "macs", "train_seconds", "latency_ms", "epochs"),
+    ),
+    "zero_cost": Entry(
+        "kubenas.estimators.zero_cost:ZeroCostEstimator", "proxy", metrics=("zc_score", "params", "macs")
+    ),
+    "inherit": Entry(
+        "kubenas.estimators.inheritance:InheritingEstimator", "inherit", wraps=True, metrics=("epochs_trained",)
+    ),
+    "early_stop": Entry(
+        "kubenas.estimators.learning_curve:EarlyTerminationEstimator",
+        "early_stop",
+        wraps=True,
+        metrics=("epochs_trained", "lc_epochs_saved"),
+    ),
 }
 
 # What a one-shot search's rows report: the architecture's accuracy with the shared weights.
@@ -62,7 +73,9 @@ def reported_metrics(section: Mapping[str, Any]) -> list[str]:
 
 def selected(section: Mapping[str, Any]) -> list[str]:
     """The registered estimators a config's ``estimator`` section selects: its base first, then its wrappers."""
-    bases = [n for n, e in ESTIMATORS.items() if not e.wraps and e.field is not None and section.get(e.field) is not None]
+    bases = [
+        n for n, e in ESTIMATORS.items() if not e.wraps and e.field is not None and section.get(e.field) is not None
+    ]
     if len(bases) > 1:
         raise ValueError(f"estimator: set only one of {', '.join(ESTIMATORS[n].field for n in bases)}")
     base = bases or [n for n, e in ESTIMATORS.items() if e.field is None]
@@ -78,11 +91,24 @@ def make_estimator(section: Mapping[str, Any], store: Any = None) -> Any:
     return estimator
 
 
-_EXPORTS = {"Diverged": "training", "TrainingEstimator": "training", "count_macs": "training", "evaluate": "training",
-            "Fidelity": "training"}
+_EXPORTS = {
+    "Diverged": "training",
+    "TrainingEstimator": "training",
+    "count_macs": "training",
+    "evaluate": "training",
+    "Fidelity": "training",
+}
 
-__all__ = ["ESTIMATORS", "Entry", "ONESHOT_METRICS", "PROXIES", "make_estimator", "reported_metrics", "selected",
-           *_EXPORTS]
+__all__ = [
+    "ESTIMATORS",
+    "Entry",
+    "ONESHOT_METRICS",
+    "PROXIES",
+    "make_estimator",
+    "reported_metrics",
+    "selected",
+    *_EXPORTS,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -57,12 +57,21 @@ class InheritingEstimator:
         self.epochs = epochs
 
     @classmethod
-    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "InheritingEstimator":
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> InheritingEstimator:
         """Weights go to ``store`` (the search's S3 store in a pipeline), so children train in any pod."""
         return cls(inner, store, section["inherit"]["epochs"])
 
-    def evaluate(self, arch: Arch, space, dataset, fidelity: Fidelity | None = None, seed: int = 0,
-                 candidate_id: str = "", parent_id: str | None = None, on_epoch=None) -> Result:
+    def evaluate(
+        self,
+        arch: Arch,
+        space,
+        dataset,
+        fidelity: Fidelity | None = None,
+        seed: int = 0,
+        candidate_id: str = "",
+        parent_id: str | None = None,
+        on_epoch=None,
+    ) -> Result:
         fidelity = fidelity or Fidelity()
         start = time.perf_counter()
         parent = self.weights.load_weights(parent_id) if parent_id else None
@@ -73,11 +82,28 @@ class InheritingEstimator:
             fidelity = fidelity.override({"epochs": min(self.epochs, fidelity.epochs)})
 
             def init(model, input_shape):
-                info["inherited_share"] = space.inherit(model, arch, parent_arch, parent_state, input_shape,
-                                                        dataset.num_classes, fidelity.width_mult, rng=seed)
+                info["inherited_share"] = space.inherit(
+                    model,
+                    arch,
+                    parent_arch,
+                    parent_state,
+                    input_shape,
+                    dataset.num_classes,
+                    fidelity.width_mult,
+                    rng=seed,
+                )
 
-        res = self.inner.evaluate(arch, space, dataset, fidelity, seed, candidate_id, on_epoch=on_epoch, init=init,
-                                  keep=lambda model: self.weights.save_weights(candidate_id, model.state_dict(), arch))
+        res = self.inner.evaluate(
+            arch,
+            space,
+            dataset,
+            fidelity,
+            seed,
+            candidate_id,
+            on_epoch=on_epoch,
+            init=init,
+            keep=lambda model: self.weights.save_weights(candidate_id, model.state_dict(), arch),
+        )
         if not res.ok:
             return res
         metrics = {**res.metrics, "epochs_trained": len(res.metrics["val_acc_curve"])}

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -120,9 +121,12 @@ class EarlyTermination:
     _cache: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        for label, value, low in (("k", self.k, 1), ("min_epochs", self.min_epochs, 1),
-                                  ("min_calibration", self.min_calibration, 2),
-                                  ("calibration_window", self.calibration_window, 2)):
+        for label, value, low in (
+            ("k", self.k, 1),
+            ("min_epochs", self.min_epochs, 1),
+            ("min_calibration", self.min_calibration, 2),
+            ("calibration_window", self.calibration_window, 2),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"early termination: {label} must be an integer >= {low}, got {value!r}")
         if not 0 < self.threshold < 1:
@@ -138,7 +142,7 @@ class EarlyTermination:
 
     def _pairs(self, cut: int, total: int) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, final) for the recent completed curves cut at ``cut`` epochs."""
-        full = [(i, c) for i, c in enumerate(self._curves) if len(c) == total][-self.calibration_window:]
+        full = [(i, c) for i, c in enumerate(self._curves) if len(c) == total][-self.calibration_window :]
         for i, c in full:
             if (i, cut) not in self._cache:
                 self._cache[(i, cut)] = extrapolate(c[:cut], total)["mean"]
@@ -162,12 +166,18 @@ class EarlyTermination:
         else:
             b, a = 0.0, float(np.mean(finals))
         residuals = finals - (a + b * preds)
-        sigma = max(float(np.sqrt(np.sum(residuals ** 2) / max(1, len(preds) - 2))), 0.005)
+        sigma = max(float(np.sqrt(np.sum(residuals**2) / max(1, len(preds) - 2))), 0.005)
         mean = float(a + b * extrapolate(curve, total)["mean"])
         prior = float(np.mean(finals >= kth))  # the chance of a candidate about which nothing is known yet
         p_beat = 0.5 * math.erfc((kth - mean) / (sigma * math.sqrt(2)))
-        return {"predicted": min(1.0, max(0.0, mean)), "p_beat": p_beat, "kth_best": kth, "sigma": sigma,
-                "prior": prior, "stop": p_beat < self.threshold * prior}
+        return {
+            "predicted": min(1.0, max(0.0, mean)),
+            "p_beat": p_beat,
+            "kth_best": kth,
+            "sigma": sigma,
+            "prior": prior,
+            "stop": p_beat < self.threshold * prior,
+        }
 
 
 class EarlyTerminationEstimator:
@@ -185,15 +195,16 @@ class EarlyTerminationEstimator:
         self.inherits = getattr(inner, "inherits", False)
 
     @classmethod
-    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "EarlyTerminationEstimator":
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> EarlyTerminationEstimator:
         return cls(inner, EarlyTermination(**section["early_stop"]))
 
     def add_history(self, curves: Sequence[Sequence[float]]) -> None:
         for curve in curves:
             self.rule.add(curve)
 
-    def evaluate(self, arch: Arch, space, dataset, fidelity, seed: int = 0, candidate_id: str = "",
-                 **context: Any) -> Result:
+    def evaluate(
+        self, arch: Arch, space, dataset, fidelity, seed: int = 0, candidate_id: str = "", **context: Any
+    ) -> Result:
         total = fidelity.epochs
         last: dict[str, Any] = {}
 
@@ -203,8 +214,9 @@ class EarlyTerminationEstimator:
                 last.update(info, epoch=len(curve))
             return bool(info and info["stop"])
 
-        res = self.inner.evaluate(arch, space, dataset, fidelity, seed=seed, candidate_id=candidate_id,
-                                  on_epoch=on_epoch, **context)
+        res = self.inner.evaluate(
+            arch, space, dataset, fidelity, seed=seed, candidate_id=candidate_id, on_epoch=on_epoch, **context
+        )
         if not res.ok:
             return res
         curve = res.metrics["val_acc_curve"]

@@ -34,8 +34,10 @@ def table_path(name_or_path: str | Path) -> Path:
     if path.suffix != ".parquet" and shipped.is_file():
         return shipped
     names = ", ".join(sorted(p.stem for p in shipped_dir.glob("*.parquet")))
-    raise ValueError(f"no benchmark table {str(name_or_path)!r}: give the path of an existing .parquet file (relative "
-                     f"to {Path.cwd()}) or a shipped table name: {names}")
+    raise ValueError(
+        f"no benchmark table {str(name_or_path)!r}: give the path of an existing .parquet file (relative "
+        f"to {Path.cwd()}) or a shipped table name: {names}"
+    )
 
 
 class TabularEstimator:
@@ -61,14 +63,14 @@ class TabularEstimator:
         return int(seed if seed is not None else self.meta["seeds"][0])
 
     @classmethod
-    def load(cls, table: str | Path = DEFAULT_TABLE) -> "TabularEstimator":
+    def load(cls, table: str | Path = DEFAULT_TABLE) -> TabularEstimator:
         """The estimator of a table, built once per process (it only answers look-ups, so it is shared: the
         config's checks and the search use the same one)."""
         path = table_path(table).resolve()
         return _shared(cls, path, path.stat().st_mtime_ns)
 
     @classmethod
-    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "TabularEstimator":
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> TabularEstimator:
         return cls.load(section["table"])
 
     def search_data(self):
@@ -88,8 +90,16 @@ class TabularEstimator:
         row = self.row(arch)
         return None if row is None or row["status"] != "ok" else row["test_acc"]
 
-    def evaluate(self, arch: Arch, space: SearchSpace | None = None, dataset: Any = None, fidelity: Any = None,
-                 seed: int = 0, candidate_id: str = "", on_epoch: Any = None) -> Result:
+    def evaluate(
+        self,
+        arch: Arch,
+        space: SearchSpace | None = None,
+        dataset: Any = None,
+        fidelity: Any = None,
+        seed: int = 0,
+        candidate_id: str = "",
+        on_epoch: Any = None,
+    ) -> Result:
         """The table's answer at ``fidelity.epochs`` (default: the table's); ``on_epoch`` may stop the curve
         earlier, as it stops training (see :meth:`TrainingEstimator.fit`)."""
         if space is not None:
@@ -104,9 +114,15 @@ class TabularEstimator:
         if on_epoch is not None:
             epochs = next((e for e in range(1, epochs) if on_epoch(row["val_acc_curve"][:e])), epochs)
         seconds = row["train_seconds"] * epochs / full
-        metrics = {"val_acc": row["val_acc_curve"][epochs - 1], "val_acc_curve": row["val_acc_curve"][:epochs],
-                   "params": row["params"], "macs": row["macs"], "latency_ms": row["latency_ms"],
-                   "train_seconds": seconds, "epochs": epochs}
+        metrics = {
+            "val_acc": row["val_acc_curve"][epochs - 1],
+            "val_acc_curve": row["val_acc_curve"][:epochs],
+            "params": row["params"],
+            "macs": row["macs"],
+            "latency_ms": row["latency_ms"],
+            "train_seconds": seconds,
+            "epochs": epochs,
+        }
         return Result(candidate_id, "ok", metrics, cost=seconds)
 
 

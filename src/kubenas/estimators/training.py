@@ -15,8 +15,9 @@ import contextlib
 import math
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +28,10 @@ from kubenas.core import Fidelity, Result, tell_epoch
 from kubenas.data.base import Dataset
 from kubenas.spaces.base import SearchSpace
 
-
 # Called with the validation-accuracy curve so far after each epoch; True stops training there.
 OnEpoch = Callable[[list[float]], bool]
 # Called with the built, untrained model and its input shape; sets its initial weights.
 Init = Callable[[nn.Module, tuple], Any]
-
 
 
 class Diverged(RuntimeError):
@@ -66,9 +65,10 @@ class TrainingEstimator:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any], inner: Any = None, store: Any = None) -> "TrainingEstimator":
-        return cls(batch_size=section["batch_size"], lr=section["lr"], weight_decay=section["weight_decay"],
-                   amp=section["amp"])
+    def from_config(cls, section: Mapping[str, Any], inner: Any = None, store: Any = None) -> TrainingEstimator:
+        return cls(
+            batch_size=section["batch_size"], lr=section["lr"], weight_decay=section["weight_decay"], amp=section["amp"]
+        )
 
     def resolve_device(self) -> torch.device:
         if self.device is not None:
@@ -76,17 +76,28 @@ class TrainingEstimator:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     # ----------------------------------------------------------------- public
-    def evaluate(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity | None = None,
-                 seed: int = 0, candidate_id: str = "", on_epoch: OnEpoch | None = None, init: Init | None = None,
-                 keep: Callable[[nn.Module], Any] | None = None) -> Result:
+    def evaluate(
+        self,
+        arch: Arch,
+        space: SearchSpace,
+        dataset: Dataset,
+        fidelity: Fidelity | None = None,
+        seed: int = 0,
+        candidate_id: str = "",
+        on_epoch: OnEpoch | None = None,
+        init: Init | None = None,
+        keep: Callable[[nn.Module], Any] | None = None,
+    ) -> Result:
         """Train ``arch`` on the train split and measure it on the validation split; never raises on a bad
         candidate (it returns a failed result), only on bad input. ``on_epoch`` and ``init`` go to :meth:`fit`;
         ``keep`` gets the trained model of a successful candidate (to store its weights)."""
         space.validate(arch)
         fidelity = fidelity or Fidelity()
         if fidelity.resolution is not None and dataset.x_train.dim() < 3:
-            raise ValueError(f"fidelity.resolution applies to signals and images; dataset {dataset.name!r} has "
-                             f"vector inputs of shape {dataset.input_shape}")
+            raise ValueError(
+                f"fidelity.resolution applies to signals and images; dataset {dataset.name!r} has "
+                f"vector inputs of shape {dataset.input_shape}"
+            )
         start = time.perf_counter()
         device = self.resolve_device()
         try:
@@ -100,8 +111,16 @@ class TrainingEstimator:
             reason = f"{type(exc).__name__}: {exc}"
             return Result(candidate_id, "failed", {}, cost=time.perf_counter() - start, error=reason[:2000])
 
-    def fit(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity, seed: int,
-            on_epoch: OnEpoch | None = None, init: Init | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    def fit(
+        self,
+        arch: Arch,
+        space: SearchSpace,
+        dataset: Dataset,
+        fidelity: Fidelity,
+        seed: int,
+        on_epoch: OnEpoch | None = None,
+        init: Init | None = None,
+    ) -> tuple[nn.Module, dict[str, Any]]:
         """Build and train; return the trained model (in eval mode) and its metrics. Raises on failure.
 
         ``on_epoch`` gets the validation-accuracy curve after each epoch and returns True to stop training
@@ -136,7 +155,7 @@ class TrainingEstimator:
             order = torch.randperm(len(x_train), generator=gen).to(device)
             total, seen = 0.0, 0
             for step in range(steps_per_epoch):
-                idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+                idx = order[step * self.batch_size : (step + 1) * self.batch_size]
                 if len(idx) < 2:  # batch norm cannot train on a single sample
                     continue
                 with autocast:
@@ -185,8 +204,8 @@ class TrainingEstimator:
         loss_sum, correct = 0.0, 0
         with self._autocast(device):
             for start in range(0, len(x), 1024):
-                logits = model(x[start:start + 1024].to(device)).float()
-                target = y[start:start + 1024].to(device)
+                logits = model(x[start : start + 1024].to(device)).float()
+                target = y[start : start + 1024].to(device)
                 loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
                 correct += (logits.argmax(1) == target).sum().item()
         return loss_sum / len(x), correct / len(x)
@@ -198,9 +217,10 @@ class TrainingEstimator:
         counts = torch.zeros(num_classes * num_classes, dtype=torch.long)
         with self._autocast(x.device):
             for start in range(0, len(x), 1024):
-                predicted = model(x[start:start + 1024]).argmax(1).cpu()
-                counts += torch.bincount(y[start:start + 1024].cpu() * num_classes + predicted,
-                                         minlength=num_classes * num_classes)
+                predicted = model(x[start : start + 1024]).argmax(1).cpu()
+                counts += torch.bincount(
+                    y[start : start + 1024].cpu() * num_classes + predicted, minlength=num_classes * num_classes
+                )
         return counts.view(num_classes, num_classes).tolist()
 
     @torch.no_grad()
@@ -243,8 +263,11 @@ def count_macs(model: nn.Module, x1: torch.Tensor) -> int:
         nonlocal total
         total += output.numel() * module.in_features
 
-    hooks = [m.register_forward_hook(conv if isinstance(m, nn.modules.conv._ConvNd) else linear)
-             for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    hooks = [
+        m.register_forward_hook(conv if isinstance(m, nn.modules.conv._ConvNd) else linear)
+        for m in model.modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -290,8 +313,14 @@ def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
 _DEFAULT = TrainingEstimator()
 
 
-def evaluate(arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity | None = None, seed: int = 0,
-             candidate_id: str = "") -> Result:
+def evaluate(
+    arch: Arch,
+    space: SearchSpace,
+    dataset: Dataset,
+    fidelity: Fidelity | None = None,
+    seed: int = 0,
+    candidate_id: str = "",
+) -> Result:
     """Train and measure one architecture with the default :class:`TrainingEstimator`."""
     return _DEFAULT.evaluate(arch, space, dataset, fidelity, seed, candidate_id)
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,8 @@ from torch import nn
 
 from kubenas.arch import Arch
 from kubenas.core import Fidelity, Result
-from kubenas.estimators import PROXIES as PROXY_NAMES
 from kubenas.data.base import Dataset
+from kubenas.estimators import PROXIES as PROXY_NAMES
 from kubenas.estimators.training import count_macs
 from kubenas.spaces.base import SearchSpace
 
@@ -82,7 +83,12 @@ def nwot(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 PROXIES: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float] | None] = {
-    "synflow": synflow, "grad_norm": grad_norm, "nwot": nwot, "params": None, "macs": None}
+    "synflow": synflow,
+    "grad_norm": grad_norm,
+    "nwot": nwot,
+    "params": None,
+    "macs": None,
+}
 assert tuple(PROXIES) == PROXY_NAMES, "name a new proxy in kubenas.estimators.PROXIES too"
 
 
@@ -111,11 +117,12 @@ class ZeroCostEstimator:
                 raise ValueError(f"zero-cost {label} must be an integer >= {low}, got {value!r}")
 
     @classmethod
-    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> "ZeroCostEstimator":
+    def from_config(cls, section: dict[str, Any], inner: Any = None, store: Any = None) -> ZeroCostEstimator:
         return cls(section["proxy"], batch_size=section["proxy_batch_size"])
 
-    def score(self, arch: Arch, space: SearchSpace, dataset: Dataset, seed: int = 0,
-              width_mult: float = 1.0) -> dict[str, Any]:
+    def score(
+        self, arch: Arch, space: SearchSpace, dataset: Dataset, seed: int = 0, width_mult: float = 1.0
+    ) -> dict[str, Any]:
         """The proxy's score and the size baselines of ``arch``; raises when the network cannot be scored."""
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -135,21 +142,30 @@ class ZeroCostEstimator:
             raise FloatingPointError(f"{self.proxy} score is not finite ({value})")
         return {"zc_score": value, "zc_proxy": self.proxy, "params": params, "macs": macs}
 
-    def evaluate(self, arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: Fidelity | None = None,
-                 seed: int = 0, candidate_id: str = "") -> Result:
+    def evaluate(
+        self,
+        arch: Arch,
+        space: SearchSpace,
+        dataset: Dataset,
+        fidelity: Fidelity | None = None,
+        seed: int = 0,
+        candidate_id: str = "",
+    ) -> Result:
         """Like :meth:`TrainingEstimator.evaluate`: a crash or a non-finite score is a failed result."""
         space.validate(arch)
         start = time.perf_counter()
         try:
             metrics = self.score(arch, space, dataset, seed, (fidelity or Fidelity()).width_mult)
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be scored is a failed result
-            return Result(candidate_id, "failed", cost=time.perf_counter() - start,
-                          error=f"{type(exc).__name__}: {exc}"[:2000])
+            return Result(
+                candidate_id, "failed", cost=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}"[:2000]
+            )
         return Result(candidate_id, "ok", metrics, cost=time.perf_counter() - start)
 
 
-def proxy_scorer(proxy: str, space: SearchSpace, dataset: Dataset, seed: int = 0,
-                 batch_size: int = 64) -> Callable[[list[Arch]], list[float]]:
+def proxy_scorer(
+    proxy: str, space: SearchSpace, dataset: Dataset, seed: int = 0, batch_size: int = 64
+) -> Callable[[list[Arch]], list[float]]:
     """A scorer for :func:`kubenas.strategies.prefilter.prefilter`: the proxy's score per architecture (cached by
     arch id; an architecture that cannot be scored gets -inf, so it is never preferred)."""
     from kubenas.arch import arch_id

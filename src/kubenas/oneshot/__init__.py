@@ -7,8 +7,9 @@ this process; the pipeline runs the same steps as its four stages (``kubenas.ste
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from kubenas.arch import Arch
 from kubenas.data.base import Dataset
@@ -44,9 +45,18 @@ class OneShotResult:
     method: OneShot | None = None
 
 
-def oneshot_search(space: SearchSpace, method: str, dataset: Dataset, *, epochs: int, candidates: int = 100,
-                   seed: int = 0, options: Mapping[str, Any] | None = None, recalibration_batches: int = 4,
-                   progress: bool = False) -> OneShotResult:
+def oneshot_search(
+    space: SearchSpace,
+    method: str,
+    dataset: Dataset,
+    *,
+    epochs: int,
+    candidates: int = 100,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    recalibration_batches: int = 4,
+    progress: bool = False,
+) -> OneShotResult:
     """Train ``method``'s supernet for ``epochs`` on ``dataset`` (its test split is never used), then rank
     ``candidates`` architectures it proposes with the shared weights."""
     data = dataset.without_test()
@@ -56,8 +66,11 @@ def oneshot_search(space: SearchSpace, method: str, dataset: Dataset, *, epochs:
     for _ in range(epochs):
         record = m.train_epoch(data)
         if progress:
-            print(f"[kubenas] {method} epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f} "
-                  f"({record['seconds']:.1f} s)", flush=True)
+            print(
+                f"[kubenas] {method} epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f} "
+                f"({record['seconds']:.1f} s)",
+                flush=True,
+            )
     trained = time.perf_counter() - start
     archs = m.propose(candidates)
     scores = rank(m.net, archs, data, recalibration_batches, m.batch_size, seed)
@@ -65,5 +78,17 @@ def oneshot_search(space: SearchSpace, method: str, dataset: Dataset, *, epochs:
     return OneShotResult(ranked, m.stats, trained, time.perf_counter() - start - trained, m)
 
 
-__all__ = ["ONESHOT", "OneShot", "OneShotResult", "SuperNet", "derive", "make_oneshot", "oneshot_search", "rank",
-           "supernet", "DARTS", "ENAS", "RandomSampling"]
+__all__ = [
+    "ONESHOT",
+    "OneShot",
+    "OneShotResult",
+    "SuperNet",
+    "derive",
+    "make_oneshot",
+    "oneshot_search",
+    "rank",
+    "supernet",
+    "DARTS",
+    "ENAS",
+    "RandomSampling",
+]

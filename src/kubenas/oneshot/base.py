@@ -20,7 +20,8 @@ import contextlib
 import dataclasses
 import math
 import time
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -51,13 +52,29 @@ class OneShot:
 
     name: ClassVar[str] = "base"
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0, lr: float = 0.01, weight_decay: float = 1e-4,
-                 batch_size: int = 128, device: str | None = None, amp: bool = True):
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        seed: int = 0,
+        lr: float = 0.01,
+        weight_decay: float = 1e-4,
+        batch_size: int = 128,
+        device: str | None = None,
+        amp: bool = True,
+    ):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"{self.name}: seed must be an integer, got {seed!r}")
         for label, value in (("lr", lr), ("weight_decay", weight_decay)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (label == "lr" and value == 0):
-                raise ValueError(f"{self.name}: {label} must be a number {'> 0' if label == 'lr' else '>= 0'}, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or value < 0
+                or (label == "lr" and value == 0)
+            ):
+                raise ValueError(
+                    f"{self.name}: {label} must be a number {'> 0' if label == 'lr' else '>= 0'}, got {value!r}"
+                )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
             raise ValueError(f"{self.name}: batch_size must be an integer >= 2, got {batch_size!r}")
         check_space(space)  # fails early, naming the space, when it has no supernet
@@ -75,8 +92,9 @@ class OneShot:
     def _build_extra(self) -> None:
         """Create what the method trains besides the supernet's weights (DARTS' architecture weights)."""
 
-    def _train_batch(self, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],
-                     progress: float) -> float:
+    def _train_batch(
+        self, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor], progress: float
+    ) -> float:
         """One step on the training minibatch ``(x, y)``; ``val`` is a validation minibatch (for bilevel
         methods), ``progress`` the share of the whole search done. Returns the training loss."""
         raise NotImplementedError
@@ -110,7 +128,9 @@ class OneShot:
     # ----------------------------------------------------------------- helpers
     def _step(self, loss: torch.Tensor) -> float:
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{self.name}: non-finite supernet loss ({loss.item()}) at epoch {self.epochs_done + 1}")
+            raise FloatingPointError(
+                f"{self.name}: non-finite supernet loss ({loss.item()}) at epoch {self.epochs_done + 1}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -158,7 +178,7 @@ class OneShot:
         val_order = torch.randint(0, len(data.x_val), (steps, self.batch_size), generator=self._torch_rng)
         losses = []
         for step in range(steps):
-            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
             if len(idx) < 2:
                 continue
             progress = (self.epochs_done + step / steps) / self.total_epochs
@@ -170,23 +190,38 @@ class OneShot:
         self.epochs_done += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        record = {"epoch": self.epochs_done, "train_loss": float(np.mean(losses)),
-                  "seconds": time.perf_counter() - start}
+        record = {
+            "epoch": self.epochs_done,
+            "train_loss": float(np.mean(losses)),
+            "seconds": time.perf_counter() - start,
+        }
         record.update(self._end_epoch(data))
         self.stats.append(record)
         return record
 
     def state_dict(self) -> dict[str, Any]:
-        return {"method": self.name, "version": STATE_VERSION, "space": self.space.spec(), "seed": self.seed,
-                "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
-                "rng": rng_state(self.rng), "epochs_done": self.epochs_done, "total_epochs": self.total_epochs,
-                "stats": self.stats, "extra": self._extra_state()}
+        return {
+            "method": self.name,
+            "version": STATE_VERSION,
+            "space": self.space.spec(),
+            "seed": self.seed,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "rng": rng_state(self.rng),
+            "epochs_done": self.epochs_done,
+            "total_epochs": self.total_epochs,
+            "stats": self.stats,
+            "extra": self._extra_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("method") != self.name:
             raise ValueError(f"state belongs to one-shot method {state.get('method')!r}, not {self.name!r}")
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"one-shot state version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
+            raise ValueError(
+                f"one-shot state version {state.get('version')!r} is not supported (expected {STATE_VERSION})"
+            )
         self.seed, self.lr, self.weight_decay = state["seed"], state["lr"], state["weight_decay"]
         self.batch_size, self.rng = state["batch_size"], rng_from_state(state["rng"])
         self.epochs_done, self.total_epochs = state["epochs_done"], state["total_epochs"]
@@ -195,8 +230,12 @@ class OneShot:
 
     def tensor_state(self) -> dict[str, Any]:
         """Tensors for ``torch.save``: the supernet, the optimisers and torch's RNG (no Python objects)."""
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "torch_rng": self._torch_rng.get_state(), **self._extra_tensors()}
+        return {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": self._torch_rng.get_state(),
+            **self._extra_tensors(),
+        }
 
     def load_tensor_state(self, tensors: dict[str, Any]) -> None:
         """Restore :meth:`tensor_state` (loaded with ``weights_only=True``, on any device) after :meth:`setup`."""
@@ -207,8 +246,14 @@ class OneShot:
 
 
 @torch.no_grad()
-def rank(net: SuperNet, archs: Sequence[Arch], data: Dataset, recalibration_batches: int = 4,
-         batch_size: int = 128, seed: int = 0) -> list[float]:
+def rank(
+    net: SuperNet,
+    archs: Sequence[Arch],
+    data: Dataset,
+    recalibration_batches: int = 4,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> list[float]:
     """The validation accuracy of each architecture with the supernet's shared weights, after re-estimating the
     batch-norm statistics of its path on ``recalibration_batches`` training minibatches (the same ones for
     every architecture)."""
@@ -229,8 +274,8 @@ def rank(net: SuperNet, archs: Sequence[Arch], data: Dataset, recalibration_batc
             net.eval()
             correct = 0
             for start in range(0, len(data.x_val), 1024):
-                logits = net(data.x_val[start:start + 1024], arch=arch)
-                correct += int((logits.argmax(1) == data.y_val[start:start + 1024]).sum())
+                logits = net(data.x_val[start : start + 1024], arch=arch)
+                correct += int((logits.argmax(1) == data.y_val[start : start + 1024]).sum())
             out.append(correct / len(data.x_val))
     finally:
         for m, (momentum, mean, var, count) in zip(norms, saved):
@@ -250,5 +295,10 @@ def _on(data: Dataset, device: torch.device) -> Dataset:
     """The train and validation splits on ``device`` (the test split is not needed here)."""
     if data.x_train.device == device:
         return data
-    return dataclasses.replace(data.without_test(), x_train=data.x_train.to(device), y_train=data.y_train.to(device),
-                               x_val=data.x_val.to(device), y_val=data.y_val.to(device))
+    return dataclasses.replace(
+        data.without_test(),
+        x_train=data.x_train.to(device),
+        y_train=data.y_train.to(device),
+        x_val=data.x_val.to(device),
+        y_val=data.y_val.to(device),
+    )

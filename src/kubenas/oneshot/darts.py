@@ -39,16 +39,27 @@ PARAMETER_FREE = ("skip_connect", "max_pool_3x3", "avg_pool_3x3", "none")
 class DARTS(OneShot):
     name = "darts"
 
-    def __init__(self, space, *, remedy: str = "auxiliary_skip", arch_lr: float = 3e-4, arch_weight_decay: float = 1e-3,
-                 max_param_free_share: float = 0.4, **kwargs: Any):
+    def __init__(
+        self,
+        space,
+        *,
+        remedy: str = "auxiliary_skip",
+        arch_lr: float = 3e-4,
+        arch_weight_decay: float = 1e-3,
+        max_param_free_share: float = 0.4,
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
         if remedy not in REMEDIES:
             raise ValueError(f"darts: remedy must be one of {', '.join(REMEDIES)}, got {remedy!r}")
         for label, value in (("arch_lr", arch_lr), ("arch_weight_decay", arch_weight_decay)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"darts: {label} must be a number >= 0, got {value!r}")
-        if isinstance(max_param_free_share, bool) or not isinstance(max_param_free_share, (int, float)) \
-                or not 0 < max_param_free_share <= 1:
+        if (
+            isinstance(max_param_free_share, bool)
+            or not isinstance(max_param_free_share, (int, float))
+            or not 0 < max_param_free_share <= 1
+        ):
             raise ValueError(f"darts: max_param_free_share must be in (0, 1], got {max_param_free_share!r}")
         self.remedy, self.arch_lr, self.arch_weight_decay = remedy, float(arch_lr), float(arch_weight_decay)
         self.max_param_free_share = float(max_param_free_share)
@@ -58,10 +69,13 @@ class DARTS(OneShot):
     def _build_extra(self) -> None:
         # small random alpha as in DARTS, drawn from the method's seed
         gen = torch.Generator().manual_seed(self.seed)
-        self.alpha = {key: (1e-3 * torch.randn(len(self.net.edges[key]), generator=gen)).to(self.device).requires_grad_()
-                      for key in sorted(self.net.edges)}
-        self.arch_optimizer = torch.optim.Adam(list(self.alpha.values()), lr=self.arch_lr, betas=(0.5, 0.999),
-                                               weight_decay=self.arch_weight_decay)
+        self.alpha = {
+            key: (1e-3 * torch.randn(len(self.net.edges[key]), generator=gen)).to(self.device).requires_grad_()
+            for key in sorted(self.net.edges)
+        }
+        self.arch_optimizer = torch.optim.Adam(
+            list(self.alpha.values()), lr=self.arch_lr, betas=(0.5, 0.999), weight_decay=self.arch_weight_decay
+        )
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The mixing weights: softmax(alpha) per edge."""
@@ -86,13 +100,21 @@ class DARTS(OneShot):
         arch = self._derive()
         ops = [v for v in arch.values() if isinstance(v, str)]  # (a cell's inputs are lists)
         free = sum(op in PARAMETER_FREE for op in ops) / len(ops)
-        if self.remedy == "early_stop" and self.stopped_at is None and free > self.max_param_free_share \
-                and self.derived is not None:
+        if (
+            self.remedy == "early_stop"
+            and self.stopped_at is None
+            and free > self.max_param_free_share
+            and self.derived is not None
+        ):
             self.stopped_at = self.epochs_done  # keep the architecture derived before the collapse
         elif self.stopped_at is None:
             self.derived = arch
-        return {"skip_share": sum(op == "skip_connect" for op in ops) / len(ops), "param_free_share": free,
-                "derived": self.space.genotype(arch), "alpha_frozen": self.stopped_at is not None}
+        return {
+            "skip_share": sum(op == "skip_connect" for op in ops) / len(ops),
+            "param_free_share": free,
+            "derived": self.space.genotype(arch),
+            "alpha_frozen": self.stopped_at is not None,
+        }
 
     score_kind = "mixture"
 
@@ -104,8 +126,9 @@ class DARTS(OneShot):
         x, y = data.x_val.to(self.device), data.y_val.to(self.device)
         beta = self._beta(self.epochs_done / self.total_epochs)  # the network as trained so far
         with self.autocast():
-            logits = torch.cat([self.net(x[i:i + 1024], weights=self.weights(), aux_skip=beta)
-                                for i in range(0, len(x), 1024)])
+            logits = torch.cat(
+                [self.net(x[i : i + 1024], weights=self.weights(), aux_skip=beta) for i in range(0, len(x), 1024)]
+            )
         self.net.train()
         return [float((logits.argmax(1) == y).float().mean())] * len(archs)
 
@@ -119,17 +142,29 @@ class DARTS(OneShot):
         return derive(self.space, {k: w.float().cpu().tolist() for k, w in self.weights().items()})
 
     def _extra_state(self):
-        return {"remedy": self.remedy, "arch_lr": self.arch_lr, "arch_weight_decay": self.arch_weight_decay,
-                "max_param_free_share": self.max_param_free_share, "stopped_at": self.stopped_at, "derived": self.derived}
+        return {
+            "remedy": self.remedy,
+            "arch_lr": self.arch_lr,
+            "arch_weight_decay": self.arch_weight_decay,
+            "max_param_free_share": self.max_param_free_share,
+            "stopped_at": self.stopped_at,
+            "derived": self.derived,
+        }
 
     def _load_extra_state(self, state):
-        self.remedy, self.arch_lr, self.arch_weight_decay = state["remedy"], state["arch_lr"], state["arch_weight_decay"]
+        self.remedy, self.arch_lr, self.arch_weight_decay = (
+            state["remedy"],
+            state["arch_lr"],
+            state["arch_weight_decay"],
+        )
         self.max_param_free_share, self.stopped_at = state["max_param_free_share"], state["stopped_at"]
         self.derived = state["derived"]
 
     def _extra_tensors(self):
-        return {"alpha": {k: a.detach().clone() for k, a in self.alpha.items()},
-                "arch_optimizer": self.arch_optimizer.state_dict()}
+        return {
+            "alpha": {k: a.detach().clone() for k, a in self.alpha.items()},
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+        }
 
     def _load_extra_tensors(self, tensors):
         with torch.no_grad():

@@ -22,8 +22,16 @@ from kubenas.strategies.reinforce import Policy
 class ENAS(OneShot):
     name = "enas"
 
-    def __init__(self, space, *, controller_steps: int = 50, controller_lr: float = 0.1, entropy: float = 0.01,
-                 baseline_decay: float = 0.9, **kwargs: Any):
+    def __init__(
+        self,
+        space,
+        *,
+        controller_steps: int = 50,
+        controller_lr: float = 0.1,
+        entropy: float = 0.01,
+        baseline_decay: float = 0.9,
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
         if isinstance(controller_steps, bool) or not isinstance(controller_steps, int) or controller_steps < 1:
             raise ValueError(f"enas: controller_steps must be a positive integer, got {controller_steps!r}")

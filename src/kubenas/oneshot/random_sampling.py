@@ -27,8 +27,10 @@ class RandomSampling(OneShot):
         if not isinstance(fair, bool):
             raise ValueError(f"random_sampling: fair must be true or false, got {fair!r}")
         if fair and not isinstance(space, NB201Space):
-            raise ValueError("random_sampling: fair sampling needs every edge on every path, as in nb201; a "
-                             f"{space.name!r} architecture uses two inputs per node: set fair to false")
+            raise ValueError(
+                "random_sampling: fair sampling needs every edge on every path, as in nb201; a "
+                f"{space.name!r} architecture uses two inputs per node: set fair to false"
+            )
         self.fair = fair
 
     def _fair_paths(self) -> list[dict[str, Any]]:

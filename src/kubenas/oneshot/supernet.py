@@ -18,7 +18,7 @@ operations.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -38,8 +38,9 @@ class SuperNet(nn.Module):
 
     edges: dict[str, list[str]]
 
-    def forward(self, x: torch.Tensor, arch: Arch | None = None, weights: Weights | None = None,
-                aux_skip: float = 0.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, arch: Arch | None = None, weights: Weights | None = None, aux_skip: float = 0.0
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -56,8 +57,9 @@ def supernet(space: SearchSpace, input_shape: Sequence[int], num_classes: int, w
     return cls(space, input_shape, num_classes, width_mult)
 
 
-def _mixed(ops: nn.ModuleDict, names: list[str], x: torch.Tensor, w: torch.Tensor, aux_skip: float,
-           stride: int) -> torch.Tensor:
+def _mixed(
+    ops: nn.ModuleDict, names: list[str], x: torch.Tensor, w: torch.Tensor, aux_skip: float, stride: int
+) -> torch.Tensor:
     out = sum(w[k] * ops[name](x) for k, name in enumerate(names) if name != O.NONE_OP)
     if aux_skip and stride == 1:
         out = out + aux_skip * x
@@ -69,8 +71,9 @@ class _NB201SuperCell(nn.Module):
     def __init__(self, dim: int, c: int, ops: list[str]):
         super().__init__()
         self.names = list(ops)
-        self.edges = nn.ModuleDict({edge_name(j, i): nn.ModuleDict({op: O.OPS[op](dim, c, 1) for op in ops})
-                                    for j, i in EDGES})
+        self.edges = nn.ModuleDict(
+            {edge_name(j, i): nn.ModuleDict({op: O.OPS[op](dim, c, 1) for op in ops}) for j, i in EDGES}
+        )
 
     def forward(self, x, arch=None, weights=None, aux_skip=0.0):
         nodes: list[torch.Tensor | None] = [x] + [None] * (NODES - 1)
@@ -135,9 +138,19 @@ class _SuperCell(nn.Module):
                 op_a, op_b = arch[f"{self.kind}_{j}_op0"], arch[f"{self.kind}_{j}_op1"]
                 states.append(self.edges[f"{j}_{a}"][op_a](states[a]) + self.edges[f"{j}_{b}"][op_b](states[b]))
             else:
-                states.append(sum(
-                    _mixed(self.edges[f"{j}_{i}"], self.names, states[i], weights[cell_edge(self.kind, j, i)],
-                           aux_skip, 2 if self.reduction and i < 2 else 1) for i in range(j)))
+                states.append(
+                    sum(
+                        _mixed(
+                            self.edges[f"{j}_{i}"],
+                            self.names,
+                            states[i],
+                            weights[cell_edge(self.kind, j, i)],
+                            aux_skip,
+                            2 if self.reduction and i < 2 else 1,
+                        )
+                        for i in range(j)
+                    )
+                )
         return torch.cat(states[2:], dim=1)
 
 
@@ -147,19 +160,32 @@ class CellSuperNet(SuperNet):
         dim = O.spatial_dims(input_shape, "cell")
         c = O.scaled(space.width, width_mult)
         blocks = space.blocks
-        self.edges = {cell_edge(kind, j, i): list(space.ops) for kind in CELLS
-                      for j in range(2, blocks + 2) for i in range(j)}
+        self.edges = {
+            cell_edge(kind, j, i): list(space.ops) for kind in CELLS for j in range(2, blocks + 2) for i in range(j)
+        }
         stem_c = 3 * c
-        self.stem = nn.Sequential(O.conv(dim, int(input_shape[0]), stem_c, 3, padding=1, bias=False),
-                                  O.batchnorm(dim, stem_c))
+        self.stem = nn.Sequential(
+            O.conv(dim, int(input_shape[0]), stem_c, 3, padding=1, bias=False), O.batchnorm(dim, stem_c)
+        )
         c_pp, c_p, reduction_prev = stem_c, stem_c, False
         self.cells = nn.ModuleList()
         for stage in range(3):
             for reduction in ([True] if stage > 0 else []) + [False] * space.cells_per_stage:
                 if reduction:
                     c *= 2
-                self.cells.append(_SuperCell(dim, "reduce" if reduction else "normal", space.ops, blocks, c_pp, c_p, c,
-                                             reduction, reduction_prev))
+                self.cells.append(
+                    _SuperCell(
+                        dim,
+                        "reduce" if reduction else "normal",
+                        space.ops,
+                        blocks,
+                        c_pp,
+                        c_p,
+                        c,
+                        reduction,
+                        reduction_prev,
+                    )
+                )
                 c_pp, c_p, reduction_prev = c_p, blocks * c, reduction
         self.head = nn.Sequential(O.global_pool(dim), nn.Flatten(), nn.Linear(c_p, num_classes))
 

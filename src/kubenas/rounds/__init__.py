@@ -29,13 +29,15 @@ class Rounds(Protocol):
     def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[Row]:
         """One worker's share of the round; every row is written to the store as soon as it exists."""
 
-    def tell(self, round_index: int, asked: dict[str, Any], rows: list[Row], history: list[Row]
-             ) -> tuple[list[Row], dict[str, Any] | None, dict[str, Any] | None]:
+    def tell(
+        self, round_index: int, asked: dict[str, Any], rows: list[Row], history: list[Row]
+    ) -> tuple[list[Row], dict[str, Any] | None, dict[str, Any] | None]:
         """The round's rows to commit, the state to commit with them, and the best so far (``{"id", "arch",
         "value"}`` or None)."""
 
-    def winner(self, state: dict[str, Any] | None, history: list[Row]
-               ) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+    def winner(
+        self, state: dict[str, Any] | None, history: list[Row]
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
         """The architecture to export (None when none qualifies), and the Pareto front it was picked from (None
         with one objective)."""
 

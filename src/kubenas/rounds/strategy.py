@@ -26,8 +26,11 @@ class StrategyRounds:
         if cfg.budget.max_evals is not None:
             n = min(n, cfg.budget.max_evals - history.since(committed.rows, start_round))
         candidates = strategy.ask(n) if n > 0 else []
-        return {"candidates": [c.to_dict() for c in candidates], "state": strategy.state_dict(history=False),
-                "workers": min(cfg.budget.parallelism, len(candidates))}
+        return {
+            "candidates": [c.to_dict() for c in candidates],
+            "state": strategy.state_dict(history=False),
+            "workers": min(cfg.budget.parallelism, len(candidates)),
+        }
 
     def train(self, round_index: int, worker: int, asked: dict[str, Any]) -> list[dict[str, Any]]:
         """Train candidates of the round until none is left: every worker takes the next one that no worker has
@@ -50,8 +53,9 @@ class StrategyRounds:
                 estimator = self._estimator()
             if opened is None:  # runs a killed attempt opened for this round's candidates: one run per candidate
                 opened = tracker.candidate_runs(self.ctx.cfg.name, round_index, asked["parent_run_id"])
-            row, run_id = self._train_one(round_index, worker, cand, estimator, asked["parent_run_id"],
-                                          opened.get(cand.id, {}).get("run_id"))
+            row, run_id = self._train_one(
+                round_index, worker, cand, estimator, asked["parent_run_id"], opened.get(cand.id, {}).get("run_id")
+            )
             rows.append(row)
             store.write_results(round_index, worker, rows)  # committed before anything else can fail
             failpoint("train")
@@ -71,8 +75,9 @@ class StrategyRounds:
         from kubenas.estimators.training import estimated_cost
 
         base = self.ctx.cfg.fidelity.to_fidelity()
-        costs = [estimated_cost(c.arch, self.ctx.space, self.ctx.search_data, base.override(c.fidelity))
-                 for c in candidates]
+        costs = [
+            estimated_cost(c.arch, self.ctx.space, self.ctx.search_data, base.override(c.fidelity)) for c in candidates
+        ]
         order = sorted(range(len(candidates)), key=lambda i: (-costs[i], i))
         return [candidates[i] for i in order]
 
@@ -83,14 +88,16 @@ class StrategyRounds:
             estimator.add_history(c for c in curves if c)
         return estimator
 
-    def _train_one(self, round_index: int, worker: int, cand: Candidate, estimator, parent_run_id: str,
-                   run_id: str | None = None):
+    def _train_one(
+        self, round_index: int, worker: int, cand: Candidate, estimator, parent_run_id: str, run_id: str | None = None
+    ):
         """Train one candidate in its own MLflow run, opened now (or opened again: ``run_id``); returns its row
         and the run's id."""
         ctx, cfg, space = self.ctx, self.ctx.cfg, self.ctx.space
         fidelity = cfg.fidelity.to_fidelity().override(cand.fidelity)  # a scheduler sets each candidate's rung
-        run_id = ctx.tracker.start_candidate(parent_run_id, cand.to_dict(), round_index, cfg, space.genotype(cand.arch),
-                                             run_id)
+        run_id = ctx.tracker.start_candidate(
+            parent_run_id, cand.to_dict(), round_index, cfg, space.genotype(cand.arch), run_id
+        )
         context = {"parent_id": cand.parent_id} if getattr(estimator, "inherits", False) else {}
         streamed = []
 
@@ -101,8 +108,9 @@ class StrategyRounds:
         say(f"round {round_index} worker {worker} candidate {cand.id}: training ({fidelity.epochs} epoch(s))")
         cpu, wall = time.process_time(), time.perf_counter()
         with epoch_hook(stream):
-            result = estimator.evaluate(cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed,
-                                        candidate_id=cand.id, **context)
+            result = estimator.evaluate(
+                cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context
+            )
         PROFILE["train_cpu"] += time.process_time() - cpu
         PROFILE["train_wall"] += time.perf_counter() - wall
         PROFILE["candidates"] += 1
@@ -128,8 +136,9 @@ class StrategyRounds:
             row = by_id.get(c["id"])
             if row is None:  # the training task died without a result (OOM-killed pod, node loss, ...)
                 cand = Candidate.from_dict(c)
-                row = history.failed(strategy.space, cand, "no result: the training task failed",
-                                     fidelity.override(cand.fidelity))
+                row = history.failed(
+                    strategy.space, cand, "no result: the training task failed", fidelity.override(cand.fidelity)
+                )
             out.append(row)
         strategy.tell([history.result(r) for r in out])
         return history.committed(out, round_index), strategy.state_dict(history=False), top(strategy.best())
@@ -145,8 +154,9 @@ class StrategyRounds:
         return sum(r["metrics"].get("train_seconds") or 0.0 for r in rows)
 
     def describe(self, rows: list[dict[str, Any]], seconds: float) -> str:
-        return (f"{len(rows)} candidates trained for {seconds:.0f} s in all ({self.ctx.cfg.budget.parallelism} at a "
-                "time)")
+        return (
+            f"{len(rows)} candidates trained for {seconds:.0f} s in all ({self.ctx.cfg.budget.parallelism} at a time)"
+        )
 
     def report(self, state: dict[str, Any] | None, exported: str | None = None):
         """The objective, and a multi-objective strategy's objectives and constraints (read from its options as the

@@ -31,5 +31,16 @@ def space_from_spec(spec: dict[str, Any]) -> SearchSpace:
     return make_space(spec["name"], **spec.get("options", {}))
 
 
-__all__ = ["SPACES", "Decision", "InvalidArchitecture", "SearchSpace", "make_space", "space_from_spec",
-           "ChoiceSpace", "ChainSpace", "MultiBranchSpace", "CellSpace", "NB201Space"]
+__all__ = [
+    "SPACES",
+    "Decision",
+    "InvalidArchitecture",
+    "SearchSpace",
+    "make_space",
+    "space_from_spec",
+    "ChoiceSpace",
+    "ChainSpace",
+    "MultiBranchSpace",
+    "CellSpace",
+    "NB201Space",
+]

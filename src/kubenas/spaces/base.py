@@ -13,8 +13,9 @@ its output), a genotype string, path encodings and ``build``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -220,8 +221,11 @@ class SearchSpace:
                 self.validate(arch)
         if kind == "path":
             size = self.encoding_size("path")
-            return np.stack([self._path_encode(a) for a in archs]).astype(np.float32) if archs else \
-                np.zeros((0, size), dtype=np.float32)
+            return (
+                np.stack([self._path_encode(a) for a in archs]).astype(np.float32)
+                if archs
+                else np.zeros((0, size), dtype=np.float32)
+            )
         out = np.zeros((len(archs), self.encoding_size("onehot")), dtype=np.float32)
         offset = 0
         for d in self.decisions:
@@ -330,8 +334,17 @@ class SearchSpace:
         labels = ["input"] + [f"{k}\n{_fmt(arch[k])}" for k in names] + ["output"]
         return [Panel(f"{len(names)} decision(s)", labels, [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])]
 
-    def inherit(self, model, arch: Arch, parent_arch: Arch, parent_state: dict, input_shape: Sequence[int],
-                num_classes: int, width_mult: float = 1.0, rng=None) -> float:
+    def inherit(
+        self,
+        model,
+        arch: Arch,
+        parent_arch: Arch,
+        parent_state: dict,
+        input_shape: Sequence[int],
+        num_classes: int,
+        width_mult: float = 1.0,
+        rng=None,
+    ) -> float:
         """Start ``model`` (built from ``arch``) from a parent's trained ``state_dict``: here every tensor whose
         name and shape match; ``chain`` maps layers and keeps network morphisms function-preserving. Returns
         the share of the model's parameters inherited."""

@@ -13,9 +13,10 @@ per cell, ``normal=|op~a|op~b|+|...| reduce=|...|``.
 
 from __future__ import annotations
 
-import re
 import math
-from typing import Any, Sequence
+import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +24,16 @@ from kubenas.arch import Arch
 from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, Panel, SearchSpace
 
-DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
-             "skip_connect", "none")
+DARTS_OPS = (
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "none",
+)
 CELLS = ("normal", "reduce")
 
 Gene = tuple[int, str, int, str]  # (input a, op on a, input b, op on b)
@@ -52,8 +61,12 @@ class CellSpace(SearchSpace):
         self._path_ops = [o for o in self.ops if o != V.NONE_OP]
 
     def options(self) -> dict[str, Any]:
-        return {"ops": list(self.ops), "blocks": self.blocks, "width": self.width,
-                "cells_per_stage": self.cells_per_stage}
+        return {
+            "ops": list(self.ops),
+            "blocks": self.blocks,
+            "width": self.width,
+            "cells_per_stage": self.cells_per_stage,
+        }
 
     def _nodes(self) -> range:
         return range(2, self.blocks + 2)
@@ -107,8 +120,12 @@ class CellSpace(SearchSpace):
         for c, cell in enumerate(CELLS):
             paths: dict[int, list[tuple[int, list[int]]]] = {0: [(0, [])], 1: [(1, [])]}
             for j, (a, op_a, b, op_b) in zip(self._nodes(), self.genes(arch, cell)):
-                paths[j] = [(src, seq + [index[op]]) for node, op in ((a, op_a), (b, op_b)) if op != V.NONE_OP
-                            for src, seq in paths[node]]
+                paths[j] = [
+                    (src, seq + [index[op]])
+                    for node, op in ((a, op_a), (b, op_b))
+                    if op != V.NONE_OP
+                    for src, seq in paths[node]
+                ]
                 for src, seq in paths[j]:
                     code = 0
                     for n in seq:
@@ -141,5 +158,12 @@ class CellSpace(SearchSpace):
 
         self.validate(arch)
         dim = V.spatial_dims(input_shape, "cell")
-        return CellNet(dim, int(input_shape[0]), V.scaled(self.width, width_mult), self.cells_per_stage,
-                       self.genes(arch, "normal"), self.genes(arch, "reduce"), num_classes)
+        return CellNet(
+            dim,
+            int(input_shape[0]),
+            V.scaled(self.width, width_mult),
+            self.cells_per_stage,
+            self.genes(arch, "normal"),
+            self.genes(arch, "reduce"),
+            num_classes,
+        )

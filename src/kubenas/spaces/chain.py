@@ -12,7 +12,8 @@ vector input builds an MLP and parameter counts stay honest.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from kubenas.arch import Arch
 from kubenas.spaces import vocabulary as V
@@ -40,7 +41,9 @@ class ChainSpace(SearchSpace):
         batch_norm: Sequence[bool] = (False, True),
     ):
         if not (isinstance(min_depth, int) and isinstance(max_depth, int) and 1 <= min_depth <= max_depth):
-            raise ValueError(f"chain: need integers 1 <= min_depth <= max_depth, got min_depth={min_depth}, max_depth={max_depth}")
+            raise ValueError(
+                f"chain: need integers 1 <= min_depth <= max_depth, got min_depth={min_depth}, max_depth={max_depth}"
+            )
         self.min_depth, self.max_depth = min_depth, max_depth
         self.ops = V.check_ops("chain", ops, CHAIN_OPS)
         self.kernels = _positive_ints("kernels", kernels, odd=True)
@@ -90,8 +93,9 @@ class ChainSpace(SearchSpace):
         """The layers in order."""
         layers = [part.strip() for part in self.genotype(arch).split(">") if part.strip()]
         labels = ["input"] + [_wrap(layer) for layer in layers] + ["classifier"]
-        return [Panel(f"chain of {len(layers)} layer(s)", labels,
-                      [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])]
+        return [
+            Panel(f"chain of {len(layers)} layer(s)", labels, [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])
+        ]
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from torch import nn
@@ -100,8 +104,9 @@ class ChainSpace(SearchSpace):
         modules, _ = self.plan(arch, input_shape, num_classes, width_mult)
         return nn.Sequential(*modules)
 
-    def plan(self, arch: Arch, input_shape: Sequence[int], num_classes: int,
-             width_mult: float = 1.0) -> tuple[list, list[dict[str, Any]]]:
+    def plan(
+        self, arch: Arch, input_shape: Sequence[int], num_classes: int, width_mult: float = 1.0
+    ) -> tuple[list, list[dict[str, Any]]]:
         """The network's modules in order, and one record per layer with weights (and one for the classifier):
         its layer number, op, the ``nn.Sequential`` indices of its modules (``dw`` for a separable conv's
         depthwise part, ``conv``, ``bn``), channels in and out, and whether its output is non-negative. Network
@@ -132,8 +137,16 @@ class ChainSpace(SearchSpace):
                 spatial = [1] * len(spatial)
                 flat = True
             k = 1 if (flat or op == "dense") else arch[f"kernel_{i}"]
-            rec: dict[str, Any] = {"layer": i, "op": op, "c_in": channels, "c_out": width, "kernel": k, "flat": flat,
-                                   "dw": None, "bn": None}
+            rec: dict[str, Any] = {
+                "layer": i,
+                "op": op,
+                "c_in": channels,
+                "c_out": width,
+                "kernel": k,
+                "flat": flat,
+                "dw": None,
+                "bn": None,
+            }
             if op == "sepconv" and k > 1:
                 rec["dw"] = len(layers)
                 layers.append(O.conv(dim, channels, channels, k, padding=k // 2, groups=channels, bias=False))
@@ -149,8 +162,16 @@ class ChainSpace(SearchSpace):
             records.append(rec)
             channels = width
         layers += [O.global_pool(dim), nn.Flatten()]
-        records.append({"layer": None, "op": "head", "c_in": channels, "c_out": num_classes, "linear": len(layers),
-                        "nonneg_in": nonneg})
+        records.append(
+            {
+                "layer": None,
+                "op": "head",
+                "c_in": channels,
+                "c_out": num_classes,
+                "linear": len(layers),
+                "nonneg_in": nonneg,
+            }
+        )
         layers.append(nn.Linear(channels, num_classes))
         return layers, records
 
@@ -161,8 +182,17 @@ class ChainSpace(SearchSpace):
 
         return random_morphism(self, arch, rng)
 
-    def inherit(self, model, arch: Arch, parent_arch: Arch, parent_state: dict, input_shape: Sequence[int],
-                num_classes: int, width_mult: float = 1.0, rng=None) -> float:
+    def inherit(
+        self,
+        model,
+        arch: Arch,
+        parent_arch: Arch,
+        parent_state: dict,
+        input_shape: Sequence[int],
+        num_classes: int,
+        width_mult: float = 1.0,
+        rng=None,
+    ) -> float:
         from kubenas.spaces.morphisms import transfer
 
         return transfer(self, model, arch, parent_arch, parent_state, input_shape, num_classes, width_mult, rng)

@@ -9,7 +9,8 @@ objective function.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from kubenas.arch import Arch
 from kubenas.spaces.base import Decision, SearchSpace
@@ -51,7 +52,9 @@ class ChoiceSpace(SearchSpace):
                 built.append(Decision(name, tuple(choices)))
                 continue
             if set(cond) != {"parent", "values"}:
-                raise ValueError(f"choice: condition of {name!r} must have exactly 'parent' and 'values', got {sorted(cond)}")
+                raise ValueError(
+                    f"choice: condition of {name!r} must have exactly 'parent' and 'values', got {sorted(cond)}"
+                )
             built.append(Decision(name, tuple(choices), parent=cond["parent"], when=tuple(cond["values"])))
         self._decisions_arg = {k: list(v) for k, v in decisions.items()}
         self._conditions_arg = {k: {"parent": v["parent"], "values": list(v["values"])} for k, v in conditions.items()}

@@ -23,7 +23,8 @@ A child architecture can start from its parent's trained weights instead of from
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,15 +65,21 @@ def _relation(parent: Arch, child: Arch) -> tuple[str, int | None]:
         if len(diff) == 1:
             i = diff[0]
             p, c = _layer(parent, i), _layer(child, i)
-            if "width" in p and {k: v for k, v in p.items() if k != "width"} == {k: v for k, v in c.items() if k != "width"} \
-                    and c["width"] > p["width"]:
+            if (
+                "width" in p
+                and {k: v for k, v in p.items() if k != "width"} == {k: v for k, v in c.items() if k != "width"}
+                and c["width"] > p["width"]
+            ):
                 return "widen", i
         return "other", None
     if dc == dp + 1:
         # the child's layer `pos` is new and the others shift by one; where an inserted layer repeats its
         # neighbour, several positions fit: the first that reads a non-negative input can be the identity
-        fits = [pos for pos in range(1, dc + 1)
-                if all(_layer(child, i + (i >= pos)) == _layer(parent, i) for i in range(1, dp + 1))]
+        fits = [
+            pos
+            for pos in range(1, dc + 1)
+            if all(_layer(child, i + (i >= pos)) == _layer(parent, i) for i in range(1, dp + 1))
+        ]
         for pos in fits:
             before = [i for i in range(1, pos) if f"act_{i}" in child]
             if before and child[f"act_{before[-1]}"] == "relu":
@@ -82,8 +89,17 @@ def _relation(parent: Arch, child: Arch) -> tuple[str, int | None]:
     return "other", None
 
 
-def transfer(space, model: nn.Module, arch: Arch, parent_arch: Arch, parent_state: dict[str, torch.Tensor],
-             input_shape: Sequence[int], num_classes: int, width_mult: float = 1.0, rng=None) -> float:
+def transfer(
+    space,
+    model: nn.Module,
+    arch: Arch,
+    parent_arch: Arch,
+    parent_state: dict[str, torch.Tensor],
+    input_shape: Sequence[int],
+    num_classes: int,
+    width_mult: float = 1.0,
+    rng=None,
+) -> float:
     """Load ``parent_state`` into the chain ``model`` of ``arch``; function-preserving when ``arch`` is a
     morphism of ``parent_arch``. Returns the share of the model's parameters inherited."""
     rng = np.random.default_rng(rng if rng is not None else 0)  # a Generator is returned as it is
@@ -108,8 +124,9 @@ def transfer(space, model: nn.Module, arch: Arch, parent_arch: Arch, parent_stat
         if p is not None and p["op"] == r["op"]:
             pairs.append((r, p))
     if kind == "widen":
-        _widen(by_layer_p[where], next(r for r in crec if r["layer"] == where), prec, crec, parent_state, state,
-               new, rng)
+        _widen(
+            by_layer_p[where], next(r for r in crec if r["layer"] == where), prec, crec, parent_state, state, new, rng
+        )
     for r, p in pairs:
         for part in ("dw", "conv", "bn", "linear"):
             if r.get(part) is None or p.get(part) is None:
@@ -118,7 +135,7 @@ def transfer(space, model: nn.Module, arch: Arch, parent_arch: Arch, parent_stat
             for key in [k for k in state if k.startswith(prefix_c)]:
                 if key in new:
                     continue
-                src = parent_state.get(prefix_p + key[len(prefix_c):])
+                src = parent_state.get(prefix_p + key[len(prefix_c) :])
                 if src is not None and tuple(src.shape) == tuple(state[key].shape):
                     new[key] = src.clone()
     model.load_state_dict({**state, **new})

@@ -9,8 +9,8 @@ before a reduction is average-pooled to the target size.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
-
+from collections.abc import Sequence
+from typing import Any
 
 from kubenas.arch import Arch
 from kubenas.spaces import vocabulary as V
@@ -50,8 +50,13 @@ class MultiBranchSpace(SearchSpace):
         self._init_decisions(decisions)
 
     def options(self) -> dict[str, Any]:
-        return {"layers": self.layers, "ops": list(self.ops), "width": self.width, "merge": self.merge,
-                "reduce_after": list(self.reduce_after)}
+        return {
+            "layers": self.layers,
+            "ops": list(self.ops),
+            "width": self.width,
+            "merge": self.merge,
+            "reduce_after": list(self.reduce_after),
+        }
 
     def _inputs(self, arch: Arch, i: int) -> list[int]:
         return [j for j in range(0, i - 1) if arch[f"skip_{i}_{j}"]]

@@ -6,7 +6,7 @@ module, so only a process that builds networks pays for torch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,12 +14,14 @@ from torch import nn
 
 from kubenas.arch import Arch
 from kubenas.spaces import ops as O
-from kubenas.spaces.vocabulary import NB201_EDGES as EDGES, NB201_NODES as NODES, nb201_edge_name as edge_name
+from kubenas.spaces.vocabulary import NB201_EDGES as EDGES
+from kubenas.spaces.vocabulary import NB201_NODES as NODES
+from kubenas.spaces.vocabulary import nb201_edge_name as edge_name
 
 
-
-def nb201_network(arch: Arch, input_shape: Sequence[int], num_classes: int, width: int, cells_per_stage: int,
-                  width_mult: float = 1.0) -> nn.Module:
+def nb201_network(
+    arch: Arch, input_shape: Sequence[int], num_classes: int, width: int, cells_per_stage: int, width_mult: float = 1.0
+) -> nn.Module:
     """NAS-Bench-201's skeleton: a stem, three stages of cells joined by residual reduction blocks, a classifier."""
     dim = O.spatial_dims(input_shape, "nb201")
     c = O.scaled(width, width_mult)
@@ -55,7 +57,16 @@ class NB201Cell(nn.Module):
 class DartsCell(nn.Module):
     """A DARTS normal or reduction cell: each node sums two operations on two earlier nodes."""
 
-    def __init__(self, dim: int, genes: list[tuple[int, str, int, str]], c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
+    def __init__(
+        self,
+        dim: int,
+        genes: list[tuple[int, str, int, str]],
+        c_pp: int,
+        c_p: int,
+        c: int,
+        reduction: bool,
+        reduction_prev: bool,
+    ):
         super().__init__()
         self.pre0 = O.FactorizedReduce(dim, c_pp, c) if reduction_prev else O.ReLUConvBN(dim, c_pp, c, 1)
         self.pre1 = O.ReLUConvBN(dim, c_p, c, 1)
@@ -73,7 +84,8 @@ class DartsCell(nn.Module):
 
 
 class CellNet(nn.Module):
-    """The ``cell`` space's network: a stem, cells in three stages (a reduction cell opens stages 2 and 3), a classifier."""
+    """The ``cell`` space's network: a stem, cells in three stages (a reduction cell opens stages 2 and 3), a
+    classifier."""
 
     def __init__(self, dim, c_in, c, cells_per_stage, normal, reduce, num_classes):
         super().__init__()
@@ -87,7 +99,9 @@ class CellNet(nn.Module):
             for reduction in kinds:
                 if reduction:
                     c *= 2
-                self.cells.append(DartsCell(dim, reduce if reduction else normal, c_pp, c_p, c, reduction, reduction_prev))
+                self.cells.append(
+                    DartsCell(dim, reduce if reduction else normal, c_pp, c_p, c, reduction, reduction_prev)
+                )
                 c_pp, c_p, reduction_prev = c_p, blocks * c, reduction
         self.head = nn.Sequential(O.global_pool(dim), nn.Flatten(), nn.Linear(c_p, num_classes))
 

@@ -6,11 +6,11 @@ on shape, whatever the input resolution.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from kubenas.spaces.vocabulary import NONE_OP, OP_NAMES, check_ops, scaled, spatial_dims  # noqa: F401 - re-exported
 
@@ -40,7 +40,9 @@ class ReLUConvBN(nn.Sequential):
     def __init__(self, dim: int, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1):
         super().__init__(
             nn.ReLU(),
-            conv(dim, c_in, c_out, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation, bias=False),
+            conv(
+                dim, c_in, c_out, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation, bias=False
+            ),
             batchnorm(dim, c_out),
         )
 
@@ -62,7 +64,9 @@ class SepConv(nn.Sequential):
     """Two stacked depthwise-separable convs (DARTS' sep_conv); only the first one strides."""
 
     def __init__(self, dim: int, c_in: int, c_out: int, kernel: int, stride: int):
-        super().__init__(DilConv(dim, c_in, c_in, kernel, stride, dilation=1), DilConv(dim, c_in, c_out, kernel, 1, dilation=1))
+        super().__init__(
+            DilConv(dim, c_in, c_in, kernel, stride, dilation=1), DilConv(dim, c_in, c_out, kernel, 1, dilation=1)
+        )
 
 
 class Zero(nn.Module):

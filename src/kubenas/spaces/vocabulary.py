@@ -7,12 +7,24 @@ modules behind these names.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 # The operation vocabulary of the multi-branch and cell spaces (``kubenas.spaces.ops.OPS`` builds them). Names
 # follow DARTS and NAS-Bench-201, so genotype strings read like the published ones.
-OP_NAMES: tuple[str, ...] = ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3",
-                             "conv_3x3", "conv_5x5", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+OP_NAMES: tuple[str, ...] = (
+    "none",
+    "skip_connect",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "conv_3x3",
+    "conv_5x5",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
 
 # The NAS-Bench-201 cell: four nodes, an edge from every node to every later one, named in genotype order.
 NB201_NODES = 4

@@ -22,6 +22,26 @@ from kubenas.steps.init import FORM, IDENTITY, form_summary, init_search, with_o
 from kubenas.steps.rounds import ask_round, scalar_metrics, stop_reason, tell_round, train_round
 from kubenas.steps.summary import leaderboard, report_round, report_winner, search_summary
 
-__all__ = ["FORM", "IDENTITY", "PROFILE", "Context", "ask_round", "context", "end_promptly", "export_winner",
-           "form_summary", "init_search", "leaderboard", "report_round", "report_winner", "say", "scalar_metrics",
-           "search_summary", "stop_reason", "tell_round", "train_round", "winner_metrics", "with_overrides"]
+__all__ = [
+    "FORM",
+    "IDENTITY",
+    "PROFILE",
+    "Context",
+    "ask_round",
+    "context",
+    "end_promptly",
+    "export_winner",
+    "form_summary",
+    "init_search",
+    "leaderboard",
+    "report_round",
+    "report_winner",
+    "say",
+    "scalar_metrics",
+    "search_summary",
+    "stop_reason",
+    "tell_round",
+    "train_round",
+    "winner_metrics",
+    "with_overrides",
+]

@@ -14,14 +14,19 @@ from kubenas.context import say
 from kubenas.store import SearchStore
 from kubenas.tracking import Tracker
 
-
 # The run form's typed fields (besides rounds and candidates_per_round): form field -> where it goes in the config.
-FORM = {"name": ("name",), "seed": ("seed",), "strategy": ("strategy", "name"), "epochs": ("fidelity", "epochs"),
-        "data_fraction": ("fidelity", "data_fraction")}
+FORM = {
+    "name": ("name",),
+    "seed": ("seed",),
+    "strategy": ("strategy", "name"),
+    "epochs": ("fidelity", "epochs"),
+    "data_fraction": ("fidelity", "data_fraction"),
+}
 
 
-def with_overrides(config_json: str, rounds: int | None = None, candidates_per_round: int | None = None,
-                   **form: Any) -> SearchConfig:
+def with_overrides(
+    config_json: str, rounds: int | None = None, candidates_per_round: int | None = None, **form: Any
+) -> SearchConfig:
     """The config with the pipeline form's values applied, validated again. ``rounds`` and
     ``candidates_per_round`` apply when positive; the typed fields of :data:`FORM` (name, seed, strategy, epochs,
     data_fraction) when given, taking precedence over ``config_json``. A new strategy starts without the old one's
@@ -55,26 +60,37 @@ def form_summary(cfg: SearchConfig, config_json: str) -> str:
     given = json.loads(config_json)
     run = cfg.model_dump(mode="json")
     changed = []
-    for field, path in {**FORM, "rounds": ("budget", "rounds"),
-                        "candidates_per_round": ("budget", "candidates_per_round")}.items():
+    for field, path in {
+        **FORM,
+        "rounds": ("budget", "rounds"),
+        "candidates_per_round": ("budget", "candidates_per_round"),
+    }.items():
         before, after = given, run
         for key in path:
             before = before.get(key) if isinstance(before, dict) else None
             after = after.get(key) if isinstance(after, dict) else None
         if before != after:
             changed.append(f"`{field}`: {before!r} → {after!r}")
-    lines = [f"# kubenas search `{cfg.name}`", "",
-             f"Space `{cfg.space.name}`, {cfg.search_method}, dataset `{cfg.dataset.name}`, objective "
-             f"{cfg.objective.metric} ({cfg.objective.mode}); {cfg.budget.rounds} round(s) of "
-             f"{cfg.budget.candidates_per_round} candidate(s), {cfg.budget.parallelism} at a time; "
-             f"{cfg.fidelity.epochs} epoch(s) on {cfg.fidelity.data_fraction:g} of the training split; seed {cfg.seed}.",
-             "", "Changed by the run form: " + ("; ".join(changed) if changed else "nothing (the config as compiled)."),
-             "", "```json", json.dumps(run, indent=1, sort_keys=True), "```"]
+    lines = [
+        f"# kubenas search `{cfg.name}`",
+        "",
+        f"Space `{cfg.space.name}`, {cfg.search_method}, dataset `{cfg.dataset.name}`, objective "
+        f"{cfg.objective.metric} ({cfg.objective.mode}); {cfg.budget.rounds} round(s) of "
+        f"{cfg.budget.candidates_per_round} candidate(s), {cfg.budget.parallelism} at a time; "
+        f"{cfg.fidelity.epochs} epoch(s) on {cfg.fidelity.data_fraction:g} of the training split; seed {cfg.seed}.",
+        "",
+        "Changed by the run form: " + ("; ".join(changed) if changed else "nothing (the config as compiled)."),
+        "",
+        "```json",
+        json.dumps(run, indent=1, sort_keys=True),
+        "```",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def init_search(config_json: str, rounds: int | None = None, candidates_per_round: int | None = None,
-                job: str = "", **form: Any) -> dict[str, Any]:
+def init_search(
+    config_json: str, rounds: int | None = None, candidates_per_round: int | None = None, job: str = "", **form: Any
+) -> dict[str, Any]:
     """Validate (with the run form's values, :func:`with_overrides`), check S3 and MLflow, take the search's lease
     for the pipeline run ``job`` (its KFP run id; this process when empty), record (or resume) the search, and
     open the MLflow parent run."""
@@ -88,8 +104,10 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
         stored = _normalised(stored)
         changed = [k for k in IDENTITY if stored.get(k) != current[k]]
         if changed:
-            raise ConfigError(f"search {cfg.name!r} already exists in {store.uri} with different {', '.join(changed)}; "
-                              f"keep them, or give the search a new name")
+            raise ConfigError(
+                f"search {cfg.name!r} already exists in {store.uri} with different {', '.join(changed)}; "
+                f"keep them, or give the search a new name"
+            )
     holder = job or f"process-{socket.gethostname()}-{os.getpid()}"
     note = lease.Lease(store).acquire(holder, lease.info())  # before anything is written: one run at a time
     if note:
@@ -100,8 +118,12 @@ def init_search(config_json: str, rounds: int | None = None, candidates_per_roun
     lease.Lease(store).bind(holder, parent)
     what = f"resuming after round {start_round - 1}" if start_round else "new search"
     say(f"search {cfg.name!r} ({what}) in {store.uri}; MLflow run {parent}")
-    return {"config_json": cfg.to_json(), "parent_run_id": parent, "start_round": start_round,
-            "summary": form_summary(cfg, config_json)}
+    return {
+        "config_json": cfg.to_json(),
+        "parent_run_id": parent,
+        "start_round": start_round,
+        "summary": form_summary(cfg, config_json),
+    }
 
 
 def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
@@ -111,4 +133,3 @@ def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
         return parse_config(stored, "stored config").model_dump(mode="json")
     except ConfigError:
         return stored
-

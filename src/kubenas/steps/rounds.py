@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from kubenas import context as contexts
 from kubenas import history
 from kubenas.config import SearchConfig
-from kubenas import context as contexts
 from kubenas.context import Context, say
 from kubenas.core import is_finite
 from kubenas.failpoints import failpoint
@@ -30,8 +30,10 @@ def ask_round(config_json: str, run_round: int, start_round: int, parent_run_id:
     failpoint("sample")
     ctx.store.write_asked(round_index, {**asked, "parent_run_id": parent_run_id, "attempt": uuid.uuid4().hex[:12]})
     if asked["candidates"]:
-        say(f"round {round_index} (#{run_round + 1} of this run): {len(asked['candidates'])} candidate(s) for "
-            f"{asked['workers']} worker(s)")
+        say(
+            f"round {round_index} (#{run_round + 1} of this run): {len(asked['candidates'])} candidate(s) for "
+            f"{asked['workers']} worker(s)"
+        )
     elif not asked["workers"]:
         say(f"round {round_index} (#{run_round + 1} of this run): no candidate left to ask")
     return [f"{round_index:05d}/{w}" for w in range(asked["workers"])]
@@ -62,8 +64,9 @@ def scalar_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def tell_round(config_json: str, run_round: int, start_round: int, parent_run_id: str,
-               report_path: str | None = None) -> str:
+def tell_round(
+    config_json: str, run_round: int, start_round: int, parent_run_id: str, report_path: str | None = None
+) -> str:
     """Tell the open round's results, commit the round, and decide ``continue`` or ``stop``. Then draw the search
     so far (:func:`~kubenas.steps.summary.report_round`) into the MLflow parent run and, given ``report_path``,
     into the HTML page the Kubeflow UI shows."""
@@ -89,8 +92,10 @@ def tell_round(config_json: str, run_round: int, start_round: int, parent_run_id
 
     reason = stop_reason(cfg, past + rows, rows, run_round, start_round)
     best_text = f"{best['value']:.4f}" if best else "none yet"
-    say(f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
-        + (f"; stopping: {reason}" if reason else ""))
+    say(
+        f"round {round_index} committed: {len(rows)} row(s), best {cfg.objective.metric} {best_text}"
+        + (f"; stopping: {reason}" if reason else "")
+    )
     report_round(ctx, past + rows, state, parent_run_id, report_path)
     return "stop" if reason else "continue"
 
@@ -100,8 +105,10 @@ def _decided(ctx: Context, committed, run_round: int, start_round: int) -> str:
     retries a pod): the same answer from the committed rows, nothing written again."""
     rows = [r for r in committed.rows if r["round"] == committed.last]
     reason = stop_reason(ctx.cfg, committed.rows, rows, run_round, start_round)
-    say(f"round {committed.last} was already committed (a retried update): "
-        + (f"stopping: {reason}" if reason else "continuing"))
+    say(
+        f"round {committed.last} was already committed (a retried update): "
+        + (f"stopping: {reason}" if reason else "continuing")
+    )
     return "stop" if reason else "continue"
 
 

@@ -40,6 +40,22 @@ def make_strategy(name: str, space: SearchSpace, **options: Any) -> Strategy:
     return create(STRATEGIES, "strategy", name, space, **options)
 
 
-__all__ = ["STRATEGIES", "Candidate", "Result", "Strategy", "make_strategy", "RandomSearch",
-           "RegularizedEvolution", "LocalSearch", "GridSearch", "Reinforce", "Bananas", "BayesQuadratic",
-           "NSGA2", "ParetoEvolution", "SuccessiveHalving", "Hyperband", "NetworkMorphism"]
+__all__ = [
+    "STRATEGIES",
+    "Candidate",
+    "Result",
+    "Strategy",
+    "make_strategy",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "LocalSearch",
+    "GridSearch",
+    "Reinforce",
+    "Bananas",
+    "BayesQuadratic",
+    "NSGA2",
+    "ParetoEvolution",
+    "SuccessiveHalving",
+    "Hyperband",
+    "NetworkMorphism",
+]

@@ -28,12 +28,31 @@ from kubenas.strategies.base import Strategy
 class Bananas(Strategy):
     name = "bananas"
 
-    def __init__(self, space, *, n_init: int = 10, ensemble: int = 5, hidden: int = 32, epochs: int = 40,
-                 acquisition: str = "its", kappa: float = 1.0, batch: str = "thompson", parents: int = 10,
-                 mutations: int = 10, encoding: str = "auto", **kwargs: Any):
+    def __init__(
+        self,
+        space,
+        *,
+        n_init: int = 10,
+        ensemble: int = 5,
+        hidden: int = 32,
+        epochs: int = 40,
+        acquisition: str = "its",
+        kappa: float = 1.0,
+        batch: str = "thompson",
+        parents: int = 10,
+        mutations: int = 10,
+        encoding: str = "auto",
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
-        ints = {"n_init": (n_init, 2), "ensemble": (ensemble, 2), "hidden": (hidden, 1), "epochs": (epochs, 1),
-                "parents": (parents, 1), "mutations": (mutations, 1)}
+        ints = {
+            "n_init": (n_init, 2),
+            "ensemble": (ensemble, 2),
+            "hidden": (hidden, 1),
+            "epochs": (epochs, 1),
+            "parents": (parents, 1),
+            "mutations": (mutations, 1),
+        }
         for label, (value, low) in ints.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"bananas: {label} must be an integer >= {low}, got {value!r}")
@@ -104,7 +123,7 @@ class Bananas(Strategy):
                 pool[aid] = (arch, None)
         return [a for a, _ in pool.values()], [p for _, p in pool.values()]
 
-    def _surrogate(self, ok: list[dict[str, Any]]) -> "_Ensemble":
+    def _surrogate(self, ok: list[dict[str, Any]]) -> _Ensemble:
         lies = [p["arch"] for p in self._pending.values()] if self.batch == "constant_liar" else []
         size = len(ok) + len(lies)
         if self._model is not None and self._fitted_on == size:
@@ -121,8 +140,21 @@ class Bananas(Strategy):
         self._fitted_on = -1  # new data: refit at the next ask
 
     def _extra_state(self):
-        return {k: getattr(self, k) for k in ("n_init", "ensemble", "hidden", "epochs", "acquisition", "kappa",
-                                              "batch", "parents", "mutations", "encoding")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "n_init",
+                "ensemble",
+                "hidden",
+                "epochs",
+                "acquisition",
+                "kappa",
+                "batch",
+                "parents",
+                "mutations",
+                "encoding",
+            )
+        }
 
     def _load_extra_state(self, state):
         for key, value in state.items():
@@ -135,7 +167,7 @@ def _flat_views(arrays: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]
     flat = np.concatenate([a.ravel() for a in arrays]).astype(np.float32)
     views, start = [], 0
     for a in arrays:
-        views.append(flat[start:start + a.size].reshape(a.shape))
+        views.append(flat[start : start + a.size].reshape(a.shape))
         start += a.size
     return flat, views
 
@@ -155,12 +187,22 @@ class _Ensemble:
         w1, b1, w2, b2, w3, b3 = params  # w1 is (D, E*H): the first layer of all members is one GEMM
         members = w2.shape[0]
         h1 = np.ascontiguousarray(np.maximum(x @ w1 + b1, 0.0).reshape(len(x), members, -1).transpose(1, 0, 2))
-        h2 = np.maximum(h1 @ w2 + b2, 0.0)           # (E, N, H)
+        h2 = np.maximum(h1 @ w2 + b2, 0.0)  # (E, N, H)
         return (h2 @ w3 + b3)[..., 0], (h1, h2)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, members: int, hidden: int, epochs: int, seed: int,
-            warm: "_Ensemble | None" = None, lr: float = 0.02, weight_decay: float = 1e-4) -> "_Ensemble":
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        members: int,
+        hidden: int,
+        epochs: int,
+        seed: int,
+        warm: _Ensemble | None = None,
+        lr: float = 0.02,
+        weight_decay: float = 1e-4,
+    ) -> _Ensemble:
         rng = np.random.default_rng(seed)
         x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32)
         y_mean, y_std = float(y.mean()), max(float(y.std()), 1e-6)
@@ -171,16 +213,22 @@ class _Ensemble:
         if warm is not None:
             params = [p.copy() for p in warm.params]
         else:
+
             def init(*shape):
                 return (rng.standard_normal(shape) * np.sqrt(2.0 / shape[1])).astype(np.float32)
 
-            params = [init(members, d, hidden).transpose(1, 0, 2).reshape(d, members * hidden),
-                      np.zeros(members * hidden, np.float32),
-                      init(members, hidden, hidden), np.zeros((members, 1, hidden), np.float32),
-                      init(members, hidden, 1), np.zeros((members, 1, 1), np.float32)]
+            params = [
+                init(members, d, hidden).transpose(1, 0, 2).reshape(d, members * hidden),
+                np.zeros(members * hidden, np.float32),
+                init(members, hidden, hidden),
+                np.zeros((members, 1, hidden), np.float32),
+                init(members, hidden, 1),
+                np.zeros((members, 1, 1), np.float32),
+            ]
         # each member trains on its own bootstrap sample (weights = multiplicities)
-        boot = np.stack([np.bincount(rng.integers(len(xn), size=len(xn)), minlength=len(xn))
-                         for _ in range(members)]).astype(np.float32)
+        boot = np.stack(
+            [np.bincount(rng.integers(len(xn), size=len(xn)), minlength=len(xn)) for _ in range(members)]
+        ).astype(np.float32)
         boot /= boot.sum(1, keepdims=True)
         # Parameters and gradients are views into two flat buffers, so Adam is a handful of array operations
         # per step instead of a handful per tensor: at this size the call overhead is most of the cost.
@@ -191,14 +239,14 @@ class _Ensemble:
         for step in range(1, epochs + 1):
             w1, _, w2, _, w3, _ = params
             pred, (h1, h2) = cls._forward(params, xn)
-            g_out = (2.0 * (pred - yn) * boot)[..., None]          # (E, N, 1): d loss / d output
+            g_out = (2.0 * (pred - yn) * boot)[..., None]  # (E, N, 1): d loss / d output
             np.matmul(h2.transpose(0, 2, 1), g_out, out=grads[4])
             g_out.sum(1, keepdims=True, out=grads[5])
-            g_h2 = g_out * w3.transpose(0, 2, 1) * (h2 > 0)          # (E, N, 1) * (E, 1, H)
+            g_h2 = g_out * w3.transpose(0, 2, 1) * (h2 > 0)  # (E, N, 1) * (E, 1, H)
             np.matmul(h1.transpose(0, 2, 1), g_h2, out=grads[2])
             g_h2.sum(1, keepdims=True, out=grads[3])
             g_h1 = (g_h2 @ w2.transpose(0, 2, 1)) * (h1 > 0)
-            g_h1 = g_h1.transpose(1, 0, 2).reshape(len(xn), -1)   # back to (N, E*H)
+            g_h1 = g_h1.transpose(1, 0, 2).reshape(len(xn), -1)  # back to (N, E*H)
             np.matmul(xn.T, g_h1, out=grads[0])
             g_h1.sum(0, out=grads[1])
             grad += weight_decay * flat

@@ -12,13 +12,14 @@ pending candidates, duplicates, failures, ``best()`` and serialisation.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from kubenas import history as hist  # (its name is also a parameter here)
 from kubenas.arch import Arch, arch_id
-from kubenas.core import Candidate, Result, is_int, top
+from kubenas.core import Candidate, Result, is_int
 from kubenas.spaces.base import SearchSpace
 
 STATE_VERSION = 1
@@ -186,8 +187,12 @@ class Strategy:
                 why = "was already told" if told else "was never asked (or belongs to another search)"
                 raise ValueError(f"tell: candidate {res.candidate_id!r} {why}")
             value = self._value(res)
-            record = {"id": res.candidate_id, "arch": info["arch"], "status": "ok" if value is not None else "failed",
-                      "value": value}
+            record = {
+                "id": res.candidate_id,
+                "arch": info["arch"],
+                "status": "ok" if value is not None else "failed",
+                "value": value,
+            }
             record.update(self._annotate(res, record, info))
             self._history.append(record)
             self._observe(record, info["tag"])
@@ -215,7 +220,9 @@ class Strategy:
 
     @property
     def pending(self) -> list[Candidate]:
-        return [Candidate(cid, info["arch"], info["parent_id"], info.get("fidelity")) for cid, info in self._pending.items()]
+        return [
+            Candidate(cid, info["arch"], info["parent_id"], info.get("fidelity")) for cid, info in self._pending.items()
+        ]
 
     def state_dict(self, history: bool = True) -> dict[str, Any]:
         """The strategy's state as plain JSON. With ``history=False`` the told results are left out, for a caller
@@ -246,7 +253,9 @@ class Strategy:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
         if state["space"] != json.loads(json.dumps(self.space.spec())):
-            raise ValueError(f"state was saved for space {state['space']}, but this strategy searches {self.space.spec()}")
+            raise ValueError(
+                f"state was saved for space {state['space']}, but this strategy searches {self.space.spec()}"
+            )
         self.metric, self.mode, self.seed = state["metric"], state["mode"], state["seed"]
         self.rng = rng_from_state(state["rng"])
         self._counter = int(state["counter"])
@@ -255,8 +264,10 @@ class Strategy:
         if "history" in state:
             self._history = [dict(h) for h in state["history"]]
         elif history is None:
-            raise ValueError("this state was saved without its history (state_dict(history=False)): pass the told "
-                             "results to load_state_dict(state, history=...)")
+            raise ValueError(
+                "this state was saved without its history (state_dict(history=False)): pass the told "
+                "results to load_state_dict(state, history=...)"
+            )
         else:
             self._history = [self._record(row) for row in history]
         self._seen = {arch_id(h["arch"]) for h in self._history} | {arch_id(p["arch"]) for p in self._pending.values()}
@@ -265,8 +276,12 @@ class Strategy:
         """The history record :meth:`tell` made of a result, rebuilt from its result row."""
         res = hist.result(row)
         value = self._value(res)
-        record = {"id": res.candidate_id, "arch": dict(row["arch"]), "status": "ok" if value is not None else "failed",
-                  "value": value}
+        record = {
+            "id": res.candidate_id,
+            "arch": dict(row["arch"]),
+            "status": "ok" if value is not None else "failed",
+            "value": value,
+        }
         record.update(self._annotate(res, record, self._told_info(row)))
         return record
 

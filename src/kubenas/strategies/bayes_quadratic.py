@@ -34,12 +34,26 @@ MAX_AUTO_PAIRS = 2_000
 class BayesQuadratic(Strategy):
     name = "bayes_quadratic"
 
-    def __init__(self, space, *, n_init: int = 10, interactions: str | bool = "auto", interaction_scale: float = 0.5,
-                 path: str | bool = "auto", enumerate_limit: int = 20_000, parents: int = 10, mutations: int = 10,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        space,
+        *,
+        n_init: int = 10,
+        interactions: str | bool = "auto",
+        interaction_scale: float = 0.5,
+        path: str | bool = "auto",
+        enumerate_limit: int = 20_000,
+        parents: int = 10,
+        mutations: int = 10,
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
-        ints = {"n_init": (n_init, 2), "enumerate_limit": (enumerate_limit, 0), "parents": (parents, 1),
-                "mutations": (mutations, 1)}
+        ints = {
+            "n_init": (n_init, 2),
+            "enumerate_limit": (enumerate_limit, 0),
+            "parents": (parents, 1),
+            "mutations": (mutations, 1),
+        }
         for label, (value, low) in ints.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"bayes_quadratic: {label} must be an integer >= {low}, got {value!r}")
@@ -47,8 +61,11 @@ class BayesQuadratic(Strategy):
             interactions = len(_block_pairs([len(d.choices) for d in space.decisions])[0]) <= MAX_AUTO_PAIRS
         if not isinstance(interactions, bool):
             raise ValueError(f"bayes_quadratic: interactions must be 'auto', true or false, got {interactions!r}")
-        if isinstance(interaction_scale, bool) or not isinstance(interaction_scale, (int, float)) \
-                or not interaction_scale > 0:
+        if (
+            isinstance(interaction_scale, bool)
+            or not isinstance(interaction_scale, (int, float))
+            or not interaction_scale > 0
+        ):
             raise ValueError(f"bayes_quadratic: interaction_scale must be a number > 0, got {interaction_scale!r}")
         if path == "auto":
             try:
@@ -60,8 +77,12 @@ class BayesQuadratic(Strategy):
             raise ValueError(f"bayes_quadratic: path must be 'auto', true or false, got {path!r}")
         if path:
             space.encoding_size("path")  # raises with the reason when the space has no path encoding
-        self.n_init, self.interactions, self.interaction_scale, self.path = n_init, interactions, \
-            float(interaction_scale), path
+        self.n_init, self.interactions, self.interaction_scale, self.path = (
+            n_init,
+            interactions,
+            float(interaction_scale),
+            path,
+        )
         self.enumerate_limit, self.parents, self.mutations = enumerate_limit, parents, mutations
         self._derived()
 
@@ -160,8 +181,10 @@ class BayesQuadratic(Strategy):
         return phi[[row[arch_id(a)] for a in archs]]
 
     def _extra_state(self):
-        return {k: getattr(self, k) for k in ("n_init", "interactions", "interaction_scale", "path",
-                                              "enumerate_limit", "parents", "mutations")}
+        return {
+            k: getattr(self, k)
+            for k in ("n_init", "interactions", "interaction_scale", "path", "enumerate_limit", "parents", "mutations")
+        }
 
     def _load_extra_state(self, state):
         for key, value in state.items():

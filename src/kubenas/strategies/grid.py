@@ -20,8 +20,10 @@ class GridSearch(Strategy):
         super().__init__(space, **kwargs)
         size = space.size()
         if size is None or size > MAX_GRID:
-            raise ValueError(f"grid: the {space.name!r} space has {'unbounded' if size is None else f'{size:,}'} "
-                             f"architectures; grid search needs a finite space of at most {MAX_GRID:,}")
+            raise ValueError(
+                f"grid: the {space.name!r} space has {'unbounded' if size is None else f'{size:,}'} "
+                f"architectures; grid search needs a finite space of at most {MAX_GRID:,}"
+            )
         if not isinstance(shuffle, bool):
             raise ValueError(f"grid: shuffle must be true or false, got {shuffle!r}")
         self.shuffle = shuffle

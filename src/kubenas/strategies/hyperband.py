@@ -22,7 +22,8 @@ The base strategy is told each architecture's result at the rung where it starte
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kubenas.strategies.base import Result, Strategy
 
@@ -50,9 +51,19 @@ class Hyperband(Strategy):
     name = "hyperband"
     _one_bracket = False
 
-    def __init__(self, space, *, base: str = "random", base_options: Mapping[str, Any] | None = None,
-                 resource: str = "epochs", min_resource: float = 1, max_resource: float = 9, eta: float = 3,
-                 brackets: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        space,
+        *,
+        base: str = "random",
+        base_options: Mapping[str, Any] | None = None,
+        resource: str = "epochs",
+        min_resource: float = 1,
+        max_resource: float = 9,
+        eta: float = 3,
+        brackets: int | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
         who = self.name
         if resource not in RESOURCES:
@@ -78,8 +89,10 @@ class Hyperband(Strategy):
         elif brackets is None:
             brackets = len(self.rungs)
         if isinstance(brackets, bool) or not isinstance(brackets, int) or not 1 <= brackets <= len(self.rungs):
-            raise ValueError(f"{who}: brackets must be an integer in 1..{len(self.rungs)} (the number of rungs "
-                             f"{self.rungs}), got {brackets!r}")
+            raise ValueError(
+                f"{who}: brackets must be an integer in 1..{len(self.rungs)} (the number of rungs "
+                f"{self.rungs}), got {brackets!r}"
+            )
         self.brackets = brackets
         self.base_name, self.base_options = base, dict(base_options or {})
         self.inner = self._make_inner(space)
@@ -99,13 +112,16 @@ class Hyperband(Strategy):
         if reserved:
             raise ValueError(f"{self.name}: set {sorted(reserved)} on the scheduler, not in base_options")
         try:
-            inner = make_strategy(self.base_name, space, seed=self.seed, metric=self.metric, mode=self.mode,
-                                  **self.base_options)
+            inner = make_strategy(
+                self.base_name, space, seed=self.seed, metric=self.metric, mode=self.mode, **self.base_options
+            )
         except ValueError as exc:
             raise ValueError(f"{self.name}: base: {exc}") from None
         if inner.multi_objective:
-            raise ValueError(f"{self.name}: base {self.base_name!r} is multi-objective; the scheduler ranks by one "
-                             f"metric ({self.metric!r}), so wrap a single-objective strategy")
+            raise ValueError(
+                f"{self.name}: base {self.base_name!r} is multi-objective; the scheduler ranks by one "
+                f"metric ({self.metric!r}), so wrap a single-objective strategy"
+            )
         return inner
 
     # ----------------------------------------------------------------- fidelity
@@ -124,15 +140,22 @@ class Hyperband(Strategy):
             return None
         trial, rung, parent_id = proposal
         tag = "promote" if rung > self._trials[trial]["bracket"] else "new"
-        return self._trials[trial]["arch"], tag, parent_id, {"fidelity": self.fidelity(rung), "trial": trial,
-                                                              "rung": rung}
+        return (
+            self._trials[trial]["arch"],
+            tag,
+            parent_id,
+            {"fidelity": self.fidelity(rung), "trial": trial, "rung": rung},
+        )
 
     def _promotion(self) -> tuple[str, int, str] | None:
         """The best unpromoted result in the top 1/eta of its rung and bracket, from the highest rung down."""
         for rung in range(len(self.rungs) - 2, -1, -1):
             for bracket in range(min(rung, self.brackets - 1) + 1):
-                done = [(self.utility(t["results"][str(rung)]), trial) for trial, t in self._trials.items()
-                        if t["bracket"] == bracket and t["results"].get(str(rung)) is not None]
+                done = [
+                    (self.utility(t["results"][str(rung)]), trial)
+                    for trial, t in self._trials.items()
+                    if t["bracket"] == bracket and t["results"].get(str(rung)) is not None
+                ]
                 done.sort(key=lambda d: (-d[0], d[1]))
                 for _, trial in done[: int(len(done) // self.eta)]:
                     if rung not in self._trials[trial]["promoted"]:
@@ -195,11 +218,18 @@ class Hyperband(Strategy):
 
     # ----------------------------------------------------------------- state
     def _extra_state(self):
-        return {"base": self.base_name, "base_options": self.base_options, "resource": self.resource,
-                "min_resource": self.min_resource, "max_resource": self.max_resource, "eta": self.eta,
-                "brackets": self.brackets, "trials": self._trials,
-                # the base strategy's told results are each trial's first evaluation: rebuilt from this history
-                "inner": self.inner.state_dict(history=False)}
+        return {
+            "base": self.base_name,
+            "base_options": self.base_options,
+            "resource": self.resource,
+            "min_resource": self.min_resource,
+            "max_resource": self.max_resource,
+            "eta": self.eta,
+            "brackets": self.brackets,
+            "trials": self._trials,
+            # the base strategy's told results are each trial's first evaluation: rebuilt from this history
+            "inner": self.inner.state_dict(history=False),
+        }
 
     def _load_extra_state(self, state):
         self.base_name, self.base_options = state["base"], dict(state["base_options"])
@@ -209,8 +239,10 @@ class Hyperband(Strategy):
         inner = self._make_inner(self.space)
         rewrap = getattr(self.inner, "around", None)  # a pre-filter in front of the base strategy stays there
         self.inner = rewrap(inner) if rewrap is not None else inner
-        self._trials = {k: {**v, "results": dict(v["results"]), "promoted": list(v["promoted"]),
-                            "ids": dict(v["ids"])} for k, v in state["trials"].items()}
+        self._trials = {
+            k: {**v, "results": dict(v["results"]), "promoted": list(v["promoted"]), "ids": dict(v["ids"])}
+            for k, v in state["trials"].items()
+        }
         # which trial and rung each told candidate was: the trials record the candidate of each rung's evaluation
         self._told = {cid: (trial, int(rung)) for trial, t in self._trials.items() for rung, cid in t["ids"].items()}
         self._inner_state = state["inner"]
@@ -229,8 +261,16 @@ class Hyperband(Strategy):
         rows = []
         for h in self._history:
             if h["rung"] == min(int(r) for r in self._trials[h["trial"]]["ids"]):
-                rows.append({"id": h["trial"], "arch": h["arch"], "status": h["status"], "cost": 0.0, "error": None,
-                             "metrics": {} if h["value"] is None else {self.metric: h["value"]}})
+                rows.append(
+                    {
+                        "id": h["trial"],
+                        "arch": h["arch"],
+                        "status": h["status"],
+                        "cost": 0.0,
+                        "error": None,
+                        "metrics": {} if h["value"] is None else {self.metric: h["value"]},
+                    }
+                )
         return rows
 
 

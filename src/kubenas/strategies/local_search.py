@@ -41,8 +41,11 @@ class LocalSearch(Strategy):
     def _observe(self, record, tag):
         if tag == "init":
             self._pool.append(record)
-        elif (record["value"] is not None and self._current is not None
-              and self.utility(record["value"]) > self.utility(self._current["value"])):
+        elif (
+            record["value"] is not None
+            and self._current is not None
+            and self.utility(record["value"]) > self.utility(self._current["value"])
+        ):
             self._climb_to(record)
         self._advance()
 
@@ -68,8 +71,13 @@ class LocalSearch(Strategy):
         return list(self._optima)
 
     def _extra_state(self):
-        return {"n_init": self.n_init, "current": self._current, "queue": self._queue, "pool": self._pool,
-                "optima": self._optima}
+        return {
+            "n_init": self.n_init,
+            "current": self._current,
+            "queue": self._queue,
+            "pool": self._pool,
+            "optima": self._optima,
+        }
 
     def _load_extra_state(self, state):
         self.n_init = state["n_init"]

@@ -24,7 +24,11 @@ class NetworkMorphism(Strategy):
         super().__init__(space, **kwargs)
         if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
             raise ValueError(f"network_morphism: n_init must be a positive integer, got {n_init!r}")
-        if isinstance(mutation_rate, bool) or not isinstance(mutation_rate, (int, float)) or not 0 <= mutation_rate <= 1:
+        if (
+            isinstance(mutation_rate, bool)
+            or not isinstance(mutation_rate, (int, float))
+            or not 0 <= mutation_rate <= 1
+        ):
             raise ValueError(f"network_morphism: mutation_rate must be a number in [0, 1], got {mutation_rate!r}")
         self.n_init, self.mutation_rate = n_init, float(mutation_rate)
 

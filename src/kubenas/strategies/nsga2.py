@@ -18,8 +18,16 @@ from kubenas.strategies.pareto import MultiObjective, rank_and_crowding
 class NSGA2(MultiObjective, Strategy):
     name = "nsga2"
 
-    def __init__(self, space, *, objectives=None, constraints=None, population_size: int = 20,
-                 crossover: float = 0.5, **kwargs: Any):
+    def __init__(
+        self,
+        space,
+        *,
+        objectives=None,
+        constraints=None,
+        population_size: int = 20,
+        crossover: float = 0.5,
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
         self._init_objectives(objectives, constraints)
         if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 4:
@@ -74,8 +82,12 @@ class NSGA2(MultiObjective, Strategy):
         self._population = [pool[i]["id"] for i in sorted(order[: self.population_size])]
 
     def _extra_state(self):
-        return {**self._objective_state(), "population_size": self.population_size, "crossover": self.crossover,
-                "population": self._population}
+        return {
+            **self._objective_state(),
+            "population_size": self.population_size,
+            "crossover": self.crossover,
+            "population": self._population,
+        }
 
     def _load_extra_state(self, state):
         self._load_objective_state(state)

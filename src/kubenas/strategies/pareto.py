@@ -4,7 +4,8 @@ constrained domination, non-dominated sorting and crowding distance (Deb et al.,
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +15,10 @@ DEFAULT_OBJECTIVES = ({"metric": "val_acc", "mode": "max"}, {"metric": "params",
 def parse_objectives(objectives: Sequence[Mapping[str, Any]] | None, who: str) -> list[dict[str, str]]:
     objectives = list(objectives or DEFAULT_OBJECTIVES)
     if len(objectives) < 2:
-        raise ValueError(f"{who}: objectives needs at least two entries, e.g. "
-                         "[{'metric': 'val_acc', 'mode': 'max'}, {'metric': 'params', 'mode': 'min'}]")
+        raise ValueError(
+            f"{who}: objectives needs at least two entries, e.g. "
+            "[{'metric': 'val_acc', 'mode': 'max'}, {'metric': 'params', 'mode': 'min'}]"
+        )
     out = []
     for i, obj in enumerate(objectives):
         if not isinstance(obj, Mapping) or set(obj) - {"metric", "mode"} or "metric" not in obj:
@@ -197,8 +200,10 @@ class MultiObjective:
     def best(self):
         front = [r for r in pareto_front(self._scored()) if r["violation"] == 0]
         front = sorted(front, key=lambda r: r["objectives"][0], reverse=True)
-        return [{"id": r["id"], "arch": r["arch"], "value": r["value"], "objectives": self._raw(r["objectives"])}
-                for r in front]
+        return [
+            {"id": r["id"], "arch": r["arch"], "value": r["value"], "objectives": self._raw(r["objectives"])}
+            for r in front
+        ]
 
     def pick(self, rule: str = "best") -> dict[str, Any] | None:
         """One member of ``best()``'s front: ``best`` on the first objective (under the constraints), or the
@@ -208,8 +213,9 @@ class MultiObjective:
         front = self.best()
         if not front or rule == "best":
             return front[0] if front else None
-        utility = [[m["objectives"][o["metric"]] * (1 if o["mode"] == "max" else -1) for o in self.objectives]
-                   for m in front]
+        utility = [
+            [m["objectives"][o["metric"]] * (1 if o["mode"] == "max" else -1) for o in self.objectives] for m in front
+        ]
         return front[knee_index(utility)]
 
     def _raw(self, values: list[float]) -> dict[str, float]:

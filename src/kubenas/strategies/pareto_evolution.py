@@ -17,15 +17,25 @@ from kubenas.strategies.pareto import MultiObjective, fronts
 class ParetoEvolution(MultiObjective, Strategy):
     name = "pareto_evolution"
 
-    def __init__(self, space, *, objectives=None, constraints=None, population_size: int = 20,
-                 sample_size: int = 5, **kwargs: Any):
+    def __init__(
+        self,
+        space,
+        *,
+        objectives=None,
+        constraints=None,
+        population_size: int = 20,
+        sample_size: int = 5,
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
         self._init_objectives(objectives, constraints)
         if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 2:
             raise ValueError(f"pareto_evolution: population_size must be an integer >= 2, got {population_size!r}")
         if isinstance(sample_size, bool) or not isinstance(sample_size, int) or not 2 <= sample_size <= population_size:
-            raise ValueError(f"pareto_evolution: sample_size must be an integer in 2..population_size "
-                             f"({population_size}), got {sample_size!r}")
+            raise ValueError(
+                f"pareto_evolution: sample_size must be an integer in 2..population_size "
+                f"({population_size}), got {sample_size!r}"
+            )
         self.population_size, self.sample_size = population_size, sample_size
         self._population: list[dict[str, Any]] = []  # oldest first
 
@@ -49,8 +59,12 @@ class ParetoEvolution(MultiObjective, Strategy):
             self._population.pop(0)
 
     def _extra_state(self):
-        return {**self._objective_state(), "population_size": self.population_size, "sample_size": self.sample_size,
-                "population": self._population}
+        return {
+            **self._objective_state(),
+            "population_size": self.population_size,
+            "sample_size": self.sample_size,
+            "population": self._population,
+        }
 
     def _load_extra_state(self, state):
         self._load_objective_state(state)

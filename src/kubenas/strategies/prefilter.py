@@ -8,7 +8,8 @@ strategy, so :func:`prefilter` puts the filter in front of that.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kubenas.arch import Arch
 from kubenas.core import Candidate
@@ -26,7 +27,7 @@ class Prefiltered:
             raise ValueError(f"prefilter pool must be a positive integer, got {pool!r}")
         self.strategy, self.score, self.pool = strategy, score, pool
 
-    def around(self, strategy: Strategy) -> "Prefiltered":
+    def around(self, strategy: Strategy) -> Prefiltered:
         """The same filter in front of another strategy."""
         return Prefiltered(strategy, self.score, self.pool)
 

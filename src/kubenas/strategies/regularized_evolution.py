@@ -47,8 +47,11 @@ class RegularizedEvolution(Strategy):
             self._population.pop(0)
 
     def _extra_state(self):
-        return {"population_size": self.population_size, "sample_size": self.sample_size,
-                "population": self._population}
+        return {
+            "population_size": self.population_size,
+            "sample_size": self.sample_size,
+            "population": self._population,
+        }
 
     def _load_extra_state(self, state):
         self.population_size, self.sample_size = state["population_size"], state["sample_size"]

@@ -28,8 +28,11 @@ class Policy:
     strategy and ENAS's controller (:mod:`kubenas.oneshot.enas`)."""
 
     def __init__(self, space, *, lr: float = 0.1, baseline_decay: float = 0.9, entropy: float = 0.01):
-        for label, value, low, high in (("lr", lr, 0.0, 100.0), ("baseline_decay", baseline_decay, 0.0, 1.0),
-                                        ("entropy", entropy, 0.0, 10.0)):
+        for label, value, low, high in (
+            ("lr", lr, 0.0, 100.0),
+            ("baseline_decay", baseline_decay, 0.0, 1.0),
+            ("entropy", entropy, 0.0, 10.0),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"reinforce: {label} must be a number in [{low}, {high}], got {value!r}")
         self.space = space
@@ -53,8 +56,12 @@ class Policy:
         return self.space.sample(rng)
 
     def log_prob(self, arch: dict[str, Any]) -> float:
-        return float(sum(np.log(_softmax(np.asarray(self.logits[name]))[self.space.index(name, value)])
-                         for name, value in arch.items()))
+        return float(
+            sum(
+                np.log(_softmax(np.asarray(self.logits[name]))[self.space.index(name, value)])
+                for name, value in arch.items()
+            )
+        )
 
     def entropy(self) -> float:
         """The policy's entropy, summed over the decisions."""
@@ -73,12 +80,20 @@ class Policy:
             grad[self.space.index(d.name, arch[d.name])] += 1.0
             entropy_grad = -p * (np.log(p + 1e-12) + _entropy(p))
             self.logits[d.name] = (z + self.lr * (advantage * grad + self.entropy_weight * entropy_grad)).tolist()
-        self.baseline = reward if self.baseline is None else (
-            self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward)
+        self.baseline = (
+            reward
+            if self.baseline is None
+            else (self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward)
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "baseline_decay": self.baseline_decay, "entropy": self.entropy_weight,
-                "logits": self.logits, "baseline": self.baseline}
+        return {
+            "lr": self.lr,
+            "baseline_decay": self.baseline_decay,
+            "entropy": self.entropy_weight,
+            "logits": self.logits,
+            "baseline": self.baseline,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lr, self.baseline_decay, self.entropy_weight = state["lr"], state["baseline_decay"], state["entropy"]
