@@ -8,7 +8,7 @@ query (the table answers it again); kubenas strategies never repeat one. An arch
 (an Optuna proposal that breaks a constraint) is told as failed and also counts.
 
 Regret after q queries is the table's best test accuracy minus the test accuracy of the architecture with the
-best validation accuracy among the first q, so selection uses validation only, as BENCHMARKING.md asks.
+best validation accuracy among the first q, so selection uses validation only (the test split judges, never picks).
 Simulated time adds the table's training seconds of each query.
 """
 

@@ -4,7 +4,7 @@ regularized evolution against random search (and local search) with real trainin
     python -m kubenas.bench.core --out bench-core.json
 
 Everything runs on the CPU in this process; the JSON output records the protocol with the numbers.
-Results are reported as median and interquartile range over seeds, as BENCHMARKING.md asks.
+Results are reported as median and interquartile range over seeds (benchmarks/README.md says why).
 """
 
 from __future__ import annotations
