@@ -7,10 +7,12 @@ JSON. ``kubenas spaces`` and ``kubenas strategies`` list what is registered.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 from kubenas import __version__
@@ -336,9 +338,36 @@ def summary(target) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
+# Set by the config's own fields (seed, objective, resources), not by a strategy's or a method's options.
+_SET_ELSEWHERE = {"self", "space", "seed", "metric", "mode", "device", "amp"}
+
+
+def options_text(target) -> str:
+    """A registered class's options and their defaults, as a config's ``options`` section takes them."""
+    shown = []
+    for cls in [c for c in target.__mro__ if c is not object] if inspect.isclass(target) else [target]:
+        fn = cls.__init__ if inspect.isclass(cls) else cls
+        params = inspect.signature(fn).parameters.values()
+        for p in params:
+            if (
+                p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in _SET_ELSEWHERE
+                and p.name not in {n for n, _ in shown}
+            ):
+                shown.append((p.name, "required" if p.default is p.empty else repr(p.default)))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return ", ".join(f"{n}={d}" if d != "required" else f"{n} (required)" for n, d in shown) or "none"
+
+
 def _list(registry) -> None:
     for name, cls in registry.items():
         print(f"{name:22s} {summary(cls)}")
+        print(
+            textwrap.fill(
+                options_text(cls), width=118, initial_indent=" " * 23 + "options: ", subsequent_indent=" " * 32
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

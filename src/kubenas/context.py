@@ -19,7 +19,7 @@ from typing import Any
 from kubenas.config import SearchConfig, parse_config
 from kubenas.lease import Lease
 from kubenas.store import SearchStore
-from kubenas.tracking import Tracker
+from kubenas.tracking import Registry, Tracker
 
 
 def say(message: str) -> None:
@@ -111,6 +111,10 @@ class Context:
     @cached_property
     def tracker(self) -> Tracker:
         return Tracker.from_config(self.cfg)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.tracker)
 
     @property
     def space(self):

@@ -62,7 +62,7 @@ def parse_reference(ref: str) -> tuple[str, str]:
 
 
 def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: bool = False) -> Pulled:
-    from kubenas.tracking import Tracker, TrackingError
+    from kubenas.tracking import Registry, Tracker, TrackingError
 
     name, alias = parse_reference(ref)
     out = Path(out)
@@ -76,7 +76,7 @@ def pull(ref: str, out: str | Path, tracking_uri: str | None = None, evaluate: b
         onnx_runtime = _onnxruntime()
         tracker = Tracker(tracking_uri)
         tracker.check()
-        found = tracker.registered_version(name, alias)
+        found = Registry(tracker).registered_version(name, alias)
     except TrackingError as exc:
         raise PullError(str(exc)) from None
     params, metrics, files, version = found["params"], found["metrics"], found["files"], found["version"]

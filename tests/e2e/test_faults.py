@@ -408,7 +408,7 @@ def test_a_sigkill_of_the_whole_run_at_every_stage_then_a_run_that_completes(sta
     assert len(ids) == 2 * 5 and ids == expected  # 0 lost, 0 duplicated, the same candidates
 
     tracker = Tracker.from_config(cfg)
-    runs = tracker._search_runs(f"tags.\"kubenas.search\" = '{cfg.name}'")
+    runs = tracker.search_runs(f"tags.\"kubenas.search\" = '{cfg.name}'")
     assert runs and all(r["info"]["status"] != "RUNNING" for r in runs)
     tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
     per_candidate = Counter(t["kubenas.candidate"] for t in tags if t.get("kubenas.kind") == "candidate")

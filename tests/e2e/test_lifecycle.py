@@ -108,7 +108,7 @@ def test_ctrl_c_stops_the_stack(tmp_path):
     s = stack.start(home, quiet=True)
     try:
         tracker = Tracker(s.mlflow_uri)
-        runs = tracker._search_runs("tags.\"kubenas.search\" = 'interrupted'")
+        runs = tracker.search_runs("tags.\"kubenas.search\" = 'interrupted'")
         assert runs and {r["info"]["status"] for r in runs} <= {"KILLED", "FINISHED"}
     finally:
         s.stop()

@@ -13,7 +13,7 @@ from kubenas.lease import KEY as LEASE
 from kubenas.lease import Lease
 from kubenas.rounds.strategy import StrategyRounds
 from kubenas.store import S3Blobs, SearchStore
-from kubenas.tracking import COMPLETE_TAG, Tracker
+from kubenas.tracking import COMPLETE_TAG, Registry, Tracker
 
 TABLE = "nb201-4op-mnist1d"
 ROUNDS = 2
@@ -92,7 +92,7 @@ def state(name: str) -> dict:
         aliases = {a: int(v) for a, v in tracker.client.get_registered_model(cfg.model_name).aliases.items()}
     except Exception:  # noqa: BLE001 - no model registered yet
         aliases = {}
-    running = tracker._search_runs(f"tags.\"kubenas.search\" = '{name}' and attributes.status = 'RUNNING'")
+    running = tracker.search_runs(f"tags.\"kubenas.search\" = '{name}' and attributes.status = 'RUNNING'")
     return {
         "rows": [(r["round"], r["id"], r["status"], r["arch_id"]) for r in history],
         "complete": sorted(int(v.version) for v in versions if v.tags.get(COMPLETE_TAG) == "true"),
@@ -127,7 +127,7 @@ def test_every_step_failing_once_and_retried_leaves_the_state_of_a_clean_run(sta
         once(monkeypatch, S3Blobs, "put", lambda self, key, *a, **k: key.endswith(".parquet")),
         once(monkeypatch, Tracker, "log_round"),
         # export: dies after registering the model, before the alias moves
-        once(monkeypatch, Tracker, "promote"),
+        once(monkeypatch, Registry, "promote"),
         once(monkeypatch, StrategyRounds, "ask"),  # sample dies before it writes its round
     ]
     faulty = run(_config("retry-faulty"), "faulty-1", retry=True)

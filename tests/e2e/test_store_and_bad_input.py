@@ -171,7 +171,7 @@ def test_workers_logging_a_new_dataset_at_once_all_succeed(stack_env):
             digest=lambda a=attempt: f"race{a:04d}", splits=lambda: {"train": 1}, input_shape=(4,), num_classes=2
         )
         config = SimpleNamespace(dataset=SimpleNamespace(name=f"raced-{time.time_ns()}", options={}))
-        runs = [tracker._create_run(experiment, f"race-{i}", {}) for i in range(6)]
+        runs = [tracker.create_run(experiment, f"race-{i}", {}) for i in range(6)]
         start, errors = threading.Barrier(len(runs)), []
 
         def log(run_id, start=start, data=data, config=config, errors=errors):

@@ -59,8 +59,11 @@ def test_the_listings_give_one_whole_distinct_sentence_per_name(capsys):
 
     for command in ("strategies", "spaces"):
         assert main([command]) == 0
-        lines = [line for line in capsys.readouterr().out.splitlines() if line and not line.startswith("one-shot")]
+        out = capsys.readouterr().out.splitlines()
+        lines = [line for line in out if line and not line.startswith(("one-shot", " "))]
         texts = [line.split(None, 1)[1] for line in lines]
+        options = [line.strip() for line in out if line.startswith(" ")]  # each name's options, under it
+        assert sum(o.startswith("options: ") for o in options) == len(lines)  # one options entry per name
         assert len(texts) >= 5 and len(set(texts)) == len(texts), texts  # no two names share a text
         for text in texts:
             assert text[0].isupper() and text.endswith((".", ")")) and "``" not in text, text

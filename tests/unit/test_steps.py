@@ -70,8 +70,22 @@ class Recorder:
     def log_dataset(self, run_id, data, config, context):
         self.runs[run_id]["dataset"] = (data.name, data.digest(), context)
 
-    def log_report(self, run_id, report):
+    def log_report(self, run_id, report, folder="report"):
         self.reports = [*getattr(self, "reports", []), report]
+
+
+def test_the_recorder_and_the_tracker_keep_one_interface():
+    import inspect
+
+    from kubenas.tracking import RoundTracking, Tracker
+
+    methods = [n for n, f in vars(RoundTracking).items() if inspect.isfunction(f) and not n.startswith("_")]
+    assert len(methods) == 7
+    for name in methods:
+        signatures = [
+            list(inspect.signature(getattr(cls, name)).parameters) for cls in (Recorder, Tracker, RoundTracking)
+        ]
+        assert signatures[0] == signatures[1] == signatures[2], name
 
 
 @pytest.fixture

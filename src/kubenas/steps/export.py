@@ -40,7 +40,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     data = ctx.full_data
     if not data.has_test:
         raise RuntimeError(f"dataset {cfg.dataset.name!r} has no test split; the export evaluates on it once")
-    dropped = tracker.discard_incomplete(cfg.model_name, cfg.name, parent_run_id)
+    dropped = ctx.registry.discard_incomplete(cfg.model_name, cfg.name, parent_run_id)
     if dropped:
         say(
             f"export: deleted version(s) {', '.join(dropped)} of {cfg.model_name}, registered by an export of this "
@@ -125,6 +125,7 @@ def _register(
     from kubenas.estimators.training import latency_protocol
 
     cfg, store, tracker, space = ctx.cfg, ctx.store, ctx.tracker, ctx.space
+    registry = ctx.registry
     m, metric, tests = retrained["metrics"], retrained["metric"], retrained["tests"]
     name, arch = cfg.model_name, winner["arch"]
     params = {
@@ -153,7 +154,7 @@ def _register(
         "retrain_seconds": retrained["seconds"],
     }
     failpoint("export-before-registration")
-    registered = tracker.register_model(
+    registered = registry.register_model(
         parent_run_id,
         cfg,
         retrained["model"],
@@ -167,8 +168,8 @@ def _register(
     tracker.log_dataset(registered["run_id"], data, cfg, "evaluation")  # trained on train+val, tested on test
     tracker.log_dataset(parent_run_id, data, cfg, "search")
     failpoint("export-before-alias")
-    alias = tracker.promote(name, registered["version"], metric, float(m[metric]), retrained["mode"])
-    tracker.mark_complete(name, registered["version"])  # right after the alias: a version that holds one is kept
+    alias = registry.promote(name, registered["version"], metric, float(m[metric]), retrained["mode"])
+    registry.mark_complete(name, registered["version"])  # right after the alias: a version that holds one is kept
     failpoint("export-after-alias")
     store.put_bytes(f"weights/{winner['id']}.pt", registered["weights"])
     store.put_json(f"weights/{winner['id']}.json", {"arch": arch, "space": space.spec()})

@@ -93,7 +93,7 @@ def report_winner(
         files["architecture.png"] = architecture
     tracker.put_artifacts(summary["export_run_id"], files)
     link = f"runs:/{summary['export_run_id']}/architecture.png"
-    tracker.describe_version(
+    ctx.registry.describe_version(
         summary["model_name"],
         summary["version"],
         f"Architecture `{winner['genotype']}` ({cfg.space.name} space), found by kubenas search `{cfg.name}` "
