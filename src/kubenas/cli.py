@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 from kubenas import __version__
-from kubenas.core import Fidelity
+from kubenas.core import Fidelity, UserError
 from kubenas.data import DATASETS, load_dataset
 from kubenas.search import search
 from kubenas.spaces import SPACES, make_space
@@ -52,10 +52,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubenas", description="Neural Architecture Search on Kubeflow Pipelines")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_search(sub) -> None:
+    """`kubenas search`: a search in this process."""
     s = sub.add_parser("search", help="run a search in this process and write its results")
     s.add_argument(
         "--space", default="nb201", choices=sorted(SPACES), help="search space (default nb201; see `kubenas spaces`)"
@@ -105,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=Path("runs/search"), help="directory for history.json and state.json")
     s.add_argument("--quiet", action="store_true", help="print only the result")
 
+
+def _add_run(sub) -> None:
+    """`kubenas run`: a config's pipeline on this machine."""
     r = sub.add_parser("run", help="run a search config's pipeline locally (kfp.local) on the embedded stack")
     r.add_argument("config", type=Path, help="the search config (YAML), e.g. pipelines/configs/mnist1d-nb201.yaml")
     r.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
@@ -125,10 +126,16 @@ def _parser() -> argparse.ArgumentParser:
         f"ghcr.io/kubenas/kubenas:{__version__})",
     )
 
+
+def _add_compile(sub) -> None:
+    """`kubenas compile`: a config's pipeline package."""
     c = sub.add_parser("compile", help="compile a search config into a pipeline package for the Kubeflow UI")
     c.add_argument("config", type=Path, help="the search config (YAML)")
     c.add_argument("-o", "--output", type=Path, default=None, help="default: <search name>.yaml")
 
+
+def _add_cluster(sub) -> None:
+    """`kubenas submit`, `schedule` and `upload`: a config on a Kubeflow cluster."""
     kfp_help = "Kubeflow Pipelines API URL (default: $KF_PIPELINES_ENDPOINT); token: $KF_PIPELINES_TOKEN"
     for name, text in (
         ("submit", "compile a search config and start a run of it on a Kubeflow cluster"),
@@ -158,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
             k.add_argument("--name", default=None, help="recurring run name (default kubenas-<search name>)")
             k.add_argument("--catchup", action="store_true", help="run the schedules missed while paused")
 
+
+def _add_pull(sub) -> None:
+    """`kubenas pull`: a registered model, exported."""
     pl = sub.add_parser("pull", help="fetch a registered model from MLflow: state_dict, arch JSON, ONNX, model card")
     pl.add_argument("model", metavar="NAME[@ALIAS]", help="registered model, alias default champion")
     pl.add_argument("-o", "--output", type=Path, required=True, help="directory to write into")
@@ -173,6 +183,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also run model.onnx over the dataset's test split and compare with the logged accuracy",
     )
 
+
+def _add_bench(sub) -> None:
+    """`kubenas bench ...`: tabular benchmarks."""
     b = sub.add_parser("bench", help="tabular benchmarks: build a table, compare strategies on it")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     bb = bsub.add_parser(
@@ -291,6 +304,9 @@ def _parser() -> argparse.ArgumentParser:
     bu.add_argument("--jobs", type=int, default=1, help="searches at a time (one CPU thread each)")
     bu.add_argument("--out", type=Path, default=Path("runs/bench-budget"), help="directory for the results")
 
+
+def _add_stack(sub) -> None:
+    """`kubenas up` and `down`: the local stack."""
     for name, text in (
         ("up", "start the local stack (SeaweedFS + MLflow) and leave it running"),
         ("down", "stop the local stack started by `kubenas up`"),
@@ -298,6 +314,9 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
 
+
+def _add_env(sub) -> None:
+    """`kubenas env`: a shell pointed at the local stack."""
     e = sub.add_parser(
         "env",
         help="print `export` lines that point a shell at the running local stack",
@@ -306,6 +325,10 @@ def _parser() -> argparse.ArgumentParser:
         "credentials file when the lines run, so they are never printed.",
     )
     e.add_argument("--home", type=Path, default=None, help="work directory of the stack (default ~/.kubenas)")
+
+
+def _add_status(sub) -> None:
+    """`kubenas status`: where a search stands."""
     st = sub.add_parser(
         "status",
         help="where a search stands, from its store: rounds, best, in flight, errors",
@@ -323,8 +346,30 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--prefix", default="searches", help="the searches' prefix in it (storage.prefix)")
     st.add_argument("--home", type=Path, default=None, help="work directory of the local stack (default ~/.kubenas)")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
+def _add_listings(sub) -> None:
+    """`kubenas spaces` and `strategies`: what is registered."""
     sub.add_parser("spaces", help="list the registered search spaces")
     sub.add_parser("strategies", help="list the registered strategies")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubenas", description="Neural Architecture Search on Kubeflow Pipelines")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_search,
+        _add_run,
+        _add_compile,
+        _add_cluster,
+        _add_pull,
+        _add_bench,
+        _add_stack,
+        _add_env,
+        _add_status,
+        _add_listings,
+    ):
+        add(sub)
     return parser
 
 
@@ -372,63 +417,52 @@ def _list(registry) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":  # a SIGTERM (kill, a CI timeout, a closed session) cleans up as Ctrl-C does
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return COMMANDS[args.command](args)
+    except (UserError, ValueError, ImportError) as exc:  # bad input, or a service that cannot be used: one line
+        print(f"kubenas: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _list_command(args: argparse.Namespace) -> int:
     if args.command == "spaces":
         _list(SPACES)
         return 0
-    if args.command == "strategies":
-        from kubenas.rounds import methods
+    from kubenas.rounds import methods
 
-        for i, (heading, registry) in enumerate(methods().items()):
-            if i:
-                print(f"\n{heading}:")
-            _list(registry)
-        return 0
+    for i, (heading, registry) in enumerate(methods().items()):
+        if i:
+            print(f"\n{heading}:")
+        _list(registry)
+    return 0
 
-    if args.command in ("run", "compile", "up", "down"):
-        if args.command == "run":  # a SIGTERM (kill, a CI timeout, a closed session) cleans up as Ctrl-C does
-            signal.signal(signal.SIGTERM, _interrupt)
-        return _pipeline_command(args)
-    if args.command in ("submit", "schedule", "upload"):
-        return _cluster_command(args)
-    if args.command == "pull":
-        return _pull_command(args)
-    if args.command == "env":
-        return _env_command(args)
-    if args.command == "status":
-        return _status_command(args)
-    if args.command == "bench":
-        return _bench_command(args)
 
-    try:  # every input is checked before any training starts
-        space = make_space(args.space, **args.space_options)
-        fidelity = Fidelity(
-            epochs=args.epochs, data_fraction=args.data_fraction, width_mult=args.width_mult, resolution=args.resolution
-        )
-        dataset = load_dataset(args.dataset, **args.dataset_options)
-    except (ValueError, ImportError) as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+def _search_command(args: argparse.Namespace) -> int:
+    # every input is checked before any training starts
+    space = make_space(args.space, **args.space_options)
+    fidelity = Fidelity(
+        epochs=args.epochs, data_fraction=args.data_fraction, width_mult=args.width_mult, resolution=args.resolution
+    )
+    dataset = load_dataset(args.dataset, **args.dataset_options)
     if not args.quiet:
         print(
             f"{dataset.describe()}\nspace {args.space} ({space.size():,} architectures), strategy {args.strategy}, "
             f"fidelity {fidelity.to_dict()}"
         )
-    try:
-        result = search(
-            space,
-            args.strategy,
-            dataset=dataset,
-            fidelity=fidelity,
-            max_evals=args.max_evals,
-            max_seconds=args.max_seconds,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            strategy_options=args.strategy_options,
-            progress=not args.quiet,
-        )
-    except ValueError as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+    result = search(
+        space,
+        args.strategy,
+        dataset=dataset,
+        fidelity=fidelity,
+        max_evals=args.max_evals,
+        max_seconds=args.max_seconds,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        strategy_options=args.strategy_options,
+        progress=not args.quiet,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "history.json").write_text(json.dumps(result.history, indent=1))
     (args.out / "state.json").write_text(json.dumps(result.state))
@@ -447,9 +481,7 @@ def main(argv: list[str] | None = None) -> int:
 def _pipeline_command(args: argparse.Namespace) -> int:
     from kubenas import stack
     from kubenas.config import ConfigError, load_config
-    from kubenas.containers import ContainerError
-    from kubenas.store import StoreError
-    from kubenas.tracking import TrackingError, ui_url
+    from kubenas.tracking import ui_url
 
     try:
         if args.command == "up":
@@ -484,9 +516,8 @@ def _pipeline_command(args: argparse.Namespace) -> int:
         report = local_run.run(
             config, args.home, verbose=args.verbose, rounds=args.rounds, runner=args.runner, image=args.image
         )
-    except (ConfigError, StoreError, TrackingError, stack.StackError, ContainerError) as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+    except UserError:  # bad input, or S3, MLflow, the stack or the engine unusable: main() says it in one line
+        raise
     except KeyboardInterrupt:
         print("kubenas: interrupted; the local stack was stopped", file=sys.stderr)
         return 130
@@ -556,35 +587,31 @@ def _print_top(config, top: list[dict]) -> None:
 
 def _cluster_command(args: argparse.Namespace) -> int:
     from kubenas import cluster
-    from kubenas.config import ConfigError, load_config
+    from kubenas.config import load_config
 
-    try:
-        config = load_config(args.config)
-        if args.command == "submit":
-            done = cluster.submit(
-                config,
-                host=args.host,
-                namespace=args.namespace,
-                experiment=args.experiment,
-                service_account=args.service_account,
-                run_name=args.run_name,
-            )
-        elif args.command == "schedule":
-            done = cluster.schedule(
-                config,
-                cron=args.cron,
-                host=args.host,
-                namespace=args.namespace,
-                experiment=args.experiment,
-                service_account=args.service_account,
-                name=args.name,
-                catchup=args.catchup,
-            )
-        else:
-            done = cluster.upload(config, host=args.host, namespace=args.namespace, version=args.version)
-    except (ConfigError, cluster.ClusterError) as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config)
+    if args.command == "submit":
+        done = cluster.submit(
+            config,
+            host=args.host,
+            namespace=args.namespace,
+            experiment=args.experiment,
+            service_account=args.service_account,
+            run_name=args.run_name,
+        )
+    elif args.command == "schedule":
+        done = cluster.schedule(
+            config,
+            cron=args.cron,
+            host=args.host,
+            namespace=args.namespace,
+            experiment=args.experiment,
+            service_account=args.service_account,
+            name=args.name,
+            catchup=args.catchup,
+        )
+    else:
+        done = cluster.upload(config, host=args.host, namespace=args.namespace, version=args.version)
     print(f"created {done.kind} {done.name!r} ({done.id})\n{done.url}")
     if args.command == "schedule":
         print(
@@ -610,66 +637,54 @@ def _bench_command(args: argparse.Namespace) -> int:
     if args.bench_command == "import":
         return _bench_import(args)
     if args.bench_command == "mean":
-        try:
-            out = table.mean(args.tables, args.out)
-        except ValueError as exc:
-            print(f"kubenas: error: {exc}", file=sys.stderr)
-            return 2
+        out = table.mean(args.tables, args.out)
         print(f"wrote {out}: the mean of {len(args.tables)} seeds")
         return 0
     if args.bench_command == "estimators":
         return _bench_estimators(args)
     if args.bench_command == "budget":
         return _bench_budget(args)
+    if args.preset is not None and args.preset not in table.PRESETS:
+        raise ValueError(f"--preset {args.preset!r}: expected one of {', '.join(sorted(table.PRESETS))}")
+    if args.preset is None and args.space is None:
+        raise ValueError("give --preset NAME or --space NAME (with --space-options) for a protocol")
+    base = table.PRESETS[args.preset] if args.preset else table.Protocol(space=args.space, space_options={})
+    overrides = {
+        k: v
+        for k, v in {
+            "space": args.space,
+            "space_options": args.space_options,
+            "dataset": args.dataset,
+            "dataset_options": args.dataset_options,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "seed": args.seed,
+            "sample": args.sample,
+        }.items()
+        if v is not None
+    }
+    protocol = dataclasses.replace(base, **overrides)
+    out = args.out or Path("benchmarks") / f"{args.preset or protocol.space}.parquet"
     try:
-        if args.preset is not None and args.preset not in table.PRESETS:
-            raise ValueError(f"--preset {args.preset!r}: expected one of {', '.join(sorted(table.PRESETS))}")
-        if args.preset is None and args.space is None:
-            raise ValueError("give --preset NAME or --space NAME (with --space-options) for a protocol")
-        base = table.PRESETS[args.preset] if args.preset else table.Protocol(space=args.space, space_options={})
-        overrides = {
-            k: v
-            for k, v in {
-                "space": args.space,
-                "space_options": args.space_options,
-                "dataset": args.dataset,
-                "dataset_options": args.dataset_options,
-                "epochs": args.epochs,
-                "lr": args.lr,
-                "seed": args.seed,
-                "sample": args.sample,
-            }.items()
-            if v is not None
-        }
-        protocol = dataclasses.replace(base, **overrides)
-        out = args.out or Path("benchmarks") / f"{args.preset or protocol.space}.parquet"
-        try:
-            shard, shards = (int(x) for x in args.shard.split("/"))
-        except ValueError:
-            raise ValueError(f"--shard {args.shard!r}: expected I/N, e.g. 0/2") from None
-        if args.merge:
-            path = table.merge(protocol, out)
-            print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
-        else:
-            path = table.build_shard(protocol, out, shard, shards)
-            print(f"shard {shard}/{shards} complete: {path}")
-    except ValueError as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+        shard, shards = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {args.shard!r}: expected I/N, e.g. 0/2") from None
+    if args.merge:
+        path = table.merge(protocol, out)
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    else:
+        path = table.build_shard(protocol, out, shard, shards)
+        print(f"shard {shard}/{shards} complete: {path}")
     return 0
 
 
 def _bench_estimators(args: argparse.Namespace) -> int:
     from kubenas.bench import estimators
 
-    try:
-        if args.sample < 3:
-            raise ValueError("--sample must be at least 3 for a rank correlation")
-        kinds = tuple(k.strip() for k in args.estimators.split(",")) if args.estimators else estimators.KINDS
-        results = estimators.measure(args.table, args.sample, args.seed, kinds=kinds)
-    except ValueError as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+    if args.sample < 3:
+        raise ValueError("--sample must be at least 3 for a rank correlation")
+    kinds = tuple(k.strip() for k in args.estimators.split(",")) if args.estimators else estimators.KINDS
+    results = estimators.measure(args.table, args.sample, args.seed, kinds=kinds)
     text = estimators.markdown(results, str(args.table), args.sample)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "estimators.md").write_text(text)
@@ -684,13 +699,9 @@ def _bench_budget(args: argparse.Namespace) -> int:
         print("\n".join(budget.METHODS))
         return 0
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else tuple(budget.METHODS)
-    try:
-        if args.seeds < 1 or args.seconds <= 0 or args.jobs < 1:
-            raise ValueError("--seeds, --seconds and --jobs must be positive")
-        results = budget.run(args.table, methods, args.seeds, args.seconds, args.out, args.jobs)
-    except ValueError as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+    if args.seeds < 1 or args.seconds <= 0 or args.jobs < 1:
+        raise ValueError("--seeds, --seconds and --jobs must be positive")
+    results = budget.run(args.table, methods, args.seeds, args.seconds, args.out, args.jobs)
     text = budget.markdown([r for r in results if r["method"] in methods], str(args.table), args.seconds)
     (args.out / "budget.md").write_text(text)
     print(text + f"wrote {args.out / 'budget.md'}")
@@ -700,11 +711,7 @@ def _bench_budget(args: argparse.Namespace) -> int:
 def _bench_import(args: argparse.Namespace) -> int:
     from kubenas.bench import importer
 
-    try:
-        report = importer.import_table(args.source, importer.load_mapping(args.mapping), args.out)
-    except ValueError as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+    report = importer.import_table(args.source, importer.load_mapping(args.mapping), args.out)
     print(f"wrote {report['out']}: {report['kept']} of {report['read']} rows")
     for reason, count in report["left_out"].items():
         print(f"left out {count} row(s): {reason} (e.g. {report['examples'][reason]})")
@@ -715,39 +722,35 @@ def _bench_compare(args: argparse.Namespace) -> int:
     from kubenas.bench import compare
 
     chosen = tuple(s.strip() for s in args.strategies.split(",")) if args.strategies else None
+    if args.seeds < 1 or args.budget < 1 or args.jobs < 1:
+        raise ValueError("--seeds, --budget and --jobs must be positive")
     try:
-        if args.seeds < 1 or args.budget < 1 or args.jobs < 1:
-            raise ValueError("--seeds, --budget and --jobs must be positive")
-        try:
-            import matplotlib  # noqa: F401
-            import optuna  # noqa: F401
-            import threadpoolctl  # noqa: F401
-        except ImportError as exc:
-            raise ValueError(
-                f"bench compare needs the bench extra ({exc.name} is missing): pip install 'kubenas[bench]'"
-            ) from None
-        if args.multi_objective:
-            hv = compare.compare_multiobjective(
-                args.table, chosen or compare.MO_STRATEGIES, seeds=args.seeds, budget=args.budget
-            )
-            lines = [
-                f"Hypervolume of (validation accuracy, parameters) after {args.budget} queries, normalised to "
-                f"the table's range; median [IQR] over {args.seeds} seeds; higher is better.",
-                "",
-                "| strategy | hypervolume |",
-                "| --- | --- |",
-            ]
-            lines += [f"| {k} | {v['median']:.4f} [{v['q1']:.4f}, {v['q3']:.4f}] |" for k, v in hv.items()]
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "compare-multiobjective.md").write_text("\n".join(lines) + "\n")
-            print("\n".join(lines))
-            return 0
-        traces = compare.compare(
-            args.table, chosen or compare.DEFAULT_STRATEGIES, seeds=args.seeds, budget=args.budget, jobs=args.jobs
+        import matplotlib  # noqa: F401
+        import optuna  # noqa: F401
+        import threadpoolctl  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            f"bench compare needs the bench extra ({exc.name} is missing): pip install 'kubenas[bench]'"
+        ) from None
+    if args.multi_objective:
+        hv = compare.compare_multiobjective(
+            args.table, chosen or compare.MO_STRATEGIES, seeds=args.seeds, budget=args.budget
         )
-    except ValueError as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+        lines = [
+            f"Hypervolume of (validation accuracy, parameters) after {args.budget} queries, normalised to "
+            f"the table's range; median [IQR] over {args.seeds} seeds; higher is better.",
+            "",
+            "| strategy | hypervolume |",
+            "| --- | --- |",
+        ]
+        lines += [f"| {k} | {v['median']:.4f} [{v['q1']:.4f}, {v['q3']:.4f}] |" for k, v in hv.items()]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compare-multiobjective.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
+    traces = compare.compare(
+        args.table, chosen or compare.DEFAULT_STRATEGIES, seeds=args.seeds, budget=args.budget, jobs=args.jobs
+    )
     checkpoints = tuple(q for q in compare.CHECKPOINTS if q <= args.budget) or (args.budget,)
     from kubenas.estimators.tabular import TabularEstimator
 
@@ -768,7 +771,7 @@ def _pull_command(args: argparse.Namespace) -> int:
     import os
 
     from kubenas import stack
-    from kubenas.pull import PullError, pull
+    from kubenas.pull import pull
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:  # no server named: the local stack of `kubenas up`, if it runs
@@ -776,11 +779,7 @@ def _pull_command(args: argparse.Namespace) -> int:
         if local is not None and local.alive():
             os.environ.update(local.env())
             uri = local.mlflow_uri
-    try:
-        done = pull(args.model, args.output, tracking_uri=uri, evaluate=args.evaluate)
-    except PullError as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
+    done = pull(args.model, args.output, tracking_uri=uri, evaluate=args.evaluate)
     m = done.metrics
     print(f"pulled {done.name} v{done.version} (@{done.alias}) into {done.directory}: {', '.join(done.files)}")
     print(f"logged test_acc={m.get('test_acc', float('nan')):.4f} params={m.get('params', 0):,.0f}")
@@ -832,8 +831,8 @@ def _status_command(args: argparse.Namespace) -> int:
 
     from kubenas import stack
     from kubenas.data.s3 import endpoint_from_env
-    from kubenas.status import NoSuchSearch, render, search_status
-    from kubenas.store import SearchStore, StoreError
+    from kubenas.status import render, search_status
+    from kubenas.store import SearchStore
 
     endpoint, started = args.endpoint or endpoint_from_env(), None
     try:
@@ -850,14 +849,30 @@ def _status_command(args: argparse.Namespace) -> int:
             endpoint = local.s3_endpoint
         store = SearchStore(args.bucket, args.prefix, args.name, endpoint)
         state = search_status(store, args.prefix)
-    except (NoSuchSearch, StoreError, stack.StackError) as exc:
-        print(f"kubenas: error: {exc}", file=sys.stderr)
-        return 2
     finally:
         if started is not None:
             started.stop()
     print(json.dumps(state, indent=1) if args.json else render(state))
     return 0
+
+
+# command -> its handler; each returns the exit status, and main() turns an expected error into one line
+COMMANDS = {
+    "search": _search_command,
+    "run": _pipeline_command,
+    "compile": _pipeline_command,
+    "up": _pipeline_command,
+    "down": _pipeline_command,
+    "submit": _cluster_command,
+    "schedule": _cluster_command,
+    "upload": _cluster_command,
+    "pull": _pull_command,
+    "bench": _bench_command,
+    "env": _env_command,
+    "status": _status_command,
+    "spaces": _list_command,
+    "strategies": _list_command,
+}
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any
 
 from kubenas import __version__
 from kubenas.config import SearchConfig
+from kubenas.core import UserError
 
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
 ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
@@ -37,7 +38,7 @@ _CRON_FIELD = re.compile(r"[0-9A-Za-z*?/,\-]+")
 _CRON_NAMES = ("second", "minute", "hour", "day of month", "month", "day of week")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError, RuntimeError):
     """A cluster command cannot go on; the message says why and what to change."""
 
 

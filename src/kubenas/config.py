@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from kubenas.core import Fidelity
+from kubenas.core import Fidelity, UserError
 from kubenas.data import check_source, dataset_info
 from kubenas.estimators import ONESHOT_METRICS, PROXIES, reported_metrics
 from kubenas.registry import check
@@ -64,7 +64,7 @@ def _http_url(value: str | None, what: str) -> str | None:
     return value
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message lists every bad field."""
 
 

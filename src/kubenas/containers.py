@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubenas.core import UserError
+
 LABEL = "io.kubenas.run"  # value: "<host>/<pid of kubenas run>"
 USER = "10001:10001"  # the image's user; the manifests' runAsUser and runAsGroup
 TMP_SIZE = "2g"  # the manifests' /tmp emptyDir sizeLimit
@@ -54,7 +56,7 @@ PASSED_ENV = (
 )
 
 
-class ContainerError(RuntimeError):
+class ContainerError(UserError, RuntimeError):
     """The container runner cannot start: no engine, or no image."""
 
 

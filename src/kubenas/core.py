@@ -16,6 +16,11 @@ from typing import Any
 from kubenas.arch import Arch
 
 
+class UserError(Exception):
+    """An expected stop: bad input, or a service or file that cannot be used. Its message says what to check; the
+    command line prints it on one line, without a traceback."""
+
+
 @dataclass(frozen=True)
 class Fidelity:
     """How much to spend on one evaluation.

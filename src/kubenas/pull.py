@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from kubenas import __version__
+from kubenas.core import UserError
 from kubenas.spaces import make_space
 
 DEFAULT_ALIAS = "champion"
@@ -38,7 +39,7 @@ ONNX_OPSET = 18
 TOLERANCE = 1e-4  # max |ONNX - torch| on logits before the export is refused
 
 
-class PullError(RuntimeError):
+class PullError(UserError, RuntimeError):
     """The model cannot be pulled; the message says why."""
 
 

@@ -32,13 +32,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubenas.core import UserError
 from kubenas.procs import group_alive, reap, spawn, stop_group
 
 DEFAULT_HOME = Path(os.environ.get("KUBENAS_HOME", Path.home() / ".kubenas"))
 STACK_BUCKET = "kubenas"
 
 
-class StackError(RuntimeError):
+class StackError(UserError, RuntimeError):
     """The local stack could not start or stop."""
 
 

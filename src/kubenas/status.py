@@ -10,10 +10,11 @@ from typing import Any
 from kubenas import history
 from kubenas import lease as leases
 from kubenas.config import search_method
+from kubenas.core import UserError
 from kubenas.store import SearchStore
 
 
-class NoSuchSearch(LookupError):
+class NoSuchSearch(UserError, LookupError):
     """The store holds no search of that name; the message lists those it holds."""
 
 

@@ -43,6 +43,7 @@ from functools import cached_property
 from typing import Any
 
 from kubenas import history
+from kubenas.core import UserError
 from kubenas.data.s3 import endpoint_from_env
 from kubenas.failpoints import failpoint
 
@@ -66,7 +67,7 @@ class Committed:
         return history.rows(self.table)
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The S3 store cannot be used; the message says why and what to check."""
 
 

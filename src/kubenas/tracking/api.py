@@ -17,8 +17,10 @@ import urllib.request
 from functools import cached_property
 from typing import Any
 
+from kubenas.core import UserError
 
-class TrackingError(RuntimeError):
+
+class TrackingError(UserError, RuntimeError):
     """The MLflow server cannot be used; the message says why."""
 
 
