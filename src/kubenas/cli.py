@@ -350,8 +350,9 @@ def _add_status(sub) -> None:
 
 def _add_listings(sub) -> None:
     """`kubenas spaces` and `strategies`: what is registered."""
-    sub.add_parser("spaces", help="list the registered search spaces")
-    sub.add_parser("strategies", help="list the registered strategies")
+    for name, what in (("spaces", "search spaces"), ("strategies", "strategies and one-shot methods")):
+        p = sub.add_parser(name, help=f"list the registered {what}, with their options")
+        p.add_argument("name", nargs="?", default=None, help="one of them: its whole description and options")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -427,12 +428,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _list_command(args: argparse.Namespace) -> int:
-    if args.command == "spaces":
-        _list(SPACES)
-        return 0
     from kubenas.rounds import methods
 
-    for i, (heading, registry) in enumerate(methods().items()):
+    registries = {"search spaces": SPACES} if args.command == "spaces" else methods()
+    if args.name is not None:
+        found = next((r[args.name] for r in registries.values() if args.name in r), None)
+        if found is None:
+            known = ", ".join(n for r in registries.values() for n in r)
+            raise ValueError(
+                f"no {args.command[:-1].replace('strategie', 'strategy')} {args.name!r}; registered: {known}"
+            )
+        docs = [inspect.getdoc(found) if found.__doc__ else "", inspect.getdoc(sys.modules[found.__module__]) or ""]
+        print("\n\n".join([args.name, *[d for d in docs if d], f"options: {options_text(found)}"]))
+        return 0
+    for i, (heading, registry) in enumerate(registries.items()):
         if i:
             print(f"\n{heading}:")
         _list(registry)

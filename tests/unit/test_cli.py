@@ -69,6 +69,17 @@ def test_the_listings_give_one_whole_distinct_sentence_per_name(capsys):
             assert text[0].isupper() and text.endswith((".", ")")) and "``" not in text, text
 
 
+def test_one_name_is_described_whole_with_its_options(capsys):
+    from kubenas.cli import main
+
+    assert main(["strategies", "bayes_quadratic"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("bayes_quadratic\n") and "``interaction_scale`` (a pair feature's prior scale" in out
+    assert "options: n_init=10, interactions='auto', interaction_scale=0.5" in out
+    assert main(["spaces", "no_such_space"]) == 2
+    assert "no space 'no_such_space'; registered: choice, chain" in capsys.readouterr().err
+
+
 def test_every_option_of_every_command_says_what_it_does():
     import argparse
 

@@ -64,6 +64,11 @@ class Panel:
     nodes: list[str]
     edges: list[tuple[int, int, str, str]] = field(default_factory=list)
 
+    @classmethod
+    def chain(cls, title: str, nodes: list[str]) -> Panel:
+        """Nodes in a row, each feeding the next."""
+        return cls(title, nodes, [(i, i + 1, "", "solid") for i in range(len(nodes) - 1)])
+
 
 def _key(value: Any) -> str:
     """Type-strict identity of a JSON value: True, 1 and 1.0 are three different choices."""
@@ -332,7 +337,7 @@ class SearchSpace:
         node each; a space whose networks have another shape draws that."""
         names = self._active_names(arch)
         labels = ["input"] + [f"{k}\n{_fmt(arch[k])}" for k in names] + ["output"]
-        return [Panel(f"{len(names)} decision(s)", labels, [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])]
+        return [Panel.chain(f"{len(names)} decision(s)", labels)]
 
     def inherit(
         self,

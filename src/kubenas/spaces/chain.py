@@ -93,9 +93,7 @@ class ChainSpace(SearchSpace):
         """The layers in order."""
         layers = [part.strip() for part in self.genotype(arch).split(">") if part.strip()]
         labels = ["input"] + [_wrap(layer) for layer in layers] + ["classifier"]
-        return [
-            Panel(f"chain of {len(layers)} layer(s)", labels, [(i, i + 1, "", "solid") for i in range(len(labels) - 1)])
-        ]
+        return [Panel.chain(f"chain of {len(layers)} layer(s)", labels)]
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from torch import nn

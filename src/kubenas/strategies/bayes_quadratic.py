@@ -15,6 +15,11 @@ Baptista & Poloczek 2018, with a Gaussian prior fitted by evidence maximisation 
 
 Until ``n_init`` successes exist, proposals are random. The model is refitted from the history at each ask and
 drawn from ``self.rng``, so the JSON state is the base class's history plus the options.
+
+Options: ``n_init`` (random proposals first); ``interactions`` (``auto``, ``true`` or ``false``: model pairwise
+interactions); ``interaction_scale`` (a pair feature's prior scale, relative to a single choice's: 0.5 lets
+interactions matter half as much before the data says otherwise); ``path`` (``auto``, ``true`` or ``false``: add the
+path encoding of cell spaces); ``enumerate_limit``, ``parents`` and ``mutations`` (the candidates, above).
 """
 
 from __future__ import annotations
