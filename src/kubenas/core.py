@@ -38,7 +38,7 @@ class Fidelity:
     resolution: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+        if not is_int(self.epochs) or self.epochs < 1:
             raise ValueError(f"fidelity.epochs must be a positive integer, got {self.epochs!r}")
         if not isinstance(self.data_fraction, (int, float)) or not 0 < self.data_fraction <= 1:
             raise ValueError(f"fidelity.data_fraction must be in (0, 1], got {self.data_fraction!r}")

@@ -21,10 +21,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubenas import history
+from kubenas.core import is_finite
 
 TOP = 10  # leaderboard rows
 COLUMNS = ("rank", "candidate", "round", "epochs", "genotype", "cost_s")  # the table's fixed columns
@@ -50,27 +52,6 @@ class View:
     constraints: dict[str, dict[str, float]] = field(default_factory=dict)
     supernet_stats: list[dict[str, Any]] | None = None
     exported: str | None = None
-
-
-def finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def ranked(rows: Sequence[Mapping[str, Any]], metric: str, mode: str) -> list[Mapping[str, Any]]:
-    """Successful rows with a value for ``metric``: the most epochs first (a multi-fidelity scheduler's top
-    rung), then the best on the metric."""
-    scored = [r for r in rows if r["status"] == "ok" and finite((r.get("metrics") or {}).get(metric))]
-    sign = 1 if mode == "max" else -1
-    return sorted(scored, key=lambda r: (r.get("epochs") or 0, sign * r["metrics"][metric]), reverse=True)
-
-
-def best_so_far(values: Sequence[float | None], mode: str) -> list[float | None]:
-    out, best = [], None
-    for v in values:
-        if v is not None and (best is None or (v > best if mode == "max" else v < best)):
-            best = v
-        out.append(best)
-    return out
 
 
 # ---------------------------------------------------------------------- figures
@@ -114,11 +95,11 @@ def progress_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes:
     """The objective of every candidate, in evaluation order and against compute time, with the best so far."""
     values = [
         r["metrics"].get(view.metric)
-        if r["status"] == "ok" and finite((r.get("metrics") or {}).get(view.metric))
+        if r["status"] == "ok" and is_finite((r.get("metrics") or {}).get(view.metric))
         else None
         for r in rows
     ]
-    best = best_so_far(values, view.mode)
+    best = history.best_so_far(values, view.mode)
     costs = [float(r.get("cost") or 0.0) for r in rows]
     spent = [sum(costs[: i + 1]) for i in range(len(costs))]
     rounds = [r.get("round", 0) for r in rows]
@@ -280,7 +261,7 @@ def pareto_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes | None
 def rungs_figure(rows: Sequence[Mapping[str, Any]], view: View) -> bytes | None:
     """Each architecture's objective at every budget (epochs) it was evaluated at: a multi-fidelity search's
     rungs, with the architectures promoted to a higher rung joined by a line."""
-    scored = [r for r in rows if r["status"] == "ok" and r.get("epochs") and finite(r["metrics"].get(view.metric))]
+    scored = [r for r in rows if r["status"] == "ok" and r.get("epochs") and is_finite(r["metrics"].get(view.metric))]
     budgets = sorted({r["epochs"] for r in scored})
     if len(budgets) < 2:
         return None
@@ -308,7 +289,7 @@ def supernet_figure(stats: Sequence[Mapping[str, Any]] | None) -> bytes | None:
     if not stats:
         return None
     keys = ["train_loss"] + sorted(
-        {k for s in stats for k, v in s.items() if finite(v) and k not in ("epoch", "seconds", "train_loss")}
+        {k for s in stats for k, v in s.items() if is_finite(v) and k not in ("epoch", "seconds", "train_loss")}
     )
     keys = keys[:4]
     fig = _figure(3.0 * len(keys), 3.0, (0.55, 0.2, 0.55, 0.35))
@@ -317,7 +298,7 @@ def supernet_figure(stats: Sequence[Mapping[str, Any]] | None) -> bytes | None:
     for ax, key in zip(axes, keys):
         ax.plot(
             epochs,
-            [s.get(key) if finite(s.get(key)) else float("nan") for s in stats],
+            [s.get(key) if is_finite(s.get(key)) else float("nan") for s in stats],
             marker="o",
             ms=3,
             color="#1f77b4",
@@ -364,11 +345,11 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], view: View, top: int = 
     metrics = [view.metric] + [o["metric"] for o in (view.objectives or []) if o["metric"] != view.metric]
     metrics += [m for m in ("params", "macs") if m not in metrics]
     data = []
-    for i, r in enumerate(ranked(rows, view.metric, view.mode)[:top], start=1):
+    for i, r in enumerate(history.ranked(rows, view.metric, view.mode)[:top], start=1):
         m = r["metrics"]
         data.append(
             [i, r["id"], r.get("round"), r.get("epochs"), r["genotype"], round(float(r.get("cost") or 0.0), 2)]
-            + [m.get(k) if finite(m.get(k)) else None for k in metrics]
+            + [m.get(k) if is_finite(m.get(k)) else None for k in metrics]
         )
     return {"columns": [*COLUMNS, *metrics], "data": data}
 

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from kubenas import diagram, report
+from kubenas import diagram, history, report
 from kubenas.report import View
 from kubenas.spaces import make_space
 from tests import browser
@@ -83,15 +83,15 @@ def test_each_kind_of_search_gets_its_figures_on_a_self_contained_page(view, dat
 
 def test_the_leaderboard_ranks_the_top_rung_first_then_the_objective_and_skips_failures():
     data = rows(epochs=(1, 2))
-    ranked = report.ranked(data, "val_acc", "max")
+    ranked = history.ranked(data, "val_acc", "max")
     assert all(r["status"] == "ok" for r in ranked) and len(ranked) == 11
     keys = [(r["epochs"], r["metrics"]["val_acc"]) for r in ranked]
     assert keys == sorted(keys, reverse=True)
-    low = report.ranked(data, "params", "min")
+    low = history.ranked(data, "params", "min")
     assert [r["metrics"]["params"] for r in low if r["epochs"] == 2] == sorted(
         r["metrics"]["params"] for r in data if r["status"] == "ok" and r["epochs"] == 2
     )
-    assert report.best_so_far([0.3, None, 0.1, 0.5], "min") == [0.3, 0.3, 0.1, 0.1]
+    assert history.best_so_far([0.3, None, 0.1, 0.5], "min") == [0.3, 0.3, 0.1, 0.1]
 
 
 def test_the_exported_member_is_marked_and_a_search_without_results_still_has_a_page():

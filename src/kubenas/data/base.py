@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kubenas.core import is_int
+
 if TYPE_CHECKING:
     import torch
 
@@ -28,7 +30,7 @@ class DatasetInfo:
 
 
 def check_seed(dataset: str, field: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+    if not is_int(value) or not 0 <= value < 2**32:
         raise ValueError(f"dataset {dataset!r}: {field} must be an integer in 0..2**32-1, got {value!r}")
 
 

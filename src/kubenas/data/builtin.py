@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kubenas.core import is_int
 from kubenas.data.base import Dataset, DatasetInfo, check_fraction, check_seed, split_indices, tensors
 
 
@@ -35,7 +36,7 @@ def mnist1d_info(
 ) -> DatasetInfo:
     """MNIST-1D's shape, after checking the options (the config check calls this; it generates nothing)."""
     check_fraction("mnist1d", "val_fraction", val_fraction)
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 100 <= num_samples <= 1_000_000:
+    if not is_int(num_samples) or not 100 <= num_samples <= 1_000_000:
         raise ValueError(f"dataset 'mnist1d': num_samples must be an integer in 100..1000000, got {num_samples!r}")
     check_seed("mnist1d", "seed", seed)
     check_seed("mnist1d", "split_seed", split_seed)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kubenas.core import is_int
 from kubenas.data.base import Dataset, DatasetInfo, tensors
 from kubenas.data.s3 import s3_filesystem
 
@@ -119,14 +120,10 @@ def parquet_info(
     for p in paths:
         _check_path(p, name)
     if shape is not None and (
-        not isinstance(shape, (list, tuple))
-        or not shape
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        not isinstance(shape, (list, tuple)) or not shape or not all(is_int(d) and d > 0 for d in shape)
     ):
         raise ValueError(f"dataset {name!r}: shape must be a list of positive integers such as [1, 40], got {shape!r}")
-    if num_classes is not None and (
-        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2
-    ):
+    if num_classes is not None and (not is_int(num_classes) or num_classes < 2):
         raise ValueError(f"dataset {name!r}: num_classes must be an integer >= 2, got {num_classes!r}")
     return DatasetInfo(tuple(shape) if shape is not None else None, num_classes, tuple(paths))
 

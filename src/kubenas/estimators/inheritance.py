@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubenas.arch import Arch
-from kubenas.core import Fidelity, Result
+from kubenas.core import Fidelity, Result, is_int
 from kubenas.estimators.training import TrainingEstimator
 
 
@@ -50,7 +50,7 @@ class InheritingEstimator:
     inherits = True  # search loops pass each candidate's parent id
 
     def __init__(self, inner: TrainingEstimator | None = None, weights: WeightStore | None = None, epochs: int = 1):
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        if not is_int(epochs) or epochs < 1:
             raise ValueError(f"inheritance epochs must be a positive integer, got {epochs!r}")
         self.inner = inner or TrainingEstimator()
         self.weights = weights if weights is not None else MemoryWeights()

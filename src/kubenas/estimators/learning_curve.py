@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from kubenas.arch import Arch
-from kubenas.core import Result
+from kubenas.core import Result, is_int
 
 
 def _pow3(t, c, a, alpha):
@@ -127,7 +127,7 @@ class EarlyTermination:
             ("min_calibration", self.min_calibration, 2),
             ("calibration_window", self.calibration_window, 2),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value) or value < low:
                 raise ValueError(f"early termination: {label} must be an integer >= {low}, got {value!r}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"early termination: threshold must be in (0, 1), got {self.threshold!r}")

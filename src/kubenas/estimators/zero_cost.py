@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kubenas.arch import Arch
-from kubenas.core import Fidelity, Result
+from kubenas.core import Fidelity, Result, is_int
 from kubenas.data.base import Dataset
 from kubenas.estimators import PROXIES as PROXY_NAMES
 from kubenas.estimators.training import count_macs
@@ -113,7 +113,7 @@ class ZeroCostEstimator:
         if self.proxy not in PROXIES:
             raise ValueError(f"zero-cost proxy must be one of {', '.join(PROXIES)}, got {self.proxy!r}")
         for label, value, low in (("batch_size", self.batch_size, 2), ("batches", self.batches, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value) or value < low:
                 raise ValueError(f"zero-cost {label} must be an integer >= {low}, got {value!r}")
 
     @classmethod

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kubenas.arch import Arch, arch_id
+from kubenas.core import is_int, is_number
 from kubenas.data.base import Dataset
 from kubenas.oneshot.supernet import SuperNet, check_space, supernet
 from kubenas.spaces.base import SearchSpace
@@ -63,19 +64,14 @@ class OneShot:
         device: str | None = None,
         amp: bool = True,
     ):
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if not is_int(seed):
             raise ValueError(f"{self.name}: seed must be an integer, got {seed!r}")
         for label, value in (("lr", lr), ("weight_decay", weight_decay)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or value < 0
-                or (label == "lr" and value == 0)
-            ):
+            if not is_number(value) or value < 0 or (label == "lr" and value == 0):
                 raise ValueError(
                     f"{self.name}: {label} must be a number {'> 0' if label == 'lr' else '>= 0'}, got {value!r}"
                 )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        if not is_int(batch_size) or batch_size < 2:
             raise ValueError(f"{self.name}: batch_size must be an integer >= 2, got {batch_size!r}")
         check_space(space)  # fails early, naming the space, when it has no supernet
         self.space, self.seed = space, seed
@@ -147,7 +143,7 @@ class OneShot:
     # ----------------------------------------------------------------- the interface
     def setup(self, input_shape: Sequence[int], num_classes: int, total_epochs: int, width_mult: float = 1.0) -> None:
         """Build the supernet (seeded) and its optimiser, for a search of ``total_epochs`` supernet epochs."""
-        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
+        if not is_int(total_epochs) or total_epochs < 1:
             raise ValueError(f"{self.name}: total_epochs must be a positive integer, got {total_epochs!r}")
         torch.manual_seed(self.seed)
         self.net = supernet(self.space, input_shape, num_classes, width_mult).to(self.device)

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from kubenas.core import is_number
 from kubenas.oneshot.base import OneShot, cross_entropy
 from kubenas.oneshot.supernet import derive
 
@@ -53,13 +54,9 @@ class DARTS(OneShot):
         if remedy not in REMEDIES:
             raise ValueError(f"darts: remedy must be one of {', '.join(REMEDIES)}, got {remedy!r}")
         for label, value in (("arch_lr", arch_lr), ("arch_weight_decay", arch_weight_decay)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if not is_number(value) or value < 0:
                 raise ValueError(f"darts: {label} must be a number >= 0, got {value!r}")
-        if (
-            isinstance(max_param_free_share, bool)
-            or not isinstance(max_param_free_share, (int, float))
-            or not 0 < max_param_free_share <= 1
-        ):
+        if not is_number(max_param_free_share) or not 0 < max_param_free_share <= 1:
             raise ValueError(f"darts: max_param_free_share must be in (0, 1], got {max_param_free_share!r}")
         self.remedy, self.arch_lr, self.arch_weight_decay = remedy, float(arch_lr), float(arch_weight_decay)
         self.max_param_free_share = float(max_param_free_share)

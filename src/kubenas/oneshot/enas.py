@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from kubenas.core import is_int
 from kubenas.oneshot.base import OneShot, cross_entropy
 from kubenas.strategies.reinforce import Policy
 
@@ -33,7 +34,7 @@ class ENAS(OneShot):
         **kwargs: Any,
     ):
         super().__init__(space, **kwargs)
-        if isinstance(controller_steps, bool) or not isinstance(controller_steps, int) or controller_steps < 1:
+        if not is_int(controller_steps) or controller_steps < 1:
             raise ValueError(f"enas: controller_steps must be a positive integer, got {controller_steps!r}")
         self.controller_steps = controller_steps
         self.policy = Policy(space, lr=controller_lr, baseline_decay=baseline_decay, entropy=entropy)

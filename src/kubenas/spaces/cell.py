@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from kubenas.arch import Arch
+from kubenas.core import is_int
 from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, Panel, SearchSpace
 
@@ -45,7 +46,7 @@ class CellSpace(SearchSpace):
     def __init__(self, ops: Sequence[str] = DARTS_OPS, blocks: int = 4, width: int = 16, cells_per_stage: int = 1):
         self.ops = V.check_ops("cell", ops)
         for field, value in (("blocks", blocks), ("width", width), ("cells_per_stage", cells_per_stage)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"cell: {field} must be a positive integer, got {value!r}")
         self.blocks, self.width, self.cells_per_stage = blocks, width, cells_per_stage
         decisions = []

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kubenas.arch import Arch
+from kubenas.core import is_int
 from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, Panel, SearchSpace
 
@@ -198,7 +199,7 @@ class ChainSpace(SearchSpace):
 
 def _positive_ints(field: str, values: Sequence[int], odd: bool = False) -> list[int]:
     values = list(values)
-    bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < 1 or (odd and v % 2 == 0)]
+    bad = [v for v in values if not is_int(v) or v < 1 or (odd and v % 2 == 0)]
     if not values or bad or len(set(values)) != len(values):
         kind = "odd positive integers" if odd else "positive integers"
         raise ValueError(f"chain: {field} must be distinct {kind}, got {values}")

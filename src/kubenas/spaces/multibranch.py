@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kubenas.arch import Arch
+from kubenas.core import is_int
 from kubenas.spaces import vocabulary as V
 from kubenas.spaces.base import Decision, Panel, SearchSpace
 
@@ -30,7 +31,7 @@ class MultiBranchSpace(SearchSpace):
         merge: str = "sum",
         reduce_after: Sequence[int] | None = None,
     ):
-        if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        if not is_int(layers) or layers < 1:
             raise ValueError(f"multibranch: layers must be a positive integer, got {layers!r}")
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"multibranch: width must be a positive integer, got {width!r}")

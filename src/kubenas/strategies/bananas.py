@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from kubenas.arch import arch_id
+from kubenas.core import is_int, is_number
 from kubenas.strategies.base import Strategy
 
 
@@ -54,7 +55,7 @@ class Bananas(Strategy):
             "mutations": (mutations, 1),
         }
         for label, (value, low) in ints.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value) or value < low:
                 raise ValueError(f"bananas: {label} must be an integer >= {low}, got {value!r}")
         if acquisition not in ("its", "ucb"):
             raise ValueError(f"bananas: acquisition must be 'its' or 'ucb', got {acquisition!r}")
@@ -69,7 +70,7 @@ class Bananas(Strategy):
         if encoding not in ("onehot", "path"):
             raise ValueError(f"bananas: encoding must be 'auto', 'onehot' or 'path', got {encoding!r}")
         space.encoding_size(encoding)  # raises with the reason when the space has no such encoding
-        if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or kappa < 0:
+        if not is_number(kappa) or kappa < 0:
             raise ValueError(f"bananas: kappa must be a number >= 0, got {kappa!r}")
         self.n_init, self.ensemble, self.hidden, self.epochs = n_init, ensemble, hidden, epochs
         self.acquisition, self.kappa, self.batch, self.encoding = acquisition, float(kappa), batch, encoding

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from kubenas.arch import arch_id
+from kubenas.core import is_int, is_number
 from kubenas.strategies.base import Strategy
 
 # interactions="auto" models pairwise interactions when there are at most this many pair features: the fit's
@@ -60,17 +61,13 @@ class BayesQuadratic(Strategy):
             "mutations": (mutations, 1),
         }
         for label, (value, low) in ints.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value) or value < low:
                 raise ValueError(f"bayes_quadratic: {label} must be an integer >= {low}, got {value!r}")
         if interactions == "auto":
             interactions = len(_block_pairs([len(d.choices) for d in space.decisions])[0]) <= MAX_AUTO_PAIRS
         if not isinstance(interactions, bool):
             raise ValueError(f"bayes_quadratic: interactions must be 'auto', true or false, got {interactions!r}")
-        if (
-            isinstance(interaction_scale, bool)
-            or not isinstance(interaction_scale, (int, float))
-            or not interaction_scale > 0
-        ):
+        if not is_number(interaction_scale) or not interaction_scale > 0:
             raise ValueError(f"bayes_quadratic: interaction_scale must be a number > 0, got {interaction_scale!r}")
         if path == "auto":
             try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kubenas.core import is_int, is_number
 from kubenas.strategies.base import Result, Strategy
 
 RESOURCES = ("epochs", "data_fraction", "width_mult", "resolution")
@@ -69,7 +70,7 @@ class Hyperband(Strategy):
         if resource not in RESOURCES:
             raise ValueError(f"{who}: resource must be one of {', '.join(RESOURCES)}, got {resource!r}")
         for label, value in (("min_resource", min_resource), ("max_resource", max_resource)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise ValueError(f"{who}: {label} must be a positive number, got {value!r}")
             if resource in _INTEGER_RESOURCES and value != int(value):
                 raise ValueError(f"{who}: {label} must be a whole number of {resource}, got {value!r}")
@@ -77,7 +78,7 @@ class Hyperband(Strategy):
             raise ValueError(f"{who}: max_resource is a data fraction, at most 1, got {max_resource!r}")
         if min_resource > max_resource:
             raise ValueError(f"{who}: min_resource ({min_resource}) must not exceed max_resource ({max_resource})")
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or eta <= 1:
+        if not is_number(eta) or eta <= 1:
             raise ValueError(f"{who}: eta must be a number > 1 (keep the top 1/eta of each rung), got {eta!r}")
         self.resource, self.eta = resource, float(eta)
         self.min_resource, self.max_resource = min_resource, max_resource
@@ -88,7 +89,7 @@ class Hyperband(Strategy):
             brackets = 1
         elif brackets is None:
             brackets = len(self.rungs)
-        if isinstance(brackets, bool) or not isinstance(brackets, int) or not 1 <= brackets <= len(self.rungs):
+        if not is_int(brackets) or not 1 <= brackets <= len(self.rungs):
             raise ValueError(
                 f"{who}: brackets must be an integer in 1..{len(self.rungs)} (the number of rungs "
                 f"{self.rungs}), got {brackets!r}"

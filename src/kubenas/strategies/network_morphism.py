@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubenas.core import is_int, is_number
 from kubenas.strategies.base import Strategy
 
 
@@ -22,13 +23,9 @@ class NetworkMorphism(Strategy):
 
     def __init__(self, space, *, n_init: int = 4, mutation_rate: float = 0.2, **kwargs: Any):
         super().__init__(space, **kwargs)
-        if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
+        if not is_int(n_init) or n_init < 1:
             raise ValueError(f"network_morphism: n_init must be a positive integer, got {n_init!r}")
-        if (
-            isinstance(mutation_rate, bool)
-            or not isinstance(mutation_rate, (int, float))
-            or not 0 <= mutation_rate <= 1
-        ):
+        if not is_number(mutation_rate) or not 0 <= mutation_rate <= 1:
             raise ValueError(f"network_morphism: mutation_rate must be a number in [0, 1], got {mutation_rate!r}")
         self.n_init, self.mutation_rate = n_init, float(mutation_rate)
 

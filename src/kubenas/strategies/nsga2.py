@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubenas.core import is_int, is_number
 from kubenas.strategies.base import Strategy
 from kubenas.strategies.pareto import MultiObjective, rank_and_crowding
 
@@ -30,9 +31,9 @@ class NSGA2(MultiObjective, Strategy):
     ):
         super().__init__(space, **kwargs)
         self._init_objectives(objectives, constraints)
-        if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 4:
+        if not is_int(population_size) or population_size < 4:
             raise ValueError(f"nsga2: population_size must be an integer >= 4, got {population_size!r}")
-        if isinstance(crossover, bool) or not isinstance(crossover, (int, float)) or not 0 <= crossover <= 1:
+        if not is_number(crossover) or not 0 <= crossover <= 1:
             raise ValueError(f"nsga2: crossover must be a probability in [0, 1], got {crossover!r}")
         self.population_size, self.crossover = population_size, float(crossover)
         self._population: list[str] = []  # ids of the surviving history records

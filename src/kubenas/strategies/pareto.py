@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from kubenas import history
+from kubenas.core import is_finite, is_number
+
 DEFAULT_OBJECTIVES = ({"metric": "val_acc", "mode": "max"}, {"metric": "params", "mode": "min"})
 
 
@@ -36,7 +39,7 @@ def parse_constraints(constraints: Mapping[str, Any] | None, who: str) -> dict[s
         if not isinstance(bound, Mapping) or not bound or set(bound) - {"max", "min"}:
             raise ValueError(f"{who}: constraints.{metric} must be {{'max': X}} and/or {{'min': X}}, got {bound!r}")
         for k, v in bound.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if not is_number(v):
                 raise ValueError(f"{who}: constraints.{metric}.{k} must be a number, got {v!r}")
         out[str(metric)] = {k: float(v) for k, v in bound.items()}
     return out
@@ -47,9 +50,9 @@ def objective_values(metrics: Mapping[str, Any], objectives: list[dict[str, str]
     values = []
     for obj in objectives:
         v = metrics.get(obj["metric"])
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_finite(v):
             return None
-        values.append(float(v) if obj["mode"] == "max" else -float(v))
+        values.append(history.sign(obj["mode"]) * float(v))
     return values
 
 
@@ -59,7 +62,7 @@ def violation(metrics: Mapping[str, Any], constraints: dict[str, dict[str, float
     total = 0.0
     for metric, bound in constraints.items():
         v = metrics.get(metric)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_finite(v):
             return math.inf
         if "max" in bound and v > bound["max"]:
             total += (v - bound["max"]) / max(abs(bound["max"]), 1e-12)
@@ -213,13 +216,11 @@ class MultiObjective:
         front = self.best()
         if not front or rule == "best":
             return front[0] if front else None
-        utility = [
-            [m["objectives"][o["metric"]] * (1 if o["mode"] == "max" else -1) for o in self.objectives] for m in front
-        ]
+        utility = [[m["objectives"][o["metric"]] * history.sign(o["mode"]) for o in self.objectives] for m in front]
         return front[knee_index(utility)]
 
     def _raw(self, values: list[float]) -> dict[str, float]:
-        return {o["metric"]: v if o["mode"] == "max" else -v for o, v in zip(self.objectives, values)}
+        return {o["metric"]: history.sign(o["mode"]) * v for o, v in zip(self.objectives, values)}
 
     def _objective_state(self) -> dict[str, Any]:
         return {"objectives": self.objectives, "constraints": self.constraints}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubenas.core import is_int
 from kubenas.strategies.base import Strategy
 from kubenas.strategies.pareto import MultiObjective, fronts
 
@@ -29,9 +30,9 @@ class ParetoEvolution(MultiObjective, Strategy):
     ):
         super().__init__(space, **kwargs)
         self._init_objectives(objectives, constraints)
-        if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 2:
+        if not is_int(population_size) or population_size < 2:
             raise ValueError(f"pareto_evolution: population_size must be an integer >= 2, got {population_size!r}")
-        if isinstance(sample_size, bool) or not isinstance(sample_size, int) or not 2 <= sample_size <= population_size:
+        if not is_int(sample_size) or not 2 <= sample_size <= population_size:
             raise ValueError(
                 f"pareto_evolution: sample_size must be an integer in 2..population_size "
                 f"({population_size}), got {sample_size!r}"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubenas.arch import Arch
-from kubenas.core import Candidate
+from kubenas.core import Candidate, is_int
 from kubenas.strategies.base import Strategy, check_ask
 
 Scorer = Callable[[list[Arch]], list[float]]
@@ -23,7 +23,7 @@ class Prefiltered:
     deterministic: it is not part of the state, so wrap the same one after ``load_state_dict`` for the same asks."""
 
     def __init__(self, strategy: Strategy, score: Scorer, pool: int = 10):
-        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        if not is_int(pool) or pool < 1:
             raise ValueError(f"prefilter pool must be a positive integer, got {pool!r}")
         self.strategy, self.score, self.pool = strategy, score, pool
 

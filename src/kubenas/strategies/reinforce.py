@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from kubenas.core import is_number
 from kubenas.strategies.base import Strategy
 
 _SAMPLE_TRIES = 50
@@ -33,7 +34,7 @@ class Policy:
             ("baseline_decay", baseline_decay, 0.0, 1.0),
             ("entropy", entropy, 0.0, 10.0),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            if not is_number(value) or not low <= value <= high:
                 raise ValueError(f"reinforce: {label} must be a number in [{low}, {high}], got {value!r}")
         self.space = space
         self.lr, self.baseline_decay, self.entropy_weight = float(lr), float(baseline_decay), float(entropy)

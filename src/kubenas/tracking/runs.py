@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 import urllib.parse
 from typing import Any, Protocol
 
+from kubenas.core import is_finite
 from kubenas.tracking.api import MlflowApi, TrackingError, now_ms
 
 # A "View run at ..." line per run would drown the search's own progress output.
@@ -377,7 +377,7 @@ class Tracker:
         ms = [
             {"key": k, "value": float(v), "timestamp": now, "step": int(step)}
             for k, v, step in (metrics or [])
-            if isinstance(v, (int, float)) and math.isfinite(v)
+            if is_finite(v)
         ]
         ts = [{"key": k, "value": str(v)} for k, v in (tags or {}).items()]
         for i in range(0, max(len(ms), 1), 1000):  # log-batch takes at most 1000 metrics
