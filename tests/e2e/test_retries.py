@@ -172,7 +172,7 @@ def test_a_crash_at_each_stage_then_a_new_run_loses_and_repeats_nothing(stack_en
     cfg = _config(name)
     run(cfg, f"{name}-0")  # an earlier completed run: it sets the champion
     before = state(name)
-    inject = {"export-before-registration": (Tracker, "register_model"), "export-before-alias": (Tracker, "promote")}[
+    inject = {"export-before-registration": (Registry, "register_model"), "export-before-alias": (Registry, "promote")}[
         stage
     ]
     with pytest.MonkeyPatch.context() as patch, pytest.raises(Crash):
