@@ -150,10 +150,11 @@ class EstimatorConfig(_Strict):
     # besides these fields, the field of any estimator registered in kubenas.estimators.ESTIMATORS selects it
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    batch_size: int = Field(128, ge=2)
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    amp: bool = True
+    recipe: str | dict[str, Any] | None = Field(
+        None,
+        description="how candidates train: a preset (default, nb201, darts) or {preset: NAME, FIELD: VALUE...}; "
+        "see kubenas.recipes",
+    )
     table: str | None = Field(
         None,
         description="answer candidates from this benchmark table (a shipped name such "
@@ -183,6 +184,12 @@ class EstimatorConfig(_Strict):
         if isinstance(data, dict):
             from kubenas.estimators import ESTIMATORS
 
+            moved = sorted({"batch_size", "lr", "weight_decay", "amp"} & set(data))
+            if moved:
+                raise ValueError(
+                    f"{moved} moved into estimator.recipe (e.g. recipe: {{preset: default, "
+                    f"{moved[0]}: {data[moved[0]]!r}}})"
+                )
             known = set(cls.model_fields) | {e.field for e in ESTIMATORS.values() if e.field}
             unknown = sorted(set(data) - known)
             if unknown:
@@ -203,6 +210,20 @@ class EstimatorConfig(_Strict):
                 "only inherit.epochs, so its curve cannot be extrapolated to fidelity.epochs"
             )
         return self
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        from kubenas.recipes import resolve
+
+        resolve(v)  # raises naming the field
+        return v
+
+    def to_recipe(self):
+        """The :class:`~kubenas.recipes.Recipe` candidates train with."""
+        from kubenas.recipes import resolve
+
+        return resolve(self.recipe)
 
     @field_validator("table")
     @classmethod
@@ -267,8 +288,21 @@ class ObjectiveConfig(_Strict):
 
 class ExportConfig(_Strict):
     epochs: int = Field(10, ge=1, description="epochs to retrain the winner")
+    recipe: str | dict[str, Any] | None = Field(
+        None,
+        description="how the winner retrains: a preset or {preset: NAME, FIELD: VALUE...}; fields left out are the "
+        "search's recipe's (e.g. {augment: {cutout: 16}} adds cutout to it); default: the search's recipe",
+    )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=16, description="retraining seeds")
     registered_model: str | None = Field(None, description="MLflow registered model name; default: the search name")
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        from kubenas.recipes import resolve
+
+        resolve(v)  # raises naming the field
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -618,6 +652,12 @@ class SearchConfig(_Strict):
                 **self.strategy.options,
             )
         return strategy
+
+    def export_recipe(self):
+        """The recipe the winner retrains with: ``export.recipe`` over the search's."""
+        from kubenas.recipes import resolve
+
+        return resolve(self.export.recipe, base=self.estimator.to_recipe())
 
     def check_data_source(self) -> None:
         """That the dataset's files exist where they are read (this machine, or S3, which it may contact): a run's

@@ -129,7 +129,10 @@ class Context:
     def full_data(self):
         from kubenas.data import load_dataset
 
-        return load_dataset(self.cfg.dataset.name, **self.cfg.dataset.options)
+        data = load_dataset(self.cfg.dataset.name, **self.cfg.dataset.options)
+        for note in data.notes:
+            say(note)
+        return data
 
     def strategy(self, *, prefilter: bool = False):
         """The configured strategy; with ``prefilter`` (where it asks) and ``strategy.prefilter`` set, wrapped so
@@ -148,12 +151,12 @@ class Context:
     def estimator(self, *, train: bool = False):
         """The search's estimator, as the config's ``estimator`` section selects it from the registry
         (:data:`kubenas.estimators.ESTIMATORS`). With ``train`` (the export, which always retrains the winner):
-        plain training."""
+        plain training with the export's recipe."""
         from kubenas.estimators import ESTIMATORS, make_estimator
 
         section = self.cfg.estimator.model_dump()
         if train:
-            return ESTIMATORS["training"].load().from_config(section)
+            return ESTIMATORS["training"].load().from_config({**section, "recipe": self.cfg.export_recipe()})
         return make_estimator(section, store=self.store)
 
     def pin_threads(self) -> None:

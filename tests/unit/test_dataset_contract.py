@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from kubenas.data import DATASETS, check_source, dataset_info, load_dataset
+from tests import imagegen
 
 
 def _parquet(tmp_path) -> dict:
@@ -27,8 +28,23 @@ def _parquet(tmp_path) -> dict:
     return {"path": str(tmp_path / "data.parquet")}
 
 
+def _images(tmp) -> dict:
+    return {"cache_dir": str(tmp / "cache"), "val_fraction": 0.25}
+
+
 # Options of the registered datasets that need some (a function of a temporary folder where data must be written).
-DATASET_OPTIONS = {"mnist1d": lambda tmp: {"num_samples": 400}, "parquet": _parquet}
+DATASET_OPTIONS = {
+    "mnist1d": lambda tmp: {"num_samples": 400},
+    "parquet": _parquet,
+    "shapes": lambda tmp: {"train": 200, "test": 50, **_images(tmp)},
+    "imagefolder": lambda tmp: {"path": str(imagegen.imagefolder(tmp / "folder")), **_images(tmp)},
+    "webdataset": lambda tmp: {"path": str(imagegen.webdataset(tmp / "wds")), **_images(tmp)},
+    "cifar10": lambda tmp: {"path": str(imagegen.cifar_archive(tmp / "c10.tar.gz")), **_images(tmp)},
+    "cifar100": lambda tmp: {
+        "path": str(imagegen.cifar_archive(tmp / "c100.tar.gz", "cifar100", per_batch=80)),
+        **_images(tmp),
+    },
+}
 
 
 def check_dataset(name: str, options: dict) -> None:

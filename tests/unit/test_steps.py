@@ -168,7 +168,7 @@ def test_training_workers_take_the_costliest_candidates_first(search, monkeypatc
     from kubenas.estimators.training import TrainingEstimator, estimated_cost
 
     cfg = config(candidates_per_round=5, parallelism=1)
-    cfg["estimator"] = {"batch_size": 32}
+    cfg["estimator"] = {"recipe": {"batch_size": 32}}
     cfg["dataset"] = {"name": "mnist1d"}
     cfg_json, store, recorder = search(cfg)
     [item] = steps.ask_round(cfg_json, 0, 0, "parent")

@@ -34,9 +34,12 @@ DEFAULT_SECONDS = 300.0
 def protocol_estimator(table: TabularEstimator):
     """The CPU training estimator with the optimiser settings a table was built with."""
     from kubenas.estimators.training import TrainingEstimator
+    from kubenas.recipes import Recipe
 
     p = table.protocol
-    return TrainingEstimator(batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], device="cpu")
+    return TrainingEstimator(
+        Recipe(batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"]), device="cpu"
+    )
 
 
 def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, options=None):

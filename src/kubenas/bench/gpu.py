@@ -22,6 +22,7 @@ import torch
 
 from kubenas import Fidelity, TrainingEstimator, load_dataset, make_space
 from kubenas.data.base import Dataset
+from kubenas.recipes import Recipe
 
 
 def synthetic_images(n_train=4096, n_val=1024, classes=10, seed=0) -> Dataset:
@@ -73,7 +74,7 @@ def main() -> None:
 
 def training(args, modes, tasks):
     """Stand-alone training of ``args.archs`` random architectures per space, task and mode."""
-    estimators = {mode: TrainingEstimator(device=device, amp=amp) for mode, (device, amp) in modes.items()}
+    estimators = {mode: TrainingEstimator(Recipe(amp=amp), device=device) for mode, (device, amp) in modes.items()}
     for task, data in tasks.items():
         for name in ("chain", "multibranch", "nb201", "cell"):
             space = make_space(name)

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from kubenas import __version__
 from kubenas.arch import arch_id
 from kubenas.estimators.tabular import METADATA_KEY, read_table  # noqa: F401 - the format lives with its reader
+from kubenas.recipes import Recipe
 from kubenas.spaces import make_space
 
 SCHEMA = pa.schema(
@@ -145,7 +146,7 @@ def build_shard(protocol: Protocol, out: Path, shard: int = 0, shards: int = 1, 
         raise ValueError(f"dataset {protocol.dataset!r} has no test split; a table records test accuracy")
     search_data = data.without_test()
     estimator = TrainingEstimator(
-        batch_size=protocol.batch_size, lr=protocol.lr, weight_decay=protocol.weight_decay, device="cpu"
+        Recipe(batch_size=protocol.batch_size, lr=protocol.lr, weight_decay=protocol.weight_decay), device="cpu"
     )
     fidelity = Fidelity(epochs=protocol.epochs)
     mine = [a for i, a in enumerate(architectures(protocol)) if i % shards == shard]

@@ -8,8 +8,12 @@ from typing import Any
 
 from kubenas.data.base import Dataset, DatasetInfo
 from kubenas.data.builtin import digits_info, load_digits, load_mnist1d, mnist1d_info
+from kubenas.data.cifar import cifar10_info, cifar100_info, load_cifar10, load_cifar100
+from kubenas.data.imagefolder import imagefolder_info, load_imagefolder
 from kubenas.data.parquet import load_parquet, parquet_info
 from kubenas.data.s3 import check_sources
+from kubenas.data.shapes import load_shapes, shapes_info
+from kubenas.data.webdataset import load_webdataset, webdataset_info
 from kubenas.registry import check
 
 
@@ -26,6 +30,11 @@ DATASETS: dict[str, Loader] = {
     "mnist1d": Loader(load_mnist1d, mnist1d_info),
     "digits": Loader(load_digits, digits_info),
     "parquet": Loader(load_parquet, parquet_info),
+    "shapes": Loader(load_shapes, shapes_info),
+    "imagefolder": Loader(load_imagefolder, imagefolder_info),
+    "webdataset": Loader(load_webdataset, webdataset_info),
+    "cifar10": Loader(load_cifar10, cifar10_info),
+    "cifar100": Loader(load_cifar100, cifar100_info),
 }
 
 

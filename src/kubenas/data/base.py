@@ -17,6 +17,8 @@ from kubenas.core import is_int
 if TYPE_CHECKING:
     import torch
 
+    from kubenas.data.images import Preprocess
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -36,7 +38,11 @@ def check_seed(dataset: str, field: str, value) -> None:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs are float32 tensors shaped (N, F), (N, C, L) or (N, C, H, W); labels are int64 in [0, num_classes)."""
+    """Inputs are float32 tensors shaped (N, F), (N, C, L) or (N, C, H, W); labels are int64 in [0, num_classes).
+
+    An image dataset also names its ``classes`` and carries the ``preprocess`` that made its inputs from raw images
+    (mode, size, normalisation), which the model keeps for serving; ``notes`` are what loading it has to say
+    once (conversions, skipped images, a cache hit)."""
 
     name: str
     x_train: torch.Tensor
@@ -46,6 +52,9 @@ class Dataset:
     num_classes: int
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
+    classes: tuple[str, ...] | None = None
+    preprocess: Preprocess | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         splits = [("train", self.x_train, self.y_train), ("val", self.x_val, self.y_val)]
@@ -84,6 +93,22 @@ class Dataset:
         out = {"train": len(self.x_train), "val": len(self.x_val)}
         if self.x_test is not None:
             out["test"] = len(self.x_test)
+        return out
+
+    def class_names(self) -> list[str]:
+        """The classes' names: the dataset's own, else the label numbers."""
+        return list(self.classes) if self.classes else [str(i) for i in range(self.num_classes)]
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Examples per class in each split, by class name."""
+        import torch
+
+        names = self.class_names()
+        out = {}
+        for split, y in (("train", self.y_train), ("val", self.y_val), ("test", self.y_test)):
+            if y is not None:
+                counts = torch.bincount(y, minlength=self.num_classes).tolist()
+                out[split] = dict(zip(names, counts))
         return out
 
     def digest(self) -> str:

@@ -7,7 +7,6 @@ list column plus a declared ``shape``. Splits are explicit: either one table wit
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,8 @@ import numpy as np
 
 from kubenas.core import is_int
 from kubenas.data.base import Dataset, DatasetInfo, tensors
-from kubenas.data.s3 import s3_filesystem
+from kubenas.data.options import ImageOptions, image_loader
+from kubenas.data.s3 import check_path, s3_filesystem
 
 if TYPE_CHECKING:
     import pyarrow as pa  # imported where used: reading a config or sampling never loads pyarrow
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 _SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 
 
+@image_loader
 def load_parquet(
     path: str | Mapping[str, str],
     label_column: str = "label",
@@ -31,8 +32,13 @@ def load_parquet(
     split_column: str = "split",
     num_classes: int | None = None,
     name: str = "parquet",
+    image_column: str | None = None,
+    **options,
 ) -> Dataset:
     """Load a classification dataset from a Parquet file or directory, local or ``s3://``.
+
+    With ``image_column``, the rows hold encoded images (:mod:`kubenas.data.parquet_images`) and the image
+    options apply (:class:`kubenas.data.options.ImageOptions`); ``feature_column`` and ``shape`` do not.
 
     Args:
         path: a file or directory holding all splits (with ``split_column``), or ``{"train": ..., "val": ...,
@@ -44,7 +50,12 @@ def load_parquet(
     """
     import pyarrow as pa
 
-    parquet_info(path, label_column, feature_column, shape, split_column, num_classes, name)
+    parquet_info(path, label_column, feature_column, shape, split_column, num_classes, name, image_column, **options)
+    if image_column is not None:
+        from kubenas.data.parquet_images import load_image_parquet
+
+        opts = ImageOptions.parse(name, options)
+        return load_image_parquet(path, image_column, label_column, split_column, num_classes, name, opts)
     if isinstance(path, Mapping):
         unknown = set(path) - set(_SPLIT_ALIASES)
         if unknown:
@@ -86,6 +97,7 @@ def load_parquet(
     )
 
 
+@image_loader
 def parquet_info(
     path: str | Mapping[str, str],
     label_column: str = "label",
@@ -94,6 +106,8 @@ def parquet_info(
     split_column: str = "split",
     num_classes: int | None = None,
     name: str = "parquet",
+    image_column: str | None = None,
+    **options,
 ) -> DatasetInfo:
     """Check the options without reading data: ``s3://`` paths name a valid bucket and a key,
     columns are names, ``shape`` and ``num_classes`` are positive. That the paths exist is checked where the data
@@ -118,28 +132,24 @@ def parquet_info(
     else:
         raise ValueError(f"dataset {name!r}: path must be a string or a mapping of split to path, got {path!r}")
     for p in paths:
-        _check_path(p, name)
+        check_path(p, name)
     if shape is not None and (
         not isinstance(shape, (list, tuple)) or not shape or not all(is_int(d) and d > 0 for d in shape)
     ):
         raise ValueError(f"dataset {name!r}: shape must be a list of positive integers such as [1, 40], got {shape!r}")
     if num_classes is not None and (not is_int(num_classes) or num_classes < 2):
         raise ValueError(f"dataset {name!r}: num_classes must be an integer >= 2, got {num_classes!r}")
+    if image_column is not None:
+        if not isinstance(image_column, str) or not image_column.strip():
+            raise ValueError(f"dataset {name!r}: image_column must be a non-empty string, got {image_column!r}")
+        if shape is not None:
+            raise ValueError(f"dataset {name!r}: shape applies to feature columns; images take resize: N instead")
+        return DatasetInfo(ImageOptions.parse(name, options).shape(), num_classes, tuple(paths))
+    if options:
+        raise ValueError(
+            f"dataset {name!r}: option(s) {sorted(options)} apply to images; set image_column to read an image column"
+        )
     return DatasetInfo(tuple(shape) if shape is not None else None, num_classes, tuple(paths))
-
-
-def _check_path(path: object, name: str) -> None:
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"dataset {name!r}: a path must be a non-empty string, got {path!r}")
-    if path.startswith("s3://"):
-        bucket, _, key = path[len("s3://") :].partition("/")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or not key.strip("/"):
-            raise ValueError(
-                f"dataset {name!r}: path {path!r} must be s3://BUCKET/KEY with a valid bucket name "
-                "(3-63 lowercase letters, digits, '.', '-') and a key"
-            )
-    elif "://" in path:
-        raise ValueError(f"dataset {name!r}: path {path!r} must be a local path or s3://BUCKET/KEY")
 
 
 def _read(path: str, name: str) -> pa.Table:

@@ -4,6 +4,7 @@ S3 filesystem with the standard AWS credentials."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
 
@@ -48,3 +49,48 @@ def check_sources(sources: Iterable[str], name: str) -> None:
             raise ValueError(f"dataset {name!r}: cannot read {p!r}: {exc}") from None
         if info.type == fs.FileType.NotFound:
             raise ValueError(f"dataset {name!r}: {p!r} does not exist (no such bucket or key)")
+
+
+def filesystem(path: str):
+    """The pyarrow filesystem that reads ``path`` (S3 for ``s3://``, else this machine) and the path within it."""
+    from pyarrow import fs
+
+    if in_s3(path):
+        return s3_filesystem(), path[len("s3://") :].rstrip("/")
+    return fs.LocalFileSystem(), os.path.abspath(path)
+
+
+def list_tree(path: str, name: str):
+    """Every file and directory under ``path`` (recursive), as pyarrow ``FileInfo``; raises ValueError naming the
+    path when it does not exist or is not a directory."""
+    from pyarrow import fs
+
+    filesys, root = filesystem(path)
+    try:
+        info = filesys.get_file_info(root)
+        if info.type != fs.FileType.Directory:
+            what = "does not exist" if info.type == fs.FileType.NotFound else "is not a directory"
+            raise ValueError(f"dataset {name!r}: {path!r} {what}")
+        return filesys, root, filesys.get_file_info(fs.FileSelector(root, recursive=True))
+    except OSError as exc:
+        raise ValueError(f"dataset {name!r}: cannot list {path!r}: {exc}") from None
+
+
+def stamp(info) -> str:
+    """What tells one version of a file from another: its size and modification time."""
+    mtime = info.mtime_ns if info.mtime_ns is not None else ""
+    return f"{info.size}:{mtime}"
+
+
+def check_path(path: object, name: str) -> None:
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"dataset {name!r}: a path must be a non-empty string, got {path!r}")
+    if path.startswith("s3://"):
+        bucket, _, key = path[len("s3://") :].partition("/")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or not key.strip("/"):
+            raise ValueError(
+                f"dataset {name!r}: path {path!r} must be s3://BUCKET/KEY with a valid bucket name "
+                "(3-63 lowercase letters, digits, '.', '-') and a key"
+            )
+    elif "://" in path:
+        raise ValueError(f"dataset {name!r}: path {path!r} must be a local path or s3://BUCKET/KEY")

@@ -4,9 +4,10 @@ A :class:`Fidelity` sets the proxies: fewer epochs, a fraction of the training d
 (a width multiplier) and lower input resolution. Data stays as tensors on the device and is batched by
 index, which for small datasets is many times faster than a DataLoader.
 
-On CUDA, training runs under bfloat16 autocast (no loss scaling needed); on CPU in float32, deterministic
-for a given seed. A non-finite loss or any exception in training becomes a failed :class:`Result` with the
-reason, so a search goes on past a bad candidate.
+How a candidate trains is its :class:`~kubenas.recipes.Recipe`: optimizer, schedule, batch, augmentation on the
+device, label smoothing, clipping. On CUDA, training runs under bfloat16 autocast (no loss scaling needed); on CPU
+in float32, deterministic for a given seed. A non-finite loss or any exception in training becomes a failed
+:class:`Result` with the reason, so a search goes on past a bad candidate.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from torch import nn
 from kubenas.arch import Arch
 from kubenas.core import Fidelity, Result, tell_epoch
 from kubenas.data.base import Dataset
+from kubenas.estimators import loop
+from kubenas.recipes import Recipe, resolve
 from kubenas.spaces.base import SearchSpace
 
 # Called with the validation-accuracy curve so far after each epoch; True stops training there.
@@ -40,35 +43,29 @@ class Diverged(RuntimeError):
 
 @dataclass
 class TrainingEstimator:
-    """Trains a candidate with AdamW and a cosine learning-rate schedule, then measures it.
+    """Trains a candidate with a :class:`~kubenas.recipes.Recipe` (default: AdamW with a cosine schedule), then
+    measures it.
 
     Args:
-        batch_size: minibatch size.
-        lr: peak learning rate.
-        weight_decay: AdamW weight decay.
+        recipe: how to train (optimizer, schedule, batch, augmentation...); a preset's name or a Recipe.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None picks CUDA when available.
-        amp: bfloat16 autocast on CUDA (ignored on CPU).
         latency_reps: timed batch-1 forward passes for the latency metric.
     """
 
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
+    recipe: Recipe | str = "default"
     device: str | None = None
-    amp: bool = True
     latency_reps: int = 20
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        self.recipe = resolve(self.recipe)
+
+    @property
+    def batch_size(self) -> int:
+        return self.recipe.batch_size
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], inner: Any = None, store: Any = None) -> TrainingEstimator:
-        return cls(
-            batch_size=section["batch_size"], lr=section["lr"], weight_decay=section["weight_decay"], amp=section["amp"]
-        )
+        return cls(recipe=resolve(section.get("recipe")))
 
     def resolve_device(self) -> torch.device:
         if self.device is not None:
@@ -127,6 +124,7 @@ class TrainingEstimator:
         there (the learning-rate schedule stays that of the full ``fidelity.epochs``). ``init`` gets the built
         model and its input shape before training, to set its weights (weight inheritance)."""
         device = self.resolve_device()
+        recipe = self.recipe
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         x_train, y_train = _subset(dataset.x_train, dataset.y_train, fidelity.data_fraction, gen)
@@ -135,6 +133,12 @@ class TrainingEstimator:
         x_val = _resize(dataset.x_val, fidelity.resolution).to(device)
         y_val = dataset.y_val.to(device)
         input_shape = tuple(x_train.shape[1:])
+        augment = loop.Augmenter(recipe.augment, device, seed) if recipe.augment.active else None
+        if augment is not None and x_train.dim() != 4:
+            raise ValueError(
+                f"recipe.augment applies to images; dataset {dataset.name!r} has inputs of shape {input_shape}"
+            )
+        channels_last = recipe.channels_last and x_train.dim() == 4
 
         model = space.build(arch, input_shape, dataset.num_classes, width_mult=fidelity.width_mult)
         if init is not None:
@@ -142,10 +146,15 @@ class TrainingEstimator:
         model = model.to(device)
         params = sum(p.numel() for p in model.parameters())
         macs = count_macs(model, x_val[:1])
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if recipe.compile else model
 
-        steps_per_epoch = max(1, math.ceil(len(x_train) / self.batch_size))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=fidelity.epochs * steps_per_epoch)
+        steps_per_epoch = max(1, math.ceil(len(x_train) / recipe.batch_size))
+        optimizer = loop.optimizer(recipe, model.parameters())
+        schedule = loop.schedule(recipe, optimizer, fidelity.epochs, steps_per_epoch)
+        weights = loop.class_weights(y_train, dataset.num_classes).to(device) if recipe.class_weights else None
+        criterion = loop.loss_fn(recipe, weights)
         autocast = self._autocast(device)
 
         curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": []}
@@ -153,25 +162,37 @@ class TrainingEstimator:
         for epoch in range(fidelity.epochs):
             model.train()
             order = torch.randperm(len(x_train), generator=gen).to(device)
-            total, seen = 0.0, 0
+            # the loss is summed on the device and looked at every check_every steps and at the epoch's end: no
+            # host synchronisation per step
+            total = torch.zeros((), device=device)
+            seen = 0
             for step in range(steps_per_epoch):
-                idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+                idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
                 if len(idx) < 2:  # batch norm cannot train on a single sample
                     continue
+                xb = x_train[idx]
+                if augment is not None:
+                    xb = augment(xb)
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast:
-                    loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-                if not torch.isfinite(loss):
-                    raise Diverged(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
+                    loss = criterion(forward(xb), y_train[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                loop.clip(model, recipe)
                 optimizer.step()
                 schedule.step()
-                total += loss.item() * len(idx)
+                total += loss.detach() * len(idx)
                 seen += len(idx)
+                if (step + 1) % recipe.check_every == 0 and not torch.isfinite(total):
+                    raise Diverged(f"non-finite loss at epoch {epoch + 1}, by step {step + 1}")
+            train_loss = total.item() / max(seen, 1)
+            if not math.isfinite(train_loss):
+                raise Diverged(f"non-finite loss ({train_loss}) at epoch {epoch + 1}")
             val_loss, val_acc = self.score(model, x_val, y_val)
             if not math.isfinite(val_loss):
                 raise Diverged(f"non-finite validation loss at epoch {epoch + 1}")
-            curves["train_loss"].append(total / max(seen, 1))
+            curves["train_loss"].append(train_loss)
             curves["val_loss"].append(val_loss)
             curves["val_acc"].append(val_acc)
             tell_epoch(epoch + 1, fidelity.epochs, {k: v[-1] for k, v in curves.items()})
@@ -201,13 +222,14 @@ class TrainingEstimator:
         """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in eval mode and in batches."""
         model.eval()
         device = x.device
-        loss_sum, correct = 0.0, 0
+        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct: read once, at the end
         with self._autocast(device):
             for start in range(0, len(x), 1024):
                 logits = model(x[start : start + 1024].to(device)).float()
                 target = y[start : start + 1024].to(device)
-                loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
-                correct += (logits.argmax(1) == target).sum().item()
+                sums[0] += F.cross_entropy(logits, target, reduction="sum")
+                sums[1] += (logits.argmax(1) == target).sum()
+        loss_sum, correct = sums.tolist()
         return loss_sum / len(x), correct / len(x)
 
     @torch.no_grad()
@@ -242,7 +264,7 @@ class TrainingEstimator:
         return 1000.0 * statistics.median(times)
 
     def _autocast(self, device: torch.device):
-        if device.type == "cuda" and self.amp:
+        if device.type == "cuda" and self.recipe.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -38,7 +38,12 @@ def _method(ctx: Context, total_epochs: int, device: str | None = None) -> OneSh
     """The configured method with its supernet, resumed from the checkpoint when there is one."""
     cfg = ctx.cfg
     m = make_oneshot(
-        cfg.oneshot.method, ctx.space, seed=cfg.seed, amp=cfg.estimator.amp, device=device, **cfg.oneshot.options
+        cfg.oneshot.method,
+        ctx.space,
+        seed=cfg.seed,
+        amp=cfg.estimator.to_recipe().amp,
+        device=device,
+        **cfg.oneshot.options,
     )
     m.setup(ctx.search_data.input_shape, ctx.search_data.num_classes, total_epochs, cfg.fidelity.width_mult)
     blob = ctx.store.get_bytes(CHECKPOINT)
