@@ -555,7 +555,7 @@ def _pipeline_command(args: argparse.Namespace) -> int:
             print(f"the local stack is stopped (its data is kept); `kubenas up{home}` serves the MLflow UI again")
         else:
             print(f"MLflow UI: {ui_url(s['mlflow_uri'])}")
-        print(f'load it with: mlflow.pytorch.load_model("{s["model_uri"]}")')
+        print(f'load it with: mlflow.pyfunc.load_model("{s["model_uri"]}").predict(...) (class names)')
     _print_top(config, report.top)
     for kind, path in report.reports.items():
         print(f"{'report of the search' if kind == 'search' else 'report of the winner'}: {path}")

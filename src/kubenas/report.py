@@ -39,6 +39,7 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)  # name -> PNG
     table: dict[str, list] = field(default_factory=dict)  # {"columns": [...], "data": [[...], ...]}
     html: str = ""
+    tables: dict[str, dict[str, list]] = field(default_factory=dict)  # more tables, by heading, after the figures
 
 
 @dataclass
@@ -328,7 +329,8 @@ def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str] | No
                     fontsize=7,
                     color="white" if top and v > top / 2 else "black",
                 )
-    ax.set_xticks(range(n), labels, fontsize=8)
+    long = max((len(s) for s in labels), default=0) > 3
+    ax.set_xticks(range(n), labels, fontsize=8, rotation=45 if long else 0, ha="right" if long else "center")
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -337,6 +339,23 @@ def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str] | No
     ax.set_title(f"test split: {correct} of {total} right", fontsize=10, loc="left")
     fig.colorbar(image, ax=ax, shrink=0.8)
     return _png(fig)
+
+
+def class_counts_table(counts: Mapping[str, Mapping[str, int]]) -> dict[str, list]:
+    """The examples of each class in each split (``{split: {class: n}}``) as a table, with a total row."""
+    splits = list(counts)
+    classes = list(next(iter(counts.values()), {}))
+    data = [[c, *(counts[s].get(c, 0) for s in splits)] for c in classes]
+    data.append(["all", *(sum(counts[s].values()) for s in splits)])
+    return {"columns": ["class", *splits], "data": data}
+
+
+def markdown_table(table: Mapping[str, list], top: int = 30) -> str:
+    """A table as Markdown (the Kubeflow UI's leaderboard), its first ``top`` rows and its last."""
+    rows = table["data"]
+    shown = rows if len(rows) <= top + 1 else [*rows[:top], ["...", *("" for _ in rows[0][1:])], rows[-1]]
+    lines = ["| " + " | ".join(map(str, table["columns"])) + " |", "|---|" + "---:|" * (len(table["columns"]) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in shown])
 
 
 # ---------------------------------------------------------------------- the report
@@ -355,9 +374,15 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], view: View, top: int = 
 
 
 def build(
-    title: str, summary: str, rows: Sequence[Mapping[str, Any]], view: View, extra: Mapping[str, bytes] | None = None
+    title: str,
+    summary: str,
+    rows: Sequence[Mapping[str, Any]],
+    view: View,
+    extra: Mapping[str, bytes] | None = None,
+    tables: Mapping[str, dict[str, list]] | None = None,
 ) -> Report:
-    """The report of ``rows`` (every committed row, in commit order), with ``extra`` figures first."""
+    """The report of ``rows`` (every committed row, in commit order), with ``extra`` figures first and ``tables``
+    after the figures."""
     figures = dict(extra or {})
     if rows:
         figures["progress"] = progress_figure(rows, view)
@@ -368,7 +393,7 @@ def build(
     ):
         if png is not None:
             figures[name] = png
-    report = Report(title, summary, figures, leaderboard_table(rows, view))
+    report = Report(title, summary, figures, leaderboard_table(rows, view), tables=dict(tables or {}))
     report.html = to_html(report, view)
     return report
 
@@ -423,6 +448,14 @@ def to_html(report: Report, view: View) -> str:
             f'<h2>{html.escape(name.capitalize())}</h2><figure><img alt="{name}" data-figure="{name}" '
             f'src="{src}"><figcaption>{html.escape(caption)}</figcaption></figure>'
         )
+    for heading, extra in report.tables.items():
+        parts.append(
+            f'<h2>{html.escape(heading.capitalize())}</h2><table data-table="{html.escape(heading)}"><thead><tr>'
+        )
+        parts += [f"<th>{html.escape(str(c))}</th>" for c in extra["columns"]]
+        parts.append("</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in extra["data"]]
+        parts.append("</tbody></table>")
     table = report.table
     if table.get("data"):
         parts.append(f'<h2>Leaderboard: top {len(table["data"])}</h2><table id="leaderboard"><thead><tr>')

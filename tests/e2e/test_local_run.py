@@ -122,10 +122,10 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     champion = client.get_model_version_by_alias("e2e-model", "champion")
     assert champion.version == "1"
     logged = client.get_run(champion.run_id).data.metrics["test_acc"]
-    model = mlflow.pytorch.load_model("models:/e2e-model@champion")
+    model = mlflow.pyfunc.load_model("models:/e2e-model@champion")  # built from code: nothing unpickled
     data = load_dataset("mnist1d")
-    with torch.no_grad():
-        test_acc = (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
+    predicted = model.predict(data.x_test.numpy())
+    test_acc = sum(p == str(y) for p, y in zip(predicted, data.y_test.tolist())) / len(predicted)
     assert abs(test_acc - logged) < 1e-6
     info = mlflow.models.get_model_info("models:/e2e-model@champion")
     assert info.signature is not None and info.saved_input_example_info is not None
@@ -166,7 +166,7 @@ def test_run_resume_and_pull_the_champion(stack_env, tmp_path, capsys):
     assert onnx_acc == logged
     rebuilt = load_module(out_dir)
     with torch.no_grad():
-        assert torch.allclose(rebuilt(data.x_test[:64]), model(data.x_test[:64]), atol=1e-5)
+        assert [str(i) for i in rebuilt(data.x_test[:64]).argmax(1).tolist()] == predicted[:64]
     logged_arch = client.download_artifacts(champion.run_id, "arch.json", str(tmp_path))
     assert json.loads((out_dir / "arch.json").read_text()) == json.loads(open(logged_arch).read())
     card = (out_dir / "MODEL_CARD.md").read_text()

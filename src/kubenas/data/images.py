@@ -115,6 +115,20 @@ class Preprocess:
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         return (torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0) - mean) / std
 
+    def to_png(self, x) -> list[bytes]:
+        """Model inputs (normalised float tensors) back to PNG files: an input example of the served model."""
+        from PIL import Image
+
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(-1, 1, 1)
+        out = []
+        for image in np.asarray(x, dtype=np.float32):
+            pixels = np.clip(np.rint((image * std + mean) * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+            buf = io.BytesIO()
+            Image.fromarray(pixels[:, :, 0] if self.mode == "L" else pixels).save(buf, format="PNG")
+            out.append(buf.getvalue())
+        return out
+
     def images(self, images: Iterable[bytes]):
         """Encoded images of any size (PNG or JPEG bytes) as the model's input: the serving path. The training
         data's resize policy applies; a model trained on same-size images scales any other size to its own (the

@@ -24,6 +24,7 @@ from kubenas.data.options import ImageOptions, image_loader
 
 CLASSES = ("disk", "ring", "square", "frame", "triangle", "diamond", "plus", "cross", "star", "crescent")
 SIDE = 32
+GENERATOR = 1  # bumped whenever the pictures change: a cache of another generator's pictures is not reused
 _SCALE = 4  # drawn at 4x, then downsampled with antialiasing
 
 
@@ -58,7 +59,7 @@ def write_shapes(train: int, test: int, seed: int, directory: Path | None = None
 
     from kubenas.data.builtin import cache_dir
 
-    root = (directory or cache_dir()) / f"shapes-{train}-{test}-{seed}"
+    root = (directory or cache_dir()) / f"shapes-g{GENERATOR}-{train}-{test}-{seed}"
     if (root / "done").exists():
         return root
     tmp = root.with_name(f"{root.name}.{os.getpid()}.tmp")
@@ -112,7 +113,7 @@ def _draw(label: int, rng: np.random.Generator):
         other = _colour(rng)
         x0, y0 = (int(v) for v in rng.integers(0, big, 2))
         draw.rectangle((x0, y0, x0 + int(rng.integers(big // 4, big)), y0 + int(rng.integers(big // 4, big))), other)
-    for _ in range(int(rng.integers(2, 7))):  # clutter: strokes and blobs in other colours
+    for _ in range(int(rng.integers(1, 6))):  # clutter: strokes and blobs in other colours
         c = _colour(rng)
         x0, y0, x1, y1 = (int(v) for v in rng.integers(0, big, 4))
         if rng.random() < 0.5:
@@ -121,17 +122,17 @@ def _draw(label: int, rng: np.random.Generator):
             r = int(rng.integers(3, 10))
             draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=c)
     colour = _colour(rng, away_from=background)
-    size = rng.uniform(0.35, 0.8) * big / 2  # the object's radius
+    size = rng.uniform(0.45, 0.85) * big / 2  # the object's radius
     cx, cy = (rng.uniform(size, big - size) for _ in range(2))
     turn = rng.uniform(-0.35, 0.35)
     _shape(img, draw, CLASSES[label], cx, cy, size, turn, colour)
-    for _ in range(int(rng.integers(0, 3))):  # clutter in front of the object too
+    if rng.random() < 0.5:  # a thin stroke in front of the object too
         c = _colour(rng)
         x0, y0, x1, y1 = (int(v) for v in rng.integers(0, big, 4))
-        draw.line((x0, y0, x1, y1), fill=c, width=int(rng.integers(2, 5)))
-    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0, 2.5)))
+        draw.line((x0, y0, x1, y1), fill=c, width=int(rng.integers(2, 4)))
+    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
     img = img.resize((SIDE, SIDE), Image.Resampling.LANCZOS)
-    noise = rng.normal(0, rng.uniform(4, 20), (SIDE, SIDE, 3))
+    noise = rng.normal(0, rng.uniform(3, 14), (SIDE, SIDE, 3))
     return Image.fromarray(np.clip(np.asarray(img, dtype=np.float64) + noise, 0, 255).astype(np.uint8))
 
 
@@ -147,7 +148,7 @@ def _poly(cx: float, cy: float, radii: list[float], turn: float) -> list[tuple[f
 
 
 def _shape(img, draw, kind: str, cx: float, cy: float, r: float, turn: float, colour) -> None:
-    width = max(3, int(r / 3))
+    width = max(3, int(r / 2.5))
     if kind == "disk":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
     elif kind == "ring":

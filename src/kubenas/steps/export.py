@@ -52,8 +52,10 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
     if front is not None:
         summary["front"] = [{"candidate_id": f["id"], **f["objectives"]} for f in front]
         summary["pick"] = cfg.export.pick
-    summary["leaderboard"] = leaderboard(cfg, scored, summary)
     summary["confusion"] = retrained["confusion"]
+    summary["classes"] = data.class_names()
+    summary["class_counts"] = data.class_counts()
+    summary["leaderboard"] = leaderboard(cfg, scored, summary)
     summary["report"] = report_winner(ctx, rows, committed.state, summary, winner)
     tracker.finish(parent_run_id)
     store.put_json("export.json", {k: v for k, v in summary.items() if k != "report"})
@@ -73,7 +75,10 @@ def _retrain(ctx: Context, winner: dict[str, Any], data) -> dict[str, Any]:
     estimator = ctx.estimator(train=True)
     fidelity = Fidelity(epochs=cfg.export.epochs)
     seeds = cfg.export.seeds
-    say(f"export: retraining {winner['id']} for {cfg.export.epochs} epoch(s) with seed(s) {seeds}")
+    say(
+        f"export: retraining {winner['id']} for {cfg.export.epochs} epoch(s) with seed(s) {seeds}, recipe "
+        f"{estimator.recipe.describe()}"
+    )
     trained = []
     start, cpu = time.perf_counter(), time.process_time()
     for i, seed in enumerate(seeds):
@@ -142,6 +147,8 @@ def _register(
         "num_classes": data.num_classes,
         "latency": latency_protocol(LATENCY_REPS, LATENCY_WARMUP),
         "data_split": json.dumps({"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}),
+        "classes": json.dumps(data.class_names()),
+        **cfg.export_recipe().params(),
     }
     metrics = {
         metric: float(m[metric]),
@@ -161,9 +168,23 @@ def _register(
         name=name,
         params=params,
         metrics=metrics,
-        files={"arch.json": arch, "space.json": space.spec(), "config.json": cfg.model_dump(mode="json")},
-        input_example=data.x_test[:2].numpy(),
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        files={
+            "arch.json": arch,
+            "space.json": space.spec(),
+            "config.json": cfg.model_dump(mode="json"),
+            "class_counts.json": data.class_counts(),
+            **({"preprocess.json": data.preprocess.to_dict()} if data.preprocess else {}),
+        },
+        served={
+            "arch": arch,
+            "space": space.spec(),
+            "input_shape": data.input_shape,
+            "num_classes": data.num_classes,
+            "preprocess": data.preprocess,
+        },
+        input_example=data.preprocess.to_png(data.x_test[:2]) if data.preprocess else data.x_test[:2].numpy(),
+        # the served model's code imports kubenas: serve it where kubenas is installed (the component image)
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "pillow"],
     )
     tracker.log_dataset(registered["run_id"], data, cfg, "evaluation")  # trained on train+val, tested on test
     tracker.log_dataset(parent_run_id, data, cfg, "search")

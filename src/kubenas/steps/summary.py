@@ -70,12 +70,15 @@ def report_winner(
     try:
         architecture = diagram.draw(ctx.space.diagram(winner["arch"]))
         extra = {"architecture": architecture} if architecture else {}
-        extra["confusion"] = report.confusion_figure(summary["confusion"])
+        extra["confusion"] = report.confusion_figure(summary["confusion"], summary.get("classes"))
         text = (
             search_summary(cfg, rows) + f"\nExported `{winner['id']}`, retrained for {cfg.export.epochs} "
             f"epoch(s): {metric} **{summary[metric]:.4f}**, test accuracy **{summary['test_acc']:.4f}**, "
             f"{summary['params']:,} parameters; registered `{summary['model_name']}` version "
             f"{summary['version']} as `{summary['alias']}`."
+        )
+        tables = (
+            {"class counts": report.class_counts_table(summary["class_counts"])} if "class_counts" in summary else {}
         )
         page = report.build(
             f"kubenas search {cfg.name}: the winner",
@@ -83,6 +86,7 @@ def report_winner(
             rows,
             rounds(ctx).report(state, exported=winner["id"]),
             extra,
+            tables,
         )
     except Exception as exc:  # noqa: BLE001 - the model is registered: a picture must not fail the export
         say(f"export: the report could not be drawn: {type(exc).__name__}: {exc}")
@@ -153,6 +157,15 @@ def leaderboard(cfg: SearchConfig, scored: list[dict[str, Any]], summary: dict[s
         for m in summary["front"]:
             mark = " **(exported)**" if m["candidate_id"] == summary["candidate_id"] else ""
             lines.append(f"| `{m['candidate_id']}`{mark} | " + " | ".join(f"{m[k]:.6g}" for k in names) + " |")
+    if summary.get("class_counts"):
+        from kubenas import report
+
+        lines += [
+            "",
+            "Examples per class:",
+            "",
+            report.markdown_table(report.class_counts_table(summary["class_counts"])),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -34,19 +34,23 @@ class Registry:
         params: dict[str, Any],
         metrics: dict[str, float],
         files: dict[str, Any],
+        served: dict[str, Any],
         input_example,
         pip_requirements: list[str],
     ) -> dict[str, Any]:
         """The export's nested run: params, metrics, JSON files, the ``state_dict`` and the model, registered as
-        a new version of ``name``. ``pip_requirements`` are given so that MLflow does not start a second
-        interpreter to infer them. Returns the run id, the version and the ``state_dict`` bytes."""
+        a new version of ``name``. The model is a pyfunc built from code (:mod:`kubenas.tracking.serving`, nothing
+        pickled) out of ``served``: its ``arch``, ``space`` spec, ``input_shape``, ``num_classes`` and
+        ``preprocess``. ``pip_requirements`` are given so that MLflow does not start a second interpreter to infer
+        them. Returns the run id, the version and the ``state_dict`` bytes."""
         import io
         import tempfile
         from pathlib import Path
 
         import mlflow
-        import mlflow.pytorch
         import torch
+
+        from kubenas.tracking import serving
 
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
@@ -64,9 +68,7 @@ class Registry:
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "state_dict.pt").write_bytes(weights)
                 mlflow.log_artifact(str(Path(tmp) / "state_dict.pt"))
-            info = mlflow.pytorch.log_model(
-                model, name="model", input_example=input_example, pip_requirements=pip_requirements
-            )
+            info = serving.log_model(model, served, input_example, pip_requirements)
         # registered with the search's tags in the same call: a version whose export does not complete is known
         # by them and deleted by the next export (discard_incomplete)
         version = mlflow.register_model(

@@ -210,6 +210,7 @@ class Tracker:
             "strategy_options": json.dumps(config.method_options),
             "rounds": config.budget.rounds,
             "candidates_per_round": config.budget.candidates_per_round,
+            **config.estimator.to_recipe().params(),
         }
         self.log(run_id, params=params)
         return run_id
@@ -245,6 +246,7 @@ class Tracker:
             "round": round_index,
             "fidelity": json.dumps(candidate.get("fidelity") or {}),
             "parent_candidate": candidate.get("parent_id") or "",
+            **config.estimator.to_recipe().params(),
         }
         self.log(run_id, params=params)
         return run_id
@@ -334,8 +336,13 @@ class Tracker:
             "source_type": "kubenas",
             "source": json.dumps(source, sort_keys=True)[:PARAM_LIMIT],
             "profile": json.dumps(
-                {"splits": data.splits(), "input_shape": list(data.input_shape), "num_classes": data.num_classes}
-            ),
+                {
+                    "splits": data.splits(),
+                    "input_shape": list(data.input_shape),
+                    "num_classes": data.num_classes,
+                    "class_counts": data.class_counts(),
+                }
+            )[:PARAM_LIMIT],
         }
         body = {
             "run_id": run_id,

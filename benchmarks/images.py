@@ -1,0 +1,215 @@
+"""Image data and training recipes, measured (benchmarks/README.md states the figures and the machine).
+
+    python benchmarks/images.py passmark     # the built-in shapes at the example's search fidelity: 20 random cells
+    python benchmarks/images.py throughput   # kubenas's trainer against a plain PyTorch loop, resident path
+    python benchmarks/images.py augment      # what batched augmentation costs an epoch; kubenas's against kornia's
+    python benchmarks/images.py accuracy     # best of 5 cells with and without augmentation, 3 seeds (long)
+
+Every figure is printed and appended as one JSON line to ``benchmarks/results/images.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from kubenas import Fidelity, make_space
+from kubenas.data import load_dataset
+from kubenas.estimators import loop
+from kubenas.estimators.training import TrainingEstimator
+from kubenas.recipes import Augment, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "pipelines" / "configs" / "shapes-nb201.yaml"
+RESULTS = ROOT / "benchmarks" / "results" / "images.jsonl"
+
+
+def record(kind: str, **values) -> None:
+    line = {"kind": kind, "load": list(_load()), "threads": torch.get_num_threads(), **values}
+    print(json.dumps(line), flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def _load() -> tuple[float, ...]:
+    import os
+
+    return tuple(round(v, 2) for v in os.getloadavg())
+
+
+def passmark(args) -> None:
+    """Validation accuracy of 20 random NB-201 cells at the README example's search fidelity."""
+    cfg = yaml.safe_load(EXAMPLE.read_text())
+    data = load_dataset(cfg["dataset"]["name"], **cfg["dataset"].get("options", {})).without_test()
+    space = make_space(cfg["space"]["name"], **cfg["space"].get("options", {}))
+    fidelity = Fidelity(**cfg["fidelity"])
+    est = TrainingEstimator(resolve(cfg.get("estimator", {}).get("recipe")), device="cpu")
+    accs, start = [], time.perf_counter()
+    for i in range(args.cells):
+        res = est.evaluate(space.sample(1000 + i), space, data, fidelity, seed=0)
+        accs.append(res.metrics.get("val_acc", float("nan")))
+        print(f"cell {i}: {res.status} val_acc {accs[-1]:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    record(
+        "passmark",
+        cells=args.cells,
+        fidelity=cfg["fidelity"],
+        val_acc=[round(a, 4) for a in accs],
+        best=max(accs),
+        worst=min(accs),
+        span_points=round(100 * (max(accs) - min(accs)), 1),
+        passed=bool(max(accs) <= 0.92 and max(accs) - min(accs) >= 0.15),
+        seconds=round(time.perf_counter() - start, 1),
+    )
+
+
+def plain_loop(model, x, y, xv, yv, epochs, batch, augment, seed) -> None:
+    """A plain PyTorch loop doing what kubenas's trainer does, nothing more: AdamW, cosine, the same batches and
+    augmentation calls, a validation pass per epoch, and no per-step read of the loss."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    steps = -(-len(x) // batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        total = torch.zeros(())
+        for step in range(steps):
+            idx = order[step * batch : (step + 1) * batch]
+            xb = augment(x[idx]) if augment is not None else x[idx]
+            loss = F.cross_entropy(model(xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach()
+        model.eval()
+        with torch.no_grad():
+            correct = sum(
+                (model(xv[s : s + 1024]).argmax(1) == yv[s : s + 1024]).sum() for s in range(0, len(xv), 1024)
+            )
+        float(total), int(correct)  # one read of each an epoch, as the trainer does
+
+
+def _bench_data(train: int):
+    data = load_dataset("shapes", train=train, test=1000, val_fraction=0.1).without_test()
+    space = make_space("nb201", width=16, cells_per_stage=1)
+    arch = {d.name: "nor_conv_3x3" for d in space.decisions}  # the costliest cell: every edge a convolution
+    return data, space, arch
+
+
+def throughput(args) -> None:
+    """Training images a second: kubenas's trainer and the plain loop, one epoch each, ``repeats`` times, with
+    and without augmentation."""
+    data, space, arch = _bench_data(args.train)
+    shape, n = data.input_shape, len(data.x_train)
+    for aug in (Augment(), Augment(crop_padding=4, flip=True)):
+        recipe = resolve({"batch_size": args.batch, "augment": aug})
+        est = TrainingEstimator(recipe, device="cpu", latency_reps=1)
+        ours, plain = [], []
+        for rep in range(args.repeats):
+            t = time.perf_counter()
+            est.fit(arch, space, data, Fidelity(epochs=args.epochs), seed=rep)
+            ours.append(time.perf_counter() - t)
+            model = space.build(arch, shape, data.num_classes)
+            augment = loop.Augmenter(aug, torch.device("cpu"), rep) if aug.active else None
+            t = time.perf_counter()
+            plain_loop(model, data.x_train, data.y_train, data.x_val, data.y_val, args.epochs, args.batch, augment, rep)
+            plain.append(time.perf_counter() - t)
+        record(
+            "throughput",
+            augment=aug.active,
+            images=n,
+            epochs=args.epochs,
+            batch=args.batch,
+            kubenas_s=[round(v, 2) for v in ours],
+            plain_s=[round(v, 2) for v in plain],
+            kubenas_images_per_s=round(args.epochs * n / statistics.median(ours), 1),
+            plain_images_per_s=round(args.epochs * n / statistics.median(plain), 1),
+            ratio=round(statistics.median(plain) / statistics.median(ours), 3),
+        )
+
+
+def augment_cost(args) -> None:
+    """Seconds an epoch's augmentation takes alone, kubenas's batched indexing against kornia's, and what it adds to
+    a resident epoch of the plain loop."""
+    data, space, arch = _bench_data(args.train)
+    x = data.x_train
+    aug = Augment(crop_padding=4, flip=True, cutout=8)
+    ours = loop.Augmenter(aug, torch.device("cpu"), 0)
+    batches = [x[s : s + args.batch] for s in range(0, len(x), args.batch)]
+
+    def timed(fn) -> float:
+        out = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            for b in batches:
+                fn(b)
+            out.append(time.perf_counter() - t)
+        return statistics.median(out)
+
+    row = {"images": len(x), "batch": args.batch, "kubenas_s": round(timed(ours), 3)}
+    try:
+        import kornia.augmentation as K
+
+        kornia = torch.nn.Sequential(
+            K.RandomCrop((x.shape[2], x.shape[3]), padding=4),
+            K.RandomHorizontalFlip(),
+            K.RandomErasing(scale=(0.0625, 0.0625), ratio=(1.0, 1.0), p=1.0),
+        )
+        row["kornia_s"] = round(timed(kornia), 3)
+    except ImportError:
+        row["kornia_s"] = None
+    model = space.build(arch, data.input_shape, data.num_classes)
+    epoch = []
+    for rep in range(args.repeats):
+        t = time.perf_counter()
+        plain_loop(model, data.x_train, data.y_train, data.x_val, data.y_val, 1, args.batch, None, rep)
+        epoch.append(time.perf_counter() - t)
+    row["epoch_s"] = round(statistics.median(epoch), 2)
+    row["augment_share_of_epoch"] = round(row["kubenas_s"] / row["epoch_s"], 4)
+    record("augment_cost", **row)
+
+
+def accuracy(args) -> None:
+    """The best validation accuracy of 5 random cells, trained at the example's export epochs with and without
+    crop and flip, for 3 seeds."""
+    cfg = yaml.safe_load(EXAMPLE.read_text())
+    data = load_dataset(cfg["dataset"]["name"], **cfg["dataset"].get("options", {})).without_test()
+    space = make_space(cfg["space"]["name"], **cfg["space"].get("options", {}))
+    base = resolve(cfg.get("estimator", {}).get("recipe"))
+    cells = [space.sample(2000 + i) for i in range(5)]
+    for seed in range(3):
+        best = {}
+        for aug in (Augment(), Augment(crop_padding=4, flip=True)):
+            est = TrainingEstimator(resolve({"augment": aug}, base=base), device="cpu")
+            accs = [est.evaluate(c, space, data, Fidelity(epochs=cfg["export"]["epochs"]), seed=seed) for c in cells]
+            best[aug.active] = max(r.metrics.get("val_acc", 0.0) for r in accs)
+        record("augment_accuracy", seed=seed, without=best[False], with_crop_flip=best[True])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("passmark", "throughput", "augment", "accuracy"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cells", type=int, default=20)
+    parser.add_argument("--train", type=int, default=10_000, help="training images of the built-in dataset")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    {"passmark": passmark, "throughput": throughput, "augment": augment_cost, "accuracy": accuracy}[args.what](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
