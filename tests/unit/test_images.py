@@ -277,3 +277,98 @@ def test_the_preprocess_serves_raw_images_of_any_size_and_mode(tmp_path):
     # a 16x16 RGB image is exactly what training saw
     first = load_dataset("imagefolder", path=str(tmp_path / "d"), **_opts(tmp_path))
     assert torch.isfinite(x).all() and first.preprocess == data.preprocess
+
+
+# ------------------------------------------------------------------------------------------------ the streaming path
+def _streamed(tmp_path, fmt="imagefolder", **more):
+    if fmt == "imagefolder":
+        path = str(imagegen.imagefolder(tmp_path / "f", per_class=24))
+        extra = {}
+    else:
+        path = str(imagegen.webdataset(tmp_path / "w", per_class=24, shards=4))
+        extra = {"classes": list(imagegen.CLASSES)}
+    return load_dataset(fmt, path=path, data_path="streaming", workers=0, **extra, **_opts(tmp_path), **more)
+
+
+def _keys(data, split, **loader):
+    from kubenas.data.stream import StreamSplit
+
+    return [key for key, _ in StreamSplit(data, split, shuffle=True, seed=0, **loader).keys()]
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "webdataset"])
+def test_two_ranks_read_disjoint_shards_that_cover_the_data(tmp_path, fmt):
+    data = _streamed(tmp_path, fmt)
+    assert data.streamed and data.input_shape == (3, 16, 16) and data.classes == imagegen.CLASSES
+    whole = _keys(data, "train") + _keys(data, "val")
+    ranks = [_keys(data.shard(r, 2), "train") + _keys(data.shard(r, 2), "val") for r in range(2)]
+    assert ranks[0] and ranks[1] and not set(ranks[0]) & set(ranks[1])
+    assert sorted(ranks[0] + ranks[1]) == sorted(whole) and len(set(whole)) == len(whole) == 72
+    # and within a rank, its DataLoader workers split its shards again
+    split = __import__("kubenas.data.stream", fromlist=["StreamSplit"]).StreamSplit(data.shard(0, 2), "train", True, 0)
+    a, b = split.shards_of(0, 2), split.shards_of(1, 2)
+    assert not {s.name for s in a} & {s.name for s in b} and len(a) + len(b) == len(split.shards_of(0, 1))
+    # the resident path shards by index: disjoint, and together the whole training split
+    resident = load_dataset("imagefolder", path=str(imagegen.imagefolder(tmp_path / "r")), **_opts(tmp_path))
+    parts = [resident.shard(r, 2) for r in range(2)]
+    assert len(parts[0].x_train) + len(parts[1].x_train) == len(resident.x_train)
+    assert torch.equal(torch.cat([parts[0].x_train, parts[1].x_train]).sort(0).values, resident.x_train.sort(0).values)
+
+
+def test_a_streamed_dataset_trains_through_dataloader_workers_like_the_resident_one(tmp_path):
+    from kubenas.core import Fidelity
+    from kubenas.estimators.training import TrainingEstimator
+    from kubenas.spaces import make_space
+
+    path = str(imagegen.imagefolder(tmp_path / "f", per_class=24))
+    streamed = load_dataset("imagefolder", path=path, data_path="streaming", workers=2, **_opts(tmp_path))
+    space = make_space("chain")
+    arch = space.sample(3)
+    est = TrainingEstimator({"batch_size": 16, "augment": {"crop_padding": 2, "flip": True}}, device="cpu")
+    res = est.evaluate(arch, space, streamed, Fidelity(epochs=2))
+    assert res.status == "ok", res.error
+    assert len(res.metrics["val_acc_curve"]) == 2 and 0 <= res.metrics["val_acc"] <= 1
+    # the validation split is drawn from train by a seeded hash of the keys: the same in every task
+    assert _keys(streamed, "val") == _keys(streamed, "val") and 0 < len(_keys(streamed, "val")) < 30
+
+
+def test_a_bad_image_met_while_streaming_is_skipped_and_counted_or_fails_the_candidate(tmp_path, capfd, monkeypatch):
+    from kubenas.core import Fidelity
+    from kubenas.estimators.training import TrainingEstimator
+    from kubenas.spaces import make_space
+
+    root = imagegen.imagefolder(tmp_path / "f", per_class=24)
+    broken = sorted((root / "train" / "cat").iterdir())[-1]
+    broken.write_bytes(broken.read_bytes()[:40])
+    space = make_space("chain")
+    est = TrainingEstimator({"batch_size": 16}, device="cpu")
+    skip = load_dataset(
+        "imagefolder", path=str(root), data_path="streaming", workers=0, on_bad_image="skip", **_opts(tmp_path)
+    )
+    assert est.evaluate(space.sample(0), space, skip, Fidelity(epochs=1)).status == "ok"
+    assert "skipped 1 bad image(s)" in capfd.readouterr().err
+    # in the sample decoded up front (here every image): named before any training
+    with pytest.raises(ValueError, match=rf"bad image\(s\) in the first 256 of train: .*{broken.name}: not a readable"):
+        load_dataset("imagefolder", path=str(root), data_path="streaming", workers=0, **_opts(tmp_path))
+    # met later: the candidate fails, naming it
+    monkeypatch.setattr("kubenas.data.stream.SAMPLE", 4)
+    fail = load_dataset("imagefolder", path=str(root), data_path="streaming", workers=0, **_opts(tmp_path))
+    res = est.evaluate(space.sample(0), space, fail, Fidelity(epochs=1))
+    assert res.status == "failed" and broken.name in res.error and "not a readable PNG" in res.error
+
+
+def test_auto_picks_the_path_by_the_memory_budget(tmp_path):
+    path = str(imagegen.imagefolder(tmp_path / "f", per_class=24))
+    assert not getattr(load_dataset("imagefolder", path=path, **_opts(tmp_path)), "streamed", False)
+    small = load_dataset("imagefolder", path=path, memory_budget="1Mi", **_opts(tmp_path, val_fraction=0.25))
+    assert not getattr(small, "streamed", False)  # 72 images of 16x16 fit 1 MiB
+    big = load_dataset("imagefolder", path=path, memory_budget="1Mi", resize=128, **_opts(tmp_path))
+    assert big.streamed  # at 128x128 they do not
+    with pytest.raises(ValueError, match="memory_budget must be bytes"):
+        load_dataset("imagefolder", path=path, memory_budget="lots")
+
+
+def test_streaming_webdataset_shards_need_the_class_names_up_front(tmp_path):
+    path = str(imagegen.webdataset(tmp_path / "w"))
+    with pytest.raises(ValueError, match="streaming path needs the class names .* option classes"):
+        load_dataset("webdataset", path=path, data_path="streaming", **_opts(tmp_path))

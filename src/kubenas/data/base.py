@@ -31,6 +31,15 @@ class DatasetInfo:
     sources: tuple[str, ...] = ()
 
 
+def require_resident(data, what: str) -> None:
+    """Raise ValueError when ``data`` is streamed: ``what`` reads the data as tensors in memory."""
+    if getattr(data, "streamed", False):
+        raise ValueError(
+            f"{what} reads the data in memory; dataset {data.name!r} is on the streaming path: set its option "
+            "data_path: resident (with a memory_budget that holds it), or train candidates instead"
+        )
+
+
 def check_seed(dataset: str, field: str, value) -> None:
     if not is_int(value) or not 0 <= value < 2**32:
         raise ValueError(f"dataset {dataset!r}: {field} must be an integer in 0..2**32-1, got {value!r}")
@@ -87,6 +96,13 @@ class Dataset:
     def without_test(self) -> Dataset:
         """The same dataset with the test split removed, for anything that runs during search."""
         return replace(self, x_test=None, y_test=None)
+
+    def shard(self, rank: int, world_size: int) -> Dataset:
+        """This dataset as rank ``rank`` of ``world_size`` trains on it (data-parallel training): every
+        ``world_size``-th training example from ``rank``; validation and test stay whole."""
+        if not (is_int(rank) and is_int(world_size) and 0 <= rank < world_size):
+            raise ValueError(f"dataset {self.name!r}: rank must be in 0..world_size-1, got {rank} of {world_size}")
+        return replace(self, x_train=self.x_train[rank::world_size], y_train=self.y_train[rank::world_size])
 
     def splits(self) -> dict[str, int]:
         """The split sizes."""

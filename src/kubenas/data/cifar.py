@@ -15,7 +15,7 @@ import tarfile
 import numpy as np
 
 from kubenas.data.base import DatasetInfo
-from kubenas.data.images import Item
+from kubenas.data.images import Item, Shard, Source
 from kubenas.data.imageset import image_dataset
 from kubenas.data.options import ImageOptions, image_loader
 from kubenas.data.s3 import filesystem, stamp
@@ -62,17 +62,7 @@ def _loader(kind: str):
     def load(path: str, labels: str = "fine", name: str = kind, **options):
         opts = ImageOptions.parse(name, options)
         _info(kind, path, labels, name, opts)
-        listing, classes, archive_stamp = _listing(kind, path, labels, name)
-        return image_dataset(
-            name,
-            listing,
-            classes,
-            opts.decode,
-            opts.val_fraction,
-            opts.split_seed,
-            opts.cache(),
-            extra_key={"archive": archive_stamp, "labels": labels},
-        )
+        return image_dataset(name, _source(kind, path, labels, name), opts)
 
     @image_loader
     def info(path: str, labels: str = "fine", name: str = kind, **options) -> DatasetInfo:
@@ -96,7 +86,7 @@ def _info(kind: str, path: str, labels: str, name: str, opts: ImageOptions) -> D
     return DatasetInfo((3 if opts.mode == "RGB" else 1, side, side), classes, (path,))
 
 
-def _listing(kind: str, path: str, labels: str, name: str):
+def _source(kind: str, path: str, labels: str, name: str) -> Source:
     from pyarrow import fs
 
     filesys, inner = filesystem(path)
@@ -131,23 +121,33 @@ def _listing(kind: str, path: str, labels: str, name: str):
         meta, key = batch("meta"), f"{labels}_labels"
         classes = [_text(c) for c in meta.get(f"{labels}_label_names", [])]
         parts = {"train": ["train"], "test": ["test"]}
-    listing = {}
+    splits = {}
     for split, names in parts.items():
-        items = []
+        splits[split] = []
         for member in names:
-            b = batch(member)
-            pixels, ys = b.get("data"), b.get(key)
-            if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 or ys is None:
-                raise ValueError(f"dataset {name!r}: {path}:{member} lacks the uint8 'data' rows or {key!r}")
-            if pixels.shape[1] != 3072 or len(pixels) != len(ys):
-                raise ValueError(
-                    f"dataset {name!r}: {path}:{member} has data {pixels.shape} and {len(ys)} labels; "
-                    "expected (N, 3072) and N"
+            items = _items(batch(member), key, f"{path}:{member}", name)
+            splits[split].append(
+                Shard(
+                    f"{path}:{member}",
+                    f"{stamp(info)}:{labels}",
+                    members[member].size,
+                    lambda items=items: items,
+                    len(items),
                 )
-            images = pixels.reshape(-1, 3, 32, 32)
-            items += [Item(f"{path}:{member}[{i}]", int(y), pixels=images[i]) for i, y in enumerate(ys)]
-        listing[split] = items
-    return listing, classes, stamp(info)
+            )
+    return Source(splits, classes or None)
+
+
+def _items(b: dict, key: str, where: str, name: str) -> list[Item]:
+    pixels, ys = b.get("data"), b.get(key)
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 or ys is None:
+        raise ValueError(f"dataset {name!r}: {where} lacks the uint8 'data' rows or {key!r}")
+    if pixels.shape[1] != 3072 or len(pixels) != len(ys):
+        raise ValueError(
+            f"dataset {name!r}: {where} has data {pixels.shape} and {len(ys)} labels; expected (N, 3072) and N"
+        )
+    images = pixels.reshape(-1, 3, 32, 32)
+    return [Item(f"{where}[{i}]", int(y), pixels=images[i]) for i, y in enumerate(ys)]
 
 
 def _text(value) -> str:

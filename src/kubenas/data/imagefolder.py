@@ -8,7 +8,7 @@ from collections import defaultdict
 from functools import partial
 
 from kubenas.data.base import DatasetInfo
-from kubenas.data.images import IMAGE_SUFFIXES, Item
+from kubenas.data.images import IMAGE_SUFFIXES, Item, Shard, Source
 from kubenas.data.imageset import image_dataset
 from kubenas.data.options import ImageOptions, image_loader
 from kubenas.data.s3 import list_tree, stamp
@@ -16,13 +16,15 @@ from kubenas.data.s3 import list_tree, stamp
 SPLITS = ("train", "val", "test")
 
 
+FILES_PER_SHARD = 64
+
+
 @image_loader
 def load_imagefolder(path: str, name: str = "imagefolder", **options):
     """Load ``PATH/<split>/<class>/<image>``: classes are train's folder names, in sorted order."""
     opts = ImageOptions.parse(name, options)
     imagefolder_info(path, name, **options)
-    listing, classes = _listing(path, name)
-    return image_dataset(name, listing, classes, opts.decode, opts.val_fraction, opts.split_seed, opts.cache())
+    return image_dataset(name, _source(path, name), opts)
 
 
 @image_loader
@@ -32,7 +34,7 @@ def imagefolder_info(path: str, name: str = "imagefolder", **options) -> Dataset
     return DatasetInfo(opts.shape(), None, (path,))
 
 
-def _listing(path: str, name: str):
+def _source(path: str, name: str) -> Source:
     from pyarrow import fs
 
     filesys, root, infos = list_tree(path, name)
@@ -73,20 +75,27 @@ def _listing(path: str, name: str):
                 "test classes must be a subset of train's"
             )
     index = {c: i for i, c in enumerate(classes)}
-    listing = {
-        split: [
-            Item(
-                f"{path.rstrip('/')}/{split}/{cls}/{info.base_name}",
-                index[cls],
-                partial(_read, filesys, info.path),
-                stamp=stamp(info),
-            )
-            for cls in sorted(by_class)
-            for info in sorted(by_class[cls], key=lambda i: i.path)
-        ]
-        for split, by_class in folders.items()
-    }
-    return listing, classes
+    splits = {}
+    for split, by_class in folders.items():
+        files = [(cls, info) for cls in sorted(by_class) for info in sorted(by_class[cls], key=lambda i: i.path)]
+        n = max(1, -(-len(files) // FILES_PER_SHARD))
+        # shard k holds files k, k + n, k + 2n...: every shard holds every class
+        splits[split] = [_shard(path, split, files[k::n], index, filesys, k) for k in range(n)]
+    return Source(splits, classes)
+
+
+def _shard(path: str, split: str, files: list, index: dict[str, int], filesys, k: int) -> Shard:
+    root = path.rstrip("/")
+    items = [
+        Item(
+            f"{root}/{split}/{cls}/{info.base_name}", index[cls], partial(_read, filesys, info.path), stamp=stamp(info)
+        )
+        for cls, info in files
+    ]
+    version = ",".join(f"{i.key}={i.stamp}" for i in items)
+    return Shard(
+        f"{root}/{split} part {k}", version, sum(info.size or 0 for _, info in files), lambda: items, len(items)
+    )
 
 
 def _read(filesys, path: str) -> bytes:

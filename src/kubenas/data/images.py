@@ -58,6 +58,29 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """A unit of a split that a format reads as a whole: a tar shard, a Parquet file, a chunk of a folder's files,
+    a CIFAR batch. ``items()`` reads it lazily (the streaming path reads one shard at a time in each worker);
+    ``name`` and ``stamp`` (size and mtime, or an ETag) identify this version of it for the cache; ``size`` is its
+    encoded bytes; ``count`` its images where known without reading it."""
+
+    name: str
+    stamp: str
+    size: int
+    items: Callable[[], Iterable[Item]]
+    count: int | None = None
+
+
+@dataclass
+class Source:
+    """What a format lists before reading any image: the shards of ``train`` and optionally ``val`` and ``test``,
+    and the class names where the listing or metadata says them (None: the labels' range)."""
+
+    splits: dict[str, list[Shard]]
+    classes: list[str] | None = None
+
+
+@dataclass(frozen=True)
 class DecodeOptions:
     """How images become tensors of one shape: ``mode`` RGB or L; ``resize`` N scales the shorter side to N and
     takes the centre N x N (None refuses mixed sizes); ``max_pixels`` refuses larger images before decoding;
@@ -279,23 +302,19 @@ def decode_all(items: Sequence[Item], opts: DecodeOptions, name: str, split: str
 
 
 # ------------------------------------------------------------------------------------------------ the resident cache
-def cache_key(name: str, listing: dict[str, Sequence[Item]], opts: DecodeOptions, extra: dict | None = None) -> str:
-    """What identifies a decoded cache: every item's key, label and stamp per split, and the decode options."""
+def cache_key(name: str, shards: dict[str, list[tuple[str, str]]], opts: DecodeOptions) -> str:
+    """What identifies a decoded cache: every shard's name and stamp per split, and the decode options."""
     h = hashlib.sha256()
-    h.update(json.dumps({"name": name, "opts": asdict(opts), "extra": extra or {}}, sort_keys=True).encode())
-    for split in sorted(listing):
-        h.update(split.encode())
-        for item in listing[split]:
-            h.update(f"\0{item.key}\0{item.label}\0{item.stamp}".encode())
+    h.update(json.dumps({"name": name, "opts": asdict(opts), "shards": shards}, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
 
 def cached_decode(
-    key: str, build: Callable[[], dict[str, Decoded]], directory: Path | None
-) -> tuple[dict[str, Decoded], bool]:
-    """The decoded splits from ``directory/KEY.npz``, or built, written to a temporary name and renamed into place
-    under an exclusive lock (parallel tasks on one machine decode once); True when read from the cache. Without a
-    writable directory every call decodes."""
+    key: str, build: Callable[[], tuple[dict[str, Decoded], list[str]]], directory: Path | None
+) -> tuple[tuple[dict[str, Decoded], list[str]], bool]:
+    """The decoded splits and the class names from ``directory/images-KEY.npz``, or built, written to a temporary
+    name and renamed into place under an exclusive lock (parallel tasks on one machine decode once); True when read
+    from the cache. A build that fails writes nothing. Without a writable directory every call decodes."""
     if directory is None:
         return build(), False
     path = directory / f"images-{key}.npz"
@@ -311,30 +330,31 @@ def cached_decode(
         loaded = _read_cache(path)
         if loaded is not None:
             return loaded, True
-        splits = build()
+        splits, classes = build()
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         arrays: dict[str, Any] = {}
-        meta: dict[str, Any] = {}
+        meta: dict[str, Any] = {"classes": classes, "splits": {}}
         for split, d in splits.items():
             arrays[f"{split}_pixels"], arrays[f"{split}_labels"] = d.pixels, d.labels
-            meta[split] = {"skipped": d.skipped, "converted": dict(d.converted)}
+            meta["splits"][split] = {"skipped": d.skipped, "converted": dict(d.converted)}
         try:
             np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
             os.replace(tmp, path)
         except OSError:
             Path(tmp).unlink(missing_ok=True)
-        return splits, False
+        return (splits, classes), False
 
 
-def _read_cache(path: Path) -> dict[str, Decoded] | None:
+def _read_cache(path: Path) -> tuple[dict[str, Decoded], list[str]] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
-            return {
+            splits = {
                 split: Decoded(z[f"{split}_pixels"], z[f"{split}_labels"], m["skipped"], Counter(m["converted"]))
-                for split, m in meta.items()
+                for split, m in meta["splits"].items()
             }
-    except (OSError, KeyError, ValueError):
+            return splits, meta["classes"]
+    except (OSError, KeyError, ValueError, TypeError):
         return None
 
 

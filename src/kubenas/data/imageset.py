@@ -4,38 +4,53 @@ normalised into a :class:`~kubenas.data.base.Dataset` that carries its classes a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from kubenas.core import is_int
 from kubenas.data.base import Dataset, split_indices, tensors
-from kubenas.data.images import Decoded, DecodeOptions, Item, Preprocess, cache_key, cached_decode, decode_all, stats
+from kubenas.data.images import Decoded, Item, Preprocess, Source, cache_key, cached_decode, decode_all, stats
+from kubenas.data.options import ImageOptions
 
 
-def image_dataset(
-    name: str,
-    listing: dict[str, Sequence[Item]],
-    classes: Sequence[str],
-    opts: DecodeOptions,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
-    cache: Path | None = None,
-    extra_key: dict | None = None,
-):
-    """A :class:`~kubenas.data.base.Dataset` of the listed images: ``listing`` maps ``train`` and optionally
-    ``val`` and ``test`` to items whose labels index ``classes``. Without ``val``, a stratified ``val_fraction`` of
-    train (by ``split_seed``, so the same for every task) becomes it. Decoded once per machine into ``cache``."""
-    check_listing(name, listing, classes)
-    key = cache_key(name, listing, opts, extra_key)
-    splits, hit = cached_decode(
-        key, lambda: {s: decode_all(items, opts, name, s) for s, items in listing.items()}, cache
-    )
-    notes = [f"{name}: decoded images read from the cache ({cache})"] if hit else []
+def image_dataset(name: str, source: Source, opts: ImageOptions):
+    """The dataset of a format's :class:`Source`, on the path ``opts.data_path`` names (``auto``: resident when the
+    decoded training images fit ``opts.memory_budget``, else streaming): a resident
+    :class:`~kubenas.data.base.Dataset`, or a :class:`~kubenas.data.stream.Streamed` one."""
+    if "train" not in source.splits or not source.splits["train"]:
+        raise ValueError(f"dataset {name!r}: no train split (found: {', '.join(sorted(source.splits)) or 'nothing'})")
+    path = opts.data_path
+    if path == "auto":
+        from kubenas.data.stream import decoded_bytes
+
+        path = "resident" if decoded_bytes(name, source, opts) <= opts.budget_bytes() else "streaming"
+    if path == "streaming":
+        from kubenas.data.stream import Streamed
+
+        return Streamed.open(name, source, opts)
+    return resident(name, source, opts)
+
+
+def resident(name: str, source: Source, opts: ImageOptions):
+    """Every image decoded once per machine into the cache, checked, split and normalised: a resident
+    :class:`~kubenas.data.base.Dataset`. Without a ``val`` split, a stratified ``val_fraction`` of train (by
+    ``split_seed``, the same for every task) becomes it."""
+    decode_opts = opts.decode
+    shards = {s: [(sh.name, sh.stamp) for sh in source.splits[s]] for s in sorted(source.splits)}
+    key = cache_key(name, shards, decode_opts)
+
+    def build() -> tuple[dict[str, Decoded], list[str]]:
+        listing = {s: [item for shard in source.splits[s] for item in shard.items()] for s in source.splits}
+        classes = source.classes or _label_names(listing)
+        check_listing(name, listing, classes)
+        return {s: decode_all(items, decode_opts, name, s) for s, items in listing.items()}, classes
+
+    (splits, classes), hit = cached_decode(key, build, opts.cache())
+    notes = [f"{name}: decoded images read from the cache ({opts.cache()})"] if hit else []
     for split, d in splits.items():
         if d.converted:
             said = ", ".join(f"{n} {mode}" for mode, n in sorted(d.converted.items()))
-            notes.append(f"{name}: split {split!r}: converted {said} image(s) to {opts.mode}")
+            notes.append(f"{name}: split {split!r}: converted {said} image(s) to {decode_opts.mode}")
         if d.skipped:
             notes.append(
                 f"{name}: split {split!r}: skipped {len(d.skipped)} bad image(s) (on_bad_image: skip), "
@@ -48,12 +63,13 @@ def image_dataset(
             f"dataset {name!r}: the splits' images differ in size ({sizes}); set resize: N to scale them all"
         )
     if "val" not in splits:
-        val_idx, train_idx = split_indices(train.labels, (val_fraction,), split_seed)
+        val_idx, train_idx = split_indices(train.labels, (opts.val_fraction,), opts.split_seed)
         splits["val"] = Decoded(train.pixels[val_idx], train.labels[val_idx])
         train = splits["train"] = Decoded(train.pixels[train_idx], train.labels[train_idx])
     check_labels(name, {s: d.labels for s, d in splits.items()}, classes)
     mean, std = stats(train.pixels)
-    pre = Preprocess(opts.mode, tuple(int(v) for v in train.pixels.shape[2:]), opts.resize, mean, std, tuple(classes))
+    size = tuple(int(v) for v in train.pixels.shape[2:])
+    pre = Preprocess(decode_opts.mode, size, decode_opts.resize, mean, std, tuple(classes))
 
     def split(s: str):
         if s not in splits:
@@ -72,6 +88,12 @@ def image_dataset(
         preprocess=pre,
         notes=tuple(notes),
     )
+
+
+def _label_names(listing: dict[str, Sequence[Item]]) -> list[str]:
+    """Class names where the data names none: the label numbers, up to the largest seen."""
+    top = max((item.label for items in listing.values() for item in items if is_int(item.label)), default=-1)
+    return [str(i) for i in range(top + 1)]
 
 
 def check_listing(name: str, listing: dict[str, Sequence[Item]], classes: Sequence[str]) -> None:

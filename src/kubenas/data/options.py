@@ -4,11 +4,14 @@ that a typo in a config names the accepted options)."""
 from __future__ import annotations
 
 import inspect
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from kubenas.core import is_int
 from kubenas.data.base import check_fraction, check_seed
 from kubenas.data.images import MAX_PIXELS, DecodeOptions
 
@@ -19,8 +22,10 @@ DATA_PATHS = ("auto", "resident", "streaming")
 class ImageOptions:
     """``val_fraction`` and ``split_seed`` make the validation split from train where the data has none; ``mode``,
     ``resize``, ``max_pixels`` and ``on_bad_image`` say how images are decoded (:class:`DecodeOptions`);
-    ``data_path`` picks the resident or streaming path (``auto``: by size); ``cache_dir`` is where decoded images
-    are kept (default: the kubenas cache; on a cluster, a volume mounted in every pod)."""
+    ``data_path`` picks the resident or streaming path (``auto``: resident when the decoded training images fit
+    ``memory_budget``, bytes or a quantity such as ``2Gi``; default: a quarter of the memory this process may use);
+    ``cache_dir`` is where decoded images are kept (default: the kubenas cache; on a cluster, a volume mounted in
+    every pod); ``workers`` are the streaming path's DataLoader processes."""
 
     val_fraction: float = 0.1
     split_seed: int = 0
@@ -30,6 +35,8 @@ class ImageOptions:
     on_bad_image: str = "fail"
     data_path: str = "auto"
     cache_dir: str | None = None
+    memory_budget: str | int | None = None
+    workers: int = 2
 
     @classmethod
     def parse(cls, name: str, options: Mapping[str, Any]) -> ImageOptions:
@@ -47,7 +54,22 @@ class ImageOptions:
             )
         if opts.cache_dir is not None and (not isinstance(opts.cache_dir, str) or not opts.cache_dir):
             raise ValueError(f"dataset {name!r}: cache_dir must be a directory path, got {opts.cache_dir!r}")
+        if opts.memory_budget is not None:
+            try:
+                if parse_bytes(opts.memory_budget) < 1 << 20:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(
+                    f"dataset {name!r}: memory_budget must be bytes (at least 1 MiB) or a quantity such as 512Mi or "
+                    f"2Gi, got {opts.memory_budget!r}"
+                ) from None
+        if not is_int(opts.workers) or not 0 <= opts.workers <= 64:
+            raise ValueError(f"dataset {name!r}: workers must be an integer in 0..64, got {opts.workers!r}")
         return opts
+
+    def budget_bytes(self) -> int:
+        """The memory the resident path may fill: ``memory_budget``, else a quarter of what this process may use."""
+        return parse_bytes(self.memory_budget) if self.memory_budget is not None else available_memory() // 4
 
     @property
     def decode(self) -> DecodeOptions:
@@ -69,6 +91,41 @@ class ImageOptions:
         from kubenas.data.s3 import check_path
 
         check_path(path, name)
+
+
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 1 << 10,
+    "Mi": 1 << 20,
+    "Gi": 1 << 30,
+    "Ti": 1 << 40,
+}
+
+
+def parse_bytes(value: str | int) -> int:
+    """Bytes from an integer or a Kubernetes-style quantity (``512Mi``, ``2Gi``, ``1G``); raises ValueError."""
+    if is_int(value):
+        return int(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kMGT]i?|)\s*", str(value))
+    if not match:
+        raise ValueError(f"not a quantity of bytes: {value!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def available_memory() -> int:
+    """The memory this process may use: its cgroup's limit where one is set, else the machine's."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+            if text.isdigit() and int(text) < 1 << 60:
+                return int(text)
+        except OSError:
+            pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def image_loader(fn: Callable[..., Any]) -> Callable[..., Any]:

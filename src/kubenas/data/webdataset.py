@@ -5,13 +5,13 @@ is its member name up to the first dot of the file name, as WebDataset writes it
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 from kubenas.data.base import DatasetInfo
-from kubenas.data.images import IMAGE_SUFFIXES, Item
+from kubenas.data.images import IMAGE_SUFFIXES, Item, Shard, Source
 from kubenas.data.imageset import image_dataset
 from kubenas.data.options import ImageOptions, image_loader
 from kubenas.data.s3 import filesystem, stamp
@@ -26,11 +26,14 @@ def load_webdataset(
     """Load WebDataset shards; ``classes`` names the class indices (default: the indices themselves)."""
     opts = ImageOptions.parse(name, options)
     webdataset_info(path, classes, name, **options)
-    shards = shard_listing(path, name)
-    listing = {split: [item for shard in files for item in read_shard(shard, name)] for split, files in shards.items()}
-    top = max(item.label for items in listing.values() for item in items)
-    names = list(classes) if classes is not None else [str(i) for i in range(top + 1)]
-    return image_dataset(name, listing, names, opts.decode, opts.val_fraction, opts.split_seed, opts.cache())
+    splits = {
+        split: [
+            Shard(shown, version, size, partial(read_shard, (fs_, inner, shown), name))
+            for fs_, inner, shown, version, size in files
+        ]
+        for split, files in shard_listing(path, name).items()
+    }
+    return image_dataset(name, Source(splits, list(classes) if classes is not None else None), opts)
 
 
 @image_loader
@@ -53,7 +56,7 @@ def webdataset_info(
 
 
 def shard_listing(path: str | Mapping[str, str], name: str) -> dict[str, list[tuple]]:
-    """The shards of each split, as (filesystem, path in it, shown path, stamp), sorted by name."""
+    """The shards of each split, as (filesystem, path in it, shown path, stamp, size), sorted by name."""
     from pyarrow import fs
 
     targets = {_SPLITS[k]: v for k, v in path.items()} if isinstance(path, Mapping) else {None: path}
@@ -81,40 +84,45 @@ def shard_listing(path: str | Mapping[str, str], name: str) -> dict[str, list[tu
                     f"dataset {name!r}: shard {shown} does not say its split; name shards train-*.tar, val-*.tar "
                     "and test-*.tar, or give one path per split"
                 )
-            out[s].append((filesys, i.path, shown, stamp(i)))
+            out[s].append((filesys, i.path, shown, stamp(i), i.size or 0))
     if "train" not in out:
         raise ValueError(f"dataset {name!r}: no train shards (train-*.tar) in {path!r}")
     return dict(out)
 
 
-def read_shard(shard: tuple, name: str) -> list[Item]:
-    """A shard's samples: one image and one ``.cls`` per key, else an error naming the shard and the key."""
-    filesys, inner, shown, version = shard
+def read_shard(shard: tuple, name: str):
+    """A shard's samples, read as a stream (one sample in memory at a time): one image and one ``.cls`` per key,
+    else an error naming the shard and the key. WebDataset writes a sample's files one after the other."""
+    filesys, inner, shown = shard
+    key, parts = None, {}
     try:
-        with filesys.open_input_stream(inner) as f:
-            data = f.read()
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
-        samples: dict[str, dict[str, bytes]] = defaultdict(dict)
-        for member in tar:
-            if not member.isfile():
-                continue
-            directory, _, base = member.name.rpartition("/")
-            stem, dot, ext = base.partition(".")
-            key = f"{directory}/{stem}" if directory else stem
-            samples[key]["." + ext.lower() if dot else ""] = tar.extractfile(member).read()
+        with filesys.open_input_stream(inner) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                directory, _, base = member.name.rpartition("/")
+                stem, dot, ext = base.partition(".")
+                this = f"{directory}/{stem}" if directory else stem
+                if this != key and key is not None:
+                    yield _item(shown, key, parts, name)
+                    parts = {}
+                key = this
+                parts["." + ext.lower() if dot else ""] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ValueError(f"dataset {name!r}: shard {shown} is not a readable tar file ({exc})") from None
-    items = []
-    for key, parts in samples.items():
-        where = f"{shown}:{key}"
-        images = [ext for ext in parts if ext in IMAGE_SUFFIXES]
-        if ".cls" not in parts:
-            raise ValueError(f"dataset {name!r}: sample {where} has no .cls label file ({sorted(parts)})")
-        if len(images) != 1:
-            raise ValueError(f"dataset {name!r}: sample {where} needs one .png or .jpg image, has {sorted(parts)}")
-        text = parts[".cls"].decode(errors="replace").strip()
-        if not text.lstrip("-").isdigit():
-            raise ValueError(f"dataset {name!r}: sample {where} has label {text!r} in .cls; expected an integer")
-        blob = parts[images[0]]
-        items.append(Item(where, int(text), read=lambda blob=blob: blob, stamp=version))
-    return items
+    if key is not None:
+        yield _item(shown, key, parts, name)
+
+
+def _item(shown: str, key: str, parts: dict[str, bytes], name: str) -> Item:
+    where = f"{shown}:{key}"
+    images = [ext for ext in parts if ext in IMAGE_SUFFIXES]
+    if ".cls" not in parts:
+        raise ValueError(f"dataset {name!r}: sample {where} has no .cls label file ({sorted(parts)})")
+    if len(images) != 1:
+        raise ValueError(f"dataset {name!r}: sample {where} needs one .png or .jpg image, has {sorted(parts)}")
+    text = parts[".cls"].decode(errors="replace").strip()
+    if not text.lstrip("-").isdigit():
+        raise ValueError(f"dataset {name!r}: sample {where} has label {text!r} in .cls; expected an integer")
+    blob = parts[images[0]]
+    return Item(where, int(text), read=lambda: blob)

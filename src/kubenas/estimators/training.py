@@ -127,33 +127,30 @@ class TrainingEstimator:
         recipe = self.recipe
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        x_train, y_train = _subset(dataset.x_train, dataset.y_train, fidelity.data_fraction, gen)
-        x_train = _resize(x_train, fidelity.resolution).to(device)
-        y_train = y_train.to(device)
-        x_val = _resize(dataset.x_val, fidelity.resolution).to(device)
-        y_val = dataset.y_val.to(device)
-        input_shape = tuple(x_train.shape[1:])
+        data = _Batches.of(dataset, fidelity, recipe.batch_size, device, gen, seed)
+        input_shape = data.input_shape
         augment = loop.Augmenter(recipe.augment, device, seed) if recipe.augment.active else None
-        if augment is not None and x_train.dim() != 4:
+        if augment is not None and len(input_shape) != 3:
             raise ValueError(
                 f"recipe.augment applies to images; dataset {dataset.name!r} has inputs of shape {input_shape}"
             )
-        channels_last = recipe.channels_last and x_train.dim() == 4
+        channels_last = recipe.channels_last and len(input_shape) == 3
 
         model = space.build(arch, input_shape, dataset.num_classes, width_mult=fidelity.width_mult)
         if init is not None:
             init(model, input_shape)
         model = model.to(device)
         params = sum(p.numel() for p in model.parameters())
-        macs = count_macs(model, x_val[:1])
+        x1 = torch.zeros(1, *input_shape, device=device)
+        macs = count_macs(model, x1)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         forward = torch.compile(model) if recipe.compile else model
 
-        steps_per_epoch = max(1, math.ceil(len(x_train) / recipe.batch_size))
+        steps_per_epoch = data.steps_per_epoch
         optimizer = loop.optimizer(recipe, model.parameters())
         schedule = loop.schedule(recipe, optimizer, fidelity.epochs, steps_per_epoch)
-        weights = loop.class_weights(y_train, dataset.num_classes).to(device) if recipe.class_weights else None
+        weights = data.class_weights(dataset.num_classes) if recipe.class_weights else None
         criterion = loop.loss_fn(recipe, weights)
         autocast = self._autocast(device)
 
@@ -161,35 +158,31 @@ class TrainingEstimator:
         train_start = time.perf_counter()
         for epoch in range(fidelity.epochs):
             model.train()
-            order = torch.randperm(len(x_train), generator=gen).to(device)
             # the loss is summed on the device and looked at every check_every steps and at the epoch's end: no
             # host synchronisation per step
             total = torch.zeros((), device=device)
             seen = 0
-            for step in range(steps_per_epoch):
-                idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-                if len(idx) < 2:  # batch norm cannot train on a single sample
-                    continue
-                xb = x_train[idx]
+            for step, (xb, yb) in enumerate(data.train(epoch)):
                 if augment is not None:
                     xb = augment(xb)
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast:
-                    loss = criterion(forward(xb), y_train[idx])
+                    loss = criterion(forward(xb), yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 loop.clip(model, recipe)
                 optimizer.step()
-                schedule.step()
-                total += loss.detach() * len(idx)
-                seen += len(idx)
+                if step < data.scheduled_steps:
+                    schedule.step()
+                total += loss.detach() * len(yb)
+                seen += len(yb)
                 if (step + 1) % recipe.check_every == 0 and not torch.isfinite(total):
                     raise Diverged(f"non-finite loss at epoch {epoch + 1}, by step {step + 1}")
             train_loss = total.item() / max(seen, 1)
             if not math.isfinite(train_loss):
                 raise Diverged(f"non-finite loss ({train_loss}) at epoch {epoch + 1}")
-            val_loss, val_acc = self.score(model, x_val, y_val)
+            val_loss, val_acc = self.score(model, *data.val())
             if not math.isfinite(val_loss):
                 raise Diverged(f"non-finite validation loss at epoch {epoch + 1}")
             curves["train_loss"].append(train_loss)
@@ -211,38 +204,38 @@ class TrainingEstimator:
             "params": params,
             "macs": macs,
             "train_seconds": train_seconds,
-            "latency_ms": self.latency_ms(model, x_val[:1]),
+            "latency_ms": self.latency_ms(model, x1),
             "epochs": len(curves["val_acc"]),
             "device": device.type,
         }
         return model, metrics
 
     @torch.no_grad()
-    def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in eval mode and in batches."""
+    def score(self, model: nn.Module, x, y: torch.Tensor | None = None) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of ``model``, in eval mode, on ``(x, y)`` tensors or on ``x``, an
+        iterable of (inputs, labels) batches (a split of :func:`eval_batches`)."""
         model.eval()
-        device = x.device
-        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct: read once, at the end
+        device = next(model.parameters()).device
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count: read once, at the end
         with self._autocast(device):
-            for start in range(0, len(x), 1024):
-                logits = model(x[start : start + 1024].to(device)).float()
-                target = y[start : start + 1024].to(device)
-                sums[0] += F.cross_entropy(logits, target, reduction="sum")
-                sums[1] += (logits.argmax(1) == target).sum()
-        loss_sum, correct = sums.tolist()
-        return loss_sum / len(x), correct / len(x)
+            for xb, yb in _chunks(x, y, device):
+                logits = model(xb).float()
+                sums[0] += F.cross_entropy(logits, yb, reduction="sum")
+                sums[1] += (logits.argmax(1) == yb).sum()
+                sums[2] += len(yb)
+        loss_sum, correct, count = sums.tolist()
+        return loss_sum / max(count, 1), correct / max(count, 1)
 
     @torch.no_grad()
-    def confusion(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[list[int]]:
-        """The confusion matrix of ``model`` on ``(x, y)``: row = true class, column = predicted class."""
+    def confusion(self, model: nn.Module, x, y: torch.Tensor | None, num_classes: int) -> list[list[int]]:
+        """The confusion matrix of ``model`` on ``(x, y)`` or on batches: row = true class, column = predicted."""
         model.eval()
-        counts = torch.zeros(num_classes * num_classes, dtype=torch.long)
-        with self._autocast(x.device):
-            for start in range(0, len(x), 1024):
-                predicted = model(x[start : start + 1024]).argmax(1).cpu()
-                counts += torch.bincount(
-                    y[start : start + 1024].cpu() * num_classes + predicted, minlength=num_classes * num_classes
-                )
+        device = next(model.parameters()).device
+        counts = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+        with self._autocast(device):
+            for xb, yb in _chunks(x, y, device):
+                predicted = model(xb).argmax(1)
+                counts += torch.bincount(yb * num_classes + predicted, minlength=num_classes * num_classes)
         return counts.view(num_classes, num_classes).tolist()
 
     @torch.no_grad()
@@ -308,11 +301,108 @@ def estimated_cost(arch: Arch, space: SearchSpace, dataset: Dataset, fidelity: F
     ranks NB-201 cells on MNIST-1D by measured training time with a Spearman correlation of about 0.6 (the
     parameter-free operations cost time too). An architecture that does not build costs 0: it fails fast."""
     try:
-        x1 = _resize(dataset.x_val[:1], fidelity.resolution)
+        x1 = _resize(torch.zeros(1, *dataset.input_shape), fidelity.resolution)
         model = space.build(arch, tuple(x1.shape[1:]), dataset.num_classes, width_mult=fidelity.width_mult)
         return float(count_macs(model, x1)) * fidelity.epochs * fidelity.data_fraction
     except Exception:  # noqa: BLE001 - training reports the failure, with its reason
         return 0.0
+
+
+def _chunks(x, y, device: torch.device, size: int = 1024):
+    """(inputs, labels) batches on ``device``: of ``x`` and ``y`` tensors in chunks, or of an iterable of batches."""
+    if y is not None:
+        for start in range(0, len(x), size):
+            yield x[start : start + size].to(device), y[start : start + size].to(device)
+        return
+    for xb, yb in x:
+        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+
+
+def eval_batches(dataset, split: str, resolution: int | None = None, batch_size: int = 1024):
+    """A split of a resident or streamed dataset as (inputs, labels) batches, for :meth:`TrainingEstimator.score`
+    and :meth:`TrainingEstimator.confusion`."""
+    if getattr(dataset, "streamed", False):
+        return _Streamed.resized(dataset.loader(split, batch_size, shuffle=False), resolution)
+    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+    x = _resize(x, resolution)
+    return ((x[s : s + batch_size], y[s : s + batch_size]) for s in range(0, len(x), batch_size))
+
+
+class _Batches:
+    """Where an epoch's training batches and the validation batches come from."""
+
+    input_shape: tuple[int, ...]
+    steps_per_epoch: int
+    scheduled_steps: int
+
+    @staticmethod
+    def of(dataset, fidelity: Fidelity, batch_size: int, device, gen, seed: int) -> _Batches:
+        if getattr(dataset, "streamed", False):
+            return _Streamed(dataset, fidelity, batch_size, device, seed)
+        return _Resident(dataset, fidelity, batch_size, device, gen)
+
+
+class _Resident(_Batches):
+    """The data on the training device, batched by index: no copies, no workers."""
+
+    def __init__(self, dataset: Dataset, fidelity: Fidelity, batch_size: int, device, gen) -> None:
+        x, y = _subset(dataset.x_train, dataset.y_train, fidelity.data_fraction, gen)
+        self.x, self.y = _resize(x, fidelity.resolution).to(device), y.to(device)
+        self.x_val = _resize(dataset.x_val, fidelity.resolution).to(device)
+        self.y_val = dataset.y_val.to(device)
+        self.input_shape = tuple(self.x.shape[1:])
+        self.batch_size, self.gen, self.device = batch_size, gen, device
+        self.steps_per_epoch = self.scheduled_steps = max(1, math.ceil(len(self.x) / batch_size))
+
+    def train(self, epoch: int):
+        order = torch.randperm(len(self.x), generator=self.gen).to(self.device)
+        for step in range(self.steps_per_epoch):
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            if len(idx) >= 2:  # batch norm cannot train on a single sample
+                yield self.x[idx], self.y[idx]
+
+    def val(self):
+        return (self.x_val, self.y_val)
+
+    def class_weights(self, num_classes: int) -> torch.Tensor:
+        return loop.class_weights(self.y, num_classes).to(self.device)
+
+
+class _Streamed(_Batches):
+    """Batches read by the dataset's DataLoader workers and moved to the training device."""
+
+    def __init__(self, dataset, fidelity: Fidelity, batch_size: int, device, seed: int) -> None:
+        if fidelity.data_fraction < 1:
+            raise ValueError("fidelity.data_fraction needs the resident path (dataset option data_path: resident)")
+        self.dataset, self.resolution, self.batch_size, self.seed, self.device = (
+            dataset,
+            fidelity.resolution,
+            batch_size,
+            seed,
+            device,
+        )
+        shape = dataset.input_shape
+        self.input_shape = (shape[0], fidelity.resolution, fidelity.resolution) if fidelity.resolution else shape
+        # the schedule's length from the split's size where known up front; past it the rate stays at its end
+        self.steps_per_epoch = max(1, math.ceil(dataset.count("train") / dataset.world_size / batch_size))
+        self.scheduled_steps = self.steps_per_epoch
+
+    @staticmethod
+    def resized(batches, resolution: int | None):
+        for xb, yb in batches:
+            yield _resize(xb, resolution), yb
+
+    def train(self, epoch: int):
+        for xb, yb in self.dataset.loader("train", self.batch_size, seed=self.seed, epoch=epoch):
+            if len(yb) >= 2:
+                xb = xb.to(self.device, non_blocking=True)
+                yield _resize(xb, self.resolution), yb.to(self.device, non_blocking=True)
+
+    def val(self):
+        return (self.resized(self.dataset.loader("val", 1024, shuffle=False), self.resolution), None)
+
+    def class_weights(self, num_classes: int) -> torch.Tensor:
+        raise ValueError("recipe.class_weights needs the resident path (dataset option data_path: resident)")
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, fraction: float, gen: torch.Generator):

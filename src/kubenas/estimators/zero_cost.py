@@ -27,7 +27,7 @@ from torch import nn
 
 from kubenas.arch import Arch
 from kubenas.core import Fidelity, Result, is_int
-from kubenas.data.base import Dataset
+from kubenas.data.base import Dataset, require_resident
 from kubenas.estimators import PROXIES as PROXY_NAMES
 from kubenas.estimators.training import count_macs
 from kubenas.spaces.base import SearchSpace
@@ -124,6 +124,7 @@ class ZeroCostEstimator:
         self, arch: Arch, space: SearchSpace, dataset: Dataset, seed: int = 0, width_mult: float = 1.0
     ) -> dict[str, Any]:
         """The proxy's score and the size baselines of ``arch``; raises when the network cannot be scored."""
+        require_resident(dataset, "a zero-cost proxy")
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         model = space.build(arch, tuple(dataset.x_train.shape[1:]), dataset.num_classes, width_mult=width_mult)

@@ -30,7 +30,7 @@ from torch import nn
 
 from kubenas.arch import Arch, arch_id
 from kubenas.core import is_int, is_number
-from kubenas.data.base import Dataset
+from kubenas.data.base import Dataset, require_resident
 from kubenas.oneshot.supernet import SuperNet, check_space, supernet
 from kubenas.spaces.base import SearchSpace
 from kubenas.strategies.base import rng_from_state, rng_state
@@ -289,6 +289,7 @@ def cross_entropy(net: SuperNet, x, y, **forward) -> torch.Tensor:
 
 def _on(data: Dataset, device: torch.device) -> Dataset:
     """The train and validation splits on ``device`` (the test split is not needed here)."""
+    require_resident(data, "a one-shot supernet")
     if data.x_train.device == device:
         return data
     return dataclasses.replace(

@@ -71,6 +71,10 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
 def _retrain(ctx: Context, winner: dict[str, Any], data) -> dict[str, Any]:
     """Train the winner's architecture from scratch with every export seed on train+val; keep the best on the
     objective (on ``val_acc`` when training does not report it, e.g. a proxy's ``zc_score``) and test each once."""
+    import torch
+
+    from kubenas.estimators.training import eval_batches
+
     cfg = ctx.cfg
     estimator = ctx.estimator(train=True)
     fidelity = Fidelity(epochs=cfg.export.epochs)
@@ -93,7 +97,7 @@ def _retrain(ctx: Context, winner: dict[str, Any], data) -> dict[str, Any]:
 
         with epoch_hook(progress):
             model, m = estimator.fit(winner["arch"], ctx.space, data.without_test(), fidelity, seed)
-        _, test_acc = estimator.score(model, data.x_test, data.y_test)
+        _, test_acc = estimator.score(model, eval_batches(data, "test"))
         trained.append((seed, model, m, test_acc))
     metric, mode = (
         (cfg.objective.metric, cfg.objective.mode) if cfg.objective.metric in trained[0][2] else ("val_acc", "max")
@@ -105,7 +109,8 @@ def _retrain(ctx: Context, winner: dict[str, Any], data) -> dict[str, Any]:
     PROFILE["train_wall"] += seconds
     model = model.cpu().eval()
     # the model card's latency: measured again on the CPU model as registered, longer than during the search
-    latency = estimator.latency_ms(model, data.x_test[:1], reps=LATENCY_REPS, warmup=LATENCY_WARMUP)
+    x1 = torch.zeros(1, *data.input_shape)
+    latency = estimator.latency_ms(model, x1, reps=LATENCY_REPS, warmup=LATENCY_WARMUP)
     return {
         "seed": seed,
         "model": model,
@@ -116,7 +121,7 @@ def _retrain(ctx: Context, winner: dict[str, Any], data) -> dict[str, Any]:
         "tests": tests,
         "seconds": seconds,
         "latency": latency,
-        "confusion": estimator.confusion(model, data.x_test, data.y_test, data.num_classes),
+        "confusion": estimator.confusion(model, eval_batches(data, "test"), None, data.num_classes),
     }
 
 
@@ -146,7 +151,7 @@ def _register(
         "input_shape": json.dumps(list(data.input_shape)),
         "num_classes": data.num_classes,
         "latency": latency_protocol(LATENCY_REPS, LATENCY_WARMUP),
-        "data_split": json.dumps({"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}),
+        "data_split": json.dumps(data.splits()),
         "classes": json.dumps(data.class_names()),
         **cfg.export_recipe().params(),
     }
@@ -182,7 +187,7 @@ def _register(
             "num_classes": data.num_classes,
             "preprocess": data.preprocess,
         },
-        input_example=data.preprocess.to_png(data.x_test[:2]) if data.preprocess else data.x_test[:2].numpy(),
+        input_example=_example(data),
         # the served model's code imports kubenas: serve it where kubenas is installed (the component image)
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "pillow"],
     )
@@ -212,6 +217,14 @@ def _register(
         "export_run_id": registered["run_id"],
         "retrain_seconds": retrained["seconds"],
     }
+
+
+def _example(data):
+    """Two test inputs: as PNG files for an image model, else as an array."""
+    from kubenas.estimators.training import eval_batches
+
+    x = next(iter(eval_batches(data, "test", batch_size=2)))[0]
+    return data.preprocess.to_png(x) if data.preprocess else x.numpy()
 
 
 def winner_metrics(summary: dict[str, Any]) -> dict[str, float]:
