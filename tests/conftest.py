@@ -65,3 +65,30 @@ def toy_dataset(n: int = 96, shape=(1, 16), classes: int = 3, seed: int = 0, wit
 @pytest.fixture
 def toy():
     return toy_dataset()
+
+
+# The longest tests start first, so that the two workers end together instead of one waiting on the other's last
+# long test (measured with --durations; the rest keep their order: end-to-end, then components, then unit).
+SLOW_FIRST = (
+    "tests/e2e/test_faults.py::test_a_sigkill_of_the_whole_run_at_every_stage",
+    "tests/e2e/test_tabular_pipelines.py::test_successive_halving",
+    "tests/e2e/test_local_run.py::test_run_resume_and_pull",
+    "tests/e2e/test_estimator_pipelines.py::test_learning_curve",
+    "tests/e2e/test_image_formats.py",
+    "tests/e2e/test_estimator_pipelines.py",
+    "tests/e2e/test_faults.py",
+    "tests/e2e/test_tabular_pipelines.py",
+    "tests/e2e/test_readme_and_status.py",
+    "tests/e2e/test_lifecycle.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> tuple[int, int]:
+        for i, prefix in enumerate(SLOW_FIRST):
+            if item.nodeid.startswith(prefix):
+                return (0, i)
+        kind = item.nodeid.split("/")[1] if "/" in item.nodeid else ""
+        return ({"e2e": 1, "components": 2}.get(kind, 3), 0)
+
+    items.sort(key=rank)  # stable: within a rank, the collection order

@@ -619,6 +619,15 @@ class SearchConfig(_Strict):
             )
 
     def _check_oneshot(self, space) -> None:
+        if self.oneshot is not None and self.estimator.recipe is not None:
+            both = sorted(
+                {"lr", "weight_decay", "batch_size", "arch_lr", "arch_weight_decay"} & set(self.oneshot.options)
+            )
+            if both:
+                raise ValueError(
+                    f"oneshot.options {both} and estimator.recipe both set the supernet's training: set them in the "
+                    "recipe (e.g. recipe: {preset: darts, lr: 0.05})"
+                )
         from kubenas.oneshot import make_oneshot
 
         make_oneshot(self.oneshot.method, space, **self.oneshot.options)  # the space has a supernet, the options fit

@@ -70,7 +70,7 @@ def test_learning_curve_early_termination_through_the_pipeline(stack_env, tmp_pa
         "space": {"name": "nb201", "options": table.protocol["space_options"]},
         "strategy": {"name": "random"},
         "estimator": {"table": TABLE, "early_stop": {"k": 1, "min_epochs": 1, "threshold": 0.5, "min_calibration": 4}},
-        "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 4},
+        "budget": {"rounds": 2, "candidates_per_round": 4, "parallelism": 2},
         "export": {"epochs": 1, "registered_model": "e2e-lc"},
     }
     _, store = _run(tmp_path, config, "lc")

@@ -35,15 +35,36 @@ def tabular(name: str, **budget) -> dict:
     }
 
 
+def tiny_shapes(name: str) -> dict:
+    """The README example's search at its smallest: 200 generated images, two candidates, one epoch each."""
+    return {
+        "name": name,
+        "seed": 0,
+        "dataset": {"name": "shapes", "options": {"train": 200, "test": 40, "val_fraction": 0.2}},
+        "space": {"name": "nb201", "options": {"width": 4}},
+        "strategy": {"name": "random"},
+        "fidelity": {"epochs": 1, "resolution": 16},
+        "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1},
+        "export": {"epochs": 1, "recipe": {"augment": {"crop_padding": 4, "flip": True}}},
+    }
+
+
 def test_every_python_snippet_of_the_readme_runs_after_a_search_of_its_name(stack_env, tmp_path, monkeypatch):
     path = tmp_path / "readme.yaml"
-    path.write_text(yaml.safe_dump(tabular("mnist1d-nb201")))  # the README's search name, answered by the table
+    path.write_text(yaml.safe_dump(tiny_shapes("shapes-nb201")))  # the README's search name, in small
     assert main(["run", str(path), "--home", str(tmp_path / "home")]) == 0
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in python_blocks():  # all of them, in order, as a reader runs them
         exec(compile(block, str(README), "exec"), namespace)
     assert type(namespace["model"]).__name__ != "NoneType" and namespace["table"].num_rows == 2
+    # the champion classified the PNG file the snippet drew, by one of its class names
+    import mlflow
+
+    from kubenas.data.shapes import CLASSES
+
+    served = mlflow.pyfunc.load_model("models:/shapes-nb201@champion")
+    assert served.predict([(tmp_path / "disk.png").read_bytes()])[0] in CLASSES
     assert namespace["best"]["metrics"]["score"] == 6
 
 

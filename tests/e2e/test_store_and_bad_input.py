@@ -168,7 +168,11 @@ def test_workers_logging_a_new_dataset_at_once_all_succeed(stack_env):
     experiment = tracker.experiment_id()
     for attempt in range(3):  # a new dataset each time: a digest the experiment does not hold yet
         data = SimpleNamespace(
-            digest=lambda a=attempt: f"race{a:04d}", splits=lambda: {"train": 1}, input_shape=(4,), num_classes=2
+            digest=lambda a=attempt: f"race{a:04d}",
+            splits=lambda: {"train": 1},
+            input_shape=(4,),
+            num_classes=2,
+            class_counts=lambda: {"train": {"0": 1}},
         )
         config = SimpleNamespace(dataset=SimpleNamespace(name=f"raced-{time.time_ns()}", options={}))
         runs = [tracker.create_run(experiment, f"race-{i}", {}) for i in range(6)]

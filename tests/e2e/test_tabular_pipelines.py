@@ -101,7 +101,7 @@ def test_successive_halving_promotes_across_rounds_through_the_pipeline(stack_en
             "prefilter": {"proxy": "synflow", "pool": 4},
         },  # new cells: the best synflow score of 4 proposals
         "estimator": {"table": TABLE},
-        "budget": {"rounds": 4, "candidates_per_round": 4, "parallelism": 4},
+        "budget": {"rounds": 4, "candidates_per_round": 4, "parallelism": 2},
         "export": {"epochs": 1, "registered_model": "e2e-mf"},
     }
     path = tmp_path / "mf.yaml"

@@ -31,7 +31,9 @@ from torch import nn
 from kubenas.arch import Arch, arch_id
 from kubenas.core import is_int, is_number
 from kubenas.data.base import Dataset, require_resident
+from kubenas.estimators import loop
 from kubenas.oneshot.supernet import SuperNet, check_space, supernet
+from kubenas.recipes import Recipe
 from kubenas.spaces.base import SearchSpace
 from kubenas.strategies.base import rng_from_state, rng_state
 
@@ -63,7 +65,10 @@ class OneShot:
         batch_size: int = 128,
         device: str | None = None,
         amp: bool = True,
+        recipe: Recipe | None = None,
     ):
+        if recipe is not None:  # the config's training recipe: the supernet's optimiser, batch, clipping, augmentation
+            lr, weight_decay, batch_size, amp = recipe.lr, recipe.weight_decay, recipe.batch_size, recipe.amp
         if not is_int(seed):
             raise ValueError(f"{self.name}: seed must be an integer, got {seed!r}")
         for label, value in (("lr", lr), ("weight_decay", weight_decay)):
@@ -78,6 +83,8 @@ class OneShot:
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.amp = bool(amp)
         self.lr, self.weight_decay, self.batch_size = float(lr), float(weight_decay), batch_size
+        self.recipe = recipe
+        self.lr_min = recipe.lr_min if recipe is not None else 0.0
         self.rng = np.random.default_rng(seed)
         self.epochs_done = 0
         self.total_epochs: int | None = None
@@ -129,6 +136,8 @@ class OneShot:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.recipe is not None:
+            loop.clip(self.net, self.recipe)
         self.optimizer.step()
         return float(loss.item())
 
@@ -148,9 +157,14 @@ class OneShot:
         torch.manual_seed(self.seed)
         self.net = supernet(self.space, input_shape, num_classes, width_mult).to(self.device)
         self.total_epochs = total_epochs
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.recipe is not None:
+            self.optimizer = loop.optimizer(self.recipe, self.net.parameters())
+        else:
+            self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self._build_extra()
         self._torch_rng = torch.Generator().manual_seed(self.seed)
+        augment = self.recipe.augment if self.recipe is not None else None
+        self.augment = loop.Augmenter(augment, self.device, self.seed) if augment and augment.active else None
 
     def autocast(self):
         if self.device.type == "cuda" and self.amp:
@@ -158,7 +172,7 @@ class OneShot:
         return contextlib.nullcontext()
 
     def _lr_at(self, progress: float) -> float:
-        return 0.5 * self.lr * (1 + math.cos(math.pi * min(1.0, progress)))
+        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * min(1.0, progress)))
 
     def train_epoch(self, data: Dataset) -> dict[str, Any]:
         """Train the supernet for one epoch on the training split (the validation split serves bilevel methods
@@ -181,8 +195,9 @@ class OneShot:
             for group in self.optimizer.param_groups:
                 group["lr"] = self._lr_at(progress)
             val = (data.x_val[val_order[step]], data.y_val[val_order[step]])
+            x = data.x_train[idx] if self.augment is None else self.augment(data.x_train[idx])
             with self.autocast():
-                losses.append(self._train_batch(data.x_train[idx], data.y_train[idx], val, progress))
+                losses.append(self._train_batch(x, data.y_train[idx], val, progress))
         self.epochs_done += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -51,6 +51,10 @@ class DARTS(OneShot):
         **kwargs: Any,
     ):
         super().__init__(space, **kwargs)
+        recipe = self.recipe
+        if recipe is not None:  # the recipe's architecture optimiser (the darts preset: DARTS's own)
+            arch_lr, arch_weight_decay = recipe.arch_lr, recipe.arch_weight_decay
+        self.arch_betas = recipe.arch_betas if recipe is not None else (0.5, 0.999)
         if remedy not in REMEDIES:
             raise ValueError(f"darts: remedy must be one of {', '.join(REMEDIES)}, got {remedy!r}")
         for label, value in (("arch_lr", arch_lr), ("arch_weight_decay", arch_weight_decay)):
@@ -71,7 +75,7 @@ class DARTS(OneShot):
             for key in sorted(self.net.edges)
         }
         self.arch_optimizer = torch.optim.Adam(
-            list(self.alpha.values()), lr=self.arch_lr, betas=(0.5, 0.999), weight_decay=self.arch_weight_decay
+            list(self.alpha.values()), lr=self.arch_lr, betas=self.arch_betas, weight_decay=self.arch_weight_decay
         )
 
     def weights(self) -> dict[str, torch.Tensor]:

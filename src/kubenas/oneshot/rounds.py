@@ -43,6 +43,7 @@ def _method(ctx: Context, total_epochs: int, device: str | None = None) -> OneSh
         seed=cfg.seed,
         amp=cfg.estimator.to_recipe().amp,
         device=device,
+        **({"recipe": cfg.estimator.to_recipe()} if cfg.estimator.recipe is not None else {}),
         **cfg.oneshot.options,
     )
     m.setup(ctx.search_data.input_shape, ctx.search_data.num_classes, total_epochs, cfg.fidelity.width_mult)
