@@ -4,6 +4,7 @@
     python benchmarks/images.py throughput   # kubenas's trainer against a plain PyTorch loop, resident path
     python benchmarks/images.py augment      # what batched augmentation costs an epoch; kubenas's against kornia's
     python benchmarks/images.py accuracy     # best of 5 cells with and without augmentation, 3 seeds (long)
+    python benchmarks/images.py datapath     # an epoch streamed from the embedded S3 against a resident one; memory
 
 Every figure is printed and appended as one JSON line to ``benchmarks/results/images.jsonl``.
 """
@@ -197,9 +198,142 @@ def accuracy(args) -> None:
         record("augment_accuracy", seed=seed, without=best[False], with_crop_flip=best[True])
 
 
+class PeakRss:
+    """The peak memory of this process plus its children (DataLoader workers), sampled every 50 ms: the sum of
+    their RSS (which counts the pages they share, torch's libraries above all, once per process) and of their PSS
+    (which splits shared pages between the processes that share them: what they use together)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _memory(pid: int) -> tuple[int, int]:
+        rss = pss = 0
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return rss, pss
+
+    def _children(self, pid: int) -> list[int]:
+        out = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                kids = []
+            for kid in kids:
+                out += [kid, *self._children(kid)]
+        return out
+
+    def _run(self) -> None:
+        import os
+
+        me = os.getpid()
+        while not self._stop.wait(0.05):
+            both = [self._memory(p) for p in [me, *self._children(me)]]
+            self.peak = max(self.peak, sum(r for r, _ in both))
+            self.peak_pss = max(self.peak_pss, sum(p for _, p in both))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def datapath(args) -> None:
+    """A resident epoch against an epoch streamed from the embedded S3 (same images, network and recipe), and the
+    peak memory of streaming a dataset several times larger than a memory budget."""
+    import tempfile
+
+    import boto3
+
+    from kubenas import stack
+    from kubenas.data.shapes import write_shapes
+
+    home = Path(tempfile.mkdtemp(prefix="kubenas-bench-"))
+    s = stack.start(home, quiet=True)
+    try:
+        import os
+
+        os.environ.update(s.env())
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="bench")
+
+        def upload(train: int, test: int) -> str:
+            local = write_shapes(train, test, 0, home / "cache")
+            for f in sorted(local.glob("*.parquet")):
+                client.upload_file(str(f), "bench", f"shapes-{train}/{f.name}")
+            return f"s3://bench/shapes-{train}/"
+
+        common = {"image_column": "image", "label_column": "label", "cache_dir": str(home / "cache" / "images")}
+        space = make_space("nb201", width=16, cells_per_stage=1)
+        arch = {d.name: "nor_conv_3x3" for d in space.decisions}
+        uri = upload(args.train, 1000)
+        recipe = resolve({"batch_size": args.batch, "augment": {"crop_padding": 4, "flip": True}})
+        times = {}
+        for path in ("resident", "streaming"):
+            data = load_dataset("parquet", path=uri, data_path=path, workers=args.workers, **common).without_test()
+            est = TrainingEstimator(recipe, device="cpu", latency_reps=1)
+            runs = []
+            for rep in range(args.repeats):
+                t = time.perf_counter()
+                est.fit(arch, space, data, Fidelity(epochs=1), seed=rep)
+                runs.append(time.perf_counter() - t)
+            times[path] = statistics.median(runs)
+        record(
+            "datapath_epoch",
+            images=args.train,
+            workers=args.workers,
+            resident_s=round(times["resident"], 2),
+            streaming_s=round(times["streaming"], 2),
+            ratio=round(times["streaming"] / times["resident"], 3),
+        )
+        # memory: stream a dataset whose decoded images are 4x the budget, through every worker, and read it all
+        budget = args.budget_mib << 20
+        per_image = 3 * args.side * args.side * 4
+        count = 4 * budget // per_image
+        uri = upload(count, 10)
+        data = load_dataset(
+            "parquet", path=uri, memory_budget=budget, resize=args.side, workers=args.workers, **common
+        ).without_test()
+        assert data.streamed, "the dataset should not fit the budget"
+        seen = 0
+        with PeakRss() as rss:
+            for xb, _ in data.loader("train", 256):
+                seen += len(xb)
+        record(
+            "datapath_memory",
+            images=count,
+            decoded_mib=round(count * per_image / 2**20),
+            budget_mib=args.budget_mib,
+            peak_rss_mib=round(rss.peak / 2**20),
+            peak_pss_mib=round(rss.peak_pss / 2**20),
+            rss_under_budget=rss.peak < budget,
+            seen=seen,
+            workers=args.workers,
+        )
+    finally:
+        s.stop()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("passmark", "throughput", "augment", "accuracy"))
+    parser.add_argument("what", choices=("passmark", "throughput", "augment", "accuracy", "datapath"))
+    parser.add_argument("--workers", type=int, default=2, help="the streaming path's DataLoader workers")
+    parser.add_argument("--budget-mib", type=int, default=1536, help="the memory budget the streamed data exceeds 4x")
+    parser.add_argument("--side", type=int, default=96, help="image side of the memory measurement (resize)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", type=int, default=20)
     parser.add_argument("--train", type=int, default=10_000, help="training images of the built-in dataset")
@@ -208,7 +342,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    {"passmark": passmark, "throughput": throughput, "augment": augment_cost, "accuracy": accuracy}[args.what](args)
+    kinds = {"passmark": passmark, "throughput": throughput, "augment": augment_cost, "accuracy": accuracy}
+    kinds["datapath"] = datapath
+    kinds[args.what](args)
 
 
 if __name__ == "__main__":

@@ -153,14 +153,16 @@ def evaluate_onnx(onnx_path: str | Path, config: dict[str, Any], batch_size: int
     data = load_dataset(config["dataset"]["name"], **config["dataset"].get("options", {}))
     if not data.has_test:
         raise PullError(f"dataset {config['dataset']['name']!r} has no test split to evaluate on")
+    from kubenas.estimators.training import eval_batches
+
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
-    x, y = data.x_test.numpy(), data.y_test.numpy()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        logits = session.run(None, {feed: x[i : i + batch_size]})[0]
-        correct += int((logits.argmax(axis=1) == y[i : i + batch_size]).sum())
-    return correct / len(x)
+    correct = total = 0
+    for x, y in eval_batches(data, "test", batch_size=batch_size):  # resident or streamed, as the search read it
+        logits = session.run(None, {feed: x.numpy()})[0]
+        correct += int((logits.argmax(axis=1) == y.numpy()).sum())
+        total += len(y)
+    return correct / total
 
 
 def model_card(
@@ -202,7 +204,8 @@ def model_card(
         f"Found by kubenas search `{params['search']}`: the `{config['strategy']['name']}` strategy over the "
         f"`{space.spec()['name']}` space, objective {config['objective']['mode']} `{config['objective']['metric']}`. "
         f"Retrained from scratch for {params.get('export_epochs', '?')} epoch(s) with seed "
-        f"{params.get('chosen_seed', '?')} (of {params.get('export_seeds', '?')}).",
+        f"{params.get('chosen_seed', '?')} (of {params.get('export_seeds', '?')})"
+        + (f", recipe `{params['recipe.preset']}` ({_recipe_line(params)})." if "recipe.preset" in params else "."),
         "",
         "## Metrics",
         "",
@@ -217,8 +220,22 @@ def model_card(
         "",
         f"Genotype: `{params.get('genotype', space.genotype(arch))}`",
         "",
-        f"Input shape per example: `{json.loads(params['input_shape'])}`, classes: {params['num_classes']}.",
+        f"Input shape per example: `{json.loads(params['input_shape'])}`, classes: {params['num_classes']}"
+        + (f" ({', '.join(json.loads(params['classes']))})." if params.get("classes") else "."),
         "",
+        *(
+            [
+                "Inputs of `model.onnx` are normalised tensors. The registered model "
+                f'(`mlflow.pyfunc.load_model("models:/{name}/{version}")`) takes PNG or JPEG files and applies the '
+                "training data's preprocessing itself (mode, resize policy, per-channel mean and std: "
+                "`preprocess.json` in the export run).",
+                "",
+            ]
+            if params.get("classes")
+            and config["dataset"]["name"] not in ("mnist1d", "digits", "parquet")
+            or config["dataset"].get("options", {}).get("image_column")
+            else []
+        ),
         "## Data",
         "",
         f"Dataset `{dataset['name']}` with options `{json.dumps(dataset.get('options', {}))}`; split sizes: "
@@ -239,6 +256,11 @@ def model_card(
         f"- pulled with kubenas {__version__}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _recipe_line(params: dict[str, str]) -> str:
+    keys = ("optimizer", "lr", "schedule", "weight_decay", "batch_size")
+    return ", ".join(f"{k} {params[f'recipe.{k}']}" for k in keys if f"recipe.{k}" in params)
 
 
 def _export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path, ort) -> None:

@@ -67,3 +67,19 @@ def test_a_format_searches_from_a_local_path_and_from_s3_resident_and_streamed(f
     local_data, s3_data = results[("local", "resident")], results[("s3", "resident")]
     assert local_data.classes == s3_data.classes and local_data.x_train.shape == s3_data.x_train.shape
     assert (local_data.x_train - s3_data.x_train).abs().max() < 1e-5
+
+
+def test_a_missing_s3_prefix_or_archive_is_named(stack_env):
+    from kubenas.data import check_source
+
+    for name, options in (
+        ("imagefolder", {"path": "s3://kubenas/datasets/no-such-folder"}),
+        ("webdataset", {"path": "s3://kubenas/datasets/no-such-shards", "classes": ["a", "b"]}),
+        ("cifar10", {"path": "s3://kubenas/datasets/no-such/cifar-10-python.tar.gz"}),
+    ):
+        with pytest.raises(
+            ValueError, match=r"(no archive at )?'s3://kubenas/datasets/no-such.*(does not exist|downloads)"
+        ):
+            load_dataset(name, **options)
+        with pytest.raises(ValueError, match=r"s3://kubenas/datasets/no-such.* does not exist"):
+            check_source(name, **options)  # the run's pre-flight, before any stack or task starts

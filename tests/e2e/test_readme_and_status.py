@@ -66,6 +66,12 @@ def test_every_python_snippet_of_the_readme_runs_after_a_search_of_its_name(stac
     served = mlflow.pyfunc.load_model("models:/shapes-nb201@champion")
     assert served.predict([(tmp_path / "disk.png").read_bytes()])[0] in CLASSES
     assert namespace["best"]["metrics"]["score"] == 6
+    # the winner's report names the classes and counts them per split; pull works on image data too
+    page = (tmp_path / "home" / "reports" / "shapes-nb201" / "winner.html").read_text()
+    assert 'data-table="class counts"' in page and "<td>crescent</td>" in page
+    assert main(["pull", "shapes-nb201", "-o", str(tmp_path / "pulled"), "--evaluate"]) == 0
+    card = (tmp_path / "pulled" / "MODEL_CARD.md").read_text()
+    assert "disk, ring, square" in card and "takes PNG or JPEG files" in card and "recipe `default`" in card
 
 
 def test_connect_and_env_point_a_process_and_a_shell_at_the_stack_without_printing_the_keys(local_stack, monkeypatch):

@@ -96,7 +96,7 @@ def _source(kind: str, path: str, labels: str, name: str) -> Source:
             raise ValueError(
                 f"dataset {name!r}: no archive at {path!r}. kubenas downloads nothing at run time: put the "
                 f"python version of the archive ({ARCHIVES[kind]}, from the CIFAR page of the University of "
-                "Toronto) there, or upload it with `kubenas upload` and give its s3:// URI"
+                "Toronto) there, or copy it to S3 (the README's 'Your own data' shows how) and give its s3:// URI"
             )
         with filesys.open_input_stream(inner) as f:
             data = f.read()

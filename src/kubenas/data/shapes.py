@@ -78,7 +78,7 @@ def write_shapes(train: int, test: int, seed: int, directory: Path | None = None
                 "label": pa.array(labels, type=pa.int64()),
             }
         ).replace_schema_metadata(meta)
-        pq.write_table(table, tmp / f"{split}-00000-of-00001.parquet")
+        pq.write_table(table, tmp / f"{split}-00000-of-00001.parquet", row_group_size=1000)
     (tmp / "done").touch()
     try:
         os.replace(tmp, root)

@@ -153,6 +153,7 @@ def _register(
         "latency": latency_protocol(LATENCY_REPS, LATENCY_WARMUP),
         "data_split": json.dumps(data.splits()),
         "classes": json.dumps(data.class_names()),
+        **({"preprocess": json.dumps(data.preprocess.to_dict())} if data.preprocess else {}),
         **cfg.export_recipe().params(),
     }
     metrics = {
