@@ -60,3 +60,8 @@ def test_a_saved_model_classifies_png_and_jpeg_bytes_of_any_size_and_mode(tmp_pa
     with torch.no_grad():
         want = [imagegen.CLASSES[i] for i in model(data.x_test).argmax(1).tolist()]
     assert loaded.predict(pngs) == want
+    # a REST request carries the files as base64 text: MLflow checks the logged example that way, and so it serves
+    import base64
+
+    assert loaded.predict([base64.b64encode(p).decode() for p in pngs]) == want
+    assert loaded.predict([base64.encodebytes(p) for p in pngs]) == want  # with line breaks, as MLflow writes it

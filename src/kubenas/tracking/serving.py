@@ -3,7 +3,8 @@ the space, the ``state_dict`` (loaded with ``weights_only=True``) and, for image
 
 ``mlflow.pyfunc.load_model("models:/NAME@champion").predict(images)`` takes a list of PNG or JPEG files as bytes
 (any size and mode: the training data's resize policy, mode and normalisation are applied) and returns their
-class names; a pandas DataFrame or Series whose first column holds the bytes works too. A search on tensors
+class names; a pandas DataFrame or Series whose first column holds the bytes works too, and so does base64 text,
+which is how a REST request to ``mlflow models serve`` carries them. A search on tensors
 (MNIST-1D, a Parquet of features) takes a float array of the input shape instead.
 """
 
@@ -57,7 +58,7 @@ class Classifier(mlflow.pyfunc.PythonModel):
         names = self.preprocess.classes if self.preprocess else ()
         self.classes = list(names) or [str(i) for i in range(meta["num_classes"])]
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
+    def predict(self, context, model_input, params: dict | None = None) -> list[str]:
         import numpy as np
         import torch
 
@@ -70,15 +71,33 @@ class Classifier(mlflow.pyfunc.PythonModel):
         return [self.classes[i] for i in predicted.tolist()]
 
 
+_MAGIC = (b"\x89PNG", b"\xff\xd8")  # how a PNG and a JPEG file begin
+
+
 def _blobs(model_input) -> list[bytes]:
-    """Encoded images from a list of bytes, or from the first column of a DataFrame or a Series."""
+    """Encoded images from a list, or from the first column of a DataFrame or a Series: bytes as they are, and
+    base64 text (what a REST request to a served model carries) decoded."""
+    import base64
+    import binascii
+
     if hasattr(model_input, "iloc") and hasattr(model_input, "columns"):
         model_input = model_input.iloc[:, 0]
     values = list(model_input.tolist() if hasattr(model_input, "tolist") else model_input)
+    out = []
     for i, v in enumerate(values):
+        if isinstance(v, str):
+            v = v.encode()
         if not isinstance(v, (bytes, bytearray)):
             raise ValueError(f"input {i}: expected the bytes of a PNG or JPEG file, got {type(v).__name__}")
-    return [bytes(v) for v in values]
+        v = bytes(v)
+        if not v.startswith(_MAGIC):
+            try:
+                decoded = base64.b64decode(v)  # (MLflow's base64 has line breaks: not validated)
+                v = decoded if decoded.startswith(_MAGIC) else v
+            except (binascii.Error, ValueError):
+                pass  # not base64: the decoder names it as not an image
+        out.append(v)
+    return out
 
 
 def log_model(model, served: dict[str, Any], input_example, pip_requirements: list[str]):
