@@ -372,3 +372,9 @@ def test_streaming_webdataset_shards_need_the_class_names_up_front(tmp_path):
     path = str(imagegen.webdataset(tmp_path / "w"))
     with pytest.raises(ValueError, match="streaming path needs the class names .* option classes"):
         load_dataset("webdataset", path=path, data_path="streaming", **_opts(tmp_path))
+
+
+def test_streamed_tar_shards_estimate_their_size_for_the_schedule(tmp_path):
+    data = _streamed(tmp_path, "webdataset")  # tar shards do not say how many images they hold
+    train = len(_keys(data, "train"))
+    assert 0.7 * train <= data.count("train") <= 1.5 * train

@@ -69,6 +69,7 @@ class Shard:
     size: int
     items: Callable[[], Iterable[Item]]
     count: int | None = None
+    overhead: int = 0  # bytes a shard spends per image besides the image (a tar's headers and label file)
 
 
 @dataclass

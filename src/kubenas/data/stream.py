@@ -157,12 +157,14 @@ class Streamed:
             if not shards:
                 raise ValueError(f"dataset {name!r}: split {split!r} has no shards")
         decode_opts = opts.decode
-        sample, bad = [], []
+        sample, bad, encoded = [], [], []
         for item in islice((i for shard in source.splits["train"] for i in shard.items()), SAMPLE):
             try:
                 pixels = from_pixels(item.pixels, decode_opts) if item.pixels is not None else None
                 if pixels is None:
-                    pixels = decode(item.read(), item.key, decode_opts)[0]
+                    data = item.read()
+                    encoded.append(len(data))
+                    pixels = decode(data, item.key, decode_opts)[0]
                 sample.append(pixels)
             except BadImage as exc:
                 bad.append(str(exc))
@@ -178,7 +180,12 @@ class Streamed:
         mean, std = stats(np.stack(sample))
         size = tuple(int(v) for v in sample[0].shape[1:])
         pre = Preprocess(decode_opts.mode, size, decode_opts.resize, mean, std, tuple(source.classes))
-        counts = {s: sum(sh.count or 0 for sh in shards) for s, shards in source.splits.items()}
+        # images per split: as listed, or for shards that do not say (tar files), their bytes over the sample's mean
+        per_image = max(1.0, sum(encoded) / len(encoded)) if encoded else 1.0
+        counts = {
+            s: sum(sh.count if sh.count is not None else int(sh.size / (per_image + sh.overhead)) for sh in shards)
+            for s, shards in source.splits.items()
+        }
         note = (
             f"{name}: streaming {len(source.splits['train'])} train shard(s) with {opts.workers} worker(s); "
             f"normalised with the statistics of {len(sample)} train images"
@@ -254,7 +261,7 @@ class Streamed:
         return self.preprocess.normalise(pixels[None])[0], item.label
 
     def count(self, split: str) -> int:
-        """The split's images where known up front (0 where not)."""
+        """The split's images, as listed or estimated up front (the learning-rate schedule's length)."""
         if split in self.counts and ("val" in self.source.splits or split == "test"):
             return self.counts[split]
         total = self.counts.get("train", 0)

@@ -16,6 +16,10 @@ from kubenas.data.imageset import image_dataset
 from kubenas.data.options import ImageOptions, image_loader
 from kubenas.data.s3 import filesystem, stamp
 
+# a sample's bytes in a tar shard besides its image: two 512-byte headers, the .cls file's 512-byte block and, on
+# average, half a block of padding after the image
+TAR_OVERHEAD = 1792
+
 _SPLITS = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
 
 
@@ -28,7 +32,7 @@ def load_webdataset(
     webdataset_info(path, classes, name, **options)
     splits = {
         split: [
-            Shard(shown, version, size, partial(read_shard, (fs_, inner, shown), name))
+            Shard(shown, version, size, partial(read_shard, (fs_, inner, shown), name), overhead=TAR_OVERHEAD)
             for fs_, inner, shown, version, size in files
         ]
         for split, files in shard_listing(path, name).items()
