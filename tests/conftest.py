@@ -68,7 +68,9 @@ def toy():
 
 
 # The longest tests start first, so that the two workers end together instead of one waiting on the other's last
-# long test (measured with --durations; the rest keep their order: end-to-end, then components, then unit).
+# long test (measured with --durations; the rest keep their order: end-to-end, then components, then unit). This
+# needs `--maxschedchunk=1` (pyproject's addopts): xdist's default hands each worker a quarter of its share of
+# the list at once, which would give the first worker every slow test.
 SLOW_FIRST = (
     "tests/e2e/test_faults.py::test_a_sigkill_of_the_whole_run_at_every_stage",
     "tests/e2e/test_tabular_pipelines.py::test_successive_halving",
