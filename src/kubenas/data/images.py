@@ -204,6 +204,16 @@ def from_pixels(pixels: np.ndarray, opts: DecodeOptions) -> np.ndarray:
     return _array(_to_mode(Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0))), opts.mode), opts)
 
 
+def decode_item(item: Item, opts: DecodeOptions) -> tuple[np.ndarray, str, int]:
+    """An item's (C, H, W) uint8 pixels in ``opts``'s mode and size, the mode it was stored in, and its encoded
+    bytes (0 for pixels already decoded); raises BadImage."""
+    if item.pixels is not None:
+        return from_pixels(item.pixels, opts), opts.mode, 0
+    data = item.read()
+    pixels, stored = decode(data, item.key, opts)
+    return pixels, stored, len(data)
+
+
 def _to_mode(img, mode: str):
     if img.mode == mode:
         return img
@@ -260,9 +270,7 @@ def decode_all(items: Sequence[Item], opts: DecodeOptions, name: str, split: str
 
     def one(item: Item):
         try:
-            if item.pixels is not None:
-                return from_pixels(item.pixels, opts), opts.mode, None
-            pixels, stored = decode(item.read(), item.key, opts)
+            pixels, stored, _ = decode_item(item, opts)
             return pixels, stored, None
         except BadImage as exc:
             return None, None, str(exc)

@@ -6,6 +6,7 @@ present. Splits come from a split column, from one path per split, or from file 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from functools import partial
 
@@ -46,9 +47,7 @@ def load_image_parquet(
                 parts = {split: meta.metadata.num_rows}
             elif split_column in schema.names:
                 values = pq.read_table(f.path, columns=[split_column], filesystem=filesys).column(0).to_pylist()
-                parts = {}
-                for v in values:
-                    parts[SPLITS.get(str(v)) or _bad_split(name, shown, v)] = parts.get(SPLITS.get(str(v)), 0) + 1
+                parts = Counter(SPLITS.get(str(v)) or _bad_split(name, shown, v) for v in values)
             else:
                 by_name = SPLITS.get(f.base_name.split("-")[0].split("_")[0].split(".")[0]) or "train"
                 parts = {by_name: meta.metadata.num_rows}

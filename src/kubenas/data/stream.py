@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from kubenas.data.images import MODES, BadImage, Preprocess, Shard, Source, decode, from_pixels, stats
+from kubenas.data.images import MODES, BadImage, Preprocess, Shard, Source, decode_item, stats
 from kubenas.data.options import ImageOptions
 
 SAMPLE = 256  # training images decoded up front: size, mode and normalisation statistics
@@ -36,14 +36,10 @@ def decoded_bytes(name: str, source: Source, opts: ImageOptions) -> int:
     first = next(iter(shards[0].items()), None)
     if first is None:
         raise ValueError(f"dataset {name!r}: train shard {shards[0].name} holds no image")
-    if first.pixels is not None:
-        pixels, encoded = from_pixels(first.pixels, opts.decode), first.pixels.nbytes
-    else:
-        data = first.read()
-        try:
-            pixels, encoded = decode(data, first.key, opts.decode)[0], len(data)
-        except BadImage as exc:
-            raise ValueError(f"dataset {name!r}: {exc}") from None
+    try:
+        pixels, _, encoded = decode_item(first, opts.decode)
+    except BadImage as exc:
+        raise ValueError(f"dataset {name!r}: {exc}") from None
     if all(s.count is not None for s in shards):
         count = sum(s.count for s in shards)
     else:
@@ -160,12 +156,10 @@ class Streamed:
         sample, bad, encoded = [], [], []
         for item in islice((i for shard in source.splits["train"] for i in shard.items()), SAMPLE):
             try:
-                pixels = from_pixels(item.pixels, decode_opts) if item.pixels is not None else None
-                if pixels is None:
-                    data = item.read()
-                    encoded.append(len(data))
-                    pixels = decode(data, item.key, decode_opts)[0]
+                pixels, _, size = decode_item(item, decode_opts)
                 sample.append(pixels)
+                if size:
+                    encoded.append(size)
             except BadImage as exc:
                 bad.append(str(exc))
         if bad and opts.on_bad_image == "fail":
@@ -242,9 +236,7 @@ class Streamed:
         """One item as a normalised sample; None when it is bad and ``on_bad_image`` is ``skip``."""
         opts = self.opts.decode
         try:
-            pixels = (
-                from_pixels(item.pixels, opts) if item.pixels is not None else decode(item.read(), item.key, opts)[0]
-            )
+            pixels = decode_item(item, opts)[0]
             if pixels.shape[1:] != self.preprocess.size:
                 raise BadImage(
                     f"{item.key}: {pixels.shape[2]}x{pixels.shape[1]}, the dataset's images are "
