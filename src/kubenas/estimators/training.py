@@ -173,7 +173,7 @@ class TrainingEstimator:
                 loss.backward()
                 loop.clip(model, recipe)
                 optimizer.step()
-                if step < data.scheduled_steps:
+                if step < steps_per_epoch:
                     schedule.step()
                 total += loss.detach() * len(yb)
                 seen += len(yb)
@@ -332,8 +332,7 @@ class _Batches:
     """Where an epoch's training batches and the validation batches come from."""
 
     input_shape: tuple[int, ...]
-    steps_per_epoch: int
-    scheduled_steps: int
+    steps_per_epoch: int  # the schedule's steps an epoch (streamed: estimated; past it the rate stays at its end)
 
     @staticmethod
     def of(dataset, fidelity: Fidelity, batch_size: int, device, gen, seed: int) -> _Batches:
@@ -352,7 +351,7 @@ class _Resident(_Batches):
         self.y_val = dataset.y_val.to(device)
         self.input_shape = tuple(self.x.shape[1:])
         self.batch_size, self.gen, self.device = batch_size, gen, device
-        self.steps_per_epoch = self.scheduled_steps = max(1, math.ceil(len(self.x) / batch_size))
+        self.steps_per_epoch = max(1, math.ceil(len(self.x) / batch_size))
 
     def train(self, epoch: int):
         order = torch.randperm(len(self.x), generator=self.gen).to(self.device)
@@ -383,9 +382,7 @@ class _Streamed(_Batches):
         )
         shape = dataset.input_shape
         self.input_shape = (shape[0], fidelity.resolution, fidelity.resolution) if fidelity.resolution else shape
-        # the schedule's length from the split's size where known up front; past it the rate stays at its end
         self.steps_per_epoch = max(1, math.ceil(dataset.count("train") / dataset.world_size / batch_size))
-        self.scheduled_steps = self.steps_per_epoch
 
     @staticmethod
     def resized(batches, resolution: int | None):
