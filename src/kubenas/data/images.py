@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +132,19 @@ class Preprocess:
             classes=tuple(data["classes"]),
         )
 
-    def normalise(self, pixels: np.ndarray):
-        """(N, C, H, W) uint8 pixels as the model's float32 input tensor."""
+    @cached_property
+    def _mean_std(self):
         import torch
 
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        shape = (1, -1, 1, 1)
+        return torch.tensor(self.mean).view(shape), torch.tensor(self.std).view(shape)
+
+    def normalise(self, pixels: np.ndarray):
+        """(N, C, H, W) uint8 pixels as the model's float32 input tensor (the streaming path calls it per image:
+        the mean and std tensors are made once)."""
+        import torch
+
+        mean, std = self._mean_std
         return (torch.from_numpy(np.ascontiguousarray(pixels)).float().div_(255.0) - mean) / std
 
     def to_png(self, x) -> list[bytes]:
