@@ -38,6 +38,11 @@ def _json_arg(text: str) -> dict:
     return value
 
 
+def _json_or_name(text: str) -> str | dict:
+    """A name, or a JSON object (text that starts with ``{``)."""
+    return _json_arg(text) if text.lstrip().startswith("{") else text
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -201,7 +206,15 @@ def _add_bench(sub) -> None:
     bb.add_argument("--dataset", default=None, help="the dataset to train on, without --preset")
     bb.add_argument("--dataset-options", type=_json_arg, default=None, metavar="JSON", help="the dataset's options")
     bb.add_argument("--epochs", type=int, default=None, help="training epochs per architecture (the protocol's)")
-    bb.add_argument("--lr", type=float, default=None, help="learning rate of the protocol")
+    bb.add_argument(
+        "--recipe",
+        type=_json_or_name,
+        default=None,
+        metavar="NAME|JSON",
+        help="the training recipe: a preset (default, nb201, darts) or JSON such as "
+        '\'{"preset": "nb201", "lr": 0.05}\' (kubenas.recipes); default: the default preset at lr 0.01',
+    )
+    bb.add_argument("--lr", type=float, default=None, help="learning rate of the protocol's recipe")
     bb.add_argument("--seed", type=int, default=None, help="training seed of the protocol")
     bb.add_argument("--sample", type=int, default=None, help="train this many random architectures, not all")
     bb.add_argument("--out", type=Path, default=None, help="default: benchmarks/<preset or space>.parquet")
@@ -666,13 +679,18 @@ def _bench_command(args: argparse.Namespace) -> int:
             "dataset": args.dataset,
             "dataset_options": args.dataset_options,
             "epochs": args.epochs,
-            "lr": args.lr,
+            "recipe": args.recipe,
             "seed": args.seed,
             "sample": args.sample,
         }.items()
         if v is not None
     }
     protocol = dataclasses.replace(base, **overrides)
+    if args.lr is not None:
+        spec = protocol.recipe
+        spec = {"preset": spec} if isinstance(spec, str) else dict(spec)
+        protocol = dataclasses.replace(protocol, recipe={**spec, "lr": args.lr})
+    protocol.to_dict()  # resolves the recipe: a bad one is named before any training
     out = args.out or Path("benchmarks") / f"{args.preset or protocol.space}.parquet"
     try:
         shard, shards = (int(x) for x in args.shard.split("/"))

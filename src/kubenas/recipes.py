@@ -49,7 +49,8 @@ class Recipe:
     annealed to ``lr_min`` by ``schedule`` (``step`` multiplies by ``step_gamma`` every ``step_epochs``;
     ``onecycle`` warms up over its first ``onecycle_pct`` of the steps). ``label_smoothing``, ``grad_clip`` (a
     global norm), ``class_weights`` (inverse class frequency in the loss, for imbalanced data), ``channels_last``,
-    ``amp`` (bfloat16 autocast on CUDA), ``compile`` (``torch.compile``) and ``check_every`` (the steps between
+    ``amp`` (bfloat16 autocast on CUDA), ``compile`` (``torch.compile``: true for its default backend, or a backend's
+    name such as ``aot_eager``) and ``check_every`` (the steps between
     checks of the loss for NaN: the one host synchronisation of the inner loop)."""
 
     preset: str = "default"
@@ -71,7 +72,7 @@ class Recipe:
     class_weights: bool = False
     channels_last: bool = False
     amp: bool = True
-    compile: bool = False
+    compile: bool | str = False
     check_every: int = 50
     arch_lr: float = 3e-4
     arch_betas: tuple[float, float] = (0.5, 0.999)
@@ -142,8 +143,9 @@ def _problems(r: Recipe) -> list[str]:
     need(is_finite(r.step_gamma) and 0 < r.step_gamma <= 1, "step_gamma", "in (0, 1]", r.step_gamma)
     need(is_finite(r.label_smoothing) and 0 <= r.label_smoothing < 1, "label_smoothing", "in [0, 1)", r.label_smoothing)
     need(r.grad_clip is None or (is_finite(r.grad_clip) and r.grad_clip > 0), "grad_clip", "> 0 or null", r.grad_clip)
-    for name in ("class_weights", "channels_last", "amp", "compile"):
+    for name in ("class_weights", "channels_last", "amp"):
         need(isinstance(getattr(r, name), bool), name, "true or false", getattr(r, name))
+    need(isinstance(r.compile, bool) or r.compile in COMPILE_BACKENDS, "compile", _COMPILE_EXPECTED, r.compile)
     need(is_int(r.check_every) and r.check_every >= 1, "check_every", "an integer >= 1", r.check_every)
     need(is_finite(r.arch_lr) and r.arch_lr > 0, "arch_lr", "a number > 0", r.arch_lr)
     betas = r.arch_betas
@@ -166,6 +168,11 @@ def _problems(r: Recipe) -> list[str]:
         need(isinstance(a.flip, bool), "augment.flip", "true or false", a.flip)
         need(is_int(a.cutout) and 0 <= a.cutout <= 1024, "augment.cutout", "in 0..1024", a.cutout)
     return out
+
+
+# torch.compile's backends that need nothing beyond torch (``inductor`` is its default: ``compile: true``)
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
+_COMPILE_EXPECTED = "true, false or a torch.compile backend (" + ", ".join(COMPILE_BACKENDS) + ")"
 
 
 PRESETS: dict[str, Recipe] = {

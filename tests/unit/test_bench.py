@@ -13,6 +13,9 @@ from kubenas.core import Fidelity
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.spaces import make_space
 
+# one worker builds the module's table once (under xdist each worker would build its own)
+pytestmark = pytest.mark.xdist_group("bench-table")
+
 PROTOCOL = table.Protocol(
     space="nb201",
     space_options={"ops": ["skip_connect", "nor_conv_1x1", "avg_pool_3x3"], "width": 4},
@@ -510,3 +513,30 @@ def test_mean_averages_tables_built_with_different_seeds_and_keeps_each_seed(bui
     assert "protocols differ beyond the seed" in capsys.readouterr().err
     with pytest.raises(ValueError, match="repeat a seed"):
         table.mean([a, a], out)
+
+
+def test_a_table_on_images_is_built_and_measured_with_its_recipe(tmp_path, capsys):
+    """`bench build` trains on image data with the recipe it is given (the table's metadata holds every field of
+    it), and `bench estimators` trains with the table's recipe; a table built before recipes keeps its lr."""
+    out = tmp_path / "shapes.parquet"
+    recipe = {"preset": "nb201", "batch_size": 32, "augment": {"crop_padding": 1, "flip": True}}
+    common = ["--space", "nb201", "--space-options", json.dumps({"width": 4, "ops": ["skip_connect", "avg_pool_3x3"]})]
+    common += ["--dataset", "shapes", "--dataset-options", json.dumps({"train": 120, "test": 40, "resize": 8})]
+    common += ["--epochs", "1", "--sample", "3", "--out", str(out)]
+    assert main(["bench", "build", *common, "--recipe", json.dumps(recipe), "--lr", "0.05"]) == 0
+    assert main(["bench", "build", *common, "--recipe", json.dumps(recipe), "--lr", "0.05", "--merge"]) == 0
+    est = TabularEstimator(out)
+    trained = est.protocol["recipe"]
+    assert (trained["preset"], trained["optimizer"], trained["nesterov"], trained["lr"]) == ("nb201", "sgd", True, 0.05)
+    assert trained["batch_size"] == 32 and trained["augment"] == {"crop_padding": 1, "flip": True, "cutout": 0}
+    assert len(est.rows) == 3 and all(0 <= r["val_acc"] <= 1 for r in est.rows.values())
+    from kubenas.bench.budget import protocol_estimator
+
+    assert protocol_estimator(est).recipe == table.protocol_recipe(est.protocol)
+    capsys.readouterr()
+    assert main(["bench", "estimators", "--table", str(out), "--sample", "3", "--estimators", "training"]) == 0
+    assert "| full training | 1.000 | 1.000 |" in capsys.readouterr().out
+    old = table.protocol_recipe({"lr": 0.02, "batch_size": 64, "weight_decay": 0.0})
+    assert (old.preset, old.lr, old.batch_size, old.weight_decay) == ("default", 0.02, 64, 0.0)
+    assert main(["bench", "build", *common, "--recipe", '{"preset": "nope"}']) == 2
+    assert "recipe.preset: unknown preset 'nope'" in capsys.readouterr().err

@@ -76,6 +76,8 @@ def test_a_config_changes_a_preset_by_field_and_the_export_builds_on_the_search(
         ({"grad_clip": float("nan")}, "grad_clip must be > 0 or null, got nan"),
         ({"batchsize": 3}, "unknown field(s) ['batchsize']"),
         ({"preset": "resnet"}, "unknown preset 'resnet'; presets: default, nb201, darts"),
+        ({"compile": "tensorrt"}, "compile must be true, false or a torch.compile backend (inductor, aot_eager"),
+        ({"compile": 1}, "compile must be true, false or a torch.compile backend"),
     ],
 )
 def test_a_bad_recipe_names_the_field(spec, words):
@@ -191,6 +193,26 @@ def test_a_recipe_with_augmentation_trains_images_and_refuses_vectors():
     flat = Dataset("vec", x[:192].flatten(1), y[:192], x[192:].flatten(1), y[192:], num_classes=4)
     with pytest.raises(ValueError, match="recipe.augment applies to images"):
         est.fit(arch, space, flat, Fidelity(epochs=1), seed=0)
+
+
+def test_a_compiled_model_trains_like_the_model_and_saves_the_models_weights():
+    """``compile`` runs the forward through torch.compile (here its ``aot_eager`` backend: the default, inductor,
+    compiles C++ for a minute on a CPU), to the same losses; the weights kept are the model's, not a wrapper's."""
+    from torch._dynamo.utils import counters
+
+    x, y = _images(128)
+    data = Dataset("img", x[:96], y[:96], x[96:], y[96:], num_classes=4)
+    space = make_space("nb201", width=4, ops=["skip_connect", "nor_conv_3x3"])
+    arch = space.sample(0)
+    plain, _ = TrainingEstimator({"batch_size": 32}).fit(arch, space, data, Fidelity(epochs=2), seed=0)
+    counters.clear()
+    model, metrics = TrainingEstimator({"batch_size": 32, "compile": "aot_eager"}).fit(
+        arch, space, data, Fidelity(epochs=2), seed=0
+    )
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo traced the forward
+    assert not any(k.startswith("_orig_mod") for k in model.state_dict())
+    for key, value in plain.state_dict().items():
+        assert torch.allclose(model.state_dict()[key].float(), value.float(), atol=1e-4), key
 
 
 def test_class_weights_weigh_a_rare_class_up():

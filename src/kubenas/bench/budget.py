@@ -32,14 +32,11 @@ DEFAULT_SECONDS = 300.0
 
 
 def protocol_estimator(table: TabularEstimator):
-    """The CPU training estimator with the optimiser settings a table was built with."""
+    """The CPU training estimator with the recipe a table was built with."""
+    from kubenas.bench.table import protocol_recipe
     from kubenas.estimators.training import TrainingEstimator
-    from kubenas.recipes import Recipe
 
-    p = table.protocol
-    return TrainingEstimator(
-        Recipe(batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"]), device="cpu"
-    )
+    return TrainingEstimator(protocol_recipe(table.protocol), device="cpu")
 
 
 def _evolution(table, data, seed, seconds, *, estimator=None, prefilter=None, options=None):
@@ -132,9 +129,10 @@ def _oneshot(method, epochs, options=None, candidates=100):
 
 
 def table_training(table: TabularEstimator) -> dict[str, Any]:
-    """The table protocol's optimiser settings, for a supernet trained like the table's networks."""
-    p = table.protocol
-    return {"lr": p["lr"], "weight_decay": p["weight_decay"], "batch_size": p["batch_size"]}
+    """The table protocol's recipe, for a supernet trained like the table's networks."""
+    from kubenas.bench.table import protocol_recipe
+
+    return {"recipe": protocol_recipe(table.protocol)}
 
 
 METHODS: dict[str, Callable[..., dict[str, Any]]] = {

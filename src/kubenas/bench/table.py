@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from kubenas import __version__
 from kubenas.arch import arch_id
 from kubenas.estimators.tabular import METADATA_KEY, read_table  # noqa: F401 - the format lives with its reader
-from kubenas.recipes import Recipe
+from kubenas.recipes import Recipe, resolve
 from kubenas.spaces import make_space
 
 SCHEMA = pa.schema(
@@ -59,15 +59,28 @@ class Protocol:
     dataset: str = "mnist1d"
     dataset_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.01
-    weight_decay: float = 1e-4
+    # the training recipe (kubenas.recipes: a preset's name or {preset: NAME, FIELD: VALUE...}); the default is
+    # the default preset at lr 0.01, as every table before recipes was built
+    recipe: Any = field(default_factory=lambda: dict(LEGACY_RECIPE))
     seed: int = 0
     sample: int | None = None  # None: every architecture; else this many, drawn with `seed`
     threads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {**out, "recipe": protocol_recipe(out).to_dict()}  # every field, as trained
+
+
+# The optimiser settings of the tables built before recipes, whose protocol held them as three fields
+LEGACY_RECIPE = {"lr": 0.01, "weight_decay": 1e-4, "batch_size": 128}
+
+
+def protocol_recipe(protocol: dict[str, Any]) -> Recipe:
+    """The training recipe of a table's protocol: its ``recipe``, or a table built before recipes whose protocol
+    held ``lr``, ``weight_decay`` and ``batch_size`` (with the default preset's other fields)."""
+    if "recipe" in protocol:
+        return resolve(protocol["recipe"])
+    return resolve({k: protocol[k] for k in LEGACY_RECIPE if k in protocol})
 
 
 PRESETS = {
@@ -145,9 +158,7 @@ def build_shard(protocol: Protocol, out: Path, shard: int = 0, shards: int = 1, 
     if not data.has_test:
         raise ValueError(f"dataset {protocol.dataset!r} has no test split; a table records test accuracy")
     search_data = data.without_test()
-    estimator = TrainingEstimator(
-        Recipe(batch_size=protocol.batch_size, lr=protocol.lr, weight_decay=protocol.weight_decay), device="cpu"
-    )
+    estimator = TrainingEstimator(protocol_recipe(protocol.to_dict()), device="cpu")
     fidelity = Fidelity(epochs=protocol.epochs)
     mine = [a for i, a in enumerate(architectures(protocol)) if i % shards == shard]
     path = shard_path(out, shard, shards)

@@ -108,3 +108,10 @@ class Augmenter:
             hole = (ys >= top) & (ys < top + s) & (xs >= left) & (xs < left + s)
             x = x.masked_fill(hole.unsqueeze(1), 0.0)
         return x
+
+
+def compiled(model: nn.Module, recipe: Recipe) -> nn.Module:
+    """The model's forward under ``torch.compile`` when the recipe asks for it (its parameters stay the model's)."""
+    if recipe.compile is False:
+        return model
+    return torch.compile(model) if recipe.compile is True else torch.compile(model, backend=recipe.compile)

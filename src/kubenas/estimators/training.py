@@ -145,7 +145,7 @@ class TrainingEstimator:
         macs = count_macs(model, x1)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        forward = torch.compile(model) if recipe.compile else model
+        forward = loop.compiled(model, recipe)
 
         steps_per_epoch = data.steps_per_epoch
         optimizer = loop.optimizer(recipe, model.parameters())
