@@ -561,6 +561,11 @@ class SearchConfig(_Strict):
             self._check_oneshot(space)
         self._check_metrics()
         self._check_resolution()
+        info = self.dataset.info
+        try:
+            space.check_data(info.input_shape, info.num_classes)
+        except ValueError as exc:
+            raise ValueError(f"space.options: {exc}") from None
         es, inherit, epochs = self.estimator.early_stop, self.estimator.inherit, self.fidelity.epochs
         if es is not None and (self.objective.metric, self.objective.mode) != ("val_acc", "max"):
             raise ValueError(

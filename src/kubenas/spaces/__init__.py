@@ -9,6 +9,7 @@ from kubenas.spaces.base import Decision, InvalidArchitecture, SearchSpace
 from kubenas.spaces.cell import CellSpace
 from kubenas.spaces.chain import ChainSpace
 from kubenas.spaces.choice import ChoiceSpace
+from kubenas.spaces.katib_enas import KatibEnasSpace
 from kubenas.spaces.multibranch import MultiBranchSpace
 from kubenas.spaces.nb201 import NB201Space
 
@@ -18,6 +19,7 @@ SPACES: dict[str, type[SearchSpace]] = {
     "multibranch": MultiBranchSpace,
     "cell": CellSpace,
     "nb201": NB201Space,
+    "katib_enas": KatibEnasSpace,
 }
 
 
@@ -43,4 +45,5 @@ __all__ = [
     "MultiBranchSpace",
     "CellSpace",
     "NB201Space",
+    "KatibEnasSpace",
 ]

@@ -332,6 +332,10 @@ class SearchSpace:
         """Return a ``torch.nn.Module`` mapping a batch of ``input_shape`` inputs to ``num_classes`` logits."""
         raise NotImplementedError(f"the {self.name!r} space has no build")
 
+    def check_data(self, input_shape: Sequence[int] | None, num_classes: int | None) -> None:
+        """Raise ValueError when the space cannot fit a dataset of this input shape (without the batch dim) and
+        number of classes (None: not known before the data is read). Here: any fits."""
+
     def diagram(self, arch: Arch) -> list[Panel]:
         """The architecture as the graph(s) it builds, for the winner's report. Here: its decisions in order, one
         node each; a space whose networks have another shape draws that."""

@@ -1,4 +1,5 @@
-"""The torch networks behind the ``nb201``, ``cell`` and ``multibranch`` spaces (``chain`` is an ``nn.Sequential``).
+"""The torch networks behind the ``nb201``, ``cell``, ``multibranch`` and ``katib_enas`` spaces (``chain`` is an
+``nn.Sequential``).
 
 The space classes describe, sample and validate architectures without torch; their ``build`` imports this
 module, so only a process that builds networks pays for torch.
@@ -145,3 +146,69 @@ def resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
         return x
     pool = F.adaptive_avg_pool1d if x.dim() == 3 else F.adaptive_avg_pool2d
     return pool(x, tuple(size))
+
+
+class KatibEnasNet(nn.Module):
+    """The ``katib_enas`` space's network (:mod:`kubenas.spaces.katib_enas` describes it). Channel counts and
+    spatial sizes are worked out from ``shape`` (channels first, without the batch) when it is built."""
+
+    def __init__(self, shape, dim, ops, inputs, num_classes):
+        super().__init__()
+        self.inputs = inputs
+        shapes = [tuple(shape)]  # (channels, *spatial) of the input and of each layer's output
+        self.ops = nn.ModuleList()
+        self.pad_to = []
+        for op, srcs in zip(ops, inputs):
+            feeds = [shapes[-1]] + [shapes[j] for j in srcs]
+            size = tuple(max(s[k] for s in feeds) for k in range(1, dim + 1))
+            c_in = sum(s[0] for s in feeds)
+            module, out = _katib_op(dim, op, c_in, size)
+            self.ops.append(module)
+            self.pad_to.append(size)
+            shapes.append(out)
+        self.head = nn.Sequential(
+            O.global_pool(dim), nn.Flatten(), nn.Dropout(0.4), nn.Linear(shapes[-1][0], num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [x]
+        for op, srcs, size in zip(self.ops, self.inputs, self.pad_to):
+            feeds = [_pad_to(h, size) for h in [outs[-1], *(outs[j] for j in srcs)]]
+            outs.append(op(feeds[0] if len(feeds) == 1 else torch.cat(feeds, dim=1)))
+        return self.head(outs[-1])
+
+
+def _pad_to(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Zero-pad the spatial dims to ``size``, half on each side (the odd one after)."""
+    if tuple(x.shape[2:]) == size:
+        return x
+    pad: list[int] = []
+    for have, want in reversed(list(zip(x.shape[2:], size))):  # F.pad starts at the last dim
+        pad += [(want - have) // 2, want - have - (want - have) // 2]
+    return F.pad(x, pad)
+
+
+def _katib_op(dim: int, op: dict, c_in: int, size: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
+    """One expanded operation of the ``katib_enas`` space on ``c_in`` channels of spatial ``size``: the module and
+    its output's (channels, *spatial)."""
+    kind = op["type"]
+    if kind == "reduction":
+        pool, stride = op["pool_size"], op["stride"] or op["pool_size"]
+        if min(size) < pool:  # too small to pool: passes through
+            return nn.Identity(), (c_in, *size)
+        cls = {1: {"max": nn.MaxPool1d, "avg": nn.AvgPool1d}, 2: {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}}[dim]
+        module = cls[op["reduction_type"].split("_")[0]](pool, stride=stride)
+        return module, (c_in, *((s - pool) // stride + 1 for s in size))
+    k, stride = op["filter_size"], op["stride"]
+    out_size = tuple(-(-s // stride) for s in size)  # same padding: ceil(s / stride)
+    if kind == "convolution":
+        layers = [O.conv(dim, c_in, op["num_filter"], k, stride=stride, padding=k // 2, bias=False)]
+        c_out = op["num_filter"]
+    else:
+        c_mid = c_in * op["depth_multiplier"]
+        layers = [O.conv(dim, c_in, c_mid, k, stride=stride, padding=k // 2, groups=c_in, bias=False)]
+        c_out = c_mid
+        if kind == "separable_convolution":
+            layers.append(O.conv(dim, c_mid, op["num_filter"], 1, bias=False))
+            c_out = op["num_filter"]
+    return nn.Sequential(nn.ReLU(), *layers, O.batchnorm(dim, c_out)), (c_out, *out_size)
