@@ -150,16 +150,20 @@ def _add_cluster(sub) -> None:
         k = sub.add_parser(name, help=text, description=text + ". " + _CLUSTER_AUTH)
         k.add_argument("config", type=Path, help="the search config (YAML)")
         k.add_argument("--host", default=None, help=kfp_help)
-        k.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user clusters)")
+        k.add_argument(
+            "--namespace",
+            default=None,
+            help="Kubeflow profile namespace (multi-user clusters); default: the config's cluster.namespace",
+        )
         if name == "upload":
             k.add_argument("--version", default=None, help="version name (default: <kubenas version>-<timestamp>)")
             continue
         k.add_argument("--experiment", default="kubenas", help="KFP experiment, created if missing (default kubenas)")
         k.add_argument(
             "--service-account",
-            default="kubenas-runner",
-            help="service account of the run's pods (default kubenas-runner, from manifests/); "
-            "'' for the namespace default",
+            default=None,
+            help="service account of the run's pods (default: the config's cluster.service_account, else "
+            "kubenas-runner, from manifests/); '' for the namespace default",
         )
         if name == "submit":
             k.add_argument("--run-name", default=None, help="default: <search name>-<timestamp>")
@@ -612,6 +616,10 @@ def _cluster_command(args: argparse.Namespace) -> int:
     from kubenas.config import load_config
 
     config = load_config(args.config)
+    if args.namespace is None:
+        args.namespace = config.cluster.namespace
+    if getattr(args, "service_account", "") is None:
+        args.service_account = config.cluster.service_account or "kubenas-runner"
     if args.command == "submit":
         done = cluster.submit(
             config,

@@ -279,6 +279,10 @@ class BudgetConfig(_Strict):
     parallelism: int = Field(2, ge=1, le=256, description="training tasks running at once")
     max_evals: int | None = Field(None, ge=1, description="stop once this many candidates are evaluated")
     patience: int | None = Field(None, ge=1, description="stop after this many rounds without improvement")
+    goal: float | None = Field(
+        None, description="stop once the objective reaches this value (at least it for max, at most for min)"
+    )
+    max_failed: int | None = Field(None, ge=1, description="stop once this many candidates of the search have failed")
 
 
 class ObjectiveConfig(_Strict):
@@ -414,6 +418,31 @@ class ResourcesConfig(_Strict):
         return v
 
 
+class ClusterConfig(_Strict):
+    namespace: str | None = Field(
+        None, description="Kubeflow profile namespace of `kubenas submit` and `schedule` (their --namespace wins)"
+    )
+    service_account: str | None = Field(
+        None,
+        description="service account of the run's pods (--service-account wins); default kubenas-runner, from "
+        "manifests/",
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+            raise ValueError("must be a Kubernetes namespace: 1-63 lowercase letters, digits or '-'")
+        return v
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?", v):
+            raise ValueError("must be a Kubernetes service account name: lowercase letters, digits, '-' and '.'")
+        return v
+
+
 class StorageConfig(_Strict):
     bucket: str = "kubenas"
     prefix: str = "searches"
@@ -504,6 +533,7 @@ class SearchConfig(_Strict):
     )
     export: ExportConfig = Field(default_factory=ExportConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

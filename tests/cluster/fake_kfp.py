@@ -139,6 +139,8 @@ class FakeKfp:
     @staticmethod
     def _listed(kind: str, items, req: Request) -> dict:
         items = list(items)
+        if "namespace" in req.query:  # a profile namespace lists its own experiments only
+            items = [i for i in items if i.get("namespace", "") == req.query["namespace"]]
         if "filter" in req.query:
             for pred in json.loads(req.query["filter"]).get("predicates", []):
                 value = pred.get("string_value", pred.get("stringValue"))

@@ -92,6 +92,26 @@ def test_schedule_creates_a_nightly_recurring_run(kfp_server, tmp_path, capsys):
     assert f"#/recurringrun/details/{job['recurring_run_id']}" in out and "'champion'" in out
 
 
+def test_the_configs_cluster_section_names_the_namespace_and_service_account_and_the_flags_win(
+    kfp_server, tmp_path, capsys
+):
+    config = yaml.safe_load(open(CONFIG))
+    config["cluster"] = {"namespace": "team-b", "service_account": "katib-trials"}
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["submit", str(path), "--host", kfp_server.url]) == 0
+    assert main(["schedule", str(path), "--host", kfp_server.url, "--cron", "0 0 2 * * *", "--namespace", "team-c"]) == 0
+    (run,) = kfp_server.runs.values()
+    (job,) = kfp_server.recurring.values()
+    namespaces = {e["experiment_id"]: e["namespace"] for e in kfp_server.experiments.values()}
+    assert namespaces[run["experiment_id"]] == "team-b" and run["service_account"] == "katib-trials"
+    assert namespaces[job["experiment_id"]] == "team-c" and job["service_account"] == "katib-trials"
+    config["cluster"] = {"namespace": "Team B"}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["submit", str(path), "--host", kfp_server.url]) == 2
+    assert "cluster.namespace" in capsys.readouterr().err and len(kfp_server.runs) == 1
+
+
 def test_schedule_with_catchup(kfp_server, capsys):
     assert main(["schedule", CONFIG, "--host", kfp_server.url, "--cron", "0 30 1 * * 1-5", "--catchup"]) == 0
     (job,) = kfp_server.recurring.values()

@@ -482,3 +482,35 @@ def test_the_run_forms_typed_fields_take_precedence_and_a_bad_one_names_its_fiel
     ):
         with pytest.raises(ConfigError, match=rf"(?s)run form.s values.*{re.escape(named)}"):
             steps.with_overrides(base, **{field: value})
+
+
+def test_a_goal_stops_the_search_at_the_first_round_that_reaches_it(search):
+    from kubenas.estimators.tabular import TabularEstimator
+
+    rows = TabularEstimator("nb201-4op-mnist1d").rows.values()
+    goal = sorted(r["val_acc"] for r in rows)[-40]  # reached within a few rounds, not at once
+    cfg_json, store, _ = search(config(goal=goal, candidates_per_round=2))
+    decisions = []
+    while "stop" not in decisions:
+        decisions.append(run_round(cfg_json, len(decisions)))
+    history = store.read_history().to_pylist()
+    best = [max(r["val_acc"] for r in history if r["round"] <= k) for k in range(len(decisions))]
+    assert best[-1] >= goal and all(b < goal for b in best[:-1]) and len(decisions) < 100
+
+
+def test_max_failed_stops_the_search_once_that_many_candidates_failed():
+    from kubenas.config import parse_config
+    from kubenas.steps.rounds import stop_reason
+
+    cfg = parse_config(config(max_failed=3))
+    ok = {"round": 0, "status": "ok", "metrics": {"val_acc": 0.5}}
+    failed = {"round": 0, "status": "failed", "metrics": {}}
+    assert stop_reason(cfg, [ok, failed, failed], [ok], 0, 0) is None
+    assert stop_reason(cfg, [ok, failed, failed, failed], [ok], 0, 0) == (
+        "3 candidate(s) failed: max_failed (3) reached"
+    )
+    minimise = parse_config({**config(goal=0.2), "objective": {"metric": "val_acc", "mode": "min"}})
+    assert stop_reason(minimise, [ok], [ok], 0, 0) is None
+    assert stop_reason(minimise, [ok, {**ok, "metrics": {"val_acc": 0.2}}], [ok], 0, 0) == (
+        "the goal is reached: val_acc 0.2 (<= 0.2)"
+    )

@@ -121,8 +121,15 @@ def stop_reason(cfg: SearchConfig, rows: list[dict[str, Any]], latest, run_round
         return f"all {cfg.budget.rounds} round(s) of this run are done"
     if cfg.budget.max_evals is not None and history.since(rows, start_round) >= cfg.budget.max_evals:
         return f"max_evals ({cfg.budget.max_evals}) reached"
+    failed = sum(1 for r in rows if r["status"] == "failed")
+    if cfg.budget.max_failed is not None and failed >= cfg.budget.max_failed:
+        return f"{failed} candidate(s) failed: max_failed ({cfg.budget.max_failed}) reached"
+    metric, mode = cfg.objective.metric, cfg.objective.mode
+    if cfg.budget.goal is not None:
+        best = history.best_so_far([history.value(r, metric) for r in rows], mode)
+        if best and best[-1] is not None and not history.better(cfg.budget.goal, best[-1], mode):
+            return f"the goal is reached: {metric} {best[-1]:.4g} ({'>=' if mode == 'max' else '<='} {cfg.budget.goal})"
     if cfg.budget.patience is not None:
-        metric, mode = cfg.objective.metric, cfg.objective.mode
         best_by_round: dict[int, float | None] = {}
         for r in rows:
             v = history.value(r, metric)
