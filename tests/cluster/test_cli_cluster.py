@@ -100,7 +100,8 @@ def test_the_configs_cluster_section_names_the_namespace_and_service_account_and
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["submit", str(path), "--host", kfp_server.url]) == 0
-    assert main(["schedule", str(path), "--host", kfp_server.url, "--cron", "0 0 2 * * *", "--namespace", "team-c"]) == 0
+    cron = ["--cron", "0 0 2 * * *"]
+    assert main(["schedule", str(path), "--host", kfp_server.url, *cron, "--namespace", "team-c"]) == 0
     (run,) = kfp_server.runs.values()
     (job,) = kfp_server.recurring.values()
     namespaces = {e["experiment_id"]: e["namespace"] for e in kfp_server.experiments.values()}
