@@ -339,3 +339,16 @@ def test_cell_inputs_and_disconnection():
         space.validate(cut)
     assert space.genotype(a).startswith("normal=|") and " reduce=|" in space.genotype(a)
     assert space.encode(a, "path").sum() > 0
+
+
+def test_the_cell_spaces_stem_has_stem_multiplier_times_width_channels_in_the_network_and_the_supernet():
+    from kubenas.oneshot.supernet import CellSuperNet
+
+    space = make_space("cell", width=4, stem_multiplier=1)
+    net = space.build(space.sample(0), (3, 8, 8), 10)
+    supernet = CellSuperNet(space, (3, 8, 8), 10)
+    assert net.stem[0].out_channels == supernet.stem[0].out_channels == 4
+    assert make_space("cell", width=4).build(space.sample(0), (3, 8, 8), 10).stem[0].out_channels == 12
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="cell: stem_multiplier must be a positive integer, got 0"):
+        make_space("cell", stem_multiplier=0)

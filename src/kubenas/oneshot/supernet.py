@@ -163,7 +163,7 @@ class CellSuperNet(SuperNet):
         self.edges = {
             cell_edge(kind, j, i): list(space.ops) for kind in CELLS for j in range(2, blocks + 2) for i in range(j)
         }
-        stem_c = 3 * c
+        stem_c = space.stem_multiplier * c
         self.stem = nn.Sequential(
             O.conv(dim, int(input_shape[0]), stem_c, 3, padding=1, bias=False), O.batchnorm(dim, stem_c)
         )

@@ -6,7 +6,7 @@ Each cell has two input nodes (0: the output of the cell before the previous one
 b, and sums them. The cell outputs the concatenation of its intermediate nodes. In the reduction cell the ops
 reading nodes 0 and 1 have stride 2.
 
-The network is a 3x3 stem, then three stages of ``cells_per_stage`` normal cells with a reduction cell between
+The network is a 3x3 stem (``stem_multiplier`` x ``width`` channels), then three stages of ``cells_per_stage`` normal cells with a reduction cell between
 stages (width doubles there), then global pooling and a linear classifier. Genotype: NAS-Bench-201's notation
 per cell, ``normal=|op~a|op~b|+|...| reduce=|...|``.
 """
@@ -43,12 +43,25 @@ Gene = tuple[int, str, int, str]  # (input a, op on a, input b, op on b)
 class CellSpace(SearchSpace):
     name = "cell"
 
-    def __init__(self, ops: Sequence[str] = DARTS_OPS, blocks: int = 4, width: int = 16, cells_per_stage: int = 1):
+    def __init__(
+        self,
+        ops: Sequence[str] = DARTS_OPS,
+        blocks: int = 4,
+        width: int = 16,
+        cells_per_stage: int = 1,
+        stem_multiplier: int = 3,
+    ):
         self.ops = V.check_ops("cell", ops)
-        for field, value in (("blocks", blocks), ("width", width), ("cells_per_stage", cells_per_stage)):
+        for field, value in (
+            ("blocks", blocks),
+            ("width", width),
+            ("cells_per_stage", cells_per_stage),
+            ("stem_multiplier", stem_multiplier),
+        ):
             if not is_int(value) or value < 1:
                 raise ValueError(f"cell: {field} must be a positive integer, got {value!r}")
         self.blocks, self.width, self.cells_per_stage = blocks, width, cells_per_stage
+        self.stem_multiplier = stem_multiplier
         decisions = []
         for cell in CELLS:
             for j in self._nodes():
@@ -67,6 +80,7 @@ class CellSpace(SearchSpace):
             "blocks": self.blocks,
             "width": self.width,
             "cells_per_stage": self.cells_per_stage,
+            "stem_multiplier": self.stem_multiplier,
         }
 
     def _nodes(self) -> range:
@@ -167,4 +181,5 @@ class CellSpace(SearchSpace):
             self.genes(arch, "normal"),
             self.genes(arch, "reduce"),
             num_classes,
+            self.stem_multiplier,
         )

@@ -88,10 +88,10 @@ class CellNet(nn.Module):
     """The ``cell`` space's network: a stem, cells in three stages (a reduction cell opens stages 2 and 3), a
     classifier."""
 
-    def __init__(self, dim, c_in, c, cells_per_stage, normal, reduce, num_classes):
+    def __init__(self, dim, c_in, c, cells_per_stage, normal, reduce, num_classes, stem_multiplier=3):
         super().__init__()
         blocks = len(normal)
-        stem_c = 3 * c
+        stem_c = stem_multiplier * c
         self.stem = nn.Sequential(O.conv(dim, c_in, stem_c, 3, padding=1, bias=False), O.batchnorm(dim, stem_c))
         c_pp, c_p, reduction_prev = stem_c, stem_c, False
         self.cells = nn.ModuleList()
