@@ -6,9 +6,9 @@ Each cell has two input nodes (0: the output of the cell before the previous one
 b, and sums them. The cell outputs the concatenation of its intermediate nodes. In the reduction cell the ops
 reading nodes 0 and 1 have stride 2.
 
-The network is a 3x3 stem (``stem_multiplier`` x ``width`` channels), then three stages of ``cells_per_stage`` normal cells with a reduction cell between
-stages (width doubles there), then global pooling and a linear classifier. Genotype: NAS-Bench-201's notation
-per cell, ``normal=|op~a|op~b|+|...| reduce=|...|``.
+The network is a 3x3 stem (``stem_multiplier`` x ``width`` channels), then three stages of ``cells_per_stage``
+normal cells with a reduction cell between stages (width doubles there), then global pooling and a linear
+classifier. Genotype: NAS-Bench-201's notation per cell, ``normal=|op~a|op~b|+|...| reduce=|...|``.
 """
 
 from __future__ import annotations
