@@ -338,3 +338,19 @@ def test_bayes_quadratic_searches_a_pool_when_the_space_is_too_big_to_enumerate(
         strategy.tell([Result(cand.id, "ok", {"val_acc": value})])
     assert strategy._all() is None  # over enumerate_limit: candidates come from mutations and samples
     assert max(scores[:8]) <= 4 and max(scores[-10:]) >= 7  # random starts rarely match 5 of 8; the model does
+
+
+def test_grid_over_given_architectures_asks_exactly_those_in_order_then_stops():
+    space = make_space("katib_enas", layers=3)  # far too large to enumerate
+    archs = [space.from_katib([[27], [43, 0], [94, 1, 1]]), space.from_katib([[1], [2, 1], [3, 0, 1]])]
+    strategy = make_strategy("grid", space, archs=archs)
+    asked = strategy.ask(5)
+    assert [c.arch for c in asked] == archs
+    strategy.tell([Result(c.id, "ok", {"val_acc": 0.5}) for c in asked])
+    assert strategy.ask(1) == []
+    with pytest.raises(ValueError, match=r"grid: archs\[1\] is not in the 'katib_enas' space: .*op_1"):
+        make_strategy("grid", space, archs=[archs[0], {**archs[1], "op_1": 200}])
+    with pytest.raises(ValueError, match=r"grid: archs\[1\] is archs\[0\] again"):
+        make_strategy("grid", space, archs=[archs[0], archs[0]])
+    with pytest.raises(ValueError, match="grid: archs must list at least one architecture"):
+        make_strategy("grid", space, archs=[])

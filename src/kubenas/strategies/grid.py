@@ -1,5 +1,7 @@
 """Grid search over a finite space: every architecture once, in the space's enumeration order or, with
-``shuffle``, in a seeded random order. The position in the order is the whole state."""
+``shuffle``, in a seeded random order; or, with ``archs``, only the architectures listed, in their order (a search
+of one given architecture: ``kubenas import katib --result`` writes one). The position in the order is the whole
+state."""
 
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ MAX_GRID = 1_000_000
 class GridSearch(Strategy):
     name = "grid"
 
-    def __init__(self, space, *, shuffle: bool = False, **kwargs: Any):
+    def __init__(self, space, *, shuffle: bool = False, archs: list[dict] | None = None, **kwargs: Any):
         super().__init__(space, **kwargs)
-        size = space.size()
+        self.archs = None if archs is None else _given(space, archs)
+        size = space.size() if self.archs is None else len(self.archs)
         if size is None or size > MAX_GRID:
             raise ValueError(
                 f"grid: the {space.name!r} space has {'unbounded' if size is None else f'{size:,}'} "
@@ -32,7 +35,7 @@ class GridSearch(Strategy):
 
     def _grid(self) -> list:
         if self._order is None:
-            archs = list(self.space.enumerate())
+            archs = list(self.space.enumerate()) if self.archs is None else list(self.archs)
             if self.shuffle:  # its own generator: the order depends on the seed only, not on the RNG's state
                 archs = [archs[i] for i in np.random.default_rng(self.seed).permutation(len(archs))]
             self._order = archs
@@ -53,3 +56,19 @@ class GridSearch(Strategy):
     def _load_extra_state(self, state):
         self._position, self.shuffle = int(state["position"]), bool(state["shuffle"])
         self._order = None
+
+
+def _given(space, archs) -> list[dict]:
+    """The listed architectures, each checked against the space, none twice."""
+    if not isinstance(archs, list) or not archs:
+        raise ValueError(f"grid: archs must list at least one architecture, got {archs!r}"[:300])
+    seen: dict[str, int] = {}
+    for i, arch in enumerate(archs):
+        try:
+            space.validate(arch)
+        except ValueError as exc:
+            raise ValueError(f"grid: archs[{i}] is not in the {space.name!r} space: {exc}") from None
+        first = seen.setdefault(arch_id(arch), i)
+        if first != i:
+            raise ValueError(f"grid: archs[{i}] is archs[{first}] again")
+    return [dict(a) for a in archs]
