@@ -372,6 +372,29 @@ def _add_listings(sub) -> None:
         p.add_argument("name", nargs="?", default=None, help="one of them: its whole description and options")
 
 
+def _add_import(sub) -> None:
+    """`kubenas import katib`: a Katib NAS Experiment or result as a kubenas search config."""
+    im = sub.add_parser("import", help="translate another tool's NAS experiment into a kubenas search config")
+    isub = im.add_subparsers(dest="import_command", required=True)
+    k = isub.add_parser(
+        "katib",
+        help="a Katib NAS Experiment (enas, darts), or a finished Katib result, as a kubenas search config",
+        description="Write a kubenas search config for each Katib kubeflow.org/v1beta1 NAS Experiment in a YAML "
+        "file, with a report (printed, and as comments atop each config) of what mapped, what kubenas replaces by "
+        "design and what could not be mapped. With --result, the config's search is the one architecture a "
+        "finished experiment returned (an ENAS list per layer, or a DARTS Genotype(...)): `kubenas run` retrains "
+        "it and registers it in MLflow.",
+    )
+    k.add_argument("experiment", type=Path, nargs="?", default=None, help="the Experiment YAML (one or more documents)")
+    k.add_argument("-o", "--out", type=Path, default=None, help="a .yaml file, or a directory: a config per Experiment")
+    k.add_argument("--result", default=None, help="a finished experiment's result, or a file holding it")
+    k.add_argument(
+        "--experiment", dest="result_experiment", type=Path, default=None, help="with --result: its Experiment"
+    )
+    k.add_argument("--strict", action="store_true", help="fail on anything not mapped (replaced by design is allowed)")
+    k.add_argument("--force", action="store_true", help="overwrite existing config files")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubenas", description="Neural Architecture Search on Kubeflow Pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -386,6 +409,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_env,
         _add_status,
         _add_listings,
+        _add_import,
     ):
         add(sub)
     return parser
@@ -891,6 +915,51 @@ def _status_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_command(args: argparse.Namespace) -> int:
+    from kubenas import katib
+
+    if args.result is not None:
+        source = args.result_experiment or args.experiment
+        if source is None:
+            raise UserError("--result needs the experiment it came from: --experiment EXPERIMENT.yaml")
+        exps, skipped = katib.read_experiments(source)
+        if len(exps) != 1:
+            raise UserError(f"{source} holds {len(exps)} Experiments; --result needs the one it came from")
+        result = Path(args.result).read_text() if Path(args.result).is_file() else args.result
+        imported = [katib.from_result(result, exps[0])]
+    else:
+        if args.experiment is None:
+            raise UserError("give the Experiment YAML: kubenas import katib EXPERIMENT.yaml -o OUT")
+        exps, skipped = katib.read_experiments(args.experiment)
+        imported = [katib.translate(exp) for exp in exps]  # every document checked before anything is written
+    if args.strict:
+        unmapped = [f"{i.name}: {k} ({why})" for i in imported for k, why in i.report.unmapped]
+        if unmapped:
+            raise UserError("--strict: not mapped: " + "; ".join(unmapped))
+    targets = _import_targets(args.out, imported)
+    for path in targets:
+        if path.exists() and not args.force:
+            raise UserError(f"{path} exists: give another -o, or --force to overwrite it")
+    for note in skipped:
+        print(note)
+    for item, path in zip(imported, targets):
+        print("\n".join(item.report.lines()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(item.text())
+        print(f"wrote {path}: set dataset.options.path, then `kubenas compile {path}` or `kubenas run {path}`\n")
+    return 0
+
+
+def _import_targets(out: Path | None, imported) -> list[Path]:
+    """Where each imported config goes: one file, or a directory of ``<name>.yaml``."""
+    if out is not None and out.suffix in (".yaml", ".yml") and not out.is_dir():
+        if len(imported) > 1:
+            raise UserError(f"{len(imported)} Experiments: give -o a directory, one config per Experiment")
+        return [out]
+    folder = out if out is not None else Path(".")
+    return [folder / f"{item.config['name']}.yaml" for item in imported]
+
+
 # command -> its handler; each returns the exit status, and main() turns an expected error into one line
 COMMANDS = {
     "search": _search_command,
@@ -907,6 +976,7 @@ COMMANDS = {
     "status": _status_command,
     "spaces": _list_command,
     "strategies": _list_command,
+    "import": _import_command,
 }
 
 
