@@ -5,6 +5,7 @@
     python benchmarks/images.py augment      # what batched augmentation costs an epoch; kubenas's against kornia's
     python benchmarks/images.py accuracy     # best of 5 cells with and without augmentation, 3 seeds (long)
     python benchmarks/images.py datapath     # an epoch streamed from the embedded S3 against a resident one; memory
+    python benchmarks/images.py gpu --epochs 3   # on a GPU: the nb201 recipe, bf16 and channels-last on and off
 
 Every figure is printed and appended as one JSON line to ``benchmarks/results/images.jsonl``.
 """
@@ -33,9 +34,11 @@ EXAMPLE = ROOT / "pipelines" / "configs" / "shapes-nb201.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "images.jsonl"
 
 
-def record(kind: str, **values) -> None:
+def record(kind: str, save: bool = True, **values) -> None:
     line = {"kind": kind, "load": list(_load()), "threads": torch.get_num_threads(), **values}
     print(json.dumps(line), flush=True)
+    if not save:  # a check of the script, not a measurement
+        return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as f:
         f.write(json.dumps(line) + "\n")
@@ -72,29 +75,37 @@ def passmark(args) -> None:
     )
 
 
-def plain_loop(model, x, y, xv, yv, epochs, batch, augment, seed) -> None:
-    """A plain PyTorch loop doing what kubenas's trainer does, nothing more: AdamW, cosine, the same batches and
-    augmentation calls, a validation pass per epoch, and no per-step read of the loss."""
+def plain_loop(model, x, y, xv, yv, epochs, batch, augment, seed, sgd=False, bf16=False, channels_last=False) -> None:
+    """A plain PyTorch loop doing what kubenas's trainer does, nothing more: AdamW (or the nb201 recipe's SGD),
+    cosine, the same batches and augmentation calls, a validation pass per epoch, and no per-step read of the loss;
+    on CUDA, optionally bf16 autocast and channels-last."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     steps = -(-len(x) // batch)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    if sgd:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16 and x.device.type == "cuda")
     for _ in range(epochs):
         model.train()
-        order = torch.randperm(len(x), generator=gen)
-        total = torch.zeros(())
+        order = torch.randperm(len(x), generator=gen).to(x.device)
+        total = torch.zeros((), device=x.device)
         for step in range(steps):
             idx = order[step * batch : (step + 1) * batch]
             xb = augment(x[idx]) if augment is not None else x[idx]
-            loss = F.cross_entropy(model(xb), y[idx])
+            with autocast:
+                loss = F.cross_entropy(model(xb.contiguous(memory_format=fmt)), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += loss.detach()
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             correct = sum(
                 (model(xv[s : s + 1024]).argmax(1) == yv[s : s + 1024]).sum() for s in range(0, len(xv), 1024)
             )
@@ -138,6 +149,45 @@ def throughput(args) -> None:
             plain_images_per_s=round(args.epochs * n / statistics.median(plain), 1),
             ratio=round(statistics.median(plain) / statistics.median(ours), 3),
         )
+
+
+def gpu(args) -> None:
+    """Images a second of the nb201 recipe at CIFAR-10's shape (the built-in shapes are 32x32 RGB) on a GPU:
+    kubenas's trainer against the plain loop, bf16 autocast and channels-last each on and off, ``repeats`` runs
+    of ``epochs`` epochs (the first epoch includes cuDNN's autotuning: give 2 or more)."""
+    device = torch.device(args.device)
+    data, space, arch = _bench_data(args.train)
+    x, y, xv, yv = (t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val))
+    aug = Augment(crop_padding=4, flip=True)
+    for bf16 in (False, True):
+        for channels_last in (False, True):
+            recipe = resolve({"preset": "nb201", "amp": bf16, "channels_last": channels_last})
+            est = TrainingEstimator(recipe, device=args.device, latency_reps=1)
+            ours, plain = [], []
+            for rep in range(args.repeats):
+                t = time.perf_counter()
+                est.fit(arch, space, data, Fidelity(epochs=args.epochs), seed=rep)
+                ours.append(time.perf_counter() - t)
+                model = space.build(arch, data.input_shape, data.num_classes).to(device)
+                augment = loop.Augmenter(aug, device, rep)
+                t = time.perf_counter()
+                plain_loop(model, x, y, xv, yv, args.epochs, recipe.batch_size, augment, rep, True, bf16, channels_last)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                plain.append(time.perf_counter() - t)
+            images = args.epochs * len(x)
+            record(
+                "gpu_throughput",
+                save=device.type == "cuda",
+                device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                bf16=bf16,
+                channels_last=channels_last,
+                images=len(x),
+                epochs=args.epochs,
+                kubenas_images_per_s=round(images / statistics.median(ours), 1),
+                plain_images_per_s=round(images / statistics.median(plain), 1),
+                ratio=round(statistics.median(plain) / statistics.median(ours), 3),
+            )
 
 
 def augment_cost(args) -> None:
@@ -370,7 +420,8 @@ def memory(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("passmark", "throughput", "augment", "accuracy", "datapath", "memory"))
+    parser.add_argument("what", choices=("passmark", "throughput", "augment", "accuracy", "datapath", "memory", "gpu"))
+    parser.add_argument("--device", default="cuda", help="gpu: the device (cpu runs it as a check of the script)")
     parser.add_argument("--uri", help="memory: the streamed Parquet's s3:// URI")
     parser.add_argument("--images", type=int, default=0, help="memory: how many images it holds")
     parser.add_argument("--cache", help="memory: the image cache folder")
@@ -386,7 +437,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     kinds = {"passmark": passmark, "throughput": throughput, "augment": augment_cost, "accuracy": accuracy}
-    kinds.update(datapath=datapath, memory=memory)
+    kinds.update(datapath=datapath, memory=memory, gpu=gpu)
     kinds[args.what](args)
 
 
