@@ -202,6 +202,12 @@ def test_output_files_directories_overwrites_and_strict(tmp_path, capsys):
     path = tmp_path / "mapped.yaml"
     path.write_text(yaml.safe_dump(exp))
     assert main(["import", "katib", str(path), "-o", str(tmp_path / "strict"), "--strict"]) == 0
+    capsys.readouterr()
+    assert main(["import", "katib"]) == 2 and "give the Experiment YAML" in capsys.readouterr().err
+    assert main(["import", "katib", "--result", "[[27]]"]) == 2
+    assert "--result needs the experiment it came from" in capsys.readouterr().err
+    assert main(["import", "katib", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
 
 
 def _bad(tmp_path, mutate=None, text=None) -> str:
