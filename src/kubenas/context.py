@@ -159,17 +159,25 @@ class Context:
             return ESTIMATORS["training"].load().from_config({**section, "recipe": self.cfg.export_recipe()})
         return make_estimator(section, store=self.store)
 
-    def pin_threads(self) -> None:
+    def pin_threads(self, alone: bool = False) -> None:
         """Use this task's share of the CPU: torch would take every core it sees, and parallel training tasks on
-        one machine (kfp.local) or node would then fight over them."""
+        one machine (kfp.local) or node would then fight over them; more threads than cores slows an epoch
+        many times over (measured: 4 threads on 2 cores made a DARTS epoch 17x slower). Under `kubenas run`
+        the tasks share this machine: its cores over ``budget.parallelism`` (all of them for a task that runs
+        ``alone``, the export). On a cluster: the pod's ``resources.cpu``, at most the cores it sees."""
         import torch
 
-        cpu = self.cfg.resources.cpu
-        if cpu:
-            share = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-        else:
-            share = (os.cpu_count() or 1) / self.cfg.budget.parallelism
-        torch.set_num_threads(max(1, int(share)))
+        torch.set_num_threads(thread_share(self.cfg, alone))
+
+
+def thread_share(cfg: SearchConfig, alone: bool = False) -> int:
+    """The torch threads of one task of ``cfg`` (see :meth:`Context.pin_threads`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = cores if alone else cores / cfg.budget.parallelism
+    cpu = cfg.resources.cpu
+    if cpu and not os.environ.get("KUBENAS_RUN_PID"):  # a pod: its request, but never more than the cores it sees
+        share = min(float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu), cores)
+    return max(1, int(share))
 
 
 def context(config_json: str) -> Context:

@@ -514,3 +514,19 @@ def test_max_failed_stops_the_search_once_that_many_candidates_failed():
     assert stop_reason(minimise, [ok, {**ok, "metrics": {"val_acc": 0.2}}], [ok], 0, 0) == (
         "the goal is reached: val_acc 0.2 (<= 0.2)"
     )
+
+
+def test_a_task_never_runs_more_torch_threads_than_its_share_of_the_cores(monkeypatch):
+    import os
+
+    from kubenas.config import parse_config
+    from kubenas.context import thread_share
+
+    cores = len(os.sched_getaffinity(0))
+    local = parse_config({**config(parallelism=2), "resources": {"cpu": "64"}})
+    monkeypatch.setenv("KUBENAS_RUN_PID", "1")  # under `kubenas run`: the tasks share this machine
+    assert thread_share(local) == max(1, cores // 2) and thread_share(local, alone=True) == cores
+    monkeypatch.delenv("KUBENAS_RUN_PID")  # a pod: its request, at most the cores it sees
+    assert thread_share(local) == cores
+    assert thread_share(parse_config({**config(), "resources": {"cpu": "500m"}})) == 1
+    assert thread_share(parse_config({**config(parallelism=1), "resources": {"cpu": "1"}})) == 1

@@ -46,7 +46,7 @@ def export_winner(config_json: str, parent_run_id: str) -> dict[str, Any]:
             f"export: deleted version(s) {', '.join(dropped)} of {cfg.model_name}, registered by an export of this "
             "search that did not complete"
         )
-    ctx.pin_threads()
+    ctx.pin_threads(alone=True)
     retrained = _retrain(ctx, winner, data)
     summary = _register(ctx, winner, retrained, data, parent_run_id)
     if front is not None:
