@@ -171,8 +171,14 @@ class Context:
 
 
 def thread_share(cfg: SearchConfig, alone: bool = False) -> int:
-    """The torch threads of one task of ``cfg`` (see :meth:`Context.pin_threads`)."""
+    """The torch threads of one task of ``cfg`` (see :meth:`Context.pin_threads`). ``KUBENAS_CPUS`` caps the cores
+    a `kubenas run` counts as its own, where something else runs beside it (another search, a test worker)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cap = os.environ.get("KUBENAS_CPUS")
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ValueError(f"KUBENAS_CPUS must be a positive integer (the cores this run may use), got {cap!r}")
+        cores = min(cores, int(cap))
     share = cores if alone else cores / cfg.budget.parallelism
     cpu = cfg.resources.cpu
     if cpu and not os.environ.get("KUBENAS_RUN_PID"):  # a pod: its request, but never more than the cores it sees

@@ -530,3 +530,8 @@ def test_a_task_never_runs_more_torch_threads_than_its_share_of_the_cores(monkey
     assert thread_share(local) == cores
     assert thread_share(parse_config({**config(), "resources": {"cpu": "500m"}})) == 1
     assert thread_share(parse_config({**config(parallelism=1), "resources": {"cpu": "1"}})) == 1
+    monkeypatch.setenv("KUBENAS_CPUS", "1")  # another process shares the machine
+    assert thread_share(local, alone=True) == 1
+    monkeypatch.setenv("KUBENAS_CPUS", "two")
+    with pytest.raises(ValueError, match="KUBENAS_CPUS must be a positive integer"):
+        thread_share(local)
