@@ -72,7 +72,8 @@ def test_katibs_enas_example_maps_its_space_objective_and_budget():
     # left out: Katib's own defaults shape the controller, except the learning rate (said why)
     strategy = config.strategy.options
     assert (strategy["temperature"], strategy["tanh_const"], strategy["skip_weight"]) == (5.0, 2.25, 0.8)
-    assert "lr" not in strategy and "controller_learning_rate" in dict(imported.report.unmapped)
+    assert "lr" not in strategy and any("controller_learning_rate is left out" in n for n in imported.report.notes)
+    assert imported.report.unmapped == []  # Katib's own example maps whole: --strict passes it
 
 
 def test_every_enas_setting_reaches_the_reinforce_policy_and_the_rest_are_reported():
@@ -148,6 +149,7 @@ def test_every_darts_setting_reaches_the_one_shot_method_recipe_and_space():
     res = config.resources
     assert (res.gpus, res.cpu, res.memory) == (2, "8", "32Gi")
     assert "pytorchReplicaSpecs.Worker" in dict(imported.report.unmapped)
+    assert "spec.maxTrialCount 1" in _mapped(imported) and "spec.maxFailedTrialCount" in dict(imported.report.replaced)
 
 
 def test_darts_settings_left_out_take_katibs_defaults_and_a_configmap_template_is_reported():
@@ -178,7 +180,7 @@ def test_names_objectives_and_trial_epochs_are_read_as_katib_writes_them():
     del exp["spec"]["maxTrialCount"]
     unbounded = katib.translate(exp)
     assert unbounded.config["budget"] == {"candidates_per_round": 3, "parallelism": 3, "rounds": 100}
-    assert "left out (no limit)" in dict(unbounded.report.unmapped)["spec.maxTrialCount"]
+    assert "kubenas schedule" in _mapped(unbounded)["spec.maxTrialCount (left out: no limit)"]
 
 
 def test_output_files_directories_overwrites_and_strict(tmp_path, capsys):
@@ -192,16 +194,13 @@ def test_output_files_directories_overwrites_and_strict(tmp_path, capsys):
     assert main(["import", "katib", str(both), "-o", str(tmp_path)]) == 0
     assert main(["import", "katib", str(both), "-o", str(tmp_path)]) == 2
     assert "exists: give another -o, or --force" in capsys.readouterr().err
-    assert main(["import", "katib", str(single), "-o", str(tmp_path / "one.yaml"), "--strict"]) == 2
+    gpu = FIXTURES / "enas-gpu-every-setting.yaml"
+    assert main(["import", "katib", str(gpu), "-o", str(tmp_path / "one.yaml"), "--strict", "--force"]) == 2
     err = capsys.readouterr().err
-    assert "--strict: not mapped: enas-every-operation: controller_learning_rate" in err
+    assert "--strict: not mapped: enas-gpu-every-setting: algorithmSettings.controller_hidden_size" in err
     assert (tmp_path / "one.yaml").read_text() == before  # nothing written on a refusal
     # everything mapped or replaced by design: --strict passes
-    exp = _experiment("enas-every-operation")
-    exp["spec"]["algorithm"]["algorithmSettings"] = [{"name": "controller_learning_rate", "value": "0.1"}]
-    path = tmp_path / "mapped.yaml"
-    path.write_text(yaml.safe_dump(exp))
-    assert main(["import", "katib", str(path), "-o", str(tmp_path / "strict"), "--strict"]) == 0
+    assert main(["import", "katib", str(single), "-o", str(tmp_path / "strict"), "--strict"]) == 0
     capsys.readouterr()
     assert main(["import", "katib"]) == 2 and "give the Experiment YAML" in capsys.readouterr().err
     assert main(["import", "katib", "--result", "[[27]]"]) == 2

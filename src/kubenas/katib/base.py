@@ -114,8 +114,11 @@ def map_budget(exp: Mapping, config: dict, report: Report) -> None:
     trials = at(exp, "spec.maxTrialCount")
     if trials is None:
         budget["rounds"] = MAX_ROUNDS
-        report.unmapped.append(
-            ("spec.maxTrialCount", f"left out (no limit): one run is {MAX_ROUNDS} rounds; a schedule continues it")
+        report.mapped.append(
+            (
+                "spec.maxTrialCount (left out: no limit)",
+                f"budget.rounds = {MAX_ROUNDS}, the most one pipeline holds; `kubenas schedule` continues the search",
+            )
         )
     else:
         if not is_int(trials) or trials < 1:

@@ -152,9 +152,16 @@ def map_darts(exp: Mapping, config: dict, report: Report) -> None:
         "skip connections"
     )
     config["budget"] = {"rounds": 1, "candidates_per_round": 1, "parallelism": 1}
-    for key in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"):
-        if at(exp, f"spec.{key}") is not None:
-            report.unmapped.append((f"spec.{key}", "a DARTS experiment is one trial; its budget is num_epochs"))
+    for key in ("maxTrialCount", "parallelTrialCount"):
+        count = at(exp, f"spec.{key}")
+        if count == 1:
+            report.mapped.append((f"spec.{key} 1", "budget: one round of one supernet (the budget is num_epochs)"))
+        elif count is not None:
+            report.unmapped.append((f"spec.{key} {count}", "a DARTS experiment is one trial; its budget is num_epochs"))
+    if at(exp, "spec.maxFailedTrialCount") is not None:
+        report.replaced.append(
+            ("spec.maxFailedTrialCount", "a failed supernet task is retried, and resumes from its last checkpoint")
+        )
     config["export"] = {
         "epochs": 600,
         "recipe": {"preset": "darts", "lr": 0.025, "lr_min": 0.0, "batch_size": 96, "augment": {"cutout": 16}},

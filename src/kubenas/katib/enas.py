@@ -122,12 +122,10 @@ def map_enas(exp: Mapping, config: dict, report: Report) -> None:
     for setting, option in ENAS_OPTIONS.items():
         value = settings[setting]
         if setting == "controller_learning_rate" and setting not in given:
-            report.unmapped.append(
-                (
-                    setting,
-                    "left out: Katib's default 5e-5 is an Adam step on an LSTM; kubenas's softmax policy takes a plain "
-                    "policy-gradient step per candidate, so its own default (0.1) is used",
-                )
+            report.notes.append(
+                "controller_learning_rate is left out: Katib's default (5e-5) is an Adam step on an LSTM, and "
+                "kubenas's softmax policy takes a plain policy-gradient step per candidate, so its own default "
+                "(0.1) applies"
             )
             continue
         if value is None:  # Katib's "None": off
