@@ -523,6 +523,7 @@ def test_a_task_never_runs_more_torch_threads_than_its_share_of_the_cores(monkey
     from kubenas.context import thread_share
 
     cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("KUBENAS_CPUS", raising=False)  # as the suite's workers set it
     local = parse_config({**config(parallelism=2), "resources": {"cpu": "64"}})
     monkeypatch.setenv("KUBENAS_RUN_PID", "1")  # under `kubenas run`: the tasks share this machine
     assert thread_share(local) == max(1, cores // 2) and thread_share(local, alone=True) == cores
