@@ -59,8 +59,8 @@ def test_an_imported_enas_experiment_and_an_enas_result_each_register_a_champion
 def test_an_imported_darts_experiment_and_a_darts_genotype_each_register_a_champion(stack_env, tmp_path, capsys):
     fixture = str(FIXTURES / "darts-every-setting.yaml")
     config = _import(tmp_path, [fixture], "darts.yaml")
-    config["dataset"] = {**SHAPES, "options": {**SHAPES["options"], "val_fraction": 0.5, "resize": 16}}
-    config["space"]["options"]["width"] = 4
+    config["dataset"] = {**SHAPES, "options": {**SHAPES["options"], "val_fraction": 0.5, "resize": 8}}
+    config["space"]["options"].update(width=4, cells_per_stage=1)  # 5 cells of the 8, at 8x8: a tiny budget
     config["oneshot"]["epochs"] = 1
     config["estimator"]["recipe"]["batch_size"] = 32
     config["export"].update(epochs=1, registered_model="katib-darts-e2e")
@@ -78,7 +78,7 @@ def test_an_imported_darts_experiment_and_a_darts_genotype_each_register_a_champ
     (tmp_path / "genotype.txt").write_text(genotype)
     result = _import(tmp_path, ["--result", str(tmp_path / "genotype.txt"), "--experiment", fixture], "genotype.yaml")
     result["dataset"] = config["dataset"]
-    result["space"]["options"]["width"] = 4
+    result["space"]["options"].update(width=4, cells_per_stage=1)
     result["export"].update(epochs=1, registered_model="katib-darts-genotype-e2e")
     result["export"]["recipe"]["batch_size"] = 32
     _, export = _run(tmp_path, result, capsys)
