@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -67,16 +65,6 @@ def toy_dataset(n: int = 96, shape=(1, 16), classes: int = 3, seed: int = 0, wit
 @pytest.fixture
 def toy():
     return toy_dataset()
-
-
-def pytest_configure(config):
-    """Under xdist each worker takes one core: one torch thread in the worker, and `KUBENAS_CPUS=1` for the tasks
-    of the searches it runs. Two workers of two threads each on two cores run many times slower than of one."""
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers:
-        share = max(1, len(os.sched_getaffinity(0)) // int(workers))
-        torch.set_num_threads(share)
-        os.environ["KUBENAS_CPUS"] = str(share)
 
 
 # The longest tests start first, so that the two workers end together instead of one waiting on the other's last

@@ -91,9 +91,13 @@ def test_every_enas_setting_reaches_the_reinforce_policy_and_the_rest_are_report
     # 8 layers of 4 + 1 operations: the int range 32..128 step 32 is 4 filter counts
     space = config.space.build()
     assert len(space.expanded) == 2 * 4 * 1 + 1 and space.size() == 9**8 * 2**28
+    assert (config.budget.rounds, config.budget.max_evals, config.budget.max_failed) == (8, 30, 10)
     # a trial budget beyond one pipeline is capped, and the report says how a schedule goes on
-    assert (config.budget.rounds, config.budget.max_evals, config.budget.max_failed) == (100, 1000, 10)
-    assert any("250 rounds of 4" in n and "kubenas schedule" in n for n in imported.report.notes)
+    exp = _experiment("enas-gpu-every-setting")
+    exp["spec"]["maxTrialCount"] = 1000
+    capped = katib.translate(exp)
+    assert (capped.config["budget"]["rounds"], capped.config["budget"]["max_evals"]) == (100, 1000)
+    assert any("250 rounds of 4" in n and "kubenas schedule" in n for n in capped.report.notes)
     # median stop maps to learning-curve early stopping, its two settings to their counterparts
     assert config.estimator.early_stop.min_calibration == 4 and config.estimator.early_stop.min_epochs == 3
     assert "spec.resumePolicy LongRunning" in _mapped(imported)
