@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kubenas import __version__
-from kubenas.config import SearchConfig
+from kubenas.config import DNS_LABEL, SUBDOMAIN, SearchConfig
 from kubenas.core import UserError
 
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -141,10 +141,6 @@ def _probe(host: str, token: str) -> None:
         raise ClusterError(f"cannot reach Kubeflow Pipelines at {host}: {getattr(exc, 'reason', exc)}") from None
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
 def check_options(
     *,
     namespace: str | None = None,
@@ -155,12 +151,12 @@ def check_options(
     version: str | None = None,
 ) -> None:
     """The command line's names, checked before the cluster is contacted: each names the option and what it takes."""
-    if namespace is not None and not _DNS_LABEL.fullmatch(namespace):
+    if namespace is not None and not DNS_LABEL.fullmatch(namespace):
         raise ClusterError(
             f"--namespace {namespace!r}: a Kubernetes namespace is 1-63 lowercase letters, digits "
             "or '-', starting and ending with a letter or digit"
         )
-    if service_account and not _SUBDOMAIN.fullmatch(service_account):
+    if service_account and not SUBDOMAIN.fullmatch(service_account):
         raise ClusterError(
             f"--service-account {service_account!r}: a Kubernetes service account name is lowercase "
             "letters, digits, '-' and '.' (or '' for the namespace default)"

@@ -22,11 +22,12 @@ from kubenas.spaces import make_space
 from kubenas.strategies import STRATEGIES, make_strategy
 
 ProxyName = Literal[PROXIES]  # the zero-cost proxies, named once in kubenas.estimators
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a DNS-1123 label: valid in S3 keys, MLflow, Kubernetes
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # DNS-1123: valid in S3 keys, MLflow, Kubernetes
+# a DNS-1123 subdomain: a Kubernetes service account's name
+SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # A Kubernetes label value (letters, digits, '-', '_', '.'; alphanumeric at both ends): also a safe S3 key segment
 # and MLflow name.
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # DNS-1123 subdomain
 _QUALIFIED = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -41,7 +42,7 @@ def _seed(value: int, field: str) -> int:
 
 
 def _secret_name(value: str | None) -> str | None:
-    if value is not None and (len(value) > 253 or not _SUBDOMAIN.fullmatch(value)):
+    if value is not None and not SUBDOMAIN.fullmatch(value):
         raise ValueError(
             "must be a Kubernetes Secret name: lowercase letters, digits, '-' and '.', at most 253, "
             "starting and ending with a letter or digit"
@@ -431,14 +432,14 @@ class ClusterConfig(_Strict):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+        if v is not None and not DNS_LABEL.fullmatch(v):
             raise ValueError("must be a Kubernetes namespace: 1-63 lowercase letters, digits or '-'")
         return v
 
     @field_validator("service_account")
     @classmethod
     def _service_account(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?", v):
+        if v is not None and not SUBDOMAIN.fullmatch(v):
             raise ValueError("must be a Kubernetes service account name: lowercase letters, digits, '-' and '.'")
         return v
 
@@ -540,7 +541,7 @@ class SearchConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.fullmatch(v):
+        if not DNS_LABEL.fullmatch(v):
             raise ValueError(
                 "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
             )

@@ -13,6 +13,7 @@ its output), a genotype string, path encodings and ``build``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -68,6 +69,19 @@ class Panel:
     def chain(cls, title: str, nodes: list[str]) -> Panel:
         """Nodes in a row, each feeding the next."""
         return cls(title, nodes, [(i, i + 1, "", "solid") for i in range(len(nodes) - 1)])
+
+    @classmethod
+    def layers(cls, arch: Arch, first: str, op_label, merge: str) -> Panel:
+        """The layers of a macro architecture (decisions ``op_i`` and ``skip_i_j``) after ``first``, each fed by
+        the one before (solid) and by its skip inputs (dashed), labelled ``op_label(arch["op_i"])``."""
+        layers = sorted(int(m.group(1)) for k in arch if (m := re.fullmatch(r"op_(\d+)", k)))
+        labels = [first] + [f"{i}\n{op_label(arch[f'op_{i}'])}" for i in layers]
+        edges = [(i - 1, i, "", "solid") for i in layers]
+        for key, on in arch.items():
+            m = re.fullmatch(r"skip_(\d+)_(\d+)", key)
+            if m and on:
+                edges.append((int(m.group(2)), int(m.group(1)), "", "dashed"))
+        return cls(f"{len(layers)} layers; dashed: skip connections, {merge}", labels, sorted(edges))
 
 
 def _key(value: Any) -> str:

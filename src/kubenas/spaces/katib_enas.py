@@ -23,7 +23,6 @@ with ``layers`` L has one of N operations per layer and L(L-1)/2 skip bits: N^L 
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -214,14 +213,7 @@ class KatibEnasSpace(SearchSpace):
 
     def diagram(self, arch: Arch) -> list[Panel]:
         """The layers in order, each fed by the one before, plus its skip inputs (dashed), concatenated."""
-        layers = sorted(int(m.group(1)) for k in arch if (m := re.fullmatch(r"op_(\d+)", k)))
-        labels = ["input"] + [f"{i}\n{label(self.expanded[arch[f'op_{i}']])}" for i in layers]
-        edges = [(i - 1, i, "", "solid") for i in layers]
-        for key, on in arch.items():
-            m = re.fullmatch(r"skip_(\d+)_(\d+)", key)
-            if m and on:
-                edges.append((int(m.group(2)), int(m.group(1)), "", "dashed"))
-        return [Panel(f"{len(layers)} layers; dashed: skip inputs, concatenated", labels, sorted(edges))]
+        return [Panel.layers(arch, "input", lambda op: label(self.expanded[op]), "concatenated")]
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from kubenas.spaces.networks import KatibEnasNet

@@ -8,7 +8,6 @@ before a reduction is average-pooled to the target size.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,14 +71,7 @@ class MultiBranchSpace(SearchSpace):
 
     def diagram(self, arch: Arch) -> list[Panel]:
         """The layers in order, each fed by the one before, plus its skip connections (dashed)."""
-        layers = sorted(int(m.group(1)) for k in arch if (m := re.fullmatch(r"op_(\d+)", k)))
-        labels = ["stem"] + [f"{i}\n{arch[f'op_{i}']}" for i in layers]
-        edges = [(i - 1, i, "", "solid") for i in layers]
-        for key, on in arch.items():
-            m = re.fullmatch(r"skip_(\d+)_(\d+)", key)
-            if m and on:
-                edges.append((int(m.group(2)), int(m.group(1)), "", "dashed"))
-        return [Panel(f"{len(layers)} layers; dashed: skip connections, merged by {self.merge}", labels, sorted(edges))]
+        return [Panel.layers(arch, "stem", str, f"merged by {self.merge}")]
 
     def build(self, arch: Arch, input_shape: Sequence[int], num_classes: int, *, width_mult: float = 1.0):
         from kubenas.spaces.networks import MultiBranchNet
