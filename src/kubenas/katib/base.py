@@ -86,8 +86,9 @@ def as_number(where: str, value: Any, kind: type = float) -> Any:
     return number
 
 
-def algorithm_settings(exp: Mapping, known: Mapping[str, Any], algorithm: str) -> dict[str, Any]:
-    """The experiment's algorithmSettings over Katib's defaults (``"None"`` is None); unknown names are errors."""
+def algorithm_settings(exp: Mapping, known: Mapping[str, Any], algorithm: str) -> tuple[dict[str, Any], set[str]]:
+    """The experiment's algorithmSettings over Katib's defaults (``"None"`` is None), and the names it gave;
+    unknown names are errors."""
     out = dict(known)
     given: set[str] = set()
     for i, item in enumerate(at(exp, "spec.algorithm.algorithmSettings") or []):
@@ -101,8 +102,7 @@ def algorithm_settings(exp: Mapping, known: Mapping[str, Any], algorithm: str) -
         kind = int if isinstance(known[name], int) else float
         out[name] = None if value in (None, "None") else as_number(f"{where} ({name})", value, kind)
         given.add(name)
-    out["_given"] = given
-    return out
+    return out, given
 
 
 def map_budget(exp: Mapping, config: dict, report: Report) -> None:

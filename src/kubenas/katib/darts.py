@@ -74,8 +74,7 @@ def _darts_operations(exp: Mapping) -> list[str]:
 
 
 def map_darts(exp: Mapping, config: dict, report: Report) -> None:
-    settings = algorithm_settings(exp, DARTS_DEFAULTS, "darts")
-    given = settings.pop("_given")
+    settings, given = algorithm_settings(exp, DARTS_DEFAULTS, "darts")
     source = {k: ("" if k in given else " (Katib's default)") for k in DARTS_DEFAULTS}
     for key in ("num_epochs", "num_nodes", "init_channels", "stem_multiplier", "print_step", "num_workers"):
         if settings[key] is None or settings[key] < (0 if key == "num_workers" else 1):

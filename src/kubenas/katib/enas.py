@@ -116,8 +116,7 @@ def map_enas(exp: Mapping, config: dict, report: Report) -> None:
             f"{count}^{layers} x 2^{layers * (layers - 1) // 2} architectures",
         )
     )
-    settings = algorithm_settings(exp, ENAS_DEFAULTS, "enas")
-    given = settings.pop("_given")
+    settings, given = algorithm_settings(exp, ENAS_DEFAULTS, "enas")
     strategy: dict[str, Any] = {}
     for setting, option in ENAS_OPTIONS.items():
         value = settings[setting]
