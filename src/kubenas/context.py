@@ -165,9 +165,11 @@ class Context:
         many times over (measured: 4 threads on 2 cores made a DARTS epoch 17x slower). Under `kubenas run`
         the tasks share this machine: its cores over ``budget.parallelism`` (all of them for a task that runs
         ``alone``, the export). On a cluster: the pod's ``resources.cpu``, at most the cores it sees."""
-        import torch
-
-        torch.set_num_threads(thread_share(self.cfg, alone))
+        threads = thread_share(self.cfg, alone)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+        else:  # read by torch when it is imported; a task that never trains never pays for the import
+            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 def thread_share(cfg: SearchConfig, alone: bool = False) -> int:

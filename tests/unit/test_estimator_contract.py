@@ -145,3 +145,15 @@ def test_an_estimator_reports_the_metrics_it_declares(name):
     assert declared and all(is_finite(result.metrics.get(m)) for m in declared), {
         m: result.metrics.get(m) for m in declared
     }
+
+
+def test_an_estimator_that_declares_it_reads_no_data_answers_without_it():
+    """A base registered with ``reads_data=False`` is given ``dataset=None`` by the train step (its task then loads
+    no data and imports no torch for it): it must answer as it does when it is given the data."""
+    blind = [name for name, entry in ESTIMATORS.items() if not entry.reads_data]
+    assert "table" in blind
+    for name in blind:
+        space, arch = _space(name), _space(name).sample(4)
+        given = _make(name).evaluate(arch, space, toy_dataset(n=48), FIDELITY, seed=0, candidate_id="c")
+        without = _make(name).evaluate(arch, space, None, FIDELITY, seed=0, candidate_id="c")
+        assert without.ok and without.metrics == given.metrics

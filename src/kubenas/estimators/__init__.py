@@ -24,12 +24,15 @@ class Entry:
     """A registered estimator: ``target`` is ``"module:Class"``; ``field`` the config field that selects it
     (None for the default base); ``wraps`` marks a wrapper around the base estimator; ``metrics`` the scalar
     metrics a successful result reports (a wrapper's add to its base's), which an objective or a constraint may
-    name. The contract test checks them against real results."""
+    name. The contract test checks them against real results. ``reads_data``: False for a base that answers
+    without the dataset (a table): its task is given ``dataset=None`` and neither loads the data nor imports
+    torch for it."""
 
     target: str
     field: str | None
     wraps: bool = False
     metrics: tuple[str, ...] = ()
+    reads_data: bool = True
 
     def load(self) -> type:
         module, _, name = self.target.partition(":")
@@ -44,6 +47,7 @@ ESTIMATORS: dict[str, Entry] = {
         "kubenas.estimators.tabular:TabularEstimator",
         "table",
         metrics=("val_acc", "params", "macs", "train_seconds", "latency_ms", "epochs"),
+        reads_data=False,
     ),
     "zero_cost": Entry(
         "kubenas.estimators.zero_cost:ZeroCostEstimator", "proxy", metrics=("zc_score", "params", "macs")
@@ -82,6 +86,12 @@ def selected(section: Mapping[str, Any]) -> list[str]:
     return base + [n for n, e in ESTIMATORS.items() if e.wraps and section.get(e.field) is not None]
 
 
+def reads_data(section: Mapping[str, Any]) -> bool:
+    """Whether the estimators a config section selects look at the dataset (the base decides: a wrapper passes
+    the data on to it)."""
+    return ESTIMATORS[selected(section)[0]].reads_data
+
+
 def make_estimator(section: Mapping[str, Any], store: Any = None) -> Any:
     """The estimator a config's ``estimator`` section (as a dict) describes; ``store`` keeps what an estimator
     shares between processes (an inheriting estimator's weights)."""
@@ -105,6 +115,7 @@ __all__ = [
     "ONESHOT_METRICS",
     "PROXIES",
     "make_estimator",
+    "reads_data",
     "reported_metrics",
     "selected",
     *_EXPORTS,

@@ -8,6 +8,7 @@ from typing import Any
 from kubenas import history
 from kubenas.context import PROFILE, Context, say
 from kubenas.core import Candidate, epoch_hook, top
+from kubenas.estimators import reads_data, selected
 from kubenas.failpoints import failpoint
 
 
@@ -68,8 +69,6 @@ class StrategyRounds:
         queue, the jobs left for the end are the short ones, and the last worker to finish waits less. Every
         worker computes the same order. Estimators that answer at once (a table, a zero-cost proxy) keep the
         asked order."""
-        from kubenas.estimators import selected
-
         if selected(self.ctx.cfg.estimator.model_dump())[0] != "training" or len(candidates) < 2:
             return candidates
         from kubenas.estimators.training import estimated_cost
@@ -106,16 +105,17 @@ class StrategyRounds:
             streamed.append(epoch)
 
         say(f"round {round_index} worker {worker} candidate {cand.id}: training ({fidelity.epochs} epoch(s))")
+        data = ctx.search_data if reads_data(cfg.estimator.model_dump()) else None  # a table answers without it
         cpu, wall = time.process_time(), time.perf_counter()
         with epoch_hook(stream):
             result = estimator.evaluate(
-                cand.arch, space, ctx.search_data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context
+                cand.arch, space, data, fidelity, seed=cfg.seed, candidate_id=cand.id, **context
             )
         PROFILE["train_cpu"] += time.process_time() - cpu
         PROFILE["train_wall"] += time.perf_counter() - wall
         PROFILE["candidates"] += 1
-        if "search_data" in vars(ctx):  # the estimator looked at the data (a table answers without it)
-            ctx.tracker.log_dataset(run_id, ctx.search_data, cfg, "training")
+        if data is not None:
+            ctx.tracker.log_dataset(run_id, data, cfg, "training")
         row = history.row(space, cand, result, fidelity)
         value = history.value(row, cfg.objective.metric)
         shown = f"{cfg.objective.metric}={value:.4f}" if value is not None else f"FAILED: {result.error}"
