@@ -320,7 +320,9 @@ def test_a_dataset_in_a_missing_bucket_or_key_is_named_before_any_task(stack_env
 def test_a_second_local_run_of_a_search_is_refused_while_the_first_runs(stack_env, tmp_path):
     """Two `kubenas run` processes on one store: the second stops before it starts anything, naming the first."""
     env = {**ENV, **stack_env.env()}  # both use the session's stack as services of their own
-    path = _write(tmp_path, {**TRAINING, "name": "twice"})
+    # one round: the first run still holds the search through its training, update and export (over 10 s) when
+    # the second, started once the round is asked, looks
+    path = _write(tmp_path, {**TRAINING, "name": "twice", "budget": {**TRAINING["budget"], "rounds": 1}})
     first = subprocess.Popen(
         [sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(tmp_path / "a")],
         env=env,

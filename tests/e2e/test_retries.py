@@ -141,7 +141,9 @@ def test_every_step_failing_once_and_retried_leaves_the_state_of_a_clean_run(sta
     assert got["running"] == expected["running"] == 0 and got["lease"] is None
 
 
-@pytest.fixture(scope="module")
+# Built once: its tests share one worker (xdist_group), and it is session-scoped because a module-scoped fixture is
+# built again whenever the worker runs another module's test in between.
+@pytest.fixture(scope="session")
 def reference_ids(local_stack):
     """The candidates of the search run twice without a crash (rounds only: the export does not choose them)."""
     import os
@@ -162,6 +164,7 @@ def reference_ids(local_stack):
 
 # The earlier stages (sample, a worker, the commit) are crashed for real, with the run SIGKILLed, in
 # tests/e2e/test_faults.py; here the export's, after a completed run, to see the champion kept.
+@pytest.mark.xdist_group("crash-reference")
 @pytest.mark.parametrize("stage", ["export-before-registration", "export-before-alias"])
 def test_a_crash_at_each_stage_then_a_new_run_loses_and_repeats_nothing(stack_env, stage, reference_ids):
     """A run dies at ``stage`` (what a SIGKILL leaves in the store and the registry: nothing after that point

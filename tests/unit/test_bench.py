@@ -13,7 +13,9 @@ from kubenas.core import Fidelity
 from kubenas.estimators.tabular import TabularEstimator
 from kubenas.spaces import make_space
 
-# one worker builds the module's table once (under xdist each worker would build its own)
+# one worker builds the module's table once (under xdist each worker would build its own); the fixture is
+# session-scoped because a module-scoped one is built again whenever that worker runs another module's test in
+# between (it was: twice, 12 s each)
 pytestmark = pytest.mark.xdist_group("bench-table")
 
 PROTOCOL = table.Protocol(
@@ -25,7 +27,7 @@ PROTOCOL = table.Protocol(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("table") / "t.parquet"
     first = table.build_shard(PROTOCOL, out, 0, 2, progress=False)
