@@ -321,7 +321,7 @@ def test_budget_runs_real_searches_and_looks_their_picks_up_in_the_table(tmp_pat
 
     built = "nb201-4op-mnist1d"  # the committed table holds every architecture a search can pick
     methods = ("evolution: full training", "zero-cost search (synflow)")
-    results = budget.run(built, methods, seeds=1, seconds=4, out=tmp_path, progress=False)
+    results = budget.run(built, methods, seeds=1, seconds=2, out=tmp_path, progress=False)
     assert [r["method"] for r in results] == list(methods)
     table = TabularEstimator(built)
     for r in results:
@@ -329,9 +329,9 @@ def test_budget_runs_real_searches_and_looks_their_picks_up_in_the_table(tmp_pat
         assert r["test_acc"] == row["test_acc"] and r["regret"] == pytest.approx(table.best_test_acc - row["test_acc"])
         assert r["evaluations"] >= 1 and r["cpu_seconds"] > 0
     assert results[0]["epochs"] == 3 * results[0]["evaluations"]  # full training: the table's 3 epochs each
-    again = budget.run(built, methods, seeds=1, seconds=4, out=tmp_path, progress=False)
+    again = budget.run(built, methods, seeds=1, seconds=2, out=tmp_path, progress=False)
     assert again == results  # resumed from budget.jsonl, nothing run twice
-    text = budget.markdown(results, built, 4)
+    text = budget.markdown(results, built, 2)
     assert "| evolution: full training | 1 |" in text and "evolution needs" in text
     # regularized evolution on the table is 100 points from the best after its first training, and never below 0
     first, never = budget.evolution_seconds_to(built, [1.0, -0.01], seeds=2, queries=20)
