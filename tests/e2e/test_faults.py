@@ -376,7 +376,9 @@ def test_a_sigkill_of_the_whole_run_at_every_stage_then_a_run_that_completes(sta
     """`kubenas run` SIGKILLed (run and task at once: a machine losing power) at each stage in turn, each time in a
     new run of the same search; then a run that completes. Nothing is left running, no row is lost or written
     twice, the candidates are those of a search never killed, and the registry holds one version per export that
-    moved the alias, the champion the best of them."""
+    moved the alias, the champion the best of them. The export is killed after its registration and after its
+    alias; a crash before its registration is tests/e2e/test_retries.py's (the same process state as the next
+    point, one run fewer here)."""
     from kubenas import steps
     from kubenas.failpoints import POINTS
     from kubenas.tracking import COMPLETE_TAG
@@ -384,7 +386,7 @@ def test_a_sigkill_of_the_whole_run_at_every_stage_then_a_run_that_completes(sta
     config = {**TABLE, "name": "power-cut", "budget": {"rounds": 1, "candidates_per_round": 2, "parallelism": 1}}
     path = _write(tmp_path, config)
     env = {**ENV, **stack_env.env()}  # the session's stack, as services of its own: each run starts none
-    for point in (*POINTS, None):
+    for point in (*(p for p in POINTS if p != "export-before-registration"), None):
         home = tmp_path / (point or "last")
         run = subprocess.run(
             [sys.executable, "-m", "kubenas.cli", "run", str(path), "--home", str(home)],
@@ -407,7 +409,7 @@ def test_a_sigkill_of_the_whole_run_at_every_stage_then_a_run_that_completes(sta
         steps.tell_round(init["config_json"], k, 0, init["parent_run_id"])
     expected = SearchStore.from_config(reference).read_history().column("id").to_pylist()
     # rounds committed: by the runs killed at "commit" (the new history file was written) and later, and the last
-    assert len(ids) == 2 * 5 and ids == expected  # 0 lost, 0 duplicated, the same candidates
+    assert len(ids) == 2 * 4 and ids == expected  # 0 lost, 0 duplicated, the same candidates
 
     tracker = Tracker.from_config(cfg)
     runs = tracker.search_runs(f"tags.\"kubenas.search\" = '{cfg.name}'")
